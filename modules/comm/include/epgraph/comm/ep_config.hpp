@@ -1,0 +1,64 @@
+#pragma once
+// The expert-parallel configuration every rank must agree on, and its validation.
+//
+// Pure host code: no GPU, no communication. validate() throws epgraph::comm::error
+// (domain config) naming the field and the allowed range.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace epgraph::comm {
+
+/// Element type of the expert output, the combine region and the combine output.
+enum class element_type : std::uint8_t { bf16 = 0, fp16 = 1, fp32 = 2 };
+
+std::size_t element_size(element_type t) noexcept;
+std::string_view to_string(element_type t) noexcept;
+/// Parses "bf16", "fp16", "fp32"; throws a config error otherwise.
+element_type parse_element_type(std::string_view name);
+
+/// One dispatched payload: opaque bytes per token (hidden states, FP8 scales, weights...).
+struct payload_spec {
+  std::string name;
+  std::size_t row_bytes = 0;
+};
+
+struct ep_config {
+  int ep_size = 0;                     ///< ranks in the EP group == LSA team size
+  int max_tokens_per_rank = 0;         ///< static stride of every receive slot array
+  int top_k = 0;                       ///< experts per token
+  int num_experts = 0;                 ///< global experts; expert e lives on rank e / (num_experts / ep_size)
+  int hidden = 0;                      ///< elements per expert-output / combine row
+  element_type combine_type = element_type::bf16;
+  std::vector<payload_spec> payloads;  ///< dispatched payloads, at most max_payloads
+  int num_ctas = 64;                   ///< fixed grid of every dispatch/combine launch (== LSA barriers)
+  int threads_per_cta = 512;
+
+  int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }
+};
+
+inline constexpr int max_ep_size = 64;    // destination sets are 64-bit masks
+inline constexpr int max_top_k = 32;
+inline constexpr int max_payloads = 8;
+inline constexpr int max_num_ctas = 1024;
+inline constexpr int max_tokens_limit = 1 << 20;
+inline constexpr std::size_t max_row_bytes = std::size_t{1} << 20;
+
+/// Throws a config error naming the first invalid field and its allowed range.
+void validate(const ep_config& config);
+
+/// Every field that must be identical on all ranks, as (name, value). Payload fields are
+/// named "payloads[i].row_bytes". Used by the cross-rank check at session creation.
+std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& config);
+
+/// Compares fingerprints gathered from every rank (all_values[rank][field]). Returns an
+/// empty string when all agree, else a message naming the first differing field and the
+/// values per rank. Pure; the session calls it on every rank so every rank throws.
+std::string describe_mismatch(const std::vector<std::string>& field_names,
+                              const std::vector<std::vector<std::int64_t>>& all_values);
+
+}  // namespace epgraph::comm

@@ -1,0 +1,56 @@
+#pragma once
+// NCCL communicator: owning `nccl_comm` and non-owning `nccl_comm_ref` (CCCL naming).
+// Every constructor is collective over the ranks of the communicator; none is capture-safe.
+// A runtime that already has an ncclComm_t passes it as nccl_comm_ref (borrowed, never
+// destroyed by epgraph).
+
+#include <mpi.h>
+#include <nccl.h>
+
+namespace epgraph::comm {
+
+/// Throws if the loaded libnccl is not the version whose headers were compiled in
+/// (the 2.28 device structs are unversioned: a mismatch faults at run time).
+void check_nccl_version();
+/// The version code of the loaded library (ncclGetVersion).
+int loaded_nccl_version();
+
+class nccl_comm_ref {
+ public:
+  constexpr nccl_comm_ref(ncclComm_t comm) noexcept : comm_(comm) {}  // NOLINT: implicit by design
+  ncclComm_t get() const noexcept { return comm_; }
+  int rank() const;
+  int size() const;
+
+ private:
+  ncclComm_t comm_;
+};
+
+class nccl_comm {
+ public:
+  /// Collective over `comm`: rank 0 creates the unique id, MPI broadcasts it.
+  static nccl_comm bootstrap(MPI_Comm comm);
+  /// Collective: every rank passes the same id, its rank and the group size.
+  static nccl_comm from_unique_id(const ncclUniqueId& id, int rank, int size);
+  /// Takes ownership of a communicator created elsewhere (destroyed with this object).
+  static nccl_comm from_native_handle(ncclComm_t comm) noexcept { return nccl_comm(comm); }
+
+  nccl_comm(const nccl_comm&) = delete;
+  nccl_comm& operator=(const nccl_comm&) = delete;
+  nccl_comm(nccl_comm&& o) noexcept : comm_(o.release()) {}
+  nccl_comm& operator=(nccl_comm&& o) noexcept;
+  ~nccl_comm();
+
+  ncclComm_t get() const noexcept { return comm_; }
+  /// Gives up ownership; the caller destroys the communicator.
+  ncclComm_t release() noexcept;
+  operator nccl_comm_ref() const noexcept { return nccl_comm_ref(comm_); }  // NOLINT
+  int rank() const { return nccl_comm_ref(comm_).rank(); }
+  int size() const { return nccl_comm_ref(comm_).size(); }
+
+ private:
+  explicit nccl_comm(ncclComm_t comm) noexcept : comm_(comm) {}
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace epgraph::comm

@@ -1,0 +1,67 @@
+#pragma once
+// Where everything lives: a pure host function of the EP config.
+//
+// Symmetric window (same layout on every rank; peers write into it):
+//   counts    int32 [ep]                    tokens received from each source this step
+//   progress  uint64 [ep]                   step counters for hang diagnostics
+//   topk_ids  int32 [ep][max_tokens][k]     routing of every received token (travels implicitly)
+//   payload i bytes [ep][max_tokens][row_i]  one region per payload
+//   combine   elem  [ep][max_tokens][hidden] expert output read by combine (zero copy)
+// Local state (plain device memory, this rank only):
+//   token_slots int32 [max_tokens][ep]      slot of each token at each destination, or -1
+//   lookback    uint64 [num_ctas][ep]       per-CTA destination counts, tagged by launch epoch
+//   ticket      uint64                      launch counter (gives the epoch)
+//   error       4 x int32                   first device-side fault
+//   expert_counts int32 [experts_per_rank]  received tokens per local expert
+// Strides are static (max_tokens_per_rank), never a per-step maximum: a region never
+// moves between steps, which the two-barrier argument relies on.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "epgraph/comm/ep_config.hpp"
+
+namespace epgraph::comm {
+
+struct region {
+  std::size_t offset = 0;
+  std::size_t bytes = 0;
+  std::size_t end() const noexcept { return offset + bytes; }
+};
+
+inline constexpr std::size_t region_alignment = 256;  // >= 16-byte vectors, 128-byte lines
+
+struct workspace_layout {
+  // symmetric window
+  region counts;
+  region progress;
+  region topk_ids;
+  std::vector<region> payloads;
+  region combine;
+  std::size_t window_bytes = 0;  ///< rounded up to window_granularity
+  // local state
+  region token_slots;
+  region lookback;
+  region ticket;
+  region error;
+  region expert_counts;
+  std::size_t local_bytes = 0;
+
+  std::size_t combine_row_bytes = 0;  ///< hidden * element_size(combine_type)
+};
+
+inline constexpr std::size_t window_granularity = 4096;
+
+/// Computes the layout; validates the config first and throws a config error if any
+/// size overflows (the message gives the bytes asked for and the knobs that reduce them).
+workspace_layout plan_workspace(const ep_config& config);
+
+/// Bytes of GPU memory a session of this config needs on each rank (window + local state),
+/// so users can plan memory before creating one.
+std::size_t workspace_bytes_per_rank(const ep_config& config);
+
+/// Human-readable table of the regions (for logs and `epg-bench`).
+std::string describe(const workspace_layout& layout);
+
+}  // namespace epgraph::comm

@@ -1,0 +1,104 @@
+#include "epgraph/comm/ep_config.hpp"
+
+#include <sstream>
+
+#include "epgraph/comm/error.hpp"
+
+namespace epgraph::comm {
+
+std::size_t element_size(element_type t) noexcept {
+  switch (t) {
+    case element_type::bf16:
+    case element_type::fp16: return 2;
+    case element_type::fp32: return 4;
+  }
+  return 0;
+}
+
+std::string_view to_string(element_type t) noexcept {
+  switch (t) {
+    case element_type::bf16: return "bf16";
+    case element_type::fp16: return "fp16";
+    case element_type::fp32: return "fp32";
+  }
+  return "unknown";
+}
+
+element_type parse_element_type(std::string_view name) {
+  for (auto t : {element_type::bf16, element_type::fp16, element_type::fp32})
+    if (name == to_string(t)) return t;
+  throw_config_error("combine_type", "unknown element type '" + std::string(name) + "'",
+                     "use one of bf16, fp16, fp32");
+}
+
+namespace {
+void require_range(const char* field, long long value, long long lo, long long hi, const char* why = "") {
+  if (value < lo || value > hi) {
+    std::ostringstream msg;
+    msg << "is " << value << ", allowed range [" << lo << ", " << hi << "]";
+    if (*why) msg << " (" << why << ")";
+    throw_config_error(field, msg.str());
+  }
+}
+}  // namespace
+
+void validate(const ep_config& c) {
+  require_range("ep_size", c.ep_size, 1, max_ep_size, "destination sets are 64-bit masks");
+  require_range("max_tokens_per_rank", c.max_tokens_per_rank, 1, max_tokens_limit);
+  require_range("top_k", c.top_k, 1, max_top_k);
+  require_range("num_experts", c.num_experts, c.ep_size, 1 << 20, "at least one expert per rank");
+  if (c.num_experts % c.ep_size != 0) {
+    throw_config_error("num_experts",
+                       "is " + std::to_string(c.num_experts) + ", not divisible by ep_size " +
+                           std::to_string(c.ep_size),
+                       "expert e lives on rank e / (num_experts / ep_size): choose a multiple of ep_size");
+  }
+  require_range("top_k", c.top_k, 1, c.num_experts, "cannot pick more experts than exist");
+  require_range("hidden", c.hidden, 1, 1 << 18);
+  if (element_size(c.combine_type) == 0) throw_config_error("combine_type", "is not bf16, fp16 or fp32");
+  require_range("payloads.size()", static_cast<long long>(c.payloads.size()), 0, max_payloads);
+  for (std::size_t i = 0; i < c.payloads.size(); ++i) {
+    std::string field = "payloads[" + std::to_string(i) + "].row_bytes";
+    require_range(field.c_str(), static_cast<long long>(c.payloads[i].row_bytes), 1,
+                  static_cast<long long>(max_row_bytes));
+  }
+  require_range("num_ctas", c.num_ctas, 1, max_num_ctas, "one LSA barrier per CTA; all CTAs co-resident");
+  require_range("threads_per_cta", c.threads_per_cta, 64, 1024);
+  if (c.threads_per_cta % 32 != 0)
+    throw_config_error("threads_per_cta", "is " + std::to_string(c.threads_per_cta) + ", not a multiple of 32");
+}
+
+std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c) {
+  std::vector<std::pair<std::string, std::int64_t>> f = {
+      {"ep_size", c.ep_size},
+      {"max_tokens_per_rank", c.max_tokens_per_rank},
+      {"top_k", c.top_k},
+      {"num_experts", c.num_experts},
+      {"hidden", c.hidden},
+      {"combine_type", static_cast<std::int64_t>(c.combine_type)},
+      {"num_ctas", c.num_ctas},
+      {"threads_per_cta", c.threads_per_cta},
+      {"payloads.size()", static_cast<std::int64_t>(c.payloads.size())},
+  };
+  for (int i = 0; i < max_payloads; ++i) {
+    auto bytes = i < static_cast<int>(c.payloads.size()) ? c.payloads[i].row_bytes : 0;
+    f.emplace_back("payloads[" + std::to_string(i) + "].row_bytes", static_cast<std::int64_t>(bytes));
+  }
+  return f;
+}
+
+std::string describe_mismatch(const std::vector<std::string>& names,
+                              const std::vector<std::vector<std::int64_t>>& all) {
+  for (std::size_t f = 0; f < names.size(); ++f) {
+    bool same = true;
+    for (const auto& rank_values : all) same = same && rank_values.at(f) == all.front().at(f);
+    if (same) continue;
+    std::ostringstream msg;
+    msg << "field '" << names[f] << "' differs between ranks:";
+    for (std::size_t r = 0; r < all.size(); ++r) msg << " rank " << r << "=" << all[r][f];
+    return msg.str();
+  }
+  return {};
+}
+
+}  // namespace epgraph::comm

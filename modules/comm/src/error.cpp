@@ -1,0 +1,100 @@
+#include "epgraph/comm/error.hpp"
+
+#include <cstdio>
+#include <sstream>
+
+namespace epgraph::comm {
+
+std::string_view to_string(error_domain d) noexcept {
+  switch (d) {
+    case error_domain::cuda: return "CUDA";
+    case error_domain::nccl: return "NCCL";
+    case error_domain::mpi: return "MPI";
+    case error_domain::config: return "config";
+    case error_domain::device: return "device";
+    case error_domain::internal: return "internal";
+  }
+  return "unknown";
+}
+
+namespace {
+std::string format(error_domain domain, const std::string& call, int code, const std::string& message,
+                   const std::string& hint, const std::source_location& where) {
+  std::ostringstream out;
+  out << "epgraph: " << to_string(domain) << " error in " << call;
+  if (domain != error_domain::config) out << " (code " << code << ")";
+  out << ": " << message;
+  if (!hint.empty()) out << " -- " << hint;
+  out << " [" << where.file_name() << ":" << where.line() << "]";
+  return out.str();
+}
+
+std::string hint_for_cuda(cudaError_t code) {
+  switch (code) {
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+      return "epgraph needs an NVIDIA GPU (sm_90) with a working driver on every rank";
+    case cudaErrorMemoryAllocation:
+      return "free GPU memory or reduce max_tokens_per_rank / hidden size / payloads";
+    case cudaErrorInvalidDevice:
+      return "run at most one rank per GPU (mpirun -np <= number of local GPUs)";
+    case cudaErrorStreamCaptureUnsupported:
+    case cudaErrorStreamCaptureInvalidated:
+      return "this call is not capture-safe: do it before beginning stream capture";
+    default:
+      return {};
+  }
+}
+
+std::string hint_for_nccl(ncclResult_t code) {
+  switch (code) {
+    case ncclInvalidUsage:
+      return "check that every rank calls collectives in the same order and that the NVLink "
+             "domain supports symmetric memory (see NCCL_DEBUG=WARN output)";
+    case ncclSystemError:
+    case ncclUnhandledCudaError:
+      return "rerun with NCCL_DEBUG=WARN for the underlying cause";
+    default:
+      return {};
+  }
+}
+}  // namespace
+
+error::error(error_domain domain, std::string call, int code, std::string message, std::string hint,
+             std::source_location where)
+    : std::runtime_error(format(domain, call, code, message, hint, where)),
+      domain_(domain),
+      call_(std::move(call)),
+      code_(code),
+      message_(std::move(message)),
+      hint_(std::move(hint)) {}
+
+void throw_config_error(std::string field, std::string message, std::string hint) {
+  throw error(error_domain::config, std::move(field), 0, std::move(message), std::move(hint));
+}
+
+namespace detail {
+void throw_cuda(cudaError_t code, const char* call, std::source_location where) {
+  throw error(error_domain::cuda, call, static_cast<int>(code),
+              std::string(cudaGetErrorName(code)) + ": " + cudaGetErrorString(code), hint_for_cuda(code),
+              where);
+}
+void throw_nccl(ncclResult_t code, const char* call, std::source_location where) {
+  throw error(error_domain::nccl, call, static_cast<int>(code), ncclGetErrorString(code), hint_for_nccl(code),
+              where);
+}
+void throw_mpi(int code, const char* call, std::source_location where) {
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) std::snprintf(text, sizeof text, "unknown MPI error");
+  throw error(error_domain::mpi, call, code, text, "check the mpirun command line and that all ranks started",
+              where);
+}
+void report_cuda(cudaError_t code, const char* call) noexcept {
+  if (code != cudaSuccess) std::fprintf(stderr, "epgraph: %s failed during teardown: %s\n", call, cudaGetErrorString(code));
+}
+void report_nccl(ncclResult_t code, const char* call) noexcept {
+  if (code != ncclSuccess) std::fprintf(stderr, "epgraph: %s failed during teardown: %s\n", call, ncclGetErrorString(code));
+}
+}  // namespace detail
+}  // namespace epgraph::comm

@@ -1,0 +1,77 @@
+#include "epgraph/comm/nccl_comm.hpp"
+
+#include <string>
+#include <utility>
+
+#include "epgraph/comm/error.hpp"
+
+namespace epgraph::comm {
+
+int loaded_nccl_version() {
+  int version = 0;
+  EPG_CHECK_NCCL(ncclGetVersion(&version));
+  return version;
+}
+
+void check_nccl_version() {
+  const int loaded = loaded_nccl_version();
+  if (loaded != NCCL_VERSION_CODE) {
+    throw error(error_domain::nccl, "ncclGetVersion", loaded,
+                "loaded libnccl is version " + std::to_string(loaded) + " but epgraph was compiled against " +
+                    std::to_string(NCCL_VERSION_CODE),
+                "the NCCL device API has no ABI guarantee: put the libnccl.so that matches the compiled "
+                "headers first on LD_LIBRARY_PATH, or rebuild with NCCL_ROOT pointing at the loaded one");
+  }
+}
+
+int nccl_comm_ref::rank() const {
+  int r = 0;
+  EPG_CHECK_NCCL(ncclCommUserRank(comm_, &r));
+  return r;
+}
+
+int nccl_comm_ref::size() const {
+  int n = 0;
+  EPG_CHECK_NCCL(ncclCommCount(comm_, &n));
+  return n;
+}
+
+nccl_comm nccl_comm::bootstrap(MPI_Comm comm) {
+  int rank = 0, size = 0;
+  EPG_CHECK_MPI(MPI_Comm_rank(comm, &rank));
+  EPG_CHECK_MPI(MPI_Comm_size(comm, &size));
+  ncclUniqueId id{};
+  // Every rank must reach the broadcast, so a failure on rank 0 is sent as a zero id.
+  ncclResult_t made = rank == 0 ? ncclGetUniqueId(&id) : ncclSuccess;
+  int made_code = static_cast<int>(made);
+  EPG_CHECK_MPI(MPI_Bcast(&made_code, 1, MPI_INT, 0, comm));
+  if (made_code != ncclSuccess) {
+    throw error(error_domain::nccl, "ncclGetUniqueId (on rank 0)", made_code,
+                ncclGetErrorString(static_cast<ncclResult_t>(made_code)), "rerun with NCCL_DEBUG=WARN");
+  }
+  EPG_CHECK_MPI(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm));
+  return from_unique_id(id, rank, size);
+}
+
+nccl_comm nccl_comm::from_unique_id(const ncclUniqueId& id, int rank, int size) {
+  check_nccl_version();
+  ncclComm_t comm = nullptr;
+  EPG_CHECK_NCCL(ncclCommInitRank(&comm, size, id, rank));
+  return nccl_comm(comm);
+}
+
+nccl_comm& nccl_comm::operator=(nccl_comm&& o) noexcept {
+  if (this != &o) {
+    if (comm_) EPG_REPORT_NCCL(ncclCommDestroy(comm_));
+    comm_ = o.release();
+  }
+  return *this;
+}
+
+nccl_comm::~nccl_comm() {
+  if (comm_) EPG_REPORT_NCCL(ncclCommDestroy(comm_));
+}
+
+ncclComm_t nccl_comm::release() noexcept { return std::exchange(comm_, nullptr); }
+
+}  // namespace epgraph::comm

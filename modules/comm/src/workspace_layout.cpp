@@ -1,0 +1,100 @@
+#include "epgraph/comm/workspace_layout.hpp"
+
+#include <cstdint>
+#include <sstream>
+
+#include "epgraph/comm/error.hpp"
+
+namespace epgraph::comm {
+namespace {
+
+// Builds regions back to back with overflow checks; a failed check names what was asked.
+class region_builder {
+ public:
+  explicit region_builder(const ep_config& config) : config_(config) {}
+
+  region add(std::size_t a, std::size_t b, std::size_t c = 1, std::size_t d = 1) {
+    std::size_t bytes = mul(mul(a, b), mul(c, d));
+    std::size_t offset = align(cursor_);
+    cursor_ = add_checked(offset, bytes);
+    return {offset, bytes};
+  }
+  std::size_t total(std::size_t granularity) { return round_up(cursor_, granularity); }
+
+ private:
+  std::size_t mul(std::size_t a, std::size_t b) {
+    std::size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) overflow();
+    return r;
+  }
+  std::size_t add_checked(std::size_t a, std::size_t b) {
+    std::size_t r;
+    if (__builtin_add_overflow(a, b, &r)) overflow();
+    return r;
+  }
+  std::size_t round_up(std::size_t v, std::size_t g) { return mul((add_checked(v, g - 1)) / g, g); }
+  std::size_t align(std::size_t v) { return round_up(v, region_alignment); }
+  [[noreturn]] void overflow() {
+    throw_config_error("workspace",
+                       "size overflows size_t (ep_size " + std::to_string(config_.ep_size) +
+                           " x max_tokens_per_rank " + std::to_string(config_.max_tokens_per_rank) + ")",
+                       "reduce max_tokens_per_rank, hidden or payload row sizes");
+  }
+
+  const ep_config& config_;
+  std::size_t cursor_ = 0;
+};
+
+}  // namespace
+
+workspace_layout plan_workspace(const ep_config& c) {
+  validate(c);
+  const auto ep = static_cast<std::size_t>(c.ep_size);
+  const auto max_tokens = static_cast<std::size_t>(c.max_tokens_per_rank);
+
+  workspace_layout l;
+  region_builder window(c);
+  l.counts = window.add(ep, sizeof(std::int32_t));
+  l.progress = window.add(ep, sizeof(std::uint64_t));
+  l.topk_ids = window.add(ep, max_tokens, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
+  for (const auto& p : c.payloads) l.payloads.push_back(window.add(ep, max_tokens, p.row_bytes));
+  l.combine_row_bytes = static_cast<std::size_t>(c.hidden) * element_size(c.combine_type);
+  l.combine = window.add(ep, max_tokens, l.combine_row_bytes);
+  l.window_bytes = window.total(window_granularity);
+
+  region_builder local(c);
+  l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
+  l.lookback = local.add(static_cast<std::size_t>(c.num_ctas), ep, sizeof(std::uint64_t));
+  l.ticket = local.add(1, sizeof(std::uint64_t));
+  l.error = local.add(4, sizeof(std::int32_t));
+  l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
+  l.local_bytes = local.total(region_alignment);
+  return l;
+}
+
+std::size_t workspace_bytes_per_rank(const ep_config& config) {
+  auto l = plan_workspace(config);
+  return l.window_bytes + l.local_bytes;
+}
+
+std::string describe(const workspace_layout& l) {
+  std::ostringstream out;
+  auto row = [&](const std::string& name, const region& r) {
+    out << "  " << name << ": offset " << r.offset << ", " << r.bytes << " bytes\n";
+  };
+  out << "symmetric window (" << l.window_bytes << " bytes):\n";
+  row("counts", l.counts);
+  row("progress", l.progress);
+  row("topk_ids", l.topk_ids);
+  for (std::size_t i = 0; i < l.payloads.size(); ++i) row("payload[" + std::to_string(i) + "]", l.payloads[i]);
+  row("combine", l.combine);
+  out << "local state (" << l.local_bytes << " bytes):\n";
+  row("token_slots", l.token_slots);
+  row("lookback", l.lookback);
+  row("ticket", l.ticket);
+  row("error", l.error);
+  row("expert_counts", l.expert_counts);
+  return out.str();
+}
+
+}  // namespace epgraph::comm

@@ -1,0 +1,40 @@
+#pragma once
+// Plain launch parameters shared by the host planners and the device kernels.
+// Host-visible and trivially copyable; built once at planning time, passed by value.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/ep_session.hpp"
+
+namespace epgraph::kernels {
+
+/// One row stream a dispatch pushes: source rows [T][row_bytes] into the window region at
+/// dst_offset laid out [ep][max_tokens][row_bytes]. vec_bytes: 16/8/4/2/1.
+struct copy_spec {
+  const char* src;
+  std::size_t row_bytes;
+  std::size_t dst_offset;
+  int vec_bytes;
+};
+
+inline constexpr int max_copies = comm::max_payloads + 1;  // payloads + the implicit top-k ids
+
+struct dispatch_params {
+  comm::session_view v;
+  const std::int32_t* num_tokens;
+  const std::int32_t* topk_ids;
+  int num_copies;
+  copy_spec copies[max_copies];
+};
+
+struct combine_params {
+  comm::session_view v;
+  const std::int32_t* num_tokens;
+  void* output;
+  comm::element_type output_type;
+  bool vectorized;  ///< 8 elements per lane step (hidden % 8 == 0, 16-byte aligned output)
+};
+
+}  // namespace epgraph::kernels

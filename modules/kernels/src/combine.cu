@@ -1,0 +1,86 @@
+// Combine: LSA barrier at entry, then each token pulls its partial rows from the ranks it
+// was dispatched to and sums them in fp32 in ascending rank order (deterministic).
+#include <nccl.h>
+#include <nccl_device.h>
+
+#include "device/common.cuh"
+#include "launch.hpp"
+
+namespace epgraph::kernels {
+namespace {
+
+template <class In, class Out, int N>
+__global__ void __launch_bounds__(1024) combine_kernel(const __grid_constant__ ncclDevComm dev,
+                                                       const __grid_constant__ combine_params p) {
+  const comm::session_view& v = p.v;
+  {
+    // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
+    // prepare-combine) finished before its combine launched.
+    ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
+    bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
+  }
+  const int lane = threadIdx.x & 31;
+  const int warps_per_cta = blockDim.x >> 5;
+  const int total_warps = gridDim.x * warps_per_cta;
+  const int global_warp = blockIdx.x * warps_per_cta + (threadIdx.x >> 5);
+  const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, blockIdx.x == 0 && threadIdx.x == 0);
+  if (T == 0) return;
+
+  const int groups = v.hidden / N;  // N-element groups per row
+  const int max_slices = max(1, (groups + 31) / 32);
+  const int slices = min(max_slices, max(1, total_warps / T));
+  const int per_slice = (groups + slices - 1) / slices;
+  const std::size_t row_stride = v.combine_row_bytes;
+  Out* out = static_cast<Out*>(p.output);
+
+  for (int item = global_warp; item < T * slices; item += total_warps) {
+    const int t = item / slices, slice = item % slices;
+    const device::warp_slots slots = device::warp_slots::load(v.token_slots, t, v.ep_size, lane);
+    const int g0 = slice * per_slice, g1 = min(groups, g0 + per_slice);
+    for (int base = g0; base < g1; base += 32) {
+      const int g = base + lane;
+      const bool active = g < g1;
+      float acc[N] = {};
+      for (std::uint64_t m = slots.mask; m; m &= m - 1) {
+        const int d = __ffsll(static_cast<long long>(m)) - 1;
+        const int slot = slots.slot(d);
+        const In* row = reinterpret_cast<const In*>(static_cast<const char*>(ncclGetLsaPointer(
+            v.window, v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * row_stride, d)));
+        if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
+      }
+      if (active) device::element_group<Out, N>::store(out + static_cast<std::size_t>(t) * v.hidden + g * N, acc);
+    }
+  }
+}
+
+template <class In, class Out>
+cudaError_t launch_typed(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) {
+  if (p.vectorized)
+    combine_kernel<In, Out, 8><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  else
+    combine_kernel<In, Out, 1><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  return cudaGetLastError();
+}
+
+template <class In>
+cudaError_t launch_for_output(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) {
+  switch (p.output_type) {
+    case comm::element_type::bf16: return launch_typed<In, __nv_bfloat16>(dev, p, stream);
+    case comm::element_type::fp16: return launch_typed<In, __half>(dev, p, stream);
+    case comm::element_type::fp32: return launch_typed<In, float>(dev, p, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+cudaError_t detail::launch_combine(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) noexcept {
+  switch (p.v.combine_type) {
+    case comm::element_type::bf16: return launch_for_output<__nv_bfloat16>(dev, p, stream);
+    case comm::element_type::fp16: return launch_for_output<__half>(dev, p, stream);
+    case comm::element_type::fp32: return launch_for_output<float>(dev, p, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace epgraph::kernels

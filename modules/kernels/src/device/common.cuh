@@ -1,0 +1,148 @@
+#pragma once
+// Device helpers shared by the epgraph kernels.
+//
+// Contract (read this first):
+//  * Token counts are read from device memory and clamped to [0, max_tokens]; a count
+//    outside that range is recorded as a fault (first fault wins) and never causes an
+//    out-of-bounds access.
+//  * Expert ids outside [-1, num_experts) are skipped and recorded; -1 means "no expert".
+//  * Rows move as vectors of V (16/8/4/2/1 bytes) chosen on the host from the row size
+//    and the pointer alignment it validated.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "epgraph/comm/ep_session.hpp"
+
+namespace epgraph::kernels::device {
+
+// ---- faults ----------------------------------------------------------------------------
+
+__device__ inline void record_fault(std::int32_t* error, comm::fault_code code, int token, int entry, int value) {
+  if (atomicCAS(error, 0, static_cast<int>(code)) == 0) {
+    error[1] = token;
+    error[2] = entry;
+    error[3] = value;
+  }
+}
+
+__device__ inline int read_token_count(const std::int32_t* num_tokens, int max_tokens, std::int32_t* error,
+                                       bool report) {
+  int t = *num_tokens;
+  if (t > max_tokens) {
+    if (report) record_fault(error, comm::fault_code::token_count_above_max, -1, -1, t);
+    t = max_tokens;
+  }
+  if (t < 0) {
+    if (report) record_fault(error, comm::fault_code::token_count_negative, -1, -1, t);
+    t = 0;
+  }
+  return t;
+}
+
+/// Bit d set if token t has an expert on rank d. Invalid ids are skipped (and reported).
+__device__ inline std::uint64_t destination_mask(const std::int32_t* topk_ids, int t, int k, int num_experts,
+                                                 int experts_per_rank, std::int32_t* error, bool report) {
+  std::uint64_t mask = 0;
+  const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
+  for (int j = 0; j < k; ++j) {
+    const int e = ids[j];
+    if (e == -1) continue;
+    if (e < -1 || e >= num_experts) {
+      if (report) record_fault(error, comm::fault_code::expert_id_out_of_range, t, j, e);
+      continue;
+    }
+    mask |= std::uint64_t{1} << (e / experts_per_rank);
+  }
+  return mask;
+}
+
+// ---- per-token destination slots, spread over the warp --------------------------------
+
+/// Lane l holds the slot of destinations l and l + 32 (ep <= 64). Warp-uniform queries.
+struct warp_slots {
+  int lo, hi;
+  std::uint64_t mask;
+
+  __device__ static warp_slots load(const std::int32_t* token_slots, int t, int ep, int lane) {
+    const std::int32_t* row = token_slots + static_cast<std::size_t>(t) * ep;
+    warp_slots s;
+    s.lo = lane < ep ? row[lane] : -1;
+    s.hi = lane + 32 < ep ? row[lane + 32] : -1;
+    s.mask = __ballot_sync(~0u, s.lo >= 0) | (std::uint64_t{__ballot_sync(~0u, s.hi >= 0)} << 32);
+    return s;
+  }
+  /// Must be called by the whole warp with the same d.
+  __device__ int slot(int d) const { return d < 32 ? __shfl_sync(~0u, lo, d) : __shfl_sync(~0u, hi, d - 32); }
+};
+
+// ---- element conversion ----------------------------------------------------------------
+
+template <class T>
+__device__ inline float to_float(T x);
+template <>
+__device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <>
+__device__ inline float to_float(__half x) { return __half2float(x); }
+template <>
+__device__ inline float to_float(float x) { return x; }
+
+template <class T>
+__device__ inline T from_float(float x);
+template <>
+__device__ inline __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ inline __half from_float(float x) { return __float2half_rn(x); }
+template <>
+__device__ inline float from_float(float x) { return x; }
+
+/// N consecutive elements as one or more 16-byte accesses (N * sizeof(T) is 16 or 32),
+/// or a scalar when N == 1.
+template <class T, int N>
+struct element_group {
+  static_assert(N == 1 || (N * sizeof(T)) % 16 == 0, "vector groups are whole 16-byte words");
+  static constexpr int words = N == 1 ? 0 : static_cast<int>(N * sizeof(T) / 16);
+
+  __device__ static void add(const T* p, float (&acc)[N]) {
+    if constexpr (N == 1) {
+      acc[0] += to_float(*p);
+    } else {
+#pragma unroll
+      for (int w = 0; w < words; ++w) {
+        uint4 raw = reinterpret_cast<const uint4*>(p)[w];
+        const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 16 / static_cast<int>(sizeof(T)); ++i) acc[w * (16 / sizeof(T)) + i] += to_float(e[i]);
+      }
+    }
+  }
+  __device__ static void store(T* p, const float (&v)[N]) {
+    if constexpr (N == 1) {
+      *p = from_float<T>(v[0]);
+    } else {
+#pragma unroll
+      for (int w = 0; w < words; ++w) {
+        uint4 raw;
+        T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 16 / static_cast<int>(sizeof(T)); ++i) e[i] = from_float<T>(v[w * (16 / sizeof(T)) + i]);
+        reinterpret_cast<uint4*>(p)[w] = raw;
+      }
+    }
+  }
+};
+
+/// Calls f(type_tag) with the vector type for a width in bytes.
+template <class F>
+__device__ inline void with_vector_type(int vec_bytes, F&& f) {
+  switch (vec_bytes) {
+    case 16: f(uint4{}); break;
+    case 8: f(uint2{}); break;
+    case 4: f(std::uint32_t{}); break;
+    case 2: f(std::uint16_t{}); break;
+    default: f(std::uint8_t{}); break;
+  }
+}
+
+}  // namespace epgraph::kernels::device

@@ -1,0 +1,167 @@
+// Dispatch: deterministic slots by a per-CTA count + look-back, NVLink stores into the
+// peers' receive buffers, counts published by the last CTA, one LSA barrier per CTA.
+#include <nccl.h>
+#include <nccl_device.h>
+
+#include <cuda/atomic>
+
+#include "device/common.cuh"
+#include "launch.hpp"
+
+namespace epgraph::kernels {
+namespace {
+
+constexpr int kMaxWarps = 32;
+constexpr int kUnroll = 4;  // independent 16-byte loads in flight per lane
+
+/// Pushes slice `slice` of `slices` of token t's row to every destination in `slots.mask`.
+/// The row is read once and stored to each destination. Warp-uniform loop bounds.
+template <class V>
+__device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int max_tokens, int t, int slice,
+                         int slices, const device::warp_slots& slots, int lane) {
+  const std::size_t nvec = c.row_bytes / sizeof(V);
+  const std::size_t per_slice = (nvec + slices - 1) / slices;
+  const std::size_t v0 = per_slice * slice;
+  const std::size_t v1 = v0 + per_slice < nvec ? v0 + per_slice : nvec;
+  const V* src = reinterpret_cast<const V*>(c.src + static_cast<std::size_t>(t) * c.row_bytes);
+  const std::size_t row_in_region = static_cast<std::size_t>(rank) * max_tokens;
+
+  for (std::size_t base = v0; base < v1; base += 32 * kUnroll) {
+    V x[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::size_t i = base + u * 32 + lane;
+      if (i < v1) x[u] = src[i];
+    }
+    for (std::uint64_t m = slots.mask; m; m &= m - 1) {
+      const int d = __ffsll(static_cast<long long>(m)) - 1;
+      const int slot = slots.slot(d);
+      V* dst = reinterpret_cast<V*>(static_cast<char*>(ncclGetLsaPointer(
+          window, c.dst_offset + (row_in_region + static_cast<std::size_t>(slot)) * c.row_bytes, d)));
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const std::size_t i = base + u * 32 + lane;
+        if (i < v1) dst[i] = x[u];
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(1024) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
+                                                        const __grid_constant__ dispatch_params p) {
+  const comm::session_view& v = p.v;
+  const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
+  const int tid = threadIdx.x, nthreads = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarps = nthreads >> 5;
+
+  __shared__ unsigned int s_epoch;
+  __shared__ int s_count[comm::max_ep_size];    // my chunk's tokens per destination
+  __shared__ int s_prefix[comm::max_ep_size];   // tokens per destination in CTAs 0..b-1
+  __shared__ int s_running[comm::max_ep_size];  // next free slot per destination
+  __shared__ int s_warp_base[kMaxWarps][comm::max_ep_size];
+
+  // Launch epoch: all CTAs of launch n draw tickets [nG, nG + G) (launches are stream
+  // ordered), so look-back entries are tagged instead of cleared.
+  if (tid == 0) s_epoch = static_cast<unsigned int>(atomicAdd(v.ticket, 1ull) / G + 1);
+  for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
+  __syncthreads();
+  const unsigned int epoch = s_epoch;
+
+  const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, b == 0 && tid == 0);
+  const int chunk = (T + G - 1) / G;
+  const int begin = min(T, b * chunk), end = min(T, begin + chunk);
+
+  // 1. Count my chunk per destination.
+  for (int t = begin + tid; t < end; t += nthreads) {
+    for (std::uint64_t m = device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank,
+                                                   v.error, true);
+         m; m &= m - 1)
+      atomicAdd(&s_count[__ffsll(static_cast<long long>(m)) - 1], 1);
+  }
+  __syncthreads();
+
+  // 2. Publish my aggregate; sum the predecessors' (all CTAs are co-resident, so it ends).
+  for (int d = tid; d < ep; d += nthreads) {
+    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> entry(v.lookback[b * ep + d]);
+    entry.store((static_cast<unsigned long long>(epoch) << 32) | static_cast<unsigned int>(s_count[d]),
+                cuda::memory_order_relaxed);
+  }
+  for (int i = tid; i < b * ep; i += nthreads) {
+    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> entry(v.lookback[i]);
+    unsigned long long x;
+    do {
+      x = entry.load(cuda::memory_order_relaxed);
+    } while (static_cast<unsigned int>(x >> 32) != epoch);
+    atomicAdd(&s_prefix[i % ep], static_cast<int>(static_cast<unsigned int>(x)));
+  }
+  __syncthreads();
+  for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
+  __syncthreads();
+
+  // 3. Slots in token order: slot = prefix + rank among this CTA's earlier tokens.
+  for (int base = begin; base < end; base += nthreads) {
+    const int t = base + tid;
+    const std::uint64_t m =
+        t < end ? device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, v.error, false)
+                : 0;
+    for (int d = 0; d < ep; ++d) {
+      const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
+      if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
+    }
+    __syncthreads();
+    for (int d = tid; d < ep; d += nthreads) {
+      int run = s_running[d];
+      for (int w = 0; w < nwarps; ++w) {
+        const int c = s_warp_base[w][d];
+        s_warp_base[w][d] = run;
+        run += c;
+      }
+      s_running[d] = run;
+    }
+    __syncthreads();
+    for (int d = 0; d < ep; ++d) {
+      const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
+      if (t < end)
+        v.token_slots[static_cast<std::size_t>(t) * ep + d] =
+            (m >> d) & 1 ? s_warp_base[warp][d] + __popc(ballot & ((1u << lane) - 1)) : -1;
+    }
+    __syncthreads();
+  }
+
+  // 4. Push rows. Few tokens: several warps share a row (slices) so all warps work.
+  const int ntok = end - begin;
+  if (ntok > 0) {
+    const int slices = max(1, nwarps / ntok);
+    for (int item = warp; item < ntok * slices; item += nwarps) {
+      const int t = begin + item / slices, slice = item % slices;
+      const device::warp_slots slots = device::warp_slots::load(v.token_slots, t, ep, lane);
+      for (int c = 0; c < p.num_copies; ++c) {
+        device::with_vector_type(p.copies[c].vec_bytes, [&](auto tag) {
+          push_row<decltype(tag)>(p.copies[c], v.window, v.rank, v.max_tokens, t, slice, slices, slots, lane);
+        });
+      }
+    }
+  }
+
+  // 5. The last CTA knows the totals: publish this rank's count into every destination.
+  if (b == G - 1) {
+    for (int d = tid; d < ep; d += nthreads) {
+      auto* count = static_cast<std::int32_t*>(
+          ncclGetLsaPointer(v.window, v.counts_offset + sizeof(std::int32_t) * v.rank, d));
+      *count = s_prefix[d] + s_count[d];
+    }
+  }
+
+  // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire).
+  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier,
+                                         static_cast<uint32_t>(b));
+  bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
+}
+
+}  // namespace
+
+cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept {
+  dispatch_kernel<<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  return cudaGetLastError();
+}
+
+}  // namespace epgraph::kernels

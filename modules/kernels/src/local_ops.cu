@@ -1,0 +1,76 @@
+// Local (non-collective) kernels: receive summary and prepare-combine.
+#include "device/common.cuh"
+#include "launch.hpp"
+
+namespace epgraph::kernels {
+namespace {
+
+constexpr int kLocalThreads = 256;
+
+int local_grid() {
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    return 132;
+  return 2 * sms;
+}
+
+__device__ inline int clamped_count(const comm::session_view& v, int src) {
+  const int n = reinterpret_cast<const std::int32_t*>(v.window_local + v.counts_offset)[src];
+  return min(max(n, 0), v.max_tokens);
+}
+
+// One thread per (source, slot): count local experts of valid rows, blank unused rows.
+__global__ void summarize_kernel(const __grid_constant__ comm::session_view v, bool sanitize) {
+  auto* ids = reinterpret_cast<std::int32_t*>(v.window_local + v.topk_ids_offset);
+  const int first_local = v.rank * v.experts_per_rank;
+  const int rows = v.ep_size * v.max_tokens;
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
+    const int src = r / v.max_tokens, slot = r % v.max_tokens;
+    std::int32_t* row = ids + static_cast<std::size_t>(r) * v.top_k;
+    if (slot < clamped_count(v, src)) {
+      for (int j = 0; j < v.top_k; ++j) {
+        const int local = row[j] - first_local;
+        if (local >= 0 && local < v.experts_per_rank) atomicAdd(&v.expert_counts[local], 1);
+      }
+    } else if (sanitize) {
+      for (int j = 0; j < v.top_k; ++j) row[j] = -1;
+    }
+  }
+}
+
+// One warp per valid row: copy the expert output row into the workspace combine region.
+template <class V>
+__global__ void prepare_combine_kernel(const __grid_constant__ comm::session_view v, const char* source) {
+  const int lane = threadIdx.x & 31;
+  const int warps = gridDim.x * (blockDim.x >> 5);
+  const int rows = v.ep_size * v.max_tokens;
+  const std::size_t nvec = v.combine_row_bytes / sizeof(V);
+  char* combine = v.window_local + v.combine_offset;
+  for (int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    if (r % v.max_tokens >= clamped_count(v, r / v.max_tokens)) continue;
+    const std::size_t offset = static_cast<std::size_t>(r) * v.combine_row_bytes;
+    const V* src = reinterpret_cast<const V*>(source + offset);
+    V* dst = reinterpret_cast<V*>(combine + offset);
+    for (std::size_t i = lane; i < nvec; i += 32) dst[i] = src[i];
+  }
+}
+
+}  // namespace
+
+cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize, cudaStream_t stream) noexcept {
+  cudaError_t st = cudaMemsetAsync(v.expert_counts, 0, sizeof(std::int32_t) * v.experts_per_rank, stream);
+  if (st != cudaSuccess) return st;
+  summarize_kernel<<<local_grid(), kLocalThreads, 0, stream>>>(v, sanitize);
+  return cudaGetLastError();
+}
+
+cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, cudaStream_t stream) noexcept {
+  const auto* src = static_cast<const char*>(source);
+  if (v.combine_row_bytes % 16 == 0)
+    prepare_combine_kernel<uint4><<<local_grid(), kLocalThreads, 0, stream>>>(v, src);
+  else
+    prepare_combine_kernel<std::uint16_t><<<local_grid(), kLocalThreads, 0, stream>>>(v, src);
+  return cudaGetLastError();
+}
+
+}  // namespace epgraph::kernels
