@@ -287,6 +287,16 @@ void ep_session::check_faults() {
               "nothing was written out of bounds");
 }
 
+std::vector<std::uint64_t> ep_session::peer_progress() const {
+  const state& s = *state_;
+  std::vector<std::uint64_t> seen(static_cast<std::size_t>(s.config.ep_size));
+  const char* src = static_cast<const char*>(s.window->local()) + s.layout.progress.offset;
+  EPG_CHECK_CUDA(cudaMemcpyAsync(seen.data(), src, seen.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
+                                 s.scratch.stream));
+  EPG_CHECK_CUDA(cudaStreamSynchronize(s.scratch.stream));
+  return seen;
+}
+
 void ep_session::barrier() const { (void)all_agree(true); }
 
 bool ep_session::all_agree(bool ok) const { return all_min(state_->comm, state_->scratch, ok ? 1 : 0) == 1; }

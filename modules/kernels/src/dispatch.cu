@@ -65,6 +65,12 @@ __global__ void __launch_bounds__(1024) dispatch_kernel(const __grid_constant__ 
   for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
   __syncthreads();
   const unsigned int epoch = s_epoch;
+  // Progress record for hang diagnostics: "rank r entered dispatch #epoch", in every peer.
+  if (b == 0 && tid < ep) {
+    auto* seen = static_cast<volatile unsigned long long*>(
+        ncclGetLsaPointer(v.window, v.progress_offset + sizeof(unsigned long long) * v.rank, tid));
+    *seen = epoch;
+  }
 
   const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, b == 0 && tid == 0);
   const int chunk = (T + G - 1) / G;

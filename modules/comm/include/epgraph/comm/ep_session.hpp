@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/nccl_comm.hpp"
@@ -92,6 +93,10 @@ class ep_session {
   /// Throws a device-domain error describing the first fault, if any, and clears it.
   void check_faults();
   void clear_faults();
+
+  /// Progress record: entry r is the number of dispatches rank r has started (as last seen
+  /// in this rank's window). Reads through a side stream, so it works while a step hangs.
+  std::vector<std::uint64_t> peer_progress() const;
 
   /// Collective host barrier over the communicator (NCCL allreduce + sync). Not capture-safe.
   void barrier() const;

@@ -1,0 +1,40 @@
+#pragma once
+// Device side of the synthetic problem: drawing a batch and the reference experts.
+// Both only enqueue work (capture-safe, no allocation, no sync) and return the status.
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "epgraph/graph/step.hpp"
+#include "epgraph/sim/problem.hpp"
+
+namespace epgraph::sim {
+
+/// One rank's input buffers, sized for max_tokens.
+struct batch_buffers {
+  std::int32_t* num_tokens;  ///< scalar
+  std::int32_t* topk_ids;    ///< [max_tokens][k]
+  float* weights;            ///< [max_tokens][k]
+  void* hidden;              ///< [max_tokens][hidden] of problem.dtype
+};
+
+/// Writes batch `step` of `rank` (token count, routing, weights, hidden) into `out`.
+cudaError_t generate_batch(const problem& p, int rank, std::uint64_t step, const batch_buffers& out,
+                           cudaStream_t stream) noexcept;
+
+/// Writes a token count directly (for tests that force a count, invalid ones included).
+cudaError_t set_token_count(std::int32_t* num_tokens, int value, cudaStream_t stream) noexcept;
+
+/// Fills rows [rows][row_bytes] with pattern_byte(seed, row, byte).
+cudaError_t fill_pattern(void* dst, std::size_t rows, std::size_t row_bytes, std::uint64_t seed,
+                         cudaStream_t stream) noexcept;
+
+/// The reference expert stage: for every received row, sum over this rank's experts of
+/// weight * scale(e) * x in fp32 (entry order), stored as problem.dtype into io.output.
+cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io, cudaStream_t stream) noexcept;
+
+/// An expert_stage callable bound to a problem.
+graph::expert_stage reference_expert_stage(const problem& p);
+
+}  // namespace epgraph::sim

@@ -1,0 +1,109 @@
+#pragma once
+// A synthetic MoE problem whose every value is a pure function of (seed, rank, step, token,
+// ...), evaluated identically on host and device: the device draws each batch, the host
+// recomputes the same batch for its reference without copying inputs back.
+//
+// Values are chosen so that the reference experts are exact in bf16 (hidden values are
+// multiples of 1/8 in [-1, 1], expert scales multiples of 1/8 in [1, 2)), and the host
+// reference uses the device's fp32 operation order, so checks can be bit-exact.
+
+#include <cstdint>
+#include <string_view>
+
+#include "epgraph/comm/ep_config.hpp"
+
+#if defined(__CUDACC__)
+#define EPG_HD __host__ __device__
+#else
+#define EPG_HD
+#endif
+
+namespace epgraph::sim {
+
+enum class routing : int { uniform = 0, skewed = 1, one_rank = 2 };
+std::string_view to_string(routing r) noexcept;
+routing parse_routing(std::string_view name);  ///< "uniform", "skewed", "one-rank"
+
+struct problem {
+  std::uint64_t seed = 1;
+  int ep_size = 1;
+  int max_tokens = 128;
+  int top_k = 8;
+  int num_experts = 256;
+  int hidden = 7168;
+  comm::element_type dtype = comm::element_type::bf16;  ///< hidden, expert output and combine output
+  routing dist = routing::uniform;
+  int min_tokens = 0;  ///< token counts are drawn from [min_tokens, max_tokens]
+  std::uint64_t empty_ranks = 0;  ///< bit r set: rank r has no tokens in any step
+};
+
+EPG_HD inline std::uint32_t mix(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return static_cast<std::uint32_t>(x);
+}
+
+EPG_HD inline std::uint32_t draw(const problem& p, int rank, std::uint64_t step, std::uint64_t a, std::uint64_t b = 0) {
+  return mix(p.seed * 0x9e3779b97f4a7c15ull ^ mix((static_cast<std::uint64_t>(rank) << 48) ^ (step << 20) ^
+                                                  mix(a * 0x100000001b3ull ^ b)));
+}
+
+EPG_HD inline int token_count(const problem& p, int rank, std::uint64_t step) {
+  if ((p.empty_ranks >> rank) & 1) return 0;
+  const int span = p.max_tokens - p.min_tokens + 1;
+  return p.min_tokens + static_cast<int>(draw(p, rank, step, 0xC0FFEE) % static_cast<std::uint32_t>(span));
+}
+
+/// Expert of top-k entry j of a token; distinct within the token.
+EPG_HD inline int expert_id(const problem& p, int rank, std::uint64_t step, int token, int j) {
+  int chosen[32];
+  const int per_rank = p.num_experts / p.ep_size;
+  for (int i = 0; i <= j; ++i) {
+    int e = 0;
+    for (int attempt = 0;; ++attempt) {
+      const std::uint32_t h = draw(p, rank, step, 1 + static_cast<std::uint64_t>(token), (i << 8) | attempt);
+      if (p.dist == routing::one_rank) {
+        e = static_cast<int>(h % static_cast<std::uint32_t>(per_rank));  // all on rank 0
+      } else if (p.dist == routing::skewed) {
+        const float u = (h >> 8) * (1.0f / 16777216.0f);
+        e = static_cast<int>(u * u * u * static_cast<float>(p.num_experts));
+      } else {
+        e = static_cast<int>(h % static_cast<std::uint32_t>(p.num_experts));
+      }
+      if (attempt > 64) e = (e + attempt) % p.num_experts;  // guarantee progress
+      bool taken = false;
+      for (int q = 0; q < i; ++q) taken = taken || chosen[q] == e;
+      if (!taken) break;
+    }
+    chosen[i] = e;
+  }
+  return chosen[j];
+}
+
+/// Router weight of entry j: a multiple of 1/16 in [1/16, 1].
+EPG_HD inline float router_weight(const problem& p, int rank, std::uint64_t step, int token, int j) {
+  return static_cast<float>(1 + draw(p, rank, step, 0xABCDull + token, j) % 16) * (1.0f / 16.0f);
+}
+
+/// Hidden element h of a token: a multiple of 1/8 in [-1, 1].
+EPG_HD inline float hidden_value(const problem& p, int rank, std::uint64_t step, int token, int h) {
+  return static_cast<float>(static_cast<int>(draw(p, rank, step, 0x5EEDull + token, h) % 17) - 8) * 0.125f;
+}
+
+/// Byte b of row `row` of an opaque payload filled with pattern `seed` (fill_pattern).
+EPG_HD inline std::uint8_t pattern_byte(std::uint64_t seed, std::uint64_t row, std::uint64_t byte) {
+  return static_cast<std::uint8_t>(mix(seed * 0x9e3779b97f4a7c15ull ^ (row << 24) ^ byte) >> 7);
+}
+
+/// The reference expert e computes scale(e) * x.
+EPG_HD inline float expert_scale(int e) { return 1.0f + static_cast<float>(e % 8) * 0.125f; }
+
+EPG_HD inline int owner_rank(const problem& p, int expert) { return expert / (p.num_experts / p.ep_size); }
+
+/// The session config that carries this problem: payload 0 = hidden rows, 1 = fp32 weights.
+comm::ep_config make_config(const problem& p, int num_ctas = 64, int threads_per_cta = 512);
+
+}  // namespace epgraph::sim

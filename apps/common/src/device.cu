@@ -1,0 +1,124 @@
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "epgraph/sim/device.hpp"
+
+namespace epgraph::sim {
+namespace {
+
+template <class T>
+__device__ inline T to_element(float x);
+template <>
+__device__ inline __nv_bfloat16 to_element(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ inline __half to_element(float x) { return __float2half_rn(x); }
+template <>
+__device__ inline float to_element(float x) { return x; }
+
+__device__ inline float from_element(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ inline float from_element(__half x) { return __half2float(x); }
+__device__ inline float from_element(float x) { return x; }
+
+template <class T>
+__global__ void generate_kernel(const problem p, int rank, std::uint64_t step, batch_buffers out) {
+  const int tokens = token_count(p, rank, step);
+  if (blockIdx.x == 0 && threadIdx.x == 0) *out.num_tokens = tokens;
+  T* hidden = static_cast<T*>(out.hidden);
+  for (int t = blockIdx.x; t < tokens; t += gridDim.x) {
+    if (threadIdx.x < p.top_k) {
+      const std::size_t at = static_cast<std::size_t>(t) * p.top_k + threadIdx.x;
+      out.topk_ids[at] = expert_id(p, rank, step, t, threadIdx.x);
+      out.weights[at] = router_weight(p, rank, step, t, threadIdx.x);
+    }
+    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x)
+      hidden[static_cast<std::size_t>(t) * p.hidden + h] = to_element<T>(hidden_value(p, rank, step, t, h));
+  }
+}
+
+__global__ void pattern_kernel(std::uint8_t* dst, std::size_t rows, std::size_t row_bytes, std::uint64_t seed) {
+  const std::size_t n = rows * row_bytes;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
+    dst[i] = pattern_byte(seed, i / row_bytes, i % row_bytes);
+}
+
+__global__ void set_count_kernel(std::int32_t* num_tokens, int value) { *num_tokens = value; }
+
+// One block per received row. __fmul_rn/__fadd_rn keep the fp32 order the host reference
+// uses (no FMA contraction), so the demo's check is exact.
+template <class T>
+__global__ void experts_kernel(const problem p, int rank, const std::int32_t* counts, const std::int32_t* ids,
+                               const float* weights, const T* hidden, T* output) {
+  __shared__ int s_expert[32];
+  __shared__ float s_factor[32];
+  const int rows = p.ep_size * p.max_tokens;
+  const int first = rank * (p.num_experts / p.ep_size), last = first + p.num_experts / p.ep_size;
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int src = r / p.max_tokens, slot = r % p.max_tokens;
+    if (slot >= min(counts[src], p.max_tokens)) continue;  // block-uniform
+    if (threadIdx.x < p.top_k) {
+      const int e = ids[static_cast<std::size_t>(r) * p.top_k + threadIdx.x];
+      const bool mine = e >= first && e < last;
+      s_expert[threadIdx.x] = mine ? e : -1;
+      s_factor[threadIdx.x] =
+          mine ? __fmul_rn(weights[static_cast<std::size_t>(r) * p.top_k + threadIdx.x], expert_scale(e)) : 0.f;
+    }
+    __syncthreads();
+    const T* x = hidden + static_cast<std::size_t>(r) * p.hidden;
+    T* y = output + static_cast<std::size_t>(r) * p.hidden;
+    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) {
+      const float xv = from_element(x[h]);
+      float acc = 0.f;
+      for (int j = 0; j < p.top_k; ++j)
+        if (s_expert[j] >= 0) acc = __fadd_rn(acc, __fmul_rn(s_factor[j], xv));
+      y[h] = to_element<T>(acc);
+    }
+    __syncthreads();
+  }
+}
+
+template <class F>
+cudaError_t by_type(comm::element_type t, F&& f) {
+  switch (t) {
+    case comm::element_type::bf16: return f(__nv_bfloat16{});
+    case comm::element_type::fp16: return f(__half{});
+    case comm::element_type::fp32: return f(float{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+cudaError_t generate_batch(const problem& p, int rank, std::uint64_t step, const batch_buffers& out,
+                           cudaStream_t stream) noexcept {
+  return by_type(p.dtype, [&](auto tag) {
+    generate_kernel<decltype(tag)><<<1024, 256, 0, stream>>>(p, rank, step, out);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t fill_pattern(void* dst, std::size_t rows, std::size_t row_bytes, std::uint64_t seed,
+                         cudaStream_t stream) noexcept {
+  pattern_kernel<<<512, 256, 0, stream>>>(static_cast<std::uint8_t*>(dst), rows, row_bytes, seed);
+  return cudaGetLastError();
+}
+
+cudaError_t set_token_count(std::int32_t* num_tokens, int value, cudaStream_t stream) noexcept {
+  set_count_kernel<<<1, 1, 0, stream>>>(num_tokens, value);
+  return cudaGetLastError();
+}
+
+cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io, cudaStream_t stream) noexcept {
+  return by_type(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.recv_counts, io.recv_topk_ids,
+                                                static_cast<const float*>(io.recv_payloads.at(1)),
+                                                static_cast<const T*>(io.recv_payloads.at(0)), static_cast<T*>(io.output));
+    return cudaGetLastError();
+  });
+}
+
+graph::expert_stage reference_expert_stage(const problem& p) {
+  return [p](const graph::expert_stage_io& io, cudaStream_t s) { return reference_experts(p, io, s); };
+}
+
+}  // namespace epgraph::sim

@@ -1,0 +1,166 @@
+#include "epgraph/sim/reference.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace epgraph::sim {
+namespace {
+
+std::uint16_t float_to_half_bits(float f) {
+  // Round-to-nearest-even float -> IEEE half (normal range and zero; values here are small).
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const int exp = static_cast<int>((x >> 23) & 0xff) - 127 + 15;
+  std::uint32_t mant = x & 0x7fffffu;
+  if ((x & 0x7fffffffu) == 0) return static_cast<std::uint16_t>(sign);
+  if (exp <= 0) {  // subnormal half
+    if (exp < -10) return static_cast<std::uint16_t>(sign);
+    mant |= 0x800000u;
+    const int shift = 14 - exp;
+    std::uint32_t half = mant >> shift;
+    const std::uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  if (exp >= 31) return static_cast<std::uint16_t>(sign | 0x7c00u);
+  std::uint32_t half = (static_cast<std::uint32_t>(exp) << 10) | (mant >> 13);
+  const std::uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) ++half;
+  return static_cast<std::uint16_t>(sign | half);
+}
+
+float half_bits_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  int exp = (h >> 10) & 0x1f;
+  std::uint32_t mant = h & 0x3ffu;
+  std::uint32_t x;
+  if (exp == 0) {
+    if (mant == 0) {
+      x = sign;
+    } else {  // normalize
+      exp = 1;
+      while (!(mant & 0x400u)) {
+        mant <<= 1;
+        --exp;
+      }
+      mant &= 0x3ffu;
+      x = sign | (static_cast<std::uint32_t>(exp - 15 + 127) << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    x = sign | 0x7f800000u | (mant << 13);
+  } else {
+    x = sign | (static_cast<std::uint32_t>(exp - 15 + 127) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+std::uint16_t float_to_bf16_bits(float f) {
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const std::uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<std::uint16_t>((x + rounding) >> 16);
+}
+
+float bf16_bits_to_float(std::uint16_t b) {
+  const std::uint32_t x = static_cast<std::uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+}  // namespace
+
+void store_element(comm::element_type t, float x, void* dst) {
+  std::uint16_t bits;
+  switch (t) {
+    case comm::element_type::bf16: bits = float_to_bf16_bits(x); std::memcpy(dst, &bits, 2); return;
+    case comm::element_type::fp16: bits = float_to_half_bits(x); std::memcpy(dst, &bits, 2); return;
+    case comm::element_type::fp32: std::memcpy(dst, &x, 4); return;
+  }
+}
+
+float load_element(comm::element_type t, const void* src) {
+  std::uint16_t bits;
+  float f;
+  switch (t) {
+    case comm::element_type::bf16: std::memcpy(&bits, src, 2); return bf16_bits_to_float(bits);
+    case comm::element_type::fp16: std::memcpy(&bits, src, 2); return half_bits_to_float(bits);
+    case comm::element_type::fp32: std::memcpy(&f, src, 4); return f;
+  }
+  return 0.f;
+}
+
+float round_to(comm::element_type t, float x) {
+  unsigned char bytes[4];
+  store_element(t, x, bytes);
+  return load_element(t, bytes);
+}
+
+routing_table draw_routing(const problem& p, std::uint64_t step) {
+  routing_table r;
+  r.tokens.resize(p.ep_size);
+  r.ids.resize(p.ep_size);
+  for (int src = 0; src < p.ep_size; ++src) {
+    r.tokens[src] = token_count(p, src, step);
+    for (int t = 0; t < r.tokens[src]; ++t)
+      for (int j = 0; j < p.top_k; ++j) r.ids[src].push_back(expert_id(p, src, step, t, j));
+  }
+  return r;
+}
+
+dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes) {
+  const int ep = p.ep_size, per_rank = p.num_experts / p.ep_size;
+  dispatch_expectation e;
+  e.counts.assign(ep, std::vector<int>(ep, 0));
+  e.slot.resize(ep);
+  e.origin.assign(ep, std::vector<std::vector<int>>(ep));
+  for (int src = 0; src < ep; ++src) {
+    const int tokens = std::min(std::max(routes.tokens[src], 0), p.max_tokens);
+    e.slot[src].assign(tokens, std::vector<int>(ep, -1));
+    for (int t = 0; t < tokens; ++t) {
+      for (int j = 0; j < p.top_k; ++j) {
+        const int id = routes.ids[src][static_cast<std::size_t>(t) * p.top_k + j];
+        if (id < 0 || id >= p.num_experts) continue;
+        const int dst = id / per_rank;
+        if (e.slot[src][t][dst] >= 0) continue;  // one copy per destination rank
+        e.slot[src][t][dst] = e.counts[dst][src]++;
+        e.origin[dst][src].push_back(t);
+      }
+    }
+  }
+  return e;
+}
+
+std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank) {
+  const int tokens = token_count(p, rank, step);
+  std::vector<float> out(static_cast<std::size_t>(tokens) * p.hidden);
+  std::vector<int> experts(p.top_k);
+  std::vector<float> weights(p.top_k);
+  for (int t = 0; t < tokens; ++t) {
+    for (int j = 0; j < p.top_k; ++j) {
+      experts[j] = expert_id(p, rank, step, t, j);
+      weights[j] = router_weight(p, rank, step, t, j);
+    }
+    for (int h = 0; h < p.hidden; ++h) {
+      const float x = round_to(p.dtype, hidden_value(p, rank, step, t, h));
+      float total = 0.f;
+      for (int d = 0; d < p.ep_size; ++d) {  // ascending rank, as combine sums
+        bool routed = false;
+        float partial = 0.f;
+        for (int j = 0; j < p.top_k; ++j) {  // entry order, as the expert stage sums
+          if (owner_rank(p, experts[j]) != d) continue;
+          routed = true;
+          partial = partial + (weights[j] * expert_scale(experts[j])) * x;
+        }
+        if (routed) total = total + round_to(p.dtype, partial);
+      }
+      out[static_cast<std::size_t>(t) * p.hidden + h] = round_to(p.dtype, total);
+    }
+  }
+  return out;
+}
+
+}  // namespace epgraph::sim

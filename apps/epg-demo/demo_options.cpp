@@ -1,0 +1,59 @@
+#include "demo_options.hpp"
+
+#include <boost/program_options.hpp>
+#include <sstream>
+
+#include "epgraph/comm/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace epgraph::demo {
+
+std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help_text) {
+  options o;
+  std::string dtype = "bf16", routing = "uniform", which = "both";
+  po::options_description desc("epg-demo: a whole MoE layer step, captured once, replayed and checked\n"
+                               "usage: mpirun -np <gpus> epg-demo [options]");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help")
+    ("tokens", po::value(&o.problem.max_tokens)->default_value(256), "max tokens per rank; each step draws T in [0, tokens]")
+    ("hidden", po::value(&o.problem.hidden)->default_value(7168), "hidden size")
+    ("top-k", po::value(&o.problem.top_k)->default_value(8), "experts per token")
+    ("experts", po::value(&o.problem.num_experts)->default_value(256), "number of experts (multiple of the rank count)")
+    ("dtype", po::value(&dtype)->default_value("bf16"), "hidden/expert-output/output type: bf16, fp16, fp32")
+    ("steps", po::value(&o.steps)->default_value(200), "steps per variant")
+    ("variant", po::value(&which)->default_value("both"), "expert output: zero-copy (in the workspace), staged (prepare-combine), both")
+    ("routing", po::value(&routing)->default_value("uniform"), "routing distribution: uniform, skewed, one-rank")
+    ("seed", po::value(&o.problem.seed)->default_value(1), "random seed")
+    ("ctas", po::value(&o.num_ctas)->default_value(64), "CTAs per dispatch/combine launch (== LSA barriers)")
+    ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")
+    ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)");
+  // clang-format on
+  po::variables_map vm;
+  std::vector<const char*> argv{"epg-demo"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    po::store(po::parse_command_line(static_cast<int>(argv.size()), argv.data(), desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    comm::throw_config_error("command line", e.what(), "see epg-demo --help");
+  }
+  if (vm.count("help")) {
+    std::ostringstream out;
+    out << desc;
+    if (help_text) *help_text = out.str();
+    return std::nullopt;
+  }
+  o.problem.dtype = comm::parse_element_type(dtype);
+  o.problem.dist = sim::parse_routing(routing);
+  if (which == "zero-copy") o.which = variant::zero_copy;
+  else if (which == "staged") o.which = variant::staged;
+  else if (which == "both") o.which = variant::both;
+  else comm::throw_config_error("--variant", "is '" + which + "'", "use zero-copy, staged or both");
+  if (o.steps < 1) comm::throw_config_error("--steps", "must be at least 1");
+  if (o.watchdog_seconds < 0) comm::throw_config_error("--watchdog", "must be >= 0");
+  return o;
+}
+
+}  // namespace epgraph::demo

@@ -1,0 +1,27 @@
+#pragma once
+// epg-demo's command line (Boost.ProgramOptions). Parsing is separate from running so the
+// host-only tests can check defaults and rejections.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "epgraph/sim/problem.hpp"
+
+namespace epgraph::demo {
+
+enum class variant { zero_copy, staged, both };
+
+struct options {
+  sim::problem problem;  ///< ep_size is filled from the MPI world at run time
+  int steps = 200;
+  variant which = variant::both;
+  int num_ctas = 64;
+  int threads_per_cta = 512;
+  double watchdog_seconds = 120.0;
+};
+
+/// Parses argv. Returns nullopt after printing --help; throws epgraph::comm::error
+/// (domain config) with the option name on bad values.
+std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help_text = nullptr);
+
+}  // namespace epgraph::demo

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Everything the GPU machines must prove, in one go: single-GPU tests, MPI tests at 2 and
+# at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
+#
+#   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
+#   stages: gpu mpi demo sanitize bench (default: gpu mpi demo sanitize)
+#
+# <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
+# They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
+# wheel's on the GPU machines), found through EPGRAPH_NCCL_LIB or the wheel's location.
+set -uo pipefail
+bin=${1:?bin dir}; logs=${2:?log dir}; shift 2
+stages=${*:-gpu mpi demo sanitize}
+mkdir -p "$logs"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+wheel=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl/lib 2>/dev/null | head -1)
+export LD_LIBRARY_PATH=${EPGRAPH_NCCL_LIB:-$wheel}:${LD_LIBRARY_PATH:-}
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+summary=()
+record() { summary+=("$(printf '%-40s %-8s %s' "$1" "$2" "$3")"); }
+run() {  # name, timeout, command...
+  local name=$1 limit=$2; shift 2
+  local log="$logs/${name//[^a-zA-Z0-9_.-]/_}.log" start=$SECONDS
+  timeout -k 10 "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  local verdict=PASS; [ $rc = 0 ] || verdict="FAIL($rc)"; [ $rc = 77 ] && verdict=SKIP; [ $rc = 124 ] && verdict=TIMEOUT
+  record "$name" "$verdict" "$((SECONDS - start))s  $(grep -E 'PASSED|FAILED|failures|All outputs|tests on' "$log" | tail -1 | cut -c1-70)"
+  [ "$verdict" = PASS ] || tail -25 "$log"
+  return $rc
+}
+echo "== $gpus x $card; NCCL from ${LD_LIBRARY_PATH%%:*}"
+nvidia-smi topo -m > "$logs/topo.txt" 2>&1
+np_list="2"; [ "$gpus" -ge 4 ] && np_list="2 $gpus"
+
+for stage in $stages; do
+  case $stage in
+    gpu) run gpu_tests 300 "$bin/epgraph_gpu_tests" ;;
+    mpi) for np in $np_list; do run "mpi_tests_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests"; done ;;
+    demo)
+      for np in $np_list; do
+        run "demo_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 --tokens 256
+        tail -6 "$logs/demo_np$np.log"
+      done ;;
+    sanitize)
+      for tool in memcheck racecheck synccheck; do
+        run "sanitize_${tool}_gpu" 600 compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/epgraph_gpu_tests" \
+          --gtest_filter='SingleRank.StepGraph*:SingleRank.DeviceFaults*'
+      done
+      run sanitize_memcheck_np2 600 mpirun -np 2 --bind-to none compute-sanitizer --tool memcheck --error-exitcode 9 \
+        "$bin/epgraph_mpi_tests" --gtest_filter='Dispatch.*uniform*:Dispatch.*rows_not*:Combine.*h2880*:Combine.*fp32*' ;;
+    bench)
+      for np in $np_list; do
+        run "bench_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-bench" --out "$logs/bench_np$np" ${EPG_BENCH_ARGS:-}
+        tail -30 "$logs/bench_np$np.log"
+      done ;;
+  esac
+done
+echo
+echo "== summary ($gpus x $card)"
+printf '%s\n' "${summary[@]}"

@@ -1,0 +1,175 @@
+// One GPU, EP size 1 (an NCCL communicator of one rank): the whole pipeline, host-side
+// input validation and device fault reporting, without MPI.
+#include <gtest/gtest.h>
+
+#include "epgraph/comm/device_buffer.hpp"
+#include "epgraph/comm/error.hpp"
+#include "epgraph/graph/step.hpp"
+#include "epgraph/sim/device.hpp"
+#include "epgraph/sim/reference.hpp"
+
+using namespace epgraph;
+
+namespace {
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+comm::nccl_comm solo_comm() {
+  ncclUniqueId id;
+  EPG_CHECK_NCCL(ncclGetUniqueId(&id));
+  return comm::nccl_comm::from_unique_id(id, 0, 1);
+}
+
+sim::problem small_problem() {
+  sim::problem p;
+  p.ep_size = 1;
+  p.max_tokens = 64;
+  p.top_k = 4;
+  p.num_experts = 8;
+  p.hidden = 1024;
+  return p;
+}
+
+struct fixture_buffers {
+  comm::device_buffer num_tokens{4}, ids, weights, hidden, output;
+  sim::batch_buffers batch;
+  explicit fixture_buffers(const sim::problem& p)
+      : ids(p.max_tokens * p.top_k * 4),
+        weights(p.max_tokens * p.top_k * 4),
+        hidden(std::size_t(p.max_tokens) * p.hidden * comm::element_size(p.dtype)),
+        output(std::size_t(p.max_tokens) * p.hidden * comm::element_size(p.dtype)),
+        batch{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), weights.as<float>(), hidden.get()} {}
+};
+
+template <class F>
+void expect_config_error(F&& f, const std::string& field, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "accepted; expected a rejection of " << field;
+  } catch (const comm::error& e) {
+    EXPECT_EQ(e.call(), field) << e.what();
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+class SingleRank : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine";
+  }
+};
+
+TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
+  auto nccl = solo_comm();
+  for (bool zero_copy : {true, false}) {
+    auto p = small_problem();
+    comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+    fixture_buffers b(p);
+    comm::device_buffer staged(zero_copy ? 0 : std::size_t(p.max_tokens) * p.hidden * 2);
+    graph::step_spec spec;
+    spec.dispatch = {b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), std::size_t(p.hidden) * 2}, {b.weights.get(), 16}}};
+    spec.combine = {b.batch.num_tokens, b.output.get(), p.dtype};
+    spec.experts = sim::reference_expert_stage(p);
+    spec.expert_output = zero_copy ? session.combine_region() : staged.get();
+    graph::stream s;
+    graph::step_graph step(graph::plan_step(session, spec), s);
+    EXPECT_EQ(step.plan().prepare_combine, !zero_copy);
+    std::vector<std::uint16_t> host(std::size_t(p.max_tokens) * p.hidden);
+    for (std::uint64_t k = 0; k < 20; ++k) {
+      ASSERT_EQ(sim::generate_batch(p, 0, k, b.batch, s.get()), cudaSuccess);
+      ASSERT_EQ(step.replay(s), cudaSuccess);
+      s.sync();
+      const int T = sim::token_count(p, 0, k);
+      EPG_CHECK_CUDA(cudaMemcpy(host.data(), b.output.get(), std::size_t(T) * p.hidden * 2, cudaMemcpyDeviceToHost));
+      auto expected = sim::expect_output(p, k, 0);
+      int wrong = 0;
+      for (std::size_t i = 0; i < expected.size(); ++i) wrong += sim::load_element(p.dtype, &host[i]) != expected[i];
+      ASSERT_EQ(wrong, 0) << "step " << k << " T=" << T << (zero_copy ? " zero-copy" : " staged");
+    }
+    EXPECT_EQ(session.read_fault().code, comm::fault_code::none);
+  }
+}
+
+TEST_F(SingleRank, BadHostInputIsRejectedBeforeLaunch) {
+  auto nccl = solo_comm();
+  auto p = small_problem();
+  comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+  fixture_buffers b(p);
+  const std::size_t row = std::size_t(p.hidden) * 2;
+  auto dispatch = [&](kernels::dispatch_args a) { kernels::dispatch_op op(session, a); };
+  expect_config_error([&] { dispatch({nullptr, b.batch.topk_ids, {{b.hidden.get(), row}, {b.weights.get(), 16}}}); },
+                      "dispatch_args.num_tokens", "is null");
+  expect_config_error([&] { dispatch({b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row}}}); },
+                      "dispatch_args.payloads", "has 1 entries but the session was configured with 2");
+  expect_config_error(
+      [&] { dispatch({b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row - 2}, {b.weights.get(), 16}}}); },
+      "dispatch_args.payloads[0].row_bytes", "the session's payload 'hidden' has 2048");
+  expect_config_error(
+      [&] {
+        dispatch({b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.as<char>() + 4, row}, {b.weights.get(), 16}}});
+      },
+      "dispatch_args.payloads[0].data", "not aligned to 16 bytes");
+  expect_config_error(
+      [&] { kernels::combine_op op(session, {b.batch.num_tokens, nullptr, comm::element_type::bf16}); },
+      "combine_args.output", "is null");
+  expect_config_error([&] { kernels::prepare_combine_op op(session, session.combine_region()); },
+                      "prepare_combine.expert_output", "no prepare-combine is needed");
+}
+
+TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
+  auto nccl = solo_comm();
+  auto p = small_problem();
+  comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+  fixture_buffers b(p);
+  const std::size_t row = std::size_t(p.hidden) * 2;
+  kernels::dispatch_op dispatch(session, {b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row}, {b.weights.get(), 16}}});
+  graph::stream s;
+  ASSERT_EQ(sim::generate_batch(p, 0, 0, b.batch, s.get()), cudaSuccess);
+  // Token 3, entry 1 gets an expert id past the end.
+  const std::int32_t bad = p.num_experts + 5;
+  EPG_CHECK_CUDA(cudaMemcpy(b.batch.topk_ids + 3 * p.top_k + 1, &bad, 4, cudaMemcpyHostToDevice));
+  ASSERT_EQ(sim::set_token_count(b.batch.num_tokens, 10, s.get()), cudaSuccess);
+  ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
+  s.sync();
+  auto f = session.read_fault();
+  EXPECT_EQ(f.code, comm::fault_code::expert_id_out_of_range);
+  EXPECT_EQ(f.token, 3);
+  EXPECT_EQ(f.entry, 1);
+  EXPECT_EQ(f.value, bad);
+  try {
+    session.check_faults();
+    ADD_FAILURE() << "no error";
+  } catch (const comm::error& e) {
+    EXPECT_NE(std::string(e.what()).find("token 3, top-k entry 1, value 13"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(session.read_fault().code, comm::fault_code::none);  // check_faults cleared it
+
+  // A token count above the maximum is clamped: exactly max_tokens rows arrive.
+  ASSERT_EQ(sim::set_token_count(b.batch.num_tokens, p.max_tokens + 100, s.get()), cudaSuccess);
+  ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
+  s.sync();
+  f = session.read_fault();
+  EXPECT_EQ(f.code, comm::fault_code::token_count_above_max);
+  EXPECT_EQ(f.value, p.max_tokens + 100);
+  std::int32_t received = 0;
+  EPG_CHECK_CUDA(cudaMemcpy(&received, session.recv_counts(), 4, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(received, p.max_tokens);
+}
+
+TEST_F(SingleRank, WorkspaceThatCannotFitNamesBytesAndKnobs) {
+  auto nccl = solo_comm();
+  auto p = small_problem();
+  p.max_tokens = 1 << 20;
+  p.hidden = 1 << 17;  // 256 GiB of hidden rows alone
+  try {
+    comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+    ADD_FAILURE() << "a workspace larger than the GPU was accepted";
+  } catch (const comm::error& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find("the workspace needs"), std::string::npos) << text;
+    EXPECT_NE(text.find("reduce max_tokens_per_rank"), std::string::npos) << text;
+  }
+}

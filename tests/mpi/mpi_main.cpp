@@ -1,0 +1,70 @@
+// Shared main of the MPI tests. All ranks agree to skip (exit 77, ctest's skip code) when
+// this node has fewer GPUs than ranks, so a machine without GPUs reports "skipped".
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "epgraph/comm/ep_session.hpp"
+#include "epgraph/comm/error.hpp"
+#include "world.hpp"
+
+namespace epgraph::mpitest {
+namespace {
+comm::mpi_context* g_mpi = nullptr;
+comm::nccl_comm* g_nccl = nullptr;
+
+// Ranks other than 0 print only their failures, prefixed with the rank.
+class failure_printer : public ::testing::EmptyTestEventListener {
+ public:
+  explicit failure_printer(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (r.failed())
+      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, r.file_name() ? r.file_name() : "?", r.line_number(),
+                   r.summary());
+  }
+
+ private:
+  int rank_;
+};
+}  // namespace
+
+comm::mpi_context& mpi() { return *g_mpi; }
+comm::nccl_comm& world_comm() { return *g_nccl; }
+bool all_ok(bool ok) { return g_mpi->all_agree(ok); }
+}  // namespace epgraph::mpitest
+
+int main(int argc, char** argv) {
+  using namespace epgraph;
+  int rc = 1;
+  try {
+    comm::mpi_context mpi(&argc, &argv);
+    int gpus = 0;
+    if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
+    if (!mpi.all_agree(gpus >= mpi.local_size() && mpi.size() >= 2)) {
+      if (mpi.rank() == 0)
+        std::printf("SKIPPED: the MPI tests need one GPU per rank and at least 2 ranks (%d rank(s) on this node, "
+                    "%d GPU(s))\n", mpi.local_size(), gpus);
+      return 77;
+    }
+    comm::select_device(mpi.local_rank());
+    comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
+    mpitest::g_mpi = &mpi;
+    mpitest::g_nccl = &nccl;
+
+    ::testing::InitGoogleTest(&argc, argv);
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    if (mpi.rank() != 0) {
+      delete listeners.Release(listeners.default_result_printer());
+      listeners.Append(new mpitest::failure_printer(mpi.rank()));
+    }
+    const int local = RUN_ALL_TESTS();
+    rc = mpi.all_agree(local == 0) ? 0 : 1;
+    if (mpi.rank() == 0) std::printf("MPI tests on %d ranks: %s\n", mpi.size(), rc == 0 ? "all ranks passed" : "FAILED");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "epgraph_mpi_tests: %s\n", e.what());
+    return 1;
+  }
+  return rc;
+}

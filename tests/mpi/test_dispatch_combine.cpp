@@ -1,0 +1,223 @@
+// Dispatch and combine against the independent host reference, on every rank.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "epgraph/comm/device_buffer.hpp"
+#include "epgraph/comm/error.hpp"
+#include "epgraph/graph/step.hpp"
+#include "epgraph/sim/device.hpp"
+#include "epgraph/sim/reference.hpp"
+#include "world.hpp"
+
+using namespace epgraph;
+using mpitest::mpi;
+using mpitest::world_comm;
+
+namespace {
+
+struct dispatch_case {
+  std::string name;
+  int max_tokens, top_k, experts_per_rank;
+  std::vector<std::size_t> row_bytes;  // opaque payloads
+  sim::routing dist = sim::routing::uniform;
+  std::uint64_t empty_ranks = 0;
+  bool corrupt = false;  // plant an out-of-range id and a -1
+};
+
+std::ostream& operator<<(std::ostream& o, const dispatch_case& c) { return o << c.name; }
+
+class Dispatch : public ::testing::TestWithParam<dispatch_case> {};
+
+// Routing from the sim (host), payload bytes from a pattern; everything uploaded, then
+// every received byte, count, id and per-expert count checked against the reference.
+TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
+  const dispatch_case& c = GetParam();
+  const int ep = mpi().size(), me = mpi().rank();
+  sim::problem p;
+  p.ep_size = ep;
+  p.max_tokens = c.max_tokens;
+  p.top_k = c.top_k;
+  p.num_experts = c.experts_per_rank * ep;
+  p.dist = c.dist;
+  p.empty_ranks = c.empty_ranks;
+  p.seed = 1234;
+  comm::ep_config cfg = sim::make_config(p, 32, 512);
+  cfg.payloads.clear();
+  for (std::size_t i = 0; i < c.row_bytes.size(); ++i) cfg.payloads.push_back({"p" + std::to_string(i), c.row_bytes[i]});
+  comm::ep_session session(world_comm(), cfg);
+
+  sim::routing_table routes = sim::draw_routing(p, 7);
+  if (c.corrupt) {
+    for (int src = 0; src < ep; ++src) {
+      if (routes.tokens[src] < 2) continue;
+      routes.ids[src][1 * p.top_k + 0] = p.num_experts + 3;  // token 1, entry 0: out of range
+      routes.ids[src][0 * p.top_k + (p.top_k - 1)] = -1;     // token 0, last entry: no expert
+    }
+  }
+  const int T = routes.tokens[me];
+  comm::device_buffer num_tokens(4), ids(std::size_t(p.max_tokens) * p.top_k * 4);
+  EPG_CHECK_CUDA(cudaMemcpy(num_tokens.get(), &T, 4, cudaMemcpyHostToDevice));
+  if (T) EPG_CHECK_CUDA(cudaMemcpy(ids.get(), routes.ids[me].data(), routes.ids[me].size() * 4, cudaMemcpyHostToDevice));
+  std::vector<comm::device_buffer> payloads;
+  kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}};
+  for (std::size_t i = 0; i < c.row_bytes.size(); ++i) {
+    payloads.emplace_back(std::size_t(p.max_tokens) * c.row_bytes[i]);
+    EPG_CHECK_CUDA(sim::fill_pattern(payloads.back().get(), p.max_tokens, c.row_bytes[i], 100 * me + i, nullptr));
+    args.payloads.push_back({payloads.back().get(), c.row_bytes[i]});
+  }
+  kernels::dispatch_op dispatch(session, args);
+  kernels::summarize_op summarize(session, /*sanitize_unused_slots=*/true);
+  graph::stream s;
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+  ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
+  ASSERT_EQ(summarize.run(s.get()), cudaSuccess);
+  s.sync();
+
+  const auto expect = sim::expect_dispatch(p, routes);
+  std::vector<std::int32_t> counts(ep);
+  EPG_CHECK_CUDA(cudaMemcpy(counts.data(), session.recv_counts(), ep * 4, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(counts, expect.counts[me]);
+  std::vector<std::int32_t> recv_ids(std::size_t(ep) * p.max_tokens * p.top_k);
+  EPG_CHECK_CUDA(cudaMemcpy(recv_ids.data(), session.recv_topk_ids(), recv_ids.size() * 4, cudaMemcpyDeviceToHost));
+  std::vector<int> expert_counts(cfg.experts_per_rank(), 0);
+  long long id_errors = 0, sanitize_errors = 0;
+  for (int src = 0; src < ep; ++src) {
+    for (int slot = 0; slot < p.max_tokens; ++slot) {
+      const std::int32_t* got = &recv_ids[(std::size_t(src) * p.max_tokens + slot) * p.top_k];
+      if (slot < expect.counts[me][src]) {
+        const int token = expect.origin[me][src][slot];
+        for (int j = 0; j < p.top_k; ++j) {
+          const int want = routes.ids[src][std::size_t(token) * p.top_k + j];
+          id_errors += got[j] != want;
+          if (want >= me * c.experts_per_rank && want < (me + 1) * c.experts_per_rank)
+            ++expert_counts[want - me * c.experts_per_rank];
+        }
+      } else {
+        for (int j = 0; j < p.top_k; ++j) sanitize_errors += got[j] != -1;
+      }
+    }
+  }
+  EXPECT_EQ(id_errors, 0);
+  EXPECT_EQ(sanitize_errors, 0);
+  std::vector<std::int32_t> got_expert_counts(cfg.experts_per_rank());
+  EPG_CHECK_CUDA(cudaMemcpy(got_expert_counts.data(), session.local_expert_counts(), got_expert_counts.size() * 4,
+                            cudaMemcpyDeviceToHost));
+  EXPECT_EQ(std::vector<int>(got_expert_counts.begin(), got_expert_counts.end()), expert_counts);
+
+  for (std::size_t i = 0; i < c.row_bytes.size(); ++i) {
+    const std::size_t row = c.row_bytes[i];
+    std::vector<std::uint8_t> recv(std::size_t(ep) * p.max_tokens * row);
+    EPG_CHECK_CUDA(cudaMemcpy(recv.data(), session.recv_payload(int(i)), recv.size(), cudaMemcpyDeviceToHost));
+    long long byte_errors = 0;
+    for (int src = 0; src < ep; ++src)
+      for (int slot = 0; slot < expect.counts[me][src]; ++slot) {
+        const int token = expect.origin[me][src][slot];
+        const std::uint8_t* got = &recv[(std::size_t(src) * p.max_tokens + slot) * row];
+        for (std::size_t b = 0; b < row; ++b) byte_errors += got[b] != sim::pattern_byte(100 * src + i, token, b);
+      }
+    EXPECT_EQ(byte_errors, 0) << "payload " << i << " (" << row << " bytes per row)";
+  }
+
+  const auto fault = session.read_fault();
+  const bool planted = c.corrupt && T >= 2;
+  EXPECT_EQ(fault.code, planted ? comm::fault_code::expert_id_out_of_range : comm::fault_code::none)
+      << fault.describe();
+  if (planted) {
+    EXPECT_EQ(fault.token, 1);
+    EXPECT_EQ(fault.entry, 0);
+    EXPECT_EQ(fault.value, p.num_experts + 3);
+  }
+  session.barrier();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Routing, Dispatch,
+    ::testing::Values(
+        dispatch_case{"uniform_k8_bf16_7168", 128, 8, 64, {7168 * 2, 8 * 4}},
+        dispatch_case{"fp8_with_fp32_scales", 128, 8, 64, {7168, 7168 / 128 * 4, 8 * 4}},
+        dispatch_case{"rows_not_multiple_of_16", 64, 4, 16, {1000, 999, 2, 6}},
+        dispatch_case{"all_to_one_rank", 96, 8, 32, {2880 * 2}, sim::routing::one_rank},
+        dispatch_case{"skewed", 96, 8, 32, {512}, sim::routing::skewed},
+        dispatch_case{"odd_ranks_empty", 64, 8, 32, {4096}, sim::routing::uniform, 0xAAAAAAAAull},
+        dispatch_case{"all_ranks_empty", 64, 8, 32, {256}, sim::routing::uniform, ~0ull},
+        dispatch_case{"k1", 128, 1, 8, {256}},
+        dispatch_case{"k2", 128, 2, 8, {256}},
+        dispatch_case{"k4_several_entries_per_rank", 128, 4, 2, {256}},
+        dispatch_case{"k16", 128, 16, 32, {256}},
+        dispatch_case{"invalid_ids_skipped_and_reported", 64, 8, 32, {512}, sim::routing::uniform, 0, true},
+        dispatch_case{"max_tokens_not_multiple_of_ctas", 77, 8, 32, {130}}),
+    [](const auto& info) { return info.param.name; });
+
+// ---- whole steps: dispatch -> reference experts -> [prepare-combine] -> combine ----------
+
+struct combine_case {
+  std::string name;
+  int max_tokens, top_k, experts_per_rank, hidden;
+  comm::element_type dtype = comm::element_type::bf16;
+  sim::routing dist = sim::routing::uniform;
+  std::uint64_t empty_ranks = 0;
+};
+std::ostream& operator<<(std::ostream& o, const combine_case& c) { return o << c.name; }
+
+class Combine : public ::testing::TestWithParam<combine_case> {};
+
+TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
+  const combine_case& c = GetParam();
+  const int ep = mpi().size(), me = mpi().rank();
+  sim::problem p;
+  p.ep_size = ep;
+  p.max_tokens = c.max_tokens;
+  p.top_k = c.top_k;
+  p.num_experts = c.experts_per_rank * ep;
+  p.hidden = c.hidden;
+  p.dtype = c.dtype;
+  p.dist = c.dist;
+  p.empty_ranks = c.empty_ranks;
+  const std::size_t elem = comm::element_size(p.dtype);
+  for (bool zero_copy : {true, false}) {
+    comm::ep_session session(world_comm(), sim::make_config(p, 48, 512));
+    const std::size_t rows = p.max_tokens;
+    comm::device_buffer num_tokens(4), ids(rows * p.top_k * 4), weights(rows * p.top_k * 4),
+        hidden(rows * p.hidden * elem), output(rows * p.hidden * elem),
+        staged(zero_copy ? 0 : ep * rows * p.hidden * elem);
+    sim::batch_buffers batch{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), weights.as<float>(), hidden.get()};
+    graph::step_spec spec;
+    spec.dispatch = {batch.num_tokens, batch.topk_ids,
+                     {{hidden.get(), p.hidden * elem}, {weights.get(), std::size_t(p.top_k) * 4}}};
+    spec.combine = {batch.num_tokens, output.get(), p.dtype};
+    spec.experts = sim::reference_expert_stage(p);
+    spec.expert_output = zero_copy ? session.combine_region() : staged.get();
+    auto plan = graph::plan_step(session, spec);
+    EXPECT_EQ(plan.prepare_combine, !zero_copy);
+    graph::stream s;
+    for (std::uint64_t step = 0; step < 3; ++step) {
+      ASSERT_EQ(sim::generate_batch(p, me, step, batch, s.get()), cudaSuccess);
+      std::string failed;
+      ASSERT_EQ(graph::enqueue(plan, s.get(), &failed), cudaSuccess) << failed;
+      s.sync();
+      const int T = sim::token_count(p, me, step);
+      std::vector<std::uint8_t> host(std::size_t(T) * p.hidden * elem);
+      EPG_CHECK_CUDA(cudaMemcpy(host.data(), output.get(), host.size(), cudaMemcpyDeviceToHost));
+      const auto expected = sim::expect_output(p, step, me);
+      long long wrong = 0;
+      for (std::size_t i = 0; i < expected.size(); ++i) wrong += sim::load_element(p.dtype, &host[i * elem]) != expected[i];
+      EXPECT_EQ(wrong, 0) << (zero_copy ? "zero-copy" : "staged") << " step " << step << " T=" << T;
+    }
+    EXPECT_EQ(session.read_fault().code, comm::fault_code::none);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Combine,
+    ::testing::Values(combine_case{"h7168_bf16_k8", 128, 8, 64, 7168},
+                      combine_case{"h2880_bf16_k4", 96, 4, 16, 2880},
+                      combine_case{"h1000_fp32_scalar_path", 64, 8, 32, 1000, comm::element_type::fp32},
+                      combine_case{"h2048_fp16_k16", 64, 16, 32, 2048, comm::element_type::fp16},
+                      combine_case{"k1", 64, 1, 8, 1024}, combine_case{"k2", 64, 2, 8, 1024},
+                      combine_case{"one_rank_routing", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::one_rank},
+                      combine_case{"skewed_routing", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::skewed},
+                      combine_case{"rank1_empty", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::uniform, 0b10}),
+    [](const auto& info) { return info.param.name; });
+
+}  // namespace

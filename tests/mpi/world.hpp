@@ -1,0 +1,11 @@
+#pragma once
+// The MPI test world: one process per GPU, shared by every test of the binary.
+#include "epgraph/comm/mpi_context.hpp"
+#include "epgraph/comm/nccl_comm.hpp"
+
+namespace epgraph::mpitest {
+comm::mpi_context& mpi();
+comm::nccl_comm& world_comm();
+/// Collective: true only if every rank passes true (so ranks branch together).
+bool all_ok(bool ok);
+}  // namespace epgraph::mpitest

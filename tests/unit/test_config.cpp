@@ -1,0 +1,102 @@
+#include <gtest/gtest.h>
+
+#include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/error.hpp"
+
+using namespace epgraph::comm;
+
+namespace {
+ep_config good() {
+  ep_config c;
+  c.ep_size = 4;
+  c.max_tokens_per_rank = 4096;
+  c.top_k = 8;
+  c.num_experts = 256;
+  c.hidden = 7168;
+  c.payloads = {{"hidden", 7168 * 2}, {"weights", 32}};
+  return c;
+}
+
+// Expects validate() to throw a config error whose text names `field` and contains `fragment`.
+void expect_rejected(const ep_config& c, const std::string& field, const std::string& fragment) {
+  try {
+    validate(c);
+    FAIL() << "config accepted, expected rejection of " << field;
+  } catch (const error& e) {
+    EXPECT_EQ(e.domain(), error_domain::config);
+    EXPECT_EQ(e.call(), field);
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+TEST(Config, AcceptsTypicalDeepSeekShape) { EXPECT_NO_THROW(validate(good())); }
+
+TEST(Config, RejectsEachFieldWithItsRange) {
+  auto c = good();
+  c.ep_size = 0;
+  expect_rejected(c, "ep_size", "allowed range [1, 64]");
+  c = good();
+  c.ep_size = 65;
+  expect_rejected(c, "ep_size", "is 65");
+  c = good();
+  c.top_k = 33;
+  expect_rejected(c, "top_k", "allowed range [1, 32]");
+  c = good();
+  c.num_experts = 258;
+  expect_rejected(c, "num_experts", "not divisible by ep_size 4");
+  c = good();
+  c.max_tokens_per_rank = 0;
+  expect_rejected(c, "max_tokens_per_rank", "is 0");
+  c = good();
+  c.payloads.resize(9, {"x", 16});
+  expect_rejected(c, "payloads.size()", "allowed range [0, 8]");
+  c = good();
+  c.payloads[1].row_bytes = 0;
+  expect_rejected(c, "payloads[1].row_bytes", "is 0");
+  c = good();
+  c.threads_per_cta = 100;
+  expect_rejected(c, "threads_per_cta", "not a multiple of 32");
+  c = good();
+  c.num_ctas = 2000;
+  expect_rejected(c, "num_ctas", "allowed range [1, 1024]");
+  c = good();
+  c.num_experts = 4;
+  c.top_k = 8;
+  expect_rejected(c, "top_k", "cannot pick more experts than exist");
+}
+
+TEST(Config, ParsesElementTypes) {
+  EXPECT_EQ(parse_element_type("bf16"), element_type::bf16);
+  EXPECT_EQ(parse_element_type("fp32"), element_type::fp32);
+  EXPECT_EQ(element_size(element_type::fp16), 2u);
+  EXPECT_THROW(parse_element_type("fp8"), error);
+}
+
+TEST(Config, MismatchNamesFieldAndEveryRanksValue) {
+  auto a = fingerprint(good());
+  auto c = good();
+  c.hidden = 2880;
+  auto b = fingerprint(c);
+  std::vector<std::string> names;
+  std::vector<std::vector<std::int64_t>> all(3);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    names.push_back(a[i].first);
+    all[0].push_back(a[i].second);
+    all[1].push_back(b[i].second);
+    all[2].push_back(a[i].second);
+  }
+  EXPECT_EQ(describe_mismatch(names, {all[0], all[2]}), "");
+  EXPECT_EQ(describe_mismatch(names, all), "field 'hidden' differs between ranks: rank 0=7168 rank 1=2880 rank 2=7168");
+}
+
+TEST(Config, FingerprintCoversPayloadRowSizes) {
+  auto c = good();
+  auto before = fingerprint(c);
+  c.payloads[0].row_bytes = 7168;  // fp8 instead of bf16
+  auto after = fingerprint(c);
+  ASSERT_EQ(before.size(), after.size());
+  int differing = 0;
+  for (std::size_t i = 0; i < before.size(); ++i) differing += before[i] != after[i];
+  EXPECT_EQ(differing, 1);
+}

@@ -1,0 +1,140 @@
+// The host reference is the yardstick of every GPU test, so it is tested on its own.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "epgraph/sim/reference.hpp"
+
+using namespace epgraph;
+using epgraph::comm::element_type;
+
+TEST(Reference, RoundsToNearestEven) {
+  EXPECT_EQ(sim::round_to(element_type::bf16, 1.0f), 1.0f);
+  EXPECT_EQ(sim::round_to(element_type::bf16, 1.0f + std::ldexp(1.0f, -8)), 1.0f);  // tie -> even
+  EXPECT_EQ(sim::round_to(element_type::bf16, 1.0f + 3 * std::ldexp(1.0f, -8)), 1.0f + std::ldexp(1.0f, -6));
+  EXPECT_EQ(sim::round_to(element_type::bf16, -2.5f), -2.5f);
+  EXPECT_EQ(sim::round_to(element_type::fp16, 1.0f + std::ldexp(1.0f, -11)), 1.0f);
+  EXPECT_EQ(sim::round_to(element_type::fp16, 1.0f + 3 * std::ldexp(1.0f, -11)), 1.0f + std::ldexp(1.0f, -9));
+  EXPECT_EQ(sim::round_to(element_type::fp16, 0.1f), 0.0999755859375f);
+  EXPECT_EQ(sim::round_to(element_type::fp32, 0.1f), 0.1f);
+}
+
+TEST(Reference, DispatchOfHandMadeRouting) {
+  sim::problem p;
+  p.ep_size = 2;
+  p.num_experts = 4;  // experts 0,1 on rank 0; 2,3 on rank 1
+  p.top_k = 2;
+  p.max_tokens = 8;
+  sim::routing_table r;
+  r.tokens = {4, 1};
+  r.ids = {{0, 1, 2, 3, 1, 2, -1, 9}, {3, 0}};
+  auto e = sim::expect_dispatch(p, r);
+  EXPECT_EQ(e.counts[0], (std::vector<int>{2, 1}));  // rank 0 receives 2 from src 0, 1 from src 1
+  EXPECT_EQ(e.counts[1], (std::vector<int>{2, 1}));
+  EXPECT_EQ(e.slot[0][0], (std::vector<int>{0, -1}));  // both experts on rank 0: one copy
+  EXPECT_EQ(e.slot[0][1], (std::vector<int>{-1, 0}));
+  EXPECT_EQ(e.slot[0][2], (std::vector<int>{1, 1}));
+  EXPECT_EQ(e.slot[0][3], (std::vector<int>{-1, -1}));  // -1 and an invalid id: nowhere
+  EXPECT_EQ(e.slot[1][0], (std::vector<int>{0, 0}));
+  EXPECT_EQ(e.origin[0][0], (std::vector<int>{0, 2}));
+  EXPECT_EQ(e.origin[1][0], (std::vector<int>{1, 2}));
+  EXPECT_EQ(e.origin[1][1], (std::vector<int>{0}));
+}
+
+TEST(Reference, TokenCountAboveMaxIsClamped) {
+  sim::problem p;
+  p.ep_size = 1;
+  p.num_experts = 2;
+  p.top_k = 1;
+  p.max_tokens = 2;
+  sim::routing_table r{{5}, {{0, 1, 0, 1, 0}}};
+  auto e = sim::expect_dispatch(p, r);
+  EXPECT_EQ(e.counts[0][0], 2);
+}
+
+TEST(Reference, GeneratorDrawsDistinctInRangeExperts) {
+  sim::problem p;
+  p.ep_size = 4;
+  p.num_experts = 16;
+  p.top_k = 16;  // every expert: forces the distinctness fallback
+  p.max_tokens = 32;
+  for (auto dist : {sim::routing::uniform, sim::routing::skewed}) {
+    p.dist = dist;
+    for (int t = 0; t < 32; ++t) {
+      std::set<int> seen;
+      for (int j = 0; j < p.top_k; ++j) {
+        int e = sim::expert_id(p, 1, 7, t, j);
+        EXPECT_GE(e, 0);
+        EXPECT_LT(e, p.num_experts);
+        seen.insert(e);
+      }
+      EXPECT_EQ(seen.size(), 16u);
+    }
+  }
+}
+
+TEST(Reference, RoutingDistributionsHaveTheirShape) {
+  sim::problem p;
+  p.ep_size = 4;
+  p.num_experts = 256;
+  p.top_k = 8;
+  p.max_tokens = 256;
+  std::vector<int> per_rank(4);
+  p.dist = sim::routing::one_rank;
+  for (int t = 0; t < 64; ++t)
+    for (int j = 0; j < 8; ++j) ++per_rank[sim::owner_rank(p, sim::expert_id(p, 2, 0, t, j))];
+  EXPECT_EQ(per_rank[0], 64 * 8);
+  p.dist = sim::routing::skewed;
+  per_rank.assign(4, 0);
+  for (int t = 0; t < 256; ++t)
+    for (int j = 0; j < 8; ++j) ++per_rank[sim::owner_rank(p, sim::expert_id(p, 2, 0, t, j))];
+  EXPECT_GT(per_rank[0], 2 * per_rank[3]);
+}
+
+TEST(Reference, TokenCountsVaryWithinBoundsAndEmptyRanksStayEmpty) {
+  sim::problem p;
+  p.ep_size = 4;
+  p.max_tokens = 100;
+  p.min_tokens = 10;
+  p.empty_ranks = 0b0100;
+  std::set<int> seen;
+  for (std::uint64_t s = 0; s < 200; ++s) {
+    int t = sim::token_count(p, 1, s);
+    EXPECT_GE(t, 10);
+    EXPECT_LE(t, 100);
+    seen.insert(t);
+    EXPECT_EQ(sim::token_count(p, 2, s), 0);
+  }
+  EXPECT_GT(seen.size(), 50u);
+}
+
+TEST(Reference, OutputMatchesExactMathWithinTwoRoundings) {
+  sim::problem p;
+  p.ep_size = 4;
+  p.num_experts = 32;
+  p.top_k = 8;
+  p.hidden = 64;
+  p.max_tokens = 16;
+  p.min_tokens = 16;
+  for (auto type : {element_type::bf16, element_type::fp16, element_type::fp32}) {
+    p.dtype = type;
+    const double ulp = type == element_type::bf16 ? std::ldexp(1.0, -8) : type == element_type::fp16 ? std::ldexp(1.0, -11) : 1e-7;
+    auto out = sim::expect_output(p, 3, 1);
+    ASSERT_EQ(out.size(), 16u * 64);
+    int nonzero = 0;
+    for (int t = 0; t < 16; ++t) {
+      for (int h = 0; h < 64; ++h) {
+        double exact = 0;
+        for (int j = 0; j < 8; ++j) {
+          int e = sim::expert_id(p, 1, 3, t, j);
+          exact += double(sim::router_weight(p, 1, 3, t, j)) * sim::expert_scale(e) * sim::hidden_value(p, 1, 3, t, h);
+        }
+        const float got = out[t * 64 + h];
+        nonzero += got != 0.f;
+        EXPECT_NEAR(got, exact, 8 * ulp * (std::fabs(exact) + 1e-3)) << "t=" << t << " h=" << h;
+      }
+    }
+    EXPECT_GT(nonzero, 16 * 64 / 2);  // never a test on zeros
+  }
+}
