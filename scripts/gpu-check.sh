@@ -45,16 +45,21 @@ for stage in $stages; do
       done ;;
     sanitize)
       for tool in memcheck racecheck synccheck; do
-        run "sanitize_${tool}_gpu" 600 compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/epgraph_gpu_tests" \
+        run "sanitize_${tool}_gpu" 600 compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 "$bin/epgraph_gpu_tests" \
           --gtest_filter='SingleRank.StepGraph*:SingleRank.DeviceFaults*'
       done
-      run sanitize_memcheck_np2 600 mpirun -np 2 --bind-to none compute-sanitizer --tool memcheck --error-exitcode 9 \
-        "$bin/epgraph_mpi_tests" --gtest_filter='Dispatch.*uniform*:Dispatch.*rows_not*:Combine.*h2880*:Combine.*fp32*' ;;
+      run sanitize_memcheck_np2 600 mpirun -np 2 --bind-to none compute-sanitizer --tool memcheck --report-api-errors no \
+        --error-exitcode 9 "$bin/epgraph_mpi_tests" --gtest_filter='*Dispatch*uniform*:*rows_not*:*Combine*h2880*:*fp32*' ;;
     bench)
       for np in $np_list; do
-        run "bench_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-bench" --out "$logs/bench_np$np" ${EPG_BENCH_ARGS:-}
-        tail -30 "$logs/bench_np$np.log"
-      done ;;
+        for ctas in ${EPG_BENCH_CTAS:-64}; do
+          run "bench_np${np}_c$ctas" 600 mpirun -np "$np" --bind-to none "$bin/epg-bench" --ctas "$ctas" \
+            --out "$logs/bench_np${np}_c$ctas" ${EPG_BENCH_ARGS:-}
+          tail -12 "$logs/bench_np${np}_c$ctas.log"
+        done
+      done
+      python3 "$(dirname "$0")/plot_bench.py" "$logs/bench.png" "$logs"/bench_np*.csv > "$logs/plot.log" 2>&1 \
+        || tail -5 "$logs/plot.log" ;;
   esac
 done
 echo

@@ -60,6 +60,8 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
   for (int s = 0; s < o.steps; ++s) {
     const std::uint64_t step_id = static_cast<std::uint64_t>(s) + (zero_copy ? 0 : 1u << 20);
     EPG_CHECK_CUDA(sim::generate_batch(p, mpi.rank(), step_id, batch, stream.get()));
+    stream.sync();
+    mpi.barrier();  // time the step, not a peer still checking the previous one
     start.record(stream);
     EPG_CHECK_CUDA(step.replay(stream));
     stop.record(stream);

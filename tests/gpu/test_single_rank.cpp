@@ -128,6 +128,7 @@ TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
   kernels::dispatch_op dispatch(session, {b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row}, {b.weights.get(), 16}}});
   graph::stream s;
   ASSERT_EQ(sim::generate_batch(p, 0, 0, b.batch, s.get()), cudaSuccess);
+  s.sync();  // the planted id below goes through the legacy stream
   // Token 3, entry 1 gets an expert id past the end.
   const std::int32_t bad = p.num_experts + 5;
   EPG_CHECK_CUDA(cudaMemcpy(b.batch.topk_ids + 3 * p.top_k + 1, &bad, 4, cudaMemcpyHostToDevice));

@@ -58,6 +58,9 @@ TEST(Config, RejectsEachFieldWithItsRange) {
   c.threads_per_cta = 100;
   expect_rejected(c, "threads_per_cta", "not a multiple of 32");
   c = good();
+  c.threads_per_cta = 1024;
+  expect_rejected(c, "threads_per_cta", "allowed range [64, 512]");
+  c = good();
   c.num_ctas = 2000;
   expect_rejected(c, "num_ctas", "allowed range [1, 1024]");
   c = good();

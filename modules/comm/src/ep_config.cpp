@@ -63,7 +63,7 @@ void validate(const ep_config& c) {
                   static_cast<long long>(max_row_bytes));
   }
   require_range("num_ctas", c.num_ctas, 1, max_num_ctas, "one LSA barrier per CTA; all CTAs co-resident");
-  require_range("threads_per_cta", c.threads_per_cta, 64, 1024);
+  require_range("threads_per_cta", c.threads_per_cta, 64, max_threads_per_cta);
   if (c.threads_per_cta % 32 != 0)
     throw_config_error("threads_per_cta", "is " + std::to_string(c.threads_per_cta) + ", not a multiple of 32");
 }

@@ -65,7 +65,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   region_builder local(c);
   l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
   l.lookback = local.add(static_cast<std::size_t>(c.num_ctas), ep, sizeof(std::uint64_t));
-  l.ticket = local.add(1, sizeof(std::uint64_t));
+  l.ticket = local.add(2, sizeof(std::uint64_t));
   l.error = local.add(4, sizeof(std::int32_t));
   l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
   l.local_bytes = local.total(region_alignment);

@@ -61,6 +61,7 @@ capture_scope::~capture_scope() {
   cudaGraph_t discarded = nullptr;
   EPG_REPORT_CUDA(cudaStreamEndCapture(stream_.get(), &discarded));
   if (discarded) EPG_REPORT_CUDA(cudaGraphDestroy(discarded));
+  (void)cudaGetLastError();  // the failure was reported; don't let it surface in the next launch
 }
 
 graph capture_scope::end() {

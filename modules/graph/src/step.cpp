@@ -89,3 +89,23 @@ step_graph::step_graph(step_plan plan, stream_ref capture_stream) : plan_(std::m
 }
 
 }  // namespace epgraph::graph
+
+namespace epgraph::graph {
+
+cudaError_t step_graph::replay(stream_ref s) const noexcept {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  cudaGraph_t capturing = nullptr;
+  const cudaGraphNode_t* deps = nullptr;
+  std::size_t num_deps = 0;
+  cudaError_t st = cudaStreamGetCaptureInfo(s.get(), &status, nullptr, &capturing, &deps, nullptr, &num_deps);
+  if (st != cudaSuccess) return st;
+  if (status != cudaStreamCaptureStatusActive) return exec_.launch(s);
+  // A graph cannot be launched into a capture; add it as a child node after the capture's
+  // current frontier and make that node the new frontier.
+  cudaGraphNode_t child = nullptr;
+  st = cudaGraphAddChildGraphNode(&child, capturing, deps, num_deps, graph_.get());
+  if (st != cudaSuccess) return st;
+  return cudaStreamUpdateCaptureDependencies(s.get(), &child, nullptr, 1, cudaStreamSetCaptureDependencies);
+}
+
+}  // namespace epgraph::graph

@@ -9,8 +9,53 @@
 namespace epgraph::kernels {
 namespace {
 
+constexpr int kFastSources = 8;   // source rows gathered into registers per token
+// N-element groups in flight per lane: 16 (or, for 4-byte inputs, 8) 16-byte loads.
+template <class In>
+constexpr int kGroupsPerLane = sizeof(In) == 2 ? 2 : 1;
+
+// Latency-bound pull: every remote 16-byte load of kGroupsPerLane groups from up to
+// kFastSources ranks is issued before the first is summed (ascending rank order is kept).
 template <class In, class Out, int N>
-__global__ void __launch_bounds__(1024) combine_kernel(const __grid_constant__ ncclDevComm dev,
+__device__ void pull_fast(const comm::session_view& v, const device::warp_slots& slots, int g0, int g1, int lane,
+                          Out* out_row) {
+  using group = device::element_group<In, N>;
+  const In* rows[kFastSources];
+  std::uint64_t m = slots.mask;
+#pragma unroll
+  for (int j = 0; j < kFastSources; ++j) {  // warp-uniform; static indices keep rows[] in registers
+    const int d = m ? __ffsll(static_cast<long long>(m)) - 1 : 0;
+    const int slot = slots.slot(d);
+    rows[j] = m ? static_cast<const In*>(ncclGetLsaPointer(
+                      v.window,
+                      v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * v.combine_row_bytes, d))
+                : nullptr;
+    m &= m - 1;
+  }
+  for (int base = g0; base < g1; base += 32 * kGroupsPerLane<In>) {
+    typename group::raw raw[kGroupsPerLane<In>][kFastSources];
+#pragma unroll
+    for (int u = 0; u < kGroupsPerLane<In>; ++u) {
+      const int g = base + u * 32 + lane;
+#pragma unroll
+      for (int j = 0; j < kFastSources; ++j)
+        if (rows[j] && g < g1) raw[u][j] = group::load(rows[j] + static_cast<std::size_t>(g) * N);
+    }
+#pragma unroll
+    for (int u = 0; u < kGroupsPerLane<In>; ++u) {
+      const int g = base + u * 32 + lane;
+      if (g >= g1) continue;
+      float acc[N] = {};
+#pragma unroll
+      for (int j = 0; j < kFastSources; ++j)
+        if (rows[j]) group::accumulate(raw[u][j], acc);
+      device::element_group<Out, N>::store(out_row + static_cast<std::size_t>(g) * N, acc);
+    }
+  }
+}
+
+template <class In, class Out, int N>
+__global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
   {
@@ -37,6 +82,13 @@ __global__ void __launch_bounds__(1024) combine_kernel(const __grid_constant__ n
     const int t = item / slices, slice = item % slices;
     const device::warp_slots slots = device::warp_slots::load(v.token_slots, t, v.ep_size, lane);
     const int g0 = slice * per_slice, g1 = min(groups, g0 + per_slice);
+    Out* out_row = out + static_cast<std::size_t>(t) * v.hidden;
+    if constexpr (N > 1) {
+      if (__popcll(slots.mask) <= kFastSources) {
+        pull_fast<In, Out, N>(v, slots, g0, g1, lane, out_row);
+        continue;
+      }
+    }
     for (int base = g0; base < g1; base += 32) {
       const int g = base + lane;
       const bool active = g < g1;
@@ -48,7 +100,7 @@ __global__ void __launch_bounds__(1024) combine_kernel(const __grid_constant__ n
             v.window, v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * row_stride, d)));
         if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
       }
-      if (active) device::element_group<Out, N>::store(out + static_cast<std::size_t>(t) * v.hidden + g * N, acc);
+      if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
     }
   }
 }

@@ -47,7 +47,7 @@ __device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int 
   }
 }
 
-__global__ void __launch_bounds__(1024) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
+__global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
                                                         const __grid_constant__ dispatch_params p) {
   const comm::session_view& v = p.v;
   const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
@@ -57,12 +57,15 @@ __global__ void __launch_bounds__(1024) dispatch_kernel(const __grid_constant__ 
   __shared__ int s_count[comm::max_ep_size];    // my chunk's tokens per destination
   __shared__ int s_prefix[comm::max_ep_size];   // tokens per destination in CTAs 0..b-1
   __shared__ int s_running[comm::max_ep_size];  // next free slot per destination
+  __shared__ int s_total[comm::max_ep_size];    // all CTAs' tokens per destination (last CTA only)
+  __shared__ bool s_last;
   __shared__ int s_warp_base[kMaxWarps][comm::max_ep_size];
 
   // Launch epoch: all CTAs of launch n draw tickets [nG, nG + G) (launches are stream
-  // ordered), so look-back entries are tagged instead of cleared.
+  // ordered), so look-back entries are tagged instead of cleared. ticket[1] elects the
+  // last CTA to publish its counts.
   if (tid == 0) s_epoch = static_cast<unsigned int>(atomicAdd(v.ticket, 1ull) / G + 1);
-  for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
+  for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = s_total[d] = 0;
   __syncthreads();
   const unsigned int epoch = s_epoch;
   // Progress record for hang diagnostics: "rank r entered dispatch #epoch", in every peer.
@@ -85,19 +88,28 @@ __global__ void __launch_bounds__(1024) dispatch_kernel(const __grid_constant__ 
   }
   __syncthreads();
 
-  // 2. Publish my aggregate; sum the predecessors' (all CTAs are co-resident, so it ends).
+  // 2. Publish my aggregate. Only a CTA with tokens needs its predecessors' sum (all CTAs
+  //    are co-resident, so the wait ends); at small T most CTAs skip it entirely.
   for (int d = tid; d < ep; d += nthreads) {
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> entry(v.lookback[b * ep + d]);
     entry.store((static_cast<unsigned long long>(epoch) << 32) | static_cast<unsigned int>(s_count[d]),
                 cuda::memory_order_relaxed);
   }
-  for (int i = tid; i < b * ep; i += nthreads) {
+  // The last CTA to publish (second ticket) sums everyone's counts and publishes totals.
+  __syncthreads();
+  if (tid == 0) s_last = (atomicAdd(v.ticket + 1, 1ull) % G) == static_cast<unsigned long long>(G - 1);
+  __syncthreads();
+  const bool last = s_last;
+  const int needed = begin < end ? b : 0;
+  for (int i = tid; i < (last ? G : needed) * ep; i += nthreads) {
     cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> entry(v.lookback[i]);
     unsigned long long x;
     do {
       x = entry.load(cuda::memory_order_relaxed);
     } while (static_cast<unsigned int>(x >> 32) != epoch);
-    atomicAdd(&s_prefix[i % ep], static_cast<int>(static_cast<unsigned int>(x)));
+    const int n = static_cast<int>(static_cast<unsigned int>(x));
+    if (i < needed * ep) atomicAdd(&s_prefix[i % ep], n);
+    if (last) atomicAdd(&s_total[i % ep], n);
   }
   __syncthreads();
   for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
@@ -148,12 +160,13 @@ __global__ void __launch_bounds__(1024) dispatch_kernel(const __grid_constant__ 
     }
   }
 
-  // 5. The last CTA knows the totals: publish this rank's count into every destination.
-  if (b == G - 1) {
+  // 5. The last CTA knows the totals: publish this rank's count into every destination
+  //    (before its barrier arrives, so the release covers it).
+  if (last) {
     for (int d = tid; d < ep; d += nthreads) {
       auto* count = static_cast<std::int32_t*>(
           ncclGetLsaPointer(v.window, v.counts_offset + sizeof(std::int32_t) * v.rank, d));
-      *count = s_prefix[d] + s_count[d];
+      *count = s_total[d];
     }
   }
 

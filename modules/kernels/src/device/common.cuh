@@ -15,6 +15,12 @@
 
 #include "epgraph/comm/ep_session.hpp"
 
+namespace epgraph::kernels {
+/// Register budget of the collective kernels: one CTA of up to 512 threads per SM (the
+/// grid is at most one CTA per SM anyway), so the combine pull keeps its loads in registers.
+inline constexpr int kMaxThreads = comm::max_threads_per_cta;
+}  // namespace epgraph::kernels
+
 namespace epgraph::kernels::device {
 
 // ---- faults ----------------------------------------------------------------------------
@@ -103,6 +109,25 @@ template <class T, int N>
 struct element_group {
   static_assert(N == 1 || (N * sizeof(T)) % 16 == 0, "vector groups are whole 16-byte words");
   static constexpr int words = N == 1 ? 0 : static_cast<int>(N * sizeof(T) / 16);
+
+  /// Raw words of one group, so loads can be issued before any of them is consumed.
+  struct raw {
+    uint4 w[words > 0 ? words : 1];
+  };
+  __device__ static raw load(const T* p) {
+    raw r;
+#pragma unroll
+    for (int w = 0; w < words; ++w) r.w[w] = reinterpret_cast<const uint4*>(p)[w];
+    return r;
+  }
+  __device__ static void accumulate(const raw& r, float (&acc)[N]) {
+#pragma unroll
+    for (int w = 0; w < words; ++w) {
+      const T* e = reinterpret_cast<const T*>(&r.w[w]);
+#pragma unroll
+      for (int i = 0; i < 16 / static_cast<int>(sizeof(T)); ++i) acc[w * (16 / sizeof(T)) + i] += to_float(e[i]);
+    }
+  }
 
   __device__ static void add(const T* p, float (&acc)[N]) {
     if constexpr (N == 1) {

@@ -45,6 +45,7 @@ inline constexpr int max_ep_size = 64;    // destination sets are 64-bit masks
 inline constexpr int max_top_k = 32;
 inline constexpr int max_payloads = 8;
 inline constexpr int max_num_ctas = 1024;
+inline constexpr int max_threads_per_cta = 512;  // register budget of the collective kernels
 inline constexpr int max_tokens_limit = 1 << 20;
 inline constexpr std::size_t max_row_bytes = std::size_t{1} << 20;
 

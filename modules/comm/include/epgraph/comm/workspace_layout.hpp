@@ -10,7 +10,7 @@
 // Local state (plain device memory, this rank only):
 //   token_slots int32 [max_tokens][ep]      slot of each token at each destination, or -1
 //   lookback    uint64 [num_ctas][ep]       per-CTA destination counts, tagged by launch epoch
-//   ticket      uint64                      launch counter (gives the epoch)
+//   ticket      uint64 [2]                  launch counter (gives the epoch), publish counter
 //   error       4 x int32                   first device-side fault
 //   expert_counts int32 [experts_per_rank]  received tokens per local expert
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never

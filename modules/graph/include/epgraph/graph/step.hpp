@@ -84,8 +84,9 @@ class step_graph {
  public:
   step_graph(step_plan plan, stream_ref capture_stream);
   /// Launches the whole step. Collective in effect: every rank must replay the same
-  /// sequence. Capture-safe (replaying into a caller's capture records the graph).
-  [[nodiscard]] cudaError_t replay(stream_ref s) const noexcept { return exec_.launch(s); }
+  /// sequence. Capture-safe: if `s` is being captured (a runtime capturing its own graph),
+  /// the step is spliced into that capture as a child-graph node instead of launched.
+  [[nodiscard]] cudaError_t replay(stream_ref s) const noexcept;
   /// The captured graph, for embedding as a child graph node in a caller's graph.
   cudaGraph_t get() const noexcept { return graph_.get(); }
   const step_plan& plan() const noexcept { return plan_; }

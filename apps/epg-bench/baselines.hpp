@@ -1,0 +1,51 @@
+#pragma once
+// The two baselines epg-bench runs in the same process on the same bytes:
+//  (a) NCCL grouped ncclSend/ncclRecv moving exactly each pair's bytes (what a user with
+//      host-known counts would write), and
+//  (b) a raw device-API LSA all-to-all: every CTA stores its share of each pair's bytes
+//      straight into the peer's symmetric window, then one LSA barrier per CTA — the speed
+//      of light of the primitive epgraph is built on.
+// Both only enqueue work (capturable) once constructed.
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "epgraph/comm/device_buffer.hpp"
+#include "epgraph/comm/device_comm.hpp"
+#include "epgraph/comm/symmetric_window.hpp"
+
+namespace epgraph::bench {
+
+/// bytes[p]: what this rank sends to rank p; recv[p]: what it receives from p.
+struct pair_bytes {
+  std::vector<std::size_t> send, recv;
+};
+
+class nccl_alltoallv {
+ public:
+  nccl_alltoallv(comm::nccl_comm_ref comm, pair_bytes bytes);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
+
+ private:
+  comm::nccl_comm_ref comm_;
+  pair_bytes bytes_;
+  comm::device_buffer send_, recv_;
+  std::vector<std::size_t> send_offset_, recv_offset_;
+};
+
+class lsa_alltoall {
+ public:
+  lsa_alltoall(comm::nccl_comm_ref comm, pair_bytes bytes, int ctas, int threads);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
+
+ private:
+  int rank_, ranks_, ctas_, threads_;
+  std::size_t slot_bytes_;  // per-source region in every window (max over pairs, 16-aligned)
+  std::vector<std::size_t> send_bytes_;
+  comm::device_buffer send_, send_table_;
+  comm::symmetric_window window_;
+  comm::device_comm dev_;
+};
+
+}  // namespace epgraph::bench

@@ -1,0 +1,221 @@
+// epg-bench: times dispatch and combine as CUDA-graph replays (CUDA events, median/p10/p90
+// of the slowest rank) against two baselines on the same routing and bytes, in one process.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+
+#include "baselines.hpp"
+#include "bench.hpp"
+#include "epgraph/comm/error.hpp"
+#include "epgraph/comm/mpi_context.hpp"
+#include "epgraph/graph/step.hpp"
+#include "epgraph/sim/device.hpp"
+#include "epgraph/sim/reference.hpp"
+
+namespace {
+using namespace epgraph;
+using bench::stats;
+
+// Captures each enqueue function into its own graph; replays them round-robin.
+class replayer {
+ public:
+  replayer(graph::stream_ref s, const std::vector<std::function<cudaError_t(cudaStream_t)>>& steps) : stream_(s) {
+    for (const auto& step : steps) {
+      graph::capture_scope capture(s);
+      EPG_CHECK_CUDA(step(s.get()));
+      execs_.push_back(capture.end().instantiate());
+    }
+  }
+  // Times `replays` replays after `warmup`; statistics of the slowest rank.
+  stats time(const comm::mpi_context& mpi, int warmup, int replays) {
+    for (int i = 0; i < warmup; ++i) EPG_CHECK_CUDA(execs_[i % execs_.size()].launch(stream_));
+    stream_.sync();
+    mpi.barrier();
+    std::vector<graph::event> marks(static_cast<std::size_t>(replays) + 1);
+    marks[0].record(stream_);
+    for (int i = 0; i < replays; ++i) {
+      EPG_CHECK_CUDA(execs_[i % execs_.size()].launch(stream_));
+      marks[i + 1].record(stream_);
+    }
+    marks.back().sync();
+    std::vector<double> us;
+    for (int i = 0; i < replays; ++i) us.push_back(1000.0 * graph::event::elapsed_ms(marks[i], marks[i + 1]));
+    std::sort(us.begin(), us.end());
+    double mine[3] = {us[us.size() / 10], us[us.size() / 2], us[us.size() * 9 / 10]}, worst[3];
+    EPG_CHECK_MPI(MPI_Allreduce(mine, worst, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return {worst[0], worst[1], worst[2]};
+  }
+
+ private:
+  graph::stream_ref stream_;
+  std::vector<graph::graph_exec> execs_;
+};
+
+double mean_over_ranks(double v) {
+  double sum = 0;
+  int n = 1;
+  EPG_CHECK_MPI(MPI_Allreduce(&v, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+  EPG_CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &n));
+  return sum / n;
+}
+
+bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const bench::options& o, int tokens,
+                         const std::string& payload, const std::string& gpu) {
+  const int ep = mpi.size(), me = mpi.rank();
+  sim::problem p;
+  p.ep_size = ep;
+  p.max_tokens = p.min_tokens = tokens;
+  p.top_k = o.top_k;
+  p.num_experts = o.experts;
+  p.hidden = o.hidden;
+  p.dist = o.dist;
+  p.seed = o.seed * 1000 + tokens;
+  comm::ep_config cfg = sim::make_config(p, o.ctas, o.threads);
+  const std::size_t weights_row = std::size_t(o.top_k) * 4;
+  if (payload == "fp8")
+    cfg.payloads = {{"hidden_e4m3", std::size_t(o.hidden)}, {"scales_1x128", std::size_t((o.hidden + 127) / 128) * 4},
+                    {"weights", weights_row}};
+  comm::ep_session session(nccl, cfg);
+
+  // Fresh routing for this configuration; two input sets (same routing) rotate.
+  const auto routes = sim::draw_routing(p, 0);
+  const auto expect = sim::expect_dispatch(p, routes);
+  comm::device_buffer num_tokens(4), ids(std::size_t(tokens) * o.top_k * 4), output(std::size_t(tokens) * o.hidden * 2);
+  EPG_CHECK_CUDA(cudaMemcpy(num_tokens.get(), &tokens, 4, cudaMemcpyHostToDevice));
+  EPG_CHECK_CUDA(cudaMemcpy(ids.get(), routes.ids[me].data(), routes.ids[me].size() * 4, cudaMemcpyHostToDevice));
+  std::vector<std::unique_ptr<comm::device_buffer>> inputs;
+  std::vector<kernels::dispatch_op> dispatches;
+  double bytes_per_token = std::size_t(o.top_k) * 4;  // the top-k ids travel too
+  for (const auto& spec : cfg.payloads) bytes_per_token += spec.row_bytes;
+  for (int set = 0; set < 2; ++set) {
+    kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}};
+    for (const auto& spec : cfg.payloads) {
+      inputs.push_back(std::make_unique<comm::device_buffer>(std::size_t(tokens) * spec.row_bytes));
+      EPG_CHECK_CUDA(sim::fill_pattern(inputs.back()->get(), tokens, spec.row_bytes, 17 * set + me, nullptr));
+      args.payloads.push_back({inputs.back()->get(), spec.row_bytes});
+    }
+    dispatches.emplace_back(session, args);
+  }
+  kernels::combine_op combine(session, {num_tokens.as<std::int32_t>(), output.get(), comm::element_type::bf16});
+
+  graph::stream s;
+  EPG_CHECK_CUDA(dispatches[0].run(s.get()));  // routing state for combine
+  EPG_CHECK_CUDA(sim::fill_pattern(session.combine_region(), 1, session.layout().combine.bytes, 99, s.get()));
+  s.sync();
+
+  bench::result r;
+  r.ep = ep;
+  r.tokens = tokens;
+  r.hidden = o.hidden;
+  r.top_k = o.top_k;
+  r.experts = o.experts;
+  r.payload = payload;
+  r.routing = std::string(sim::to_string(o.dist));
+  r.gpu = gpu;
+  r.dispatch_bytes_per_token = bytes_per_token;
+  r.combine_bytes_per_token = double(o.hidden) * 2;
+  replayer ours_d(s, {[&](cudaStream_t st) { return dispatches[0].run(st); },
+                      [&](cudaStream_t st) { return dispatches[1].run(st); }});
+  r.dispatch = ours_d.time(mpi, o.warmup, o.replays);
+  replayer ours_c(s, {[&](cudaStream_t st) { return combine.run(st); }});
+  r.combine = ours_c.time(mpi, o.warmup, o.replays);
+
+  // Exact pair traffic of this routing. Dispatch: me -> d; combine: rows flow back d -> me.
+  bench::pair_bytes d_bytes, c_bytes;
+  double wire_d = 0, logical_d = 0;
+  for (int d = 0; d < ep; ++d) {
+    const double sent = expect.counts[d][me] * bytes_per_token, got = expect.counts[me][d] * bytes_per_token;
+    d_bytes.send.push_back(std::size_t(sent));
+    d_bytes.recv.push_back(std::size_t(got));
+    c_bytes.send.push_back(std::size_t(expect.counts[me][d]) * o.hidden * 2);
+    c_bytes.recv.push_back(std::size_t(expect.counts[d][me]) * o.hidden * 2);
+    logical_d += got;
+    if (d != me) wire_d += sent;
+  }
+  const double row_ratio = double(o.hidden) * 2 / bytes_per_token;
+  r.wire_dispatch_bytes = mean_over_ranks(wire_d);
+  r.logical_dispatch_bytes = mean_over_ranks(logical_d);
+  r.wire_combine_bytes = r.wire_dispatch_bytes * row_ratio;
+  r.logical_combine_bytes = mean_over_ranks(logical_d * row_ratio);
+  r.model_wire_dispatch_bytes = tokens * bench::expected_destinations(ep, o.experts, o.top_k) * (ep - 1) / ep * bytes_per_token;
+
+  {
+    bench::nccl_alltoallv nd(nccl, d_bytes), nc(nccl, c_bytes);
+    replayer rd(s, {[&](cudaStream_t st) { return nd.run(st); }});
+    r.nccl_dispatch = rd.time(mpi, o.warmup, o.replays);
+    replayer rc(s, {[&](cudaStream_t st) { return nc.run(st); }});
+    r.nccl_combine = rc.time(mpi, o.warmup, o.replays);
+  }
+  {
+    bench::lsa_alltoall ld(nccl, d_bytes, o.ctas, o.threads);
+    replayer rd(s, {[&](cudaStream_t st) { return ld.run(st); }});
+    r.lsa_dispatch = rd.time(mpi, o.warmup, o.replays);
+  }
+  {
+    bench::lsa_alltoall lc(nccl, c_bytes, o.ctas, o.threads);
+    replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }});
+    r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
+  }
+  const auto& l = session.layout();
+  r.workspace = {{"counts", l.counts.bytes}, {"progress", l.progress.bytes}, {"topk_ids", l.topk_ids.bytes}};
+  for (std::size_t i = 0; i < l.payloads.size(); ++i) r.workspace.push_back({cfg.payloads[i].name, l.payloads[i].bytes});
+  r.workspace.push_back({"combine", l.combine.bytes});
+  r.workspace.push_back({"window_total", l.window_bytes});
+  r.workspace.push_back({"local_state", l.local_bytes});
+  session.check_faults();
+  return r;
+}
+
+int run(int argc, char** argv) {
+  comm::mpi_context mpi(&argc, &argv);
+  std::string help;
+  auto parsed = bench::parse_options(std::vector<std::string>(argv + 1, argv + argc), &help);
+  if (!parsed) {
+    if (mpi.rank() == 0) std::cout << help;
+    return 0;
+  }
+  const bench::options& o = *parsed;
+  int gpus = 0;
+  if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
+  if (!mpi.all_agree(gpus >= mpi.local_size())) {
+    if (mpi.rank() == 0)
+      std::fprintf(stderr, "epg-bench needs one NVIDIA GPU per rank (%d ranks, %d GPUs visible)\n", mpi.local_size(), gpus);
+    return 2;
+  }
+  comm::select_device(mpi.local_rank());
+  comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
+  cudaDeviceProp prop{};
+  EPG_CHECK_CUDA(cudaGetDeviceProperties(&prop, mpi.local_rank()));
+  if (mpi.rank() == 0) {
+    std::printf("epg-bench: %d x %s, hidden %d, top-%d of %d experts, %s routing, %d replays (median of slowest rank)\n",
+                mpi.size(), prop.name, o.hidden, o.top_k, o.experts, std::string(sim::to_string(o.dist)).c_str(), o.replays);
+    bench::print_header();
+  }
+  std::vector<bench::result> results;
+  for (const auto& payload : o.payloads)
+    for (int tokens : o.tokens) {
+      results.push_back(run_config(mpi, nccl, o, tokens, payload, prop.name));
+      if (mpi.rank() == 0) bench::print_row(results.back());
+    }
+  if (mpi.rank() == 0) {
+    bench::write_json(o.out + ".json", results);
+    bench::write_csv(o.out + ".csv", results);
+    std::printf("wrote %s.json and %s.csv\n", o.out.c_str(), o.out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "epg-bench: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,151 @@
+#include <boost/program_options.hpp>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "bench.hpp"
+#include "epgraph/comm/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace epgraph::bench {
+namespace {
+template <class T>
+std::vector<T> split(const std::string& list, const char* option) {
+  std::vector<T> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::stringstream one(item);
+    T v;
+    if (!(one >> v)) comm::throw_config_error(option, "has an invalid entry '" + item + "'", "use a comma-separated list");
+    out.push_back(v);
+  }
+  if (out.empty()) comm::throw_config_error(option, "is empty");
+  return out;
+}
+}  // namespace
+
+std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
+  options o;
+  std::string tokens = "1,128,512,4096", payloads = "bf16,fp8", routing = "uniform";
+  po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
+                               "usage: mpirun -np <gpus> epg-bench [options]");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help")
+    ("tokens", po::value(&tokens)->default_value(tokens), "tokens per rank to sweep (comma-separated)")
+    ("payload", po::value(&payloads)->default_value(payloads), "dispatch payloads to sweep: bf16, fp8 (e4m3 + 1x128 fp32 scales)")
+    ("hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden size")
+    ("top-k", po::value(&o.top_k)->default_value(o.top_k), "experts per token")
+    ("experts", po::value(&o.experts)->default_value(o.experts), "number of experts")
+    ("routing", po::value(&routing)->default_value(routing), "uniform, skewed, one-rank")
+    ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
+    ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed replays first")
+    ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
+    ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
+    ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
+    ("out", po::value(&o.out)->default_value(o.out), "output prefix: <out>.json and <out>.csv");
+  // clang-format on
+  po::variables_map vm;
+  std::vector<const char*> argv{"epg-bench"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    po::store(po::parse_command_line(static_cast<int>(argv.size()), argv.data(), desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    comm::throw_config_error("command line", e.what(), "see epg-bench --help");
+  }
+  if (vm.count("help")) {
+    std::ostringstream out;
+    out << desc;
+    if (help) *help = out.str();
+    return std::nullopt;
+  }
+  o.tokens = split<int>(tokens, "--tokens");
+  o.payloads = split<std::string>(payloads, "--payload");
+  for (const auto& p : o.payloads)
+    if (p != "bf16" && p != "fp8") comm::throw_config_error("--payload", "has '" + p + "'", "use bf16 or fp8");
+  for (int t : o.tokens)
+    if (t < 1) comm::throw_config_error("--tokens", "must be positive");
+  if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
+  o.dist = sim::parse_routing(routing);
+  return o;
+}
+
+double expected_destinations(int n, int e, int k) {
+  // U = N * (1 - C(E - E/N, k) / C(E, k))
+  double ratio = 1;
+  for (int i = 0; i < k; ++i) ratio *= double(e - e / n - i) / double(e - i);
+  return n * (1 - ratio);
+}
+
+void print_header() {
+  std::printf("%-3s %-5s %6s | %8s %8s %7s | %8s %8s %7s | %8s %8s | %8s %8s | %6s %6s\n", "EP", "load", "T",
+              "disp us", "wire GB/s", "logicGB", "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c",
+              "vsNCd", "vsNCc");
+}
+
+void print_row(const result& r) {
+  std::printf("%-3d %-5s %6d | %8.1f %8.1f %7.1f | %8.1f %8.1f %7.1f | %8.1f %8.1f | %8.1f %8.1f | %6.2f %6.2f\n", r.ep,
+              r.payload.c_str(), r.tokens, r.dispatch.median, gbps(r.wire_dispatch_bytes, r.dispatch.median),
+              gbps(r.logical_dispatch_bytes, r.dispatch.median), r.combine.median,
+              gbps(r.wire_combine_bytes, r.combine.median), gbps(r.logical_combine_bytes, r.combine.median),
+              r.nccl_dispatch.median, r.nccl_combine.median, r.lsa_dispatch.median, r.lsa_combine.median,
+              r.nccl_dispatch.median / r.dispatch.median, r.nccl_combine.median / r.combine.median);
+  std::fflush(stdout);
+}
+
+namespace {
+std::string json_stats(const stats& s) {
+  std::ostringstream o;
+  o << "{\"p10_us\": " << s.p10 << ", \"median_us\": " << s.median << ", \"p90_us\": " << s.p90 << "}";
+  return o.str();
+}
+}  // namespace
+
+void write_json(const std::string& path, const std::vector<result>& results) {
+  std::ofstream out(path);
+  out << "[\n";
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const result& r = results[i];
+    out << "  {\"gpu\": \"" << r.gpu << "\", \"ep\": " << r.ep << ", \"tokens_per_rank\": " << r.tokens
+        << ", \"hidden\": " << r.hidden << ", \"top_k\": " << r.top_k << ", \"experts\": " << r.experts
+        << ", \"payload\": \"" << r.payload << "\", \"routing\": \"" << r.routing << "\",\n"
+        << "   \"dispatch_bytes_per_token\": " << r.dispatch_bytes_per_token
+        << ", \"combine_bytes_per_token\": " << r.combine_bytes_per_token
+        << ", \"wire_dispatch_bytes\": " << r.wire_dispatch_bytes << ", \"logical_dispatch_bytes\": " << r.logical_dispatch_bytes
+        << ", \"wire_combine_bytes\": " << r.wire_combine_bytes << ", \"logical_combine_bytes\": " << r.logical_combine_bytes
+        << ", \"model_wire_dispatch_bytes\": " << r.model_wire_dispatch_bytes << ",\n"
+        << "   \"dispatch\": " << json_stats(r.dispatch) << ", \"combine\": " << json_stats(r.combine) << ",\n"
+        << "   \"nccl_dispatch\": " << json_stats(r.nccl_dispatch) << ", \"nccl_combine\": " << json_stats(r.nccl_combine) << ",\n"
+        << "   \"lsa_dispatch\": " << json_stats(r.lsa_dispatch) << ", \"lsa_combine\": " << json_stats(r.lsa_combine) << ",\n"
+        << "   \"floor_dispatch_us_at_450GBps\": " << r.wire_dispatch_bytes / 450e3
+        << ", \"floor_combine_us_at_450GBps\": " << r.wire_combine_bytes / 450e3 << ",\n   \"workspace_bytes\": {";
+    for (std::size_t w = 0; w < r.workspace.size(); ++w)
+      out << (w ? ", " : "") << "\"" << r.workspace[w].first << "\": " << r.workspace[w].second;
+    out << "}}" << (i + 1 < results.size() ? "," : "") << "\n";
+  }
+  out << "]\n";
+}
+
+void write_csv(const std::string& path, const std::vector<result>& results) {
+  std::ofstream out(path);
+  out << "gpu,ep,tokens,hidden,top_k,experts,payload,routing,dispatch_us,dispatch_p10_us,dispatch_p90_us,combine_us,"
+         "combine_p10_us,combine_p90_us,nccl_dispatch_us,nccl_combine_us,lsa_dispatch_us,lsa_combine_us,"
+         "wire_dispatch_GBps,logical_dispatch_GBps,wire_combine_GBps,logical_combine_GBps,floor_dispatch_us,"
+         "floor_combine_us,workspace_bytes\n";
+  for (const result& r : results) {
+    std::size_t ws = 0;
+    for (auto& w : r.workspace) ws += w.second;
+    out << r.gpu << "," << r.ep << "," << r.tokens << "," << r.hidden << "," << r.top_k << "," << r.experts << ","
+        << r.payload << "," << r.routing << "," << r.dispatch.median << "," << r.dispatch.p10 << "," << r.dispatch.p90
+        << "," << r.combine.median << "," << r.combine.p10 << "," << r.combine.p90 << "," << r.nccl_dispatch.median
+        << "," << r.nccl_combine.median << "," << r.lsa_dispatch.median << "," << r.lsa_combine.median << ","
+        << gbps(r.wire_dispatch_bytes, r.dispatch.median) << "," << gbps(r.logical_dispatch_bytes, r.dispatch.median)
+        << "," << gbps(r.wire_combine_bytes, r.combine.median) << "," << gbps(r.logical_combine_bytes, r.combine.median)
+        << "," << r.wire_dispatch_bytes / 450e3 << "," << r.wire_combine_bytes / 450e3 << "," << ws << "\n";
+  }
+}
+
+}  // namespace epgraph::bench
