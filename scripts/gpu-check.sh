@@ -3,7 +3,7 @@
 # at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
-#   stages: gpu mpi demo sanitize bench (default: gpu mpi demo sanitize)
+#   stages: gpu mpi demo watchdog failmodes endurance sanitize bench (default: gpu mpi demo sanitize)
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -43,13 +43,24 @@ for stage in $stages; do
         run "demo_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 --tokens 256
         tail -6 "$logs/demo_np$np.log"
       done ;;
+    failmodes) run failure_modes 300 "$(dirname "$0")/../tests/gpu/failure_modes_test.sh" "$bin"; cat "$logs/failure_modes.log" ;;
+    watchdog) run watchdog_np2 240 "$(dirname "$0")/../tests/mpi/watchdog_test.sh" "$bin/epg-demo" mpirun ;;
+    endurance)
+      for np in $np_list; do :; done  # the largest GPU count
+      run "endurance_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --variant zero-copy \
+        --steps "${EPG_ENDURANCE_STEPS:-100000}" --host-check-every 5000 --tokens 256
+      tail -5 "$logs/endurance_np$np.log" ;;
     sanitize)
-      for tool in memcheck racecheck synccheck; do
+      for tool in memcheck racecheck synccheck; do  # single GPU: the whole pipeline at EP 1
         run "sanitize_${tool}_gpu" 600 compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 "$bin/epgraph_gpu_tests" \
           --gtest_filter='SingleRank.StepGraph*:SingleRank.DeviceFaults*'
       done
       run sanitize_memcheck_np2 600 mpirun -np 2 --bind-to none compute-sanitizer --tool memcheck --report-api-errors no \
-        --error-exitcode 9 "$bin/epgraph_mpi_tests" --gtest_filter='*Dispatch*uniform*:*rows_not*:*Combine*h2880*:*fp32*' ;;
+        --error-exitcode 9 "$bin/epgraph_mpi_tests" --gtest_filter='*Dispatch*uniform*:*rows_not*:*Combine*h2880*:*fp32*'
+      for tool in racecheck synccheck; do
+        run "sanitize_${tool}_np2" 600 mpirun -np 2 --bind-to none compute-sanitizer --tool "$tool" \
+          --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" --gtest_filter='*Dispatch*uniform*:*Combine*h2880*'
+      done ;;
     bench)
       for np in $np_list; do
         for ctas in ${EPG_BENCH_CTAS:-64}; do

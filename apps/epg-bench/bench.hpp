@@ -15,6 +15,7 @@ struct options {
   int hidden = 7168, top_k = 8, experts = 256;
   sim::routing dist = sim::routing::uniform;
   int replays = 200, warmup = 20, ctas = 64, threads = 512;
+  int ops_per_graph = 10;  ///< back-to-back ops in each timed graph (time is per op)
   std::uint64_t seed = 1;
   std::string out = "epg-bench";  ///< writes <out>.json and <out>.csv
 };

@@ -20,30 +20,31 @@ namespace {
 using namespace epgraph;
 using bench::stats;
 
-// Captures each enqueue function into its own graph; replays them round-robin.
+// One graph holding `ops_per_graph` back-to-back ops (the enqueue functions in turn, so
+// input sets rotate), as in a real step graph of many layers: replays are timed with CUDA
+// events and divided by ops_per_graph, so the host's launch rate is not what is measured.
 class replayer {
  public:
-  replayer(graph::stream_ref s, const std::vector<std::function<cudaError_t(cudaStream_t)>>& steps) : stream_(s) {
-    for (const auto& step : steps) {
-      graph::capture_scope capture(s);
-      EPG_CHECK_CUDA(step(s.get()));
-      execs_.push_back(capture.end().instantiate());
-    }
+  replayer(graph::stream_ref s, const std::vector<std::function<cudaError_t(cudaStream_t)>>& steps, int ops_per_graph)
+      : stream_(s), ops_(ops_per_graph) {
+    graph::capture_scope capture(s);
+    for (int i = 0; i < ops_; ++i) EPG_CHECK_CUDA(steps[i % steps.size()](s.get()));
+    exec_ = capture.end().instantiate();
   }
-  // Times `replays` replays after `warmup`; statistics of the slowest rank.
+  // Times `replays` replays after `warmup`; per-op statistics of the slowest rank.
   stats time(const comm::mpi_context& mpi, int warmup, int replays) {
-    for (int i = 0; i < warmup; ++i) EPG_CHECK_CUDA(execs_[i % execs_.size()].launch(stream_));
+    for (int i = 0; i < warmup; ++i) EPG_CHECK_CUDA(exec_.launch(stream_));
     stream_.sync();
     mpi.barrier();
     std::vector<graph::event> marks(static_cast<std::size_t>(replays) + 1);
     marks[0].record(stream_);
     for (int i = 0; i < replays; ++i) {
-      EPG_CHECK_CUDA(execs_[i % execs_.size()].launch(stream_));
+      EPG_CHECK_CUDA(exec_.launch(stream_));
       marks[i + 1].record(stream_);
     }
     marks.back().sync();
     std::vector<double> us;
-    for (int i = 0; i < replays; ++i) us.push_back(1000.0 * graph::event::elapsed_ms(marks[i], marks[i + 1]));
+    for (int i = 0; i < replays; ++i) us.push_back(1000.0 * graph::event::elapsed_ms(marks[i], marks[i + 1]) / ops_);
     std::sort(us.begin(), us.end());
     double mine[3] = {us[us.size() / 10], us[us.size() / 2], us[us.size() * 9 / 10]}, worst[3];
     EPG_CHECK_MPI(MPI_Allreduce(mine, worst, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
@@ -52,7 +53,8 @@ class replayer {
 
  private:
   graph::stream_ref stream_;
-  std::vector<graph::graph_exec> execs_;
+  int ops_;
+  graph::graph_exec exec_;
 };
 
 double mean_over_ranks(double v) {
@@ -119,9 +121,9 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.dispatch_bytes_per_token = bytes_per_token;
   r.combine_bytes_per_token = double(o.hidden) * 2;
   replayer ours_d(s, {[&](cudaStream_t st) { return dispatches[0].run(st); },
-                      [&](cudaStream_t st) { return dispatches[1].run(st); }});
+                      [&](cudaStream_t st) { return dispatches[1].run(st); }}, o.ops_per_graph);
   r.dispatch = ours_d.time(mpi, o.warmup, o.replays);
-  replayer ours_c(s, {[&](cudaStream_t st) { return combine.run(st); }});
+  replayer ours_c(s, {[&](cudaStream_t st) { return combine.run(st); }}, o.ops_per_graph);
   r.combine = ours_c.time(mpi, o.warmup, o.replays);
 
   // Exact pair traffic of this routing. Dispatch: me -> d; combine: rows flow back d -> me.
@@ -145,19 +147,19 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
 
   {
     bench::nccl_alltoallv nd(nccl, d_bytes), nc(nccl, c_bytes);
-    replayer rd(s, {[&](cudaStream_t st) { return nd.run(st); }});
+    replayer rd(s, {[&](cudaStream_t st) { return nd.run(st); }}, o.ops_per_graph);
     r.nccl_dispatch = rd.time(mpi, o.warmup, o.replays);
-    replayer rc(s, {[&](cudaStream_t st) { return nc.run(st); }});
+    replayer rc(s, {[&](cudaStream_t st) { return nc.run(st); }}, o.ops_per_graph);
     r.nccl_combine = rc.time(mpi, o.warmup, o.replays);
   }
   {
     bench::lsa_alltoall ld(nccl, d_bytes, o.ctas, o.threads);
-    replayer rd(s, {[&](cudaStream_t st) { return ld.run(st); }});
+    replayer rd(s, {[&](cudaStream_t st) { return ld.run(st); }}, o.ops_per_graph);
     r.lsa_dispatch = rd.time(mpi, o.warmup, o.replays);
   }
   {
     bench::lsa_alltoall lc(nccl, c_bytes, o.ctas, o.threads);
-    replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }});
+    replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }}, o.ops_per_graph);
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
   const auto& l = session.layout();
@@ -191,8 +193,10 @@ int run(int argc, char** argv) {
   cudaDeviceProp prop{};
   EPG_CHECK_CUDA(cudaGetDeviceProperties(&prop, mpi.local_rank()));
   if (mpi.rank() == 0) {
-    std::printf("epg-bench: %d x %s, hidden %d, top-%d of %d experts, %s routing, %d replays (median of slowest rank)\n",
-                mpi.size(), prop.name, o.hidden, o.top_k, o.experts, std::string(sim::to_string(o.dist)).c_str(), o.replays);
+    std::printf("epg-bench: %d x %s, hidden %d, top-%d of %d experts, %s routing, %d CTAs; per-op time of %d graph "
+                "replays of %d ops each (median of the slowest rank)\n",
+                mpi.size(), prop.name, o.hidden, o.top_k, o.experts, std::string(sim::to_string(o.dist)).c_str(), o.ctas,
+                o.replays, o.ops_per_graph);
     bench::print_header();
   }
   std::vector<bench::result> results;

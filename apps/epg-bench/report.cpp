@@ -41,6 +41,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("experts", po::value(&o.experts)->default_value(o.experts), "number of experts")
     ("routing", po::value(&routing)->default_value(routing), "uniform, skewed, one-rank")
     ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
+    ("ops-per-graph", po::value(&o.ops_per_graph)->default_value(o.ops_per_graph), "back-to-back ops captured in each timed graph; times are per op")
     ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed replays first")
     ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
     ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
@@ -69,6 +70,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   for (int t : o.tokens)
     if (t < 1) comm::throw_config_error("--tokens", "must be positive");
   if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
+  if (o.ops_per_graph < 1) comm::throw_config_error("--ops-per-graph", "must be at least 1");
   o.dist = sim::parse_routing(routing);
   return o;
 }

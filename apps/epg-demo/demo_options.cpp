@@ -11,7 +11,7 @@ namespace epgraph::demo {
 
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help_text) {
   options o;
-  std::string dtype = "bf16", routing = "uniform", which = "both";
+  std::string dtype = "bf16", routing = "uniform", which = "both", stall;
   po::options_description desc("epg-demo: a whole MoE layer step, captured once, replayed and checked\n"
                                "usage: mpirun -np <gpus> epg-demo [options]");
   // clang-format off
@@ -28,7 +28,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("seed", po::value(&o.problem.seed)->default_value(1), "random seed")
     ("ctas", po::value(&o.num_ctas)->default_value(64), "CTAs per dispatch/combine launch (== LSA barriers)")
     ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")
-    ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)");
+    ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)")
+    ("host-check-every", po::value(&o.host_check_every)->default_value(1), "compare with the host reference every N steps (the device checks every step)")
+    ("inject-stall", po::value(&stall), "fault injection RANK:STEP: that rank stops replaying at that step (tests the watchdog)");
   // clang-format on
   po::variables_map vm;
   std::vector<const char*> argv{"epg-demo"};
@@ -52,6 +54,17 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   else if (which == "both") o.which = variant::both;
   else comm::throw_config_error("--variant", "is '" + which + "'", "use zero-copy, staged or both");
   if (o.steps < 1) comm::throw_config_error("--steps", "must be at least 1");
+  if (o.host_check_every < 1) comm::throw_config_error("--host-check-every", "must be at least 1");
+  if (!stall.empty()) {
+    const auto colon = stall.find(':');
+    try {
+      if (colon == std::string::npos) throw std::invalid_argument(stall);
+      o.stall_rank = std::stoi(stall.substr(0, colon));
+      o.stall_step = std::stoi(stall.substr(colon + 1));
+    } catch (const std::exception&) {
+      comm::throw_config_error("--inject-stall", "is '" + stall + "'", "use RANK:STEP, e.g. 1:3");
+    }
+  }
   if (o.watchdog_seconds < 0) comm::throw_config_error("--watchdog", "must be >= 0");
   return o;
 }

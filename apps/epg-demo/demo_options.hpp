@@ -18,6 +18,9 @@ struct options {
   int num_ctas = 64;
   int threads_per_cta = 512;
   double watchdog_seconds = 120.0;
+  int host_check_every = 1;  ///< full host comparison every N steps (device checks every step)
+  int stall_rank = -1;       ///< fault injection: this rank stops replaying at stall_step
+  int stall_step = -1;
 };
 
 /// Parses argv. Returns nullopt after printing --help; throws epgraph::comm::error

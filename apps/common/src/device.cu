@@ -76,6 +76,28 @@ __global__ void experts_kernel(const problem p, int rank, const std::int32_t* co
   }
 }
 
+template <class T>
+__global__ void check_kernel(const problem p, int rank, std::uint64_t step, const T* out, unsigned long long* wrong) {
+  __shared__ int s_expert[32];
+  __shared__ float s_weight[32];
+  const auto round = [](float v) { return from_element(to_element<T>(v)); };
+  const int tokens = token_count(p, rank, step);
+  unsigned long long mine = 0;
+  for (int t = blockIdx.x; t < tokens; t += gridDim.x) {
+    if (threadIdx.x < p.top_k) {
+      s_expert[threadIdx.x] = expert_id(p, rank, step, t, threadIdx.x);
+      s_weight[threadIdx.x] = router_weight(p, rank, step, t, threadIdx.x);
+    }
+    __syncthreads();
+    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) {
+      const float want = expected_output(p, s_expert, s_weight, round(hidden_value(p, rank, step, t, h)), round);
+      mine += from_element(out[static_cast<std::size_t>(t) * p.hidden + h]) != want;
+    }
+    __syncthreads();
+  }
+  if (mine) atomicAdd(wrong, mine);
+}
+
 template <class F>
 cudaError_t by_type(comm::element_type t, F&& f) {
   switch (t) {
@@ -113,6 +135,15 @@ cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io
     experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.recv_counts, io.recv_topk_ids,
                                                 static_cast<const float*>(io.recv_payloads.at(1)),
                                                 static_cast<const T*>(io.recv_payloads.at(0)), static_cast<T*>(io.output));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t check_output(const problem& p, int rank, std::uint64_t step, const void* output,
+                         unsigned long long* wrong, cudaStream_t stream) noexcept {
+  return by_type(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    check_kernel<T><<<264, 256, 0, stream>>>(p, rank, step, static_cast<const T*>(output), wrong);
     return cudaGetLastError();
   });
 }

@@ -144,21 +144,10 @@ std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank)
       experts[j] = expert_id(p, rank, step, t, j);
       weights[j] = router_weight(p, rank, step, t, j);
     }
-    for (int h = 0; h < p.hidden; ++h) {
-      const float x = round_to(p.dtype, hidden_value(p, rank, step, t, h));
-      float total = 0.f;
-      for (int d = 0; d < p.ep_size; ++d) {  // ascending rank, as combine sums
-        bool routed = false;
-        float partial = 0.f;
-        for (int j = 0; j < p.top_k; ++j) {  // entry order, as the expert stage sums
-          if (owner_rank(p, experts[j]) != d) continue;
-          routed = true;
-          partial = partial + (weights[j] * expert_scale(experts[j])) * x;
-        }
-        if (routed) total = total + round_to(p.dtype, partial);
-      }
-      out[static_cast<std::size_t>(t) * p.hidden + h] = round_to(p.dtype, total);
-    }
+    const auto round = [&](float v) { return round_to(p.dtype, v); };
+    for (int h = 0; h < p.hidden; ++h)
+      out[static_cast<std::size_t>(t) * p.hidden + h] =
+          expected_output(p, experts.data(), weights.data(), round(hidden_value(p, rank, step, t, h)), round);
   }
   return out;
 }

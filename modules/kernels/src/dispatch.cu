@@ -63,17 +63,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
 
   // Launch epoch: all CTAs of launch n draw tickets [nG, nG + G) (launches are stream
   // ordered), so look-back entries are tagged instead of cleared. ticket[1] elects the
-  // last CTA to publish its counts.
-  if (tid == 0) s_epoch = static_cast<unsigned int>(atomicAdd(v.ticket, 1ull) / G + 1);
+  // last CTA to publish its counts. The atomic's result is only needed after counting.
+  unsigned long long ticket = 0;
+  if (tid == 0) ticket = atomicAdd(v.ticket, 1ull);
   for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = s_total[d] = 0;
   __syncthreads();
-  const unsigned int epoch = s_epoch;
-  // Progress record for hang diagnostics: "rank r entered dispatch #epoch", in every peer.
-  if (b == 0 && tid < ep) {
-    auto* seen = static_cast<volatile unsigned long long*>(
-        ncclGetLsaPointer(v.window, v.progress_offset + sizeof(unsigned long long) * v.rank, tid));
-    *seen = epoch;
-  }
 
   const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, b == 0 && tid == 0);
   const int chunk = (T + G - 1) / G;
@@ -86,7 +80,15 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
          m; m &= m - 1)
       atomicAdd(&s_count[__ffsll(static_cast<long long>(m)) - 1], 1);
   }
+  if (tid == 0) s_epoch = static_cast<unsigned int>(ticket / G + 1);
   __syncthreads();
+  const unsigned int epoch = s_epoch;
+  // Progress record for hang diagnostics: "rank r entered dispatch #epoch", in every peer.
+  if (b == 0 && tid < ep) {
+    auto* seen = static_cast<volatile unsigned long long*>(
+        ncclGetLsaPointer(v.window, v.progress_offset + sizeof(unsigned long long) * v.rank, tid));
+    *seen = epoch;
+  }
 
   // 2. Publish my aggregate. Only a CTA with tokens needs its predecessors' sum (all CTAs
   //    are co-resident, so the wait ends); at small T most CTAs skip it entirely.

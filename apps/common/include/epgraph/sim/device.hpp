@@ -34,6 +34,12 @@ cudaError_t fill_pattern(void* dst, std::size_t rows, std::size_t row_bytes, std
 /// weight * scale(e) * x in fp32 (entry order), stored as problem.dtype into io.output.
 cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io, cudaStream_t stream) noexcept;
 
+/// Device-side check of a combine output against expected_output(): adds the number of
+/// wrong elements of this step to *wrong (no host synchronization, so every step of a long
+/// run can be checked).
+cudaError_t check_output(const problem& p, int rank, std::uint64_t step, const void* output,
+                         unsigned long long* wrong, cudaStream_t stream) noexcept;
+
 /// An expert_stage callable bound to a problem.
 graph::expert_stage reference_expert_stage(const problem& p);
 

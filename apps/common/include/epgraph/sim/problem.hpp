@@ -103,6 +103,41 @@ EPG_HD inline float expert_scale(int e) { return 1.0f + static_cast<float>(e % 8
 
 EPG_HD inline int owner_rank(const problem& p, int expert) { return expert / (p.num_experts / p.ep_size); }
 
+// fp32 ops that the device compiler must not contract into FMAs (host and device agree).
+EPG_HD inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+EPG_HD inline float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+/// Expected combine output for one element x of a token with these experts and weights:
+/// per rank (ascending, as combine sums) the reference experts' fp32 partial in entry order
+/// (as the expert stage sums), rounded to the dtype by `round`; those summed in fp32; rounded.
+template <class Round>
+EPG_HD inline float expected_output(const problem& p, const int* experts, const float* weights, float x, Round round) {
+  float total = 0.f;
+  for (int d = 0; d < p.ep_size; ++d) {
+    bool routed = false;
+    float partial = 0.f;
+    for (int j = 0; j < p.top_k; ++j) {
+      if (owner_rank(p, experts[j]) != d) continue;
+      routed = true;
+      partial = add_rn(partial, mul_rn(mul_rn(weights[j], expert_scale(experts[j])), x));
+    }
+    if (routed) total = add_rn(total, round(partial));
+  }
+  return round(total);
+}
+
 /// The session config that carries this problem: payload 0 = hidden rows, 1 = fp32 weights.
 comm::ep_config make_config(const problem& p, int num_ctas = 64, int threads_per_cta = 512);
 
