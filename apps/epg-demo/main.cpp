@@ -83,7 +83,11 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
     EPG_CHECK_CUDA(sim::generate_batch(p, mpi.rank(), step_id, batch, stream.get()));
     if (host_check) {
       stream.sync();
-      mpi.barrier();  // time the step, not a peer still checking the previous one
+      // Time the step, not a peer still checking the previous one; never wait forever.
+      if (!mpi.barrier_within(o.watchdog_seconds)) {
+        std::fprintf(stderr, "%s\n", graph::describe_hang(session, s, watchdog).c_str());
+        MPI_Abort(MPI_COMM_WORLD, 3);
+      }
     }
     start.record(stream);
     EPG_CHECK_CUDA(step.replay(stream));

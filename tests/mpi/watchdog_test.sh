@@ -8,7 +8,7 @@ gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
 if [ "${gpus:-0}" -lt 2 ]; then echo "SKIPPED: needs 2 GPUs, found ${gpus:-0}"; exit 77; fi
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 out=$(timeout -k 10 180 "$mpirun" -np 2 --bind-to none "$demo" --steps 5 --tokens 32 --hidden 512 \
-        --variant zero-copy --watchdog 5 --inject-stall 1:2 2>&1)
+        --variant zero-copy --watchdog 5 --host-check-every 100 --inject-stall 1:2 2>&1)
 rc=$?
 echo "$out" | grep -v "^\s*$" | tail -15
 fail() { echo "FAILED: $*"; exit 1; }

@@ -78,6 +78,6 @@ TEST(Layout, LargestAllowedConfigIsComputedWithoutWrapping) {
 TEST(Layout, DescribeListsEveryRegion) {
   auto text = describe(plan_workspace(shape(2, 64, 256)));
   for (const char* name : {"counts", "progress", "topk_ids", "payload[0]", "payload[1]", "combine", "token_slots",
-                           "lookback", "ticket", "error", "expert_counts"})
+                           "lookback", "dispatches", "error", "expert_counts"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
 }

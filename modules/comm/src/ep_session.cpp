@@ -246,7 +246,7 @@ session_view ep_session::view() const noexcept {
   }
   v.token_slots = reinterpret_cast<std::int32_t*>(local + l.token_slots.offset);
   v.lookback = reinterpret_cast<unsigned long long*>(local + l.lookback.offset);
-  v.ticket = reinterpret_cast<unsigned long long*>(local + l.ticket.offset);
+  v.dispatches = reinterpret_cast<unsigned long long*>(local + l.dispatches.offset);
   v.error = reinterpret_cast<std::int32_t*>(local + l.error.offset);
   v.expert_counts = reinterpret_cast<std::int32_t*>(local + l.expert_counts.offset);
   v.num_ctas = c.num_ctas;

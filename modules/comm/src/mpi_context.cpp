@@ -1,6 +1,8 @@
 #include "epgraph/comm/mpi_context.hpp"
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <utility>
 
 #include "epgraph/comm/error.hpp"
@@ -65,5 +67,18 @@ bool mpi_context::all_agree(bool ok) const {
 }
 
 void mpi_context::barrier() const { EPG_CHECK_MPI(MPI_Barrier(MPI_COMM_WORLD)); }
+
+bool mpi_context::barrier_within(double timeout_seconds) const {
+  MPI_Request request = MPI_REQUEST_NULL;
+  EPG_CHECK_MPI(MPI_Ibarrier(MPI_COMM_WORLD, &request));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  for (;;) {
+    int done = 0;
+    EPG_CHECK_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return true;
+    if (timeout_seconds > 0 && std::chrono::steady_clock::now() > deadline) return false;  // request abandoned: abort next
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
 
 }  // namespace epgraph::comm

@@ -65,7 +65,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   region_builder local(c);
   l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
   l.lookback = local.add(static_cast<std::size_t>(c.num_ctas), ep, sizeof(std::uint64_t));
-  l.ticket = local.add(2, sizeof(std::uint64_t));
+  l.dispatches = local.add(1, sizeof(std::uint64_t));
   l.error = local.add(4, sizeof(std::int32_t));
   l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
   l.local_bytes = local.total(region_alignment);
@@ -91,7 +91,7 @@ std::string describe(const workspace_layout& l) {
   out << "local state (" << l.local_bytes << " bytes):\n";
   row("token_slots", l.token_slots);
   row("lookback", l.lookback);
-  row("ticket", l.ticket);
+  row("dispatches", l.dispatches);
   row("error", l.error);
   row("expert_counts", l.expert_counts);
   return out.str();

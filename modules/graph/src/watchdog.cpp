@@ -21,7 +21,7 @@ bool wait_for(const event& done, std::chrono::duration<double> timeout) {
 std::string describe_hang(const comm::ep_session& session, long long step, std::chrono::duration<double> waited) {
   std::ostringstream out;
   out << "epgraph watchdog: rank " << session.rank() << " did not finish step " << step << " within "
-      << waited.count() << " s; dispatches started, as seen from this rank:";
+      << waited.count() << " s (peers did not reach it); dispatches started, as seen from this rank:";
   try {
     const auto seen = session.peer_progress();
     std::uint64_t most = 0;

@@ -47,27 +47,50 @@ __device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int 
   }
 }
 
+__device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> lookback_entry(
+    const comm::session_view& v, int i) {
+  return cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(v.lookback[i]);
+}
+__device__ inline unsigned long long pack(unsigned int tag, int count) {
+  return (static_cast<unsigned long long>(tag) << 32) | static_cast<unsigned int>(count);
+}
+/// Spins until look-back entry i carries this launch's tag; returns its count.
+__device__ inline int wait_for_tag(const comm::session_view& v, int i, unsigned int tag) {
+  unsigned long long x;
+  do {
+    x = lookback_entry(v, i).load(cuda::memory_order_relaxed);
+  } while (static_cast<unsigned int>(x >> 32) != tag);
+  return static_cast<int>(static_cast<unsigned int>(x));
+}
+
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
                                                         const __grid_constant__ dispatch_params p) {
   const comm::session_view& v = p.v;
   const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
   const int tid = threadIdx.x, nthreads = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarps = nthreads >> 5;
 
-  __shared__ unsigned int s_epoch;
   __shared__ int s_count[comm::max_ep_size];    // my chunk's tokens per destination
   __shared__ int s_prefix[comm::max_ep_size];   // tokens per destination in CTAs 0..b-1
   __shared__ int s_running[comm::max_ep_size];  // next free slot per destination
-  __shared__ int s_total[comm::max_ep_size];    // all CTAs' tokens per destination (last CTA only)
-  __shared__ bool s_last;
   __shared__ int s_warp_base[kMaxWarps][comm::max_ep_size];
 
-  // Launch epoch: all CTAs of launch n draw tickets [nG, nG + G) (launches are stream
-  // ordered), so look-back entries are tagged instead of cleared. ticket[1] elects the
-  // last CTA to publish its counts. The atomic's result is only needed after counting.
-  unsigned long long ticket = 0;
-  if (tid == 0) ticket = atomicAdd(v.ticket, 1ull);
-  for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = s_total[d] = 0;
+  // The exit barrier's session is opened first: its epoch (the number of collective launches
+  // this index has seen) is the same in every CTA of this launch, so it tags the look-back
+  // entries of this launch without any atomic or clearing.
+  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier,
+                                         static_cast<uint32_t>(b));
+  const unsigned int tag = bar.epoch + 1;  // never 0, the value of unwritten entries
+  for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
   __syncthreads();
+
+  // Progress record for hang diagnostics: "rank r started its n-th dispatch", in every peer.
+  if (b == 0 && tid == 0) {
+    const unsigned long long n = *v.dispatches + 1;  // one thread of one CTA per launch
+    *v.dispatches = n;
+    for (int d = 0; d < ep; ++d)
+      *static_cast<volatile unsigned long long*>(
+          ncclGetLsaPointer(v.window, v.progress_offset + sizeof(unsigned long long) * v.rank, d)) = n;
+  }
 
   const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, b == 0 && tid == 0);
   const int chunk = (T + G - 1) / G;
@@ -80,38 +103,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
          m; m &= m - 1)
       atomicAdd(&s_count[__ffsll(static_cast<long long>(m)) - 1], 1);
   }
-  if (tid == 0) s_epoch = static_cast<unsigned int>(ticket / G + 1);
   __syncthreads();
-  const unsigned int epoch = s_epoch;
-  // Progress record for hang diagnostics: "rank r entered dispatch #epoch", in every peer.
-  if (b == 0 && tid < ep) {
-    auto* seen = static_cast<volatile unsigned long long*>(
-        ncclGetLsaPointer(v.window, v.progress_offset + sizeof(unsigned long long) * v.rank, tid));
-    *seen = epoch;
-  }
 
   // 2. Publish my aggregate. Only a CTA with tokens needs its predecessors' sum (all CTAs
   //    are co-resident, so the wait ends); at small T most CTAs skip it entirely.
-  for (int d = tid; d < ep; d += nthreads) {
-    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> entry(v.lookback[b * ep + d]);
-    entry.store((static_cast<unsigned long long>(epoch) << 32) | static_cast<unsigned int>(s_count[d]),
-                cuda::memory_order_relaxed);
-  }
-  // The last CTA to publish (second ticket) sums everyone's counts and publishes totals.
-  __syncthreads();
-  if (tid == 0) s_last = (atomicAdd(v.ticket + 1, 1ull) % G) == static_cast<unsigned long long>(G - 1);
-  __syncthreads();
-  const bool last = s_last;
-  const int needed = begin < end ? b : 0;
-  for (int i = tid; i < (last ? G : needed) * ep; i += nthreads) {
-    cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> entry(v.lookback[i]);
-    unsigned long long x;
-    do {
-      x = entry.load(cuda::memory_order_relaxed);
-    } while (static_cast<unsigned int>(x >> 32) != epoch);
-    const int n = static_cast<int>(static_cast<unsigned int>(x));
-    if (i < needed * ep) atomicAdd(&s_prefix[i % ep], n);
-    if (last) atomicAdd(&s_total[i % ep], n);
+  for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, s_count[d]), cuda::memory_order_relaxed);
+  if (begin < end) {
+    for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, tag));
   }
   __syncthreads();
   for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
@@ -162,19 +160,19 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
     }
   }
 
-  // 5. The last CTA knows the totals: publish this rank's count into every destination
-  //    (before its barrier arrives, so the release covers it).
-  if (last) {
+  // 5. The last CTA publishes this rank's totals into every destination, after its own
+  //    copies (by then every CTA has long published its count) and before its barrier
+  //    arrives, so the release covers the counts.
+  if (b == G - 1) {
     for (int d = tid; d < ep; d += nthreads) {
-      auto* count = static_cast<std::int32_t*>(
-          ncclGetLsaPointer(v.window, v.counts_offset + sizeof(std::int32_t) * v.rank, d));
-      *count = s_total[d];
+      int total = 0;
+      for (int c = 0; c < G; ++c) total += wait_for_tag(v, c * ep + d, tag);
+      *static_cast<std::int32_t*>(ncclGetLsaPointer(v.window, v.counts_offset + sizeof(std::int32_t) * v.rank, d)) =
+          total;
     }
   }
 
   // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire).
-  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier,
-                                         static_cast<uint32_t>(b));
   bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
 }
 

@@ -54,7 +54,7 @@ struct session_view {
   std::size_t payload_row_bytes[max_payloads];
   std::int32_t* token_slots;
   unsigned long long* lookback;
-  unsigned long long* ticket;
+  unsigned long long* dispatches;
   std::int32_t* error;
   std::int32_t* expert_counts;
   int num_ctas, threads_per_cta;

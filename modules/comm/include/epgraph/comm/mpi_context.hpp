@@ -29,6 +29,9 @@ class mpi_context {
   bool all_agree(bool ok) const;
   /// Collective: MPI_Barrier on the world communicator.
   void barrier() const;
+  /// Collective: a barrier that gives up after `timeout_seconds` (> 0) and returns false,
+  /// so a stalled peer is diagnosed instead of hanging the host (MPI_Ibarrier + MPI_Test).
+  bool barrier_within(double timeout_seconds) const;
 
  private:
   void reset() noexcept;

@@ -9,8 +9,8 @@
 //   combine   elem  [ep][max_tokens][hidden] expert output read by combine (zero copy)
 // Local state (plain device memory, this rank only):
 //   token_slots int32 [max_tokens][ep]      slot of each token at each destination, or -1
-//   lookback    uint64 [num_ctas][ep]       per-CTA destination counts, tagged by launch epoch
-//   ticket      uint64 [2]                  launch counter (gives the epoch), publish counter
+//   lookback    uint64 [num_ctas][ep]       per-CTA destination counts, tagged by barrier epoch
+//   dispatches  uint64                      dispatches started (the progress record's value)
 //   error       4 x int32                   first device-side fault
 //   expert_counts int32 [experts_per_rank]  received tokens per local expert
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never
@@ -43,7 +43,7 @@ struct workspace_layout {
   // local state
   region token_slots;
   region lookback;
-  region ticket;
+  region dispatches;
   region error;
   region expert_counts;
   std::size_t local_bytes = 0;
