@@ -44,7 +44,7 @@ TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
   p.seed = 1234;
   comm::ep_config cfg = sim::make_config(p, 32, 512);
   cfg.payloads.clear();
-  for (std::size_t i = 0; i < c.row_bytes.size(); ++i) cfg.payloads.push_back({"p" + std::to_string(i), c.row_bytes[i]});
+  for (std::size_t i = 0; i < c.row_bytes.size(); ++i) cfg.payloads.push_back({std::string("payload").append(std::to_string(i)), c.row_bytes[i]});
   comm::ep_session session(world_comm(), cfg);
 
   sim::routing_table routes = sim::draw_routing(p, 7);
