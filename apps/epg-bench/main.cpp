@@ -10,6 +10,7 @@
 
 #include "baselines.hpp"
 #include "bench.hpp"
+#include "cli.hpp"
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/mpi_context.hpp"
 #include "epgraph/graph/step.hpp"
@@ -181,13 +182,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   const bench::options& o = *parsed;
-  int gpus = 0;
-  if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
-  if (!mpi.all_agree(gpus >= mpi.local_size())) {
-    if (mpi.rank() == 0)
-      std::fprintf(stderr, "epg-bench needs one NVIDIA GPU per rank (%d ranks, %d GPUs visible)\n", mpi.local_size(), gpus);
-    return 2;
-  }
+  if (!cli::have_one_gpu_per_rank(mpi, "epg-bench")) return 2;
   comm::select_device(mpi.local_rank());
   comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
   cudaDeviceProp prop{};

@@ -1,4 +1,4 @@
-#include <boost/program_options.hpp>
+#include "cli.hpp"
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -48,21 +48,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
     ("out", po::value(&o.out)->default_value(o.out), "output prefix: <out>.json and <out>.csv");
   // clang-format on
-  po::variables_map vm;
-  std::vector<const char*> argv{"epg-bench"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  try {
-    po::store(po::parse_command_line(static_cast<int>(argv.size()), argv.data(), desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    comm::throw_config_error("command line", e.what(), "see epg-bench --help");
-  }
-  if (vm.count("help")) {
-    std::ostringstream out;
-    out << desc;
-    if (help) *help = out.str();
-    return std::nullopt;
-  }
+  if (!cli::parse(desc, args, "epg-bench", help)) return std::nullopt;
   o.tokens = split<int>(tokens, "--tokens");
   o.payloads = split<std::string>(payloads, "--payload");
   for (const auto& p : o.payloads)

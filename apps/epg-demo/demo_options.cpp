@@ -1,7 +1,6 @@
 #include "demo_options.hpp"
 
-#include <boost/program_options.hpp>
-#include <sstream>
+#include "cli.hpp"
 
 #include "epgraph/comm/error.hpp"
 
@@ -32,21 +31,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("host-check-every", po::value(&o.host_check_every)->default_value(1), "compare with the host reference every N steps (the device checks every step)")
     ("inject-stall", po::value(&stall), "fault injection RANK:STEP: that rank stops replaying at that step (tests the watchdog)");
   // clang-format on
-  po::variables_map vm;
-  std::vector<const char*> argv{"epg-demo"};
-  for (const auto& a : args) argv.push_back(a.c_str());
-  try {
-    po::store(po::parse_command_line(static_cast<int>(argv.size()), argv.data(), desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    comm::throw_config_error("command line", e.what(), "see epg-demo --help");
-  }
-  if (vm.count("help")) {
-    std::ostringstream out;
-    out << desc;
-    if (help_text) *help_text = out.str();
-    return std::nullopt;
-  }
+  if (!cli::parse(desc, args, "epg-demo", help_text)) return std::nullopt;
   o.problem.dtype = comm::parse_element_type(dtype);
   o.problem.dist = sim::parse_routing(routing);
   if (which == "zero-copy") o.which = variant::zero_copy;

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli.hpp"
 #include "demo_options.hpp"
 #include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/comm/error.hpp"
@@ -143,16 +144,7 @@ int run(int argc, char** argv) {
   demo::options o = *parsed;
   o.problem.ep_size = mpi.size();
 
-  int gpus = 0;
-  if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
-  if (!mpi.all_agree(gpus >= mpi.local_size())) {
-    if (mpi.rank() == 0)
-      std::fprintf(stderr,
-                   "epg-demo needs one NVIDIA GPU (Hopper, sm_90) per rank in one NVLink domain: %d rank(s) on "
-                   "this node, %d GPU(s) visible. Run it on a GPU machine: mpirun -np <gpus> epg-demo\n",
-                   mpi.local_size(), gpus);
-    return 2;
-  }
+  if (!cli::have_one_gpu_per_rank(mpi, "epg-demo")) return 2;
   comm::select_device(mpi.local_rank());
   comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
   if (mpi.rank() == 0)

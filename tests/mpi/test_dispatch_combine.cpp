@@ -16,6 +16,18 @@ using mpitest::world_comm;
 
 namespace {
 
+sim::problem problem_on_this_world(int max_tokens, int top_k, int experts_per_rank, sim::routing dist,
+                                   std::uint64_t empty_ranks) {
+  sim::problem p;
+  p.ep_size = mpi().size();
+  p.max_tokens = max_tokens;
+  p.top_k = top_k;
+  p.num_experts = experts_per_rank * p.ep_size;
+  p.dist = dist;
+  p.empty_ranks = empty_ranks;
+  return p;
+}
+
 struct dispatch_case {
   std::string name;
   int max_tokens, top_k, experts_per_rank;
@@ -34,13 +46,7 @@ class Dispatch : public ::testing::TestWithParam<dispatch_case> {};
 TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
   const dispatch_case& c = GetParam();
   const int ep = mpi().size(), me = mpi().rank();
-  sim::problem p;
-  p.ep_size = ep;
-  p.max_tokens = c.max_tokens;
-  p.top_k = c.top_k;
-  p.num_experts = c.experts_per_rank * ep;
-  p.dist = c.dist;
-  p.empty_ranks = c.empty_ranks;
+  sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.seed = 1234;
   comm::ep_config cfg = sim::make_config(p, 32, 512);
   cfg.payloads.clear();
@@ -165,15 +171,9 @@ class Combine : public ::testing::TestWithParam<combine_case> {};
 TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
   const combine_case& c = GetParam();
   const int ep = mpi().size(), me = mpi().rank();
-  sim::problem p;
-  p.ep_size = ep;
-  p.max_tokens = c.max_tokens;
-  p.top_k = c.top_k;
-  p.num_experts = c.experts_per_rank * ep;
+  sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.hidden = c.hidden;
   p.dtype = c.dtype;
-  p.dist = c.dist;
-  p.empty_ranks = c.empty_ranks;
   const std::size_t elem = comm::element_size(p.dtype);
   for (bool zero_copy : {true, false}) {
     comm::ep_session session(world_comm(), sim::make_config(p, 48, 512));
