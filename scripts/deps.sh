@@ -26,7 +26,11 @@ if [ ! -x "$nvcc_bin" ]; then
   echo "deps: the CUDA toolkit (nvcc, CUDA >= 12.9) is missing: install NVIDIA's cuda-toolkit and put nvcc on PATH" >&2
   exit 1
 fi
-cuda_inc=$(dirname "$(dirname "$nvcc_bin")")/include
+# nvcc may be a wrapper script (e.g. /usr/local/bin/nvcc execs the real one), so ask nvcc
+# itself where its toolkit lives instead of guessing from its path.
+cuda_root=$("$nvcc_bin" -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1)
+cuda_root=$(cd "${cuda_root:-$(dirname "$nvcc_bin")/..}" && pwd -P)
+cuda_inc=$cuda_root/include
 nccl_inc=${NCCL_ROOT:+$NCCL_ROOT/include}
 nccl_inc=${nccl_inc:-$cuda_inc}
 if [ ! -f "$nccl_inc/nccl_device.h" ]; then
