@@ -103,3 +103,26 @@ TEST(Config, FingerprintCoversPayloadRowSizes) {
   for (std::size_t i = 0; i < before.size(); ++i) differing += before[i] != after[i];
   EXPECT_EQ(differing, 1);
 }
+
+TEST(Config, LsaTeamMustBeTheEpGroup) {
+  EXPECT_NO_THROW(check_lsa_team(4, 2, 4, 2));
+  EXPECT_NO_THROW(check_lsa_team(1, 0, 1, 0));
+  // Two nodes of two GPUs: NCCL forms LSA teams of 2 for an EP group of 4.
+  try {
+    check_lsa_team(4, 3, 2, 1);
+    FAIL() << "a 2-rank LSA team was accepted for an EP group of 4";
+  } catch (const error& e) {
+    EXPECT_EQ(e.domain(), error_domain::nccl);
+    const std::string text = e.what();
+    EXPECT_NE(text.find("team of rank 3 has 2 rank(s)"), std::string::npos) << text;
+    EXPECT_NE(text.find("EP group has 4 ranks"), std::string::npos) << text;
+    EXPECT_NE(text.find("one NVLink domain"), std::string::npos) << text;
+  }
+  // Same size but a different order: kernels would address the wrong peers.
+  try {
+    check_lsa_team(4, 1, 4, 2);
+    FAIL() << "an LSA rank that differs from the EP rank was accepted";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("LSA rank 2"), std::string::npos) << e.what();
+  }
+}

@@ -101,4 +101,15 @@ std::string describe_mismatch(const std::vector<std::string>& names,
   return {};
 }
 
+void check_lsa_team(int ep_size, int rank, int lsa_size, int lsa_rank) {
+  if (lsa_size == ep_size && lsa_rank == rank) return;
+  std::ostringstream msg;
+  msg << "the NVLink (LSA) team of rank " << rank << " has " << lsa_size << " rank(s) and puts it at LSA rank "
+      << lsa_rank << ", but the EP group has " << ep_size << " ranks";
+  throw error(error_domain::nccl, "ncclDevCommCreate (LSA team)", 0, msg.str(),
+              lsa_size < ep_size ? "all EP ranks must be GPUs of one NVLink domain (one node with NVSwitch or "
+                                   "all-pairs NVLink); use an EP group that fits in one node"
+                                 : "the communicator must be exactly the EP group, ranked as the NVLink team");
+}
+
 }  // namespace epgraph::comm

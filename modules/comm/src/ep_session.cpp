@@ -171,17 +171,13 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) {
                          "all CTAs must be co-resident: use num_ctas <= SM count");
     check_fits_in_memory(s.config, s.layout);
   });
-  agreed(s.comm, s.scratch, "allocate symmetric window", [&] {
-    // ncclMemAlloc is local; the register below is collective, so agree first.
-    s.window = std::make_unique<symmetric_window>(comm, s.layout.window_bytes);
-  });
+  // ncclMemAlloc is local and may fail on one rank only; registering is collective.
+  symmetric_memory memory;
+  agreed(s.comm, s.scratch, "allocate symmetric memory", [&] { memory = symmetric_memory(s.layout.window_bytes); });
+  s.window = std::make_unique<symmetric_window>(comm, std::move(memory));
   s.dev = std::make_unique<device_comm>(comm, s.config.num_ctas);
-  if (s.dev->lsa_size() != s.config.ep_size || s.dev->lsa_rank() != s.rank) {
-    throw error(error_domain::nccl, "ncclDevCommCreate", 0,
-                "the LSA team has " + std::to_string(s.dev->lsa_size()) + " ranks but the EP group has " +
-                    std::to_string(s.config.ep_size),
-                "all EP ranks must be GPUs of one NVLink domain (single node, NVSwitch or all-pairs NVLink)");
-  }
+  agreed(s.comm, s.scratch, "check the LSA team",
+         [&] { check_lsa_team(s.config.ep_size, s.rank, s.dev->lsa_size(), s.dev->lsa_rank()); });
   agreed(s.comm, s.scratch, "allocate local state", [&] {
     s.local = device_buffer(s.layout.local_bytes);
     EPG_CHECK_CUDA(cudaMemset(s.local.get(), 0, s.layout.local_bytes));

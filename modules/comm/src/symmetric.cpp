@@ -19,26 +19,40 @@ device_buffer::~device_buffer() {
   if (ptr_) EPG_REPORT_CUDA(cudaFree(ptr_));
 }
 
-symmetric_window::symmetric_window(nccl_comm_ref comm, std::size_t bytes) : comm_(comm.get()), bytes_(bytes) {
-  EPG_CHECK_NCCL(ncclMemAlloc(&ptr_, bytes));
-  ncclResult_t registered = ncclCommWindowRegister(comm_, ptr_, bytes, &window_, NCCL_WIN_COLL_SYMMETRIC);
-  if (registered != ncclSuccess) {
-    EPG_REPORT_NCCL(ncclMemFree(ptr_));
-    ptr_ = nullptr;
-    detail::throw_nccl(registered, "ncclCommWindowRegister(comm, ptr, bytes, &win, NCCL_WIN_COLL_SYMMETRIC)",
-                       std::source_location::current());
+symmetric_memory::symmetric_memory(std::size_t bytes) : bytes_(bytes) { EPG_CHECK_NCCL(ncclMemAlloc(&ptr_, bytes)); }
+
+symmetric_memory::symmetric_memory(symmetric_memory&& o) noexcept
+    : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+
+symmetric_memory& symmetric_memory::operator=(symmetric_memory&& o) noexcept {
+  if (this != &o) {
+    symmetric_memory dying(std::move(*this));
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
   }
+  return *this;
+}
+
+symmetric_memory::~symmetric_memory() {
+  if (ptr_) EPG_REPORT_NCCL(ncclMemFree(ptr_));
+}
+
+void* symmetric_memory::release() noexcept {
+  bytes_ = 0;
+  return std::exchange(ptr_, nullptr);
+}
+
+symmetric_window::symmetric_window(nccl_comm_ref comm, symmetric_memory memory)
+    : comm_(comm.get()), memory_(std::move(memory)) {
+  // On failure memory_ is destroyed with this object, freeing the allocation.
+  EPG_CHECK_NCCL(ncclCommWindowRegister(comm_, memory_.get(), memory_.bytes(), &window_, NCCL_WIN_COLL_SYMMETRIC));
 }
 
 symmetric_window::symmetric_window(symmetric_window&& o) noexcept
-    : comm_(o.comm_),
-      ptr_(std::exchange(o.ptr_, nullptr)),
-      window_(std::exchange(o.window_, nullptr)),
-      bytes_(std::exchange(o.bytes_, 0)) {}
+    : comm_(o.comm_), memory_(std::move(o.memory_)), window_(std::exchange(o.window_, nullptr)) {}
 
 symmetric_window::~symmetric_window() {
   if (window_) EPG_REPORT_NCCL(ncclCommWindowDeregister(comm_, window_));
-  if (ptr_) EPG_REPORT_NCCL(ncclMemFree(ptr_));
 }
 
 device_comm::device_comm(nccl_comm_ref comm, int lsa_barrier_count) : comm_(comm.get()), barriers_(lsa_barrier_count) {

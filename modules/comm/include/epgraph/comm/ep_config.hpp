@@ -62,4 +62,10 @@ std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c
 std::string describe_mismatch(const std::vector<std::string>& field_names,
                               const std::vector<std::vector<std::int64_t>>& all_values);
 
+/// Checks that the NVLink (LSA) team NCCL formed for this rank is exactly the EP group in
+/// the same order: the kernels address peers by LSA rank. Throws an nccl-domain error naming
+/// both sizes and what to change. Pure; the session runs it as an agreed step on every rank,
+/// because teams can differ between ranks (e.g. two nodes of two GPUs each).
+void check_lsa_team(int ep_size, int rank, int lsa_size, int lsa_rank);
+
 }  // namespace epgraph::comm
