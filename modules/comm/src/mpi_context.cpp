@@ -32,8 +32,11 @@ mpi_context::~mpi_context() { reset(); }
 void mpi_context::reset() noexcept {
   if (live_ && owns_mpi_) {
     int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized && MPI_Finalize() != MPI_SUCCESS) std::fprintf(stderr, "epgraph: MPI_Finalize failed\n");
+    if (MPI_Finalized(&finalized) != MPI_SUCCESS) {
+      std::fprintf(stderr, "epgraph: MPI_Finalized failed; not finalizing MPI\n");
+    } else if (!finalized && MPI_Finalize() != MPI_SUCCESS) {
+      std::fprintf(stderr, "epgraph: MPI_Finalize failed\n");
+    }
   }
   live_ = false;
   owns_mpi_ = false;
