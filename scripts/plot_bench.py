@@ -16,10 +16,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 def main():
     out, paths = sys.argv[1], sys.argv[2:]
     rows = [r for p in paths for r in csv.DictReader(open(p))]
-    groups = sorted({(int(r["ep"]), r["payload"]) for r in rows})
+    # One column per configuration apart from the token count (EP, payload and the swept shape).
+    def group_of(r):
+        return (int(r["ep"]), r["payload"], int(r["hidden"]), int(r["top_k"]), int(r["experts"]), r["routing"])
+
+    groups = sorted({group_of(r) for r in rows})
     fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 8), squeeze=False)
-    for col, (ep, payload) in enumerate(groups):
-        g = sorted((r for r in rows if int(r["ep"]) == ep and r["payload"] == payload), key=lambda r: int(r["tokens"]))
+    for col, key in enumerate(groups):
+        ep, payload, hidden, top_k, experts, routing = key
+        g = sorted((r for r in rows if group_of(r) == key), key=lambda r: int(r["tokens"]))
         t = [int(r["tokens"]) for r in g]
         ax = axes[0][col]
         for key, label, style in [("dispatch_us", "epgraph dispatch", "o-"), ("combine_us", "epgraph combine", "s-"),
@@ -28,7 +33,7 @@ def main():
                                   ("lsa_dispatch_us", "raw LSA all-to-all (dispatch bytes)", "o:")]:
             ax.plot(t, [float(r[key]) for r in g], style, label=label)
         ax.set(xscale="log", yscale="log", xlabel="tokens per rank", ylabel="median time (us)",
-               title=f"EP={ep}, {payload}, {g[0]['gpu']}")
+               title=f"EP={ep}, {payload}, H={hidden}, top-{top_k}/{experts}, {routing}\n{g[0]['gpu']}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         ax = axes[1][col]

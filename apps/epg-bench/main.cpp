@@ -66,33 +66,22 @@ double mean_over_ranks(double v) {
   return sum / n;
 }
 
-bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const bench::options& o, int tokens,
-                         const std::string& payload, const std::string& gpu) {
+bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const bench::options& o,
+                         const bench::shape& shape, int tokens, const std::string& payload, const std::string& gpu) {
   const int ep = mpi.size(), me = mpi.rank();
-  sim::problem p;
-  p.ep_size = ep;
-  p.max_tokens = p.min_tokens = tokens;
-  p.top_k = o.top_k;
-  p.num_experts = o.experts;
-  p.hidden = o.hidden;
-  p.dist = o.dist;
-  p.seed = o.seed * 1000 + tokens;
-  comm::ep_config cfg = sim::make_config(p, o.ctas, o.threads);
-  const std::size_t weights_row = std::size_t(o.top_k) * 4;
-  if (payload == "fp8")
-    cfg.payloads = {{"hidden_e4m3", std::size_t(o.hidden)}, {"scales_1x128", std::size_t((o.hidden + 127) / 128) * 4},
-                    {"weights", weights_row}};
+  const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
+  const comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
   comm::ep_session session(nccl, cfg);
 
   // Fresh routing for this configuration; two input sets (same routing) rotate.
   const auto routes = sim::draw_routing(p, 0);
   const auto expect = sim::expect_dispatch(p, routes);
-  comm::device_buffer num_tokens(4), ids(std::size_t(tokens) * o.top_k * 4), output(std::size_t(tokens) * o.hidden * 2);
+  comm::device_buffer num_tokens(4), ids(std::size_t(tokens) * shape.top_k * 4), output(std::size_t(tokens) * shape.hidden * 2);
   EPG_CHECK_CUDA(cudaMemcpy(num_tokens.get(), &tokens, 4, cudaMemcpyHostToDevice));
   EPG_CHECK_CUDA(cudaMemcpy(ids.get(), routes.ids[me].data(), routes.ids[me].size() * 4, cudaMemcpyHostToDevice));
   std::vector<std::unique_ptr<comm::device_buffer>> inputs;
   std::vector<kernels::dispatch_op> dispatches;
-  double bytes_per_token = std::size_t(o.top_k) * 4;  // the top-k ids travel too
+  double bytes_per_token = std::size_t(shape.top_k) * 4;  // the top-k ids travel too
   for (const auto& spec : cfg.payloads) bytes_per_token += spec.row_bytes;
   for (int set = 0; set < 2; ++set) {
     kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}};
@@ -113,14 +102,14 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   bench::result r;
   r.ep = ep;
   r.tokens = tokens;
-  r.hidden = o.hidden;
-  r.top_k = o.top_k;
-  r.experts = o.experts;
+  r.hidden = shape.hidden;
+  r.top_k = shape.top_k;
+  r.experts = shape.experts;
   r.payload = payload;
-  r.routing = std::string(sim::to_string(o.dist));
+  r.routing = std::string(sim::to_string(shape.dist));
   r.gpu = gpu;
   r.dispatch_bytes_per_token = bytes_per_token;
-  r.combine_bytes_per_token = double(o.hidden) * 2;
+  r.combine_bytes_per_token = double(shape.hidden) * 2;
   replayer ours_d(s, {[&](cudaStream_t st) { return dispatches[0].run(st); },
                       [&](cudaStream_t st) { return dispatches[1].run(st); }}, o.ops_per_graph);
   r.dispatch = ours_d.time(mpi, o.warmup, o.replays);
@@ -134,17 +123,17 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     const double sent = expect.counts[d][me] * bytes_per_token, got = expect.counts[me][d] * bytes_per_token;
     d_bytes.send.push_back(std::size_t(sent));
     d_bytes.recv.push_back(std::size_t(got));
-    c_bytes.send.push_back(std::size_t(expect.counts[me][d]) * o.hidden * 2);
-    c_bytes.recv.push_back(std::size_t(expect.counts[d][me]) * o.hidden * 2);
+    c_bytes.send.push_back(std::size_t(expect.counts[me][d]) * shape.hidden * 2);
+    c_bytes.recv.push_back(std::size_t(expect.counts[d][me]) * shape.hidden * 2);
     logical_d += got;
     if (d != me) wire_d += sent;
   }
-  const double row_ratio = double(o.hidden) * 2 / bytes_per_token;
+  const double row_ratio = double(shape.hidden) * 2 / bytes_per_token;
   r.wire_dispatch_bytes = mean_over_ranks(wire_d);
   r.logical_dispatch_bytes = mean_over_ranks(logical_d);
   r.wire_combine_bytes = r.wire_dispatch_bytes * row_ratio;
   r.logical_combine_bytes = mean_over_ranks(logical_d * row_ratio);
-  r.model_wire_dispatch_bytes = tokens * bench::expected_destinations(ep, o.experts, o.top_k) * (ep - 1) / ep * bytes_per_token;
+  r.model_wire_dispatch_bytes = tokens * bench::expected_destinations(ep, shape.experts, shape.top_k) * (ep - 1) / ep * bytes_per_token;
 
   {
     bench::nccl_alltoallv nd(nccl, d_bytes), nc(nccl, c_bytes);
@@ -182,24 +171,27 @@ int run(int argc, char** argv) {
     return 0;
   }
   const bench::options& o = *parsed;
+  bench::check_sweep(o, mpi.size());  // every configuration is valid before the first one runs
   if (!cli::have_one_gpu_per_rank(mpi, "epg-bench")) return 2;
   comm::select_device(mpi.local_rank());
   comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
   cudaDeviceProp prop{};
   EPG_CHECK_CUDA(cudaGetDeviceProperties(&prop, mpi.local_rank()));
+  const std::vector<bench::shape> shapes = bench::sweep_shapes(o);
+  const std::size_t total = shapes.size() * o.payloads.size() * o.tokens.size();
   if (mpi.rank() == 0) {
-    std::printf("epg-bench: %d x %s, hidden %d, top-%d of %d experts, %s routing, %d CTAs; per-op time of %d graph "
-                "replays of %d ops each (median of the slowest rank)\n",
-                mpi.size(), prop.name, o.hidden, o.top_k, o.experts, std::string(sim::to_string(o.dist)).c_str(), o.ctas,
-                o.replays, o.ops_per_graph);
+    std::printf("epg-bench: %d x %s, %zu configurations, %d CTAs x %d threads; per-op time of %d graph replays of %d "
+                "ops each (median of the slowest rank)\n",
+                mpi.size(), prop.name, total, o.ctas, o.threads, o.replays, o.ops_per_graph);
     bench::print_header();
   }
   std::vector<bench::result> results;
-  for (const auto& payload : o.payloads)
-    for (int tokens : o.tokens) {
-      results.push_back(run_config(mpi, nccl, o, tokens, payload, prop.name));
-      if (mpi.rank() == 0) bench::print_row(results.back());
-    }
+  for (const auto& shape : shapes)
+    for (const auto& payload : o.payloads)
+      for (int tokens : o.tokens) {
+        results.push_back(run_config(mpi, nccl, o, shape, tokens, payload, prop.name));
+        if (mpi.rank() == 0) bench::print_row(results.back(), results.size(), total);
+      }
   if (mpi.rank() == 0) {
     bench::write_json(o.out + ".json", results);
     bench::write_csv(o.out + ".csv", results);

@@ -1,66 +1,12 @@
-#include "cli.hpp"
+// epg-bench reports: the traffic model, the stdout table, JSON and CSV.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "bench.hpp"
-#include "epgraph/comm/error.hpp"
-
-namespace po = boost::program_options;
 
 namespace epgraph::bench {
-namespace {
-template <class T>
-std::vector<T> split(const std::string& list, const char* option) {
-  std::vector<T> out;
-  std::stringstream in(list);
-  for (std::string item; std::getline(in, item, ',');) {
-    std::stringstream one(item);
-    T v;
-    if (!(one >> v)) comm::throw_config_error(option, "has an invalid entry '" + item + "'", "use a comma-separated list");
-    out.push_back(v);
-  }
-  if (out.empty()) comm::throw_config_error(option, "is empty");
-  return out;
-}
-}  // namespace
-
-std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
-  options o;
-  std::string tokens = "1,128,512,4096", payloads = "bf16,fp8", routing = "uniform";
-  po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
-                               "usage: mpirun -np <gpus> epg-bench [options]");
-  // clang-format off
-  desc.add_options()
-    ("help,h", "print this help")
-    ("tokens", po::value(&tokens)->default_value(tokens), "tokens per rank to sweep (comma-separated)")
-    ("payload", po::value(&payloads)->default_value(payloads), "dispatch payloads to sweep: bf16, fp8 (e4m3 + 1x128 fp32 scales)")
-    ("hidden", po::value(&o.hidden)->default_value(o.hidden), "hidden size")
-    ("top-k", po::value(&o.top_k)->default_value(o.top_k), "experts per token")
-    ("experts", po::value(&o.experts)->default_value(o.experts), "number of experts")
-    ("routing", po::value(&routing)->default_value(routing), "uniform, skewed, one-rank")
-    ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
-    ("ops-per-graph", po::value(&o.ops_per_graph)->default_value(o.ops_per_graph), "back-to-back ops captured in each timed graph; times are per op")
-    ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed replays first")
-    ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
-    ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
-    ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
-    ("out", po::value(&o.out)->default_value(o.out), "output prefix: <out>.json and <out>.csv");
-  // clang-format on
-  if (!cli::parse(desc, args, "epg-bench", help)) return std::nullopt;
-  o.tokens = split<int>(tokens, "--tokens");
-  o.payloads = split<std::string>(payloads, "--payload");
-  for (const auto& p : o.payloads)
-    if (p != "bf16" && p != "fp8") comm::throw_config_error("--payload", "has '" + p + "'", "use bf16 or fp8");
-  for (int t : o.tokens)
-    if (t < 1) comm::throw_config_error("--tokens", "must be positive");
-  if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
-  if (o.ops_per_graph < 1) comm::throw_config_error("--ops-per-graph", "must be at least 1");
-  o.dist = sim::parse_routing(routing);
-  return o;
-}
-
 double expected_destinations(int n, int e, int k) {
   // U = N * (1 - C(E - E/N, k) / C(E, k))
   double ratio = 1;
@@ -69,14 +15,17 @@ double expected_destinations(int n, int e, int k) {
 }
 
 void print_header() {
-  std::printf("%-3s %-5s %6s | %8s %8s %7s | %8s %8s %7s | %8s %8s | %8s %8s | %6s %6s\n", "EP", "load", "T",
-              "disp us", "wire GB/s", "logicGB", "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c",
-              "vsNCd", "vsNCc");
+  std::printf("%-7s %-3s %5s %3s %4s %-8s %-5s %6s | %8s %8s %7s | %8s %8s %7s | %8s %8s | %8s %8s | %6s %6s\n", "done",
+              "EP", "H", "k", "E", "routing", "load", "T", "disp us", "wire GB/s", "logicGB", "comb us", "wire GB/s",
+              "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc");
 }
 
-void print_row(const result& r) {
-  std::printf("%-3d %-5s %6d | %8.1f %8.1f %7.1f | %8.1f %8.1f %7.1f | %8.1f %8.1f | %8.1f %8.1f | %6.2f %6.2f\n", r.ep,
-              r.payload.c_str(), r.tokens, r.dispatch.median, gbps(r.wire_dispatch_bytes, r.dispatch.median),
+void print_row(const result& r, std::size_t done, std::size_t total) {
+  const std::string progress = std::to_string(done) + "/" + std::to_string(total);
+  std::printf("%-7s %-3d %5d %3d %4d %-8s %-5s %6d | %8.1f %8.1f %7.1f | %8.1f %8.1f %7.1f | %8.1f %8.1f | %8.1f %8.1f "
+              "| %6.2f %6.2f\n",
+              progress.c_str(), r.ep, r.hidden, r.top_k, r.experts, r.routing.c_str(), r.payload.c_str(), r.tokens,
+              r.dispatch.median, gbps(r.wire_dispatch_bytes, r.dispatch.median),
               gbps(r.logical_dispatch_bytes, r.dispatch.median), r.combine.median,
               gbps(r.wire_combine_bytes, r.combine.median), gbps(r.logical_combine_bytes, r.combine.median),
               r.nccl_dispatch.median, r.nccl_combine.median, r.lsa_dispatch.median, r.lsa_combine.median,

@@ -1,0 +1,129 @@
+// epg-bench options: parsing, the sweep, and the session config of one measurement.
+#include <sstream>
+
+#include "bench.hpp"
+#include "cli.hpp"
+#include "epgraph/comm/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace epgraph::bench {
+namespace {
+template <class T>
+std::vector<T> split(const std::string& list, const char* option) {
+  std::vector<T> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::stringstream one(item);
+    T v;
+    if (!(one >> v) || !(one >> std::ws).eof())
+      comm::throw_config_error(option, "has an invalid entry '" + item + "'", "use a comma-separated list");
+    out.push_back(v);
+  }
+  if (out.empty()) comm::throw_config_error(option, "is empty");
+  return out;
+}
+
+void require_positive(const std::vector<int>& values, const char* option) {
+  for (int v : values)
+    if (v < 1) comm::throw_config_error(option, "has " + std::to_string(v) + "; every entry must be positive");
+}
+
+std::string join(const std::vector<int>& values) {
+  std::string out;
+  for (int v : values) out += (out.empty() ? "" : ",") + std::to_string(v);
+  return out;
+}
+}  // namespace
+
+std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
+  options o;
+  std::string tokens = join(o.tokens), payloads = "bf16,fp8", hidden = join(o.hidden), top_k = join(o.top_k),
+              experts = join(o.experts), routing = "uniform";
+  po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
+                               "usage: mpirun -np <gpus> epg-bench [options]\n"
+                               "Lists are comma-separated; every combination is measured");
+  // clang-format off
+  desc.add_options()
+    ("help,h", "print this help")
+    ("tokens", po::value(&tokens)->default_value(tokens), "tokens per rank (list)")
+    ("payload", po::value(&payloads)->default_value(payloads), "dispatch payloads (list): bf16, fp8 (e4m3 + 1x128 fp32 scales)")
+    ("hidden", po::value(&hidden)->default_value(hidden), "hidden sizes (list)")
+    ("top-k", po::value(&top_k)->default_value(top_k), "experts per token (list)")
+    ("experts", po::value(&experts)->default_value(experts), "numbers of experts (list)")
+    ("routing", po::value(&routing)->default_value(routing), "routing distributions (list): uniform, skewed, one-rank")
+    ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
+    ("ops-per-graph", po::value(&o.ops_per_graph)->default_value(o.ops_per_graph), "back-to-back ops captured in each timed graph; times are per op")
+    ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed replays first")
+    ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
+    ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
+    ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
+    ("out", po::value(&o.out)->default_value(o.out), "output prefix: <out>.json and <out>.csv");
+  // clang-format on
+  if (!cli::parse(desc, args, "epg-bench", help)) return std::nullopt;
+  o.tokens = split<int>(tokens, "--tokens");
+  o.hidden = split<int>(hidden, "--hidden");
+  o.top_k = split<int>(top_k, "--top-k");
+  o.experts = split<int>(experts, "--experts");
+  require_positive(o.tokens, "--tokens");
+  require_positive(o.hidden, "--hidden");
+  require_positive(o.top_k, "--top-k");
+  require_positive(o.experts, "--experts");
+  o.payloads = split<std::string>(payloads, "--payload");
+  for (const auto& p : o.payloads)
+    if (p != "bf16" && p != "fp8") comm::throw_config_error("--payload", "has '" + p + "'", "use bf16 or fp8");
+  o.routings.clear();
+  for (const auto& name : split<std::string>(routing, "--routing")) o.routings.push_back(sim::parse_routing(name));
+  if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
+  if (o.ops_per_graph < 1) comm::throw_config_error("--ops-per-graph", "must be at least 1");
+  return o;
+}
+
+std::vector<shape> sweep_shapes(const options& o) {
+  std::vector<shape> out;
+  for (int h : o.hidden)
+    for (int k : o.top_k)
+      for (int e : o.experts)
+        for (sim::routing r : o.routings) out.push_back({h, k, e, r});
+  return out;
+}
+
+sim::problem make_problem(const shape& s, int ep_size, int tokens, std::uint64_t seed) {
+  sim::problem p;
+  p.ep_size = ep_size;
+  p.max_tokens = p.min_tokens = tokens;
+  p.top_k = s.top_k;
+  p.num_experts = s.experts;
+  p.hidden = s.hidden;
+  p.dist = s.dist;
+  p.seed = seed * 1000 + static_cast<std::uint64_t>(tokens);
+  return p;
+}
+
+comm::ep_config make_config(const sim::problem& p, const std::string& payload, int ctas, int threads) {
+  comm::ep_config cfg = sim::make_config(p, ctas, threads);
+  if (payload == "fp8") {
+    const auto hidden = static_cast<std::size_t>(p.hidden);
+    cfg.payloads = {{"hidden_e4m3", hidden},
+                    {"scales_1x128", (hidden + 127) / 128 * sizeof(float)},
+                    {"weights", static_cast<std::size_t>(p.top_k) * sizeof(float)}};
+  }
+  return cfg;
+}
+
+void check_sweep(const options& o, int ep_size) {
+  for (const shape& s : sweep_shapes(o))
+    for (const auto& payload : o.payloads)
+      for (int tokens : o.tokens) {
+        try {
+          comm::validate(make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads));
+        } catch (const comm::error& e) {
+          std::ostringstream what;
+          what << "for hidden " << s.hidden << ", top-k " << s.top_k << ", experts " << s.experts << ", " << payload
+               << ", T=" << tokens << " on " << ep_size << " ranks it " << e.message();
+          comm::throw_config_error(e.call(), what.str(), e.hint());
+        }
+      }
+}
+
+}  // namespace epgraph::bench
