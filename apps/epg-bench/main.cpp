@@ -76,7 +76,8 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   // Fresh routing for this configuration; two input sets (same routing) rotate.
   const auto routes = sim::draw_routing(p, 0);
   const auto expect = sim::expect_dispatch(p, routes);
-  comm::device_buffer num_tokens(4), ids(std::size_t(tokens) * shape.top_k * 4), output(std::size_t(tokens) * shape.hidden * 2);
+  comm::device_buffer num_tokens(4), ids(std::size_t(tokens) * shape.top_k * 4),
+      output(std::size_t(tokens) * shape.hidden * 2);
   EPG_CHECK_CUDA(cudaMemcpy(num_tokens.get(), &tokens, 4, cudaMemcpyHostToDevice));
   EPG_CHECK_CUDA(cudaMemcpy(ids.get(), routes.ids[me].data(), routes.ids[me].size() * 4, cudaMemcpyHostToDevice));
   std::vector<std::unique_ptr<comm::device_buffer>> inputs;
@@ -133,7 +134,8 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.logical_dispatch_bytes = mean_over_ranks(logical_d);
   r.wire_combine_bytes = r.wire_dispatch_bytes * row_ratio;
   r.logical_combine_bytes = mean_over_ranks(logical_d * row_ratio);
-  r.model_wire_dispatch_bytes = tokens * bench::expected_destinations(ep, shape.experts, shape.top_k) * (ep - 1) / ep * bytes_per_token;
+  r.model_wire_dispatch_bytes =
+      tokens * bench::expected_destinations(ep, shape.experts, shape.top_k) * (ep - 1) / ep * bytes_per_token;
 
   {
     bench::nccl_alltoallv nd(nccl, d_bytes), nc(nccl, c_bytes);
