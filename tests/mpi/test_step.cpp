@@ -55,10 +55,7 @@ struct step_fixture {
     const int T = sim::token_count(p, mpi().rank(), step);
     std::vector<std::uint16_t> host(std::size_t(T) * p.hidden);
     EPG_CHECK_CUDA(cudaMemcpy(host.data(), output.get(), host.size() * 2, cudaMemcpyDeviceToHost));
-    const auto expected = sim::expect_output(p, step, mpi().rank());
-    long long wrong = 0;
-    for (std::size_t i = 0; i < expected.size(); ++i) wrong += sim::load_element(p.dtype, &host[i]) != expected[i];
-    return wrong;
+    return sim::count_wrong(p, step, mpi().rank(), host.data());
   }
 };
 

@@ -138,3 +138,24 @@ TEST(Reference, OutputMatchesExactMathWithinTwoRoundings) {
     EXPECT_GT(nonzero, 16 * 64 / 2);  // never a test on zeros
   }
 }
+
+TEST(Reference, CountWrongFindsEveryDifferingElement) {
+  sim::problem p;
+  p.ep_size = 2;
+  p.num_experts = 16;
+  p.top_k = 4;
+  p.hidden = 48;
+  p.max_tokens = p.min_tokens = 8;
+  for (auto type : {element_type::bf16, element_type::fp32}) {
+    p.dtype = type;
+    const auto expected = sim::expect_output(p, 5, 1);
+    const std::size_t elem = comm::element_size(type);
+    std::vector<unsigned char> bytes(expected.size() * elem);
+    for (std::size_t i = 0; i < expected.size(); ++i) sim::store_element(type, expected[i], &bytes[i * elem]);
+    EXPECT_EQ(sim::count_wrong(p, 5, 1, bytes.data()), 0);
+    EXPECT_GT(sim::count_wrong(p, 6, 1, bytes.data()), 0);  // another step's output
+    sim::store_element(type, expected[3] + 1.f, &bytes[3 * elem]);
+    sim::store_element(type, expected.back() * 2.f + 1.f, &bytes[bytes.size() - elem]);
+    EXPECT_EQ(sim::count_wrong(p, 5, 1, bytes.data()), 2);
+  }
+}

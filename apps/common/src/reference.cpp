@@ -152,4 +152,13 @@ std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank)
   return out;
 }
 
+long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output) {
+  const auto expected = expect_output(p, step, rank);
+  const auto* bytes = static_cast<const unsigned char*>(output);
+  const std::size_t elem = comm::element_size(p.dtype);
+  long long wrong = 0;
+  for (std::size_t i = 0; i < expected.size(); ++i) wrong += load_element(p.dtype, bytes + i * elem) != expected[i];
+  return wrong;
+}
+
 }  // namespace epgraph::sim

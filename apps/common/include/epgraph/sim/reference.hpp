@@ -37,4 +37,8 @@ dispatch_expectation expect_dispatch(const problem& p, const routing_table& rout
 /// rounded to p.dtype, then those summed in fp32 and rounded to p.dtype.
 std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank);
 
+/// Elements of a combine output that differ from expect_output(p, step, rank). `output` is
+/// host memory holding this step's [T][hidden] rows of p.dtype (T = token_count).
+long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output);
+
 }  // namespace epgraph::sim
