@@ -45,18 +45,16 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
                            bool zero_copy) {
   const sim::problem& p = o.problem;
   comm::ep_session session(nccl, sim::make_config(p, o.num_ctas, o.threads_per_cta));
-  const auto& cfg = session.config();
   const std::size_t elem = comm::element_size(p.dtype);
   const std::size_t rows = static_cast<std::size_t>(p.max_tokens);
-  comm::device_buffer num_tokens(sizeof(std::int32_t)), ids(rows * p.top_k * 4), weights(rows * p.top_k * 4),
-      hidden(rows * p.hidden * elem), output(rows * p.hidden * elem), wrong(sizeof(unsigned long long)),
+  sim::batch_storage buffers(p);
+  comm::device_buffer wrong(sizeof(unsigned long long)),
       staged(zero_copy ? 0 : static_cast<std::size_t>(p.ep_size) * rows * p.hidden * elem);
   EPG_CHECK_CUDA(cudaMemset(wrong.get(), 0, sizeof(unsigned long long)));
-  sim::batch_buffers batch{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), weights.as<float>(), hidden.get()};
 
   graph::step_spec spec;
-  spec.dispatch = {batch.num_tokens, batch.topk_ids, {{hidden.get(), cfg.payloads[0].row_bytes}, {weights.get(), cfg.payloads[1].row_bytes}}};
-  spec.combine = {batch.num_tokens, output.get(), p.dtype};
+  spec.dispatch = buffers.dispatch_args();
+  spec.combine = buffers.combine_args();
   spec.experts = sim::reference_expert_stage(p);
   spec.expert_output = zero_copy ? session.combine_region() : staged.get();
   if (mpi.rank() == 0) spec.log = [](const std::string& line) { std::printf("[epg-demo] %s\n", line.c_str()); };
@@ -81,7 +79,7 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
       std::this_thread::sleep_for(3 * watchdog + std::chrono::seconds(5));
       return {"stalled (fault injection)"};  // the peers' watchdog aborts the job first
     }
-    EPG_CHECK_CUDA(sim::generate_batch(p, mpi.rank(), step_id, batch, stream.get()));
+    EPG_CHECK_CUDA(sim::generate_batch(p, mpi.rank(), step_id, buffers.inputs(), stream.get()));
     if (host_check) {
       stream.sync();
       // Time the step, not a peer still checking the previous one; never wait forever.
@@ -93,7 +91,7 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
     start.record(stream);
     EPG_CHECK_CUDA(step.replay(stream));
     stop.record(stream);
-    EPG_CHECK_CUDA(sim::check_output(p, mpi.rank(), step_id, output.get(), wrong.as<unsigned long long>(), stream.get()));
+    EPG_CHECK_CUDA(sim::check_output(p, mpi.rank(), step_id, buffers.output(), wrong.as<unsigned long long>(), stream.get()));
     checked.record(stream);
     if (!graph::wait_for(checked, watchdog)) {
       std::fprintf(stderr, "%s\n", graph::describe_hang(session, s, watchdog).c_str());
@@ -106,7 +104,7 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
     session.check_faults();
     lowest_free = std::min(lowest_free, free_mib());
     ++host_checked;
-    EPG_CHECK_CUDA(cudaMemcpy(host.data(), output.get(), static_cast<std::size_t>(T) * p.hidden * elem,
+    EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * elem,
                               cudaMemcpyDeviceToHost));
     const long long wrong_elements = sim::count_wrong(p, step_id, mpi.rank(), host.data());
     if (wrong_elements) {

@@ -32,17 +32,6 @@ sim::problem small_problem() {
   return p;
 }
 
-struct fixture_buffers {
-  comm::device_buffer num_tokens{4}, ids, weights, hidden, output;
-  sim::batch_buffers batch;
-  explicit fixture_buffers(const sim::problem& p)
-      : ids(p.max_tokens * p.top_k * 4),
-        weights(p.max_tokens * p.top_k * 4),
-        hidden(std::size_t(p.max_tokens) * p.hidden * comm::element_size(p.dtype)),
-        output(std::size_t(p.max_tokens) * p.hidden * comm::element_size(p.dtype)),
-        batch{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), weights.as<float>(), hidden.get()} {}
-};
-
 template <class F>
 void expect_config_error(F&& f, const std::string& field, const std::string& fragment) {
   try {
@@ -67,11 +56,11 @@ TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
   for (bool zero_copy : {true, false}) {
     auto p = small_problem();
     comm::ep_session session(nccl, sim::make_config(p, 8, 256));
-    fixture_buffers b(p);
+    sim::batch_storage b(p);
     comm::device_buffer staged(zero_copy ? 0 : std::size_t(p.max_tokens) * p.hidden * 2);
     graph::step_spec spec;
-    spec.dispatch = {b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), std::size_t(p.hidden) * 2}, {b.weights.get(), 16}}};
-    spec.combine = {b.batch.num_tokens, b.output.get(), p.dtype};
+    spec.dispatch = b.dispatch_args();
+    spec.combine = b.combine_args();
     spec.experts = sim::reference_expert_stage(p);
     spec.expert_output = zero_copy ? session.combine_region() : staged.get();
     graph::stream s;
@@ -79,11 +68,11 @@ TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
     EXPECT_EQ(step.plan().prepare_combine, !zero_copy);
     std::vector<std::uint16_t> host(std::size_t(p.max_tokens) * p.hidden);
     for (std::uint64_t k = 0; k < 20; ++k) {
-      ASSERT_EQ(sim::generate_batch(p, 0, k, b.batch, s.get()), cudaSuccess);
+      ASSERT_EQ(sim::generate_batch(p, 0, k, b.inputs(), s.get()), cudaSuccess);
       ASSERT_EQ(step.replay(s), cudaSuccess);
       s.sync();
       const int T = sim::token_count(p, 0, k);
-      EPG_CHECK_CUDA(cudaMemcpy(host.data(), b.output.get(), std::size_t(T) * p.hidden * 2, cudaMemcpyDeviceToHost));
+      EPG_CHECK_CUDA(cudaMemcpy(host.data(), b.output(), std::size_t(T) * p.hidden * 2, cudaMemcpyDeviceToHost));
       ASSERT_EQ(sim::count_wrong(p, k, 0, host.data()), 0) << "step " << k << " T=" << T << (zero_copy ? " zero-copy" : " staged");
     }
     EXPECT_EQ(session.read_fault().code, comm::fault_code::none);
@@ -94,23 +83,31 @@ TEST_F(SingleRank, BadHostInputIsRejectedBeforeLaunch) {
   auto nccl = solo_comm();
   auto p = small_problem();
   comm::ep_session session(nccl, sim::make_config(p, 8, 256));
-  fixture_buffers b(p);
-  const std::size_t row = std::size_t(p.hidden) * 2;
-  auto dispatch = [&](kernels::dispatch_args a) { kernels::dispatch_op op(session, a); };
-  expect_config_error([&] { dispatch({nullptr, b.batch.topk_ids, {{b.hidden.get(), row}, {b.weights.get(), 16}}}); },
+  sim::batch_storage b(p);
+  // Each case breaks one field of otherwise valid arguments.
+  auto dispatch_with = [&](auto&& change) {
+    return [&, change] {
+      kernels::dispatch_args a = b.dispatch_args();
+      change(a);
+      kernels::dispatch_op op(session, a);
+    };
+  };
+  expect_config_error(dispatch_with([](kernels::dispatch_args& a) { a.num_tokens = nullptr; }),
                       "dispatch_args.num_tokens", "is null");
-  expect_config_error([&] { dispatch({b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row}}}); },
+  expect_config_error(dispatch_with([](kernels::dispatch_args& a) { a.payloads.pop_back(); }),
                       "dispatch_args.payloads", "has 1 entries but the session was configured with 2");
-  expect_config_error(
-      [&] { dispatch({b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row - 2}, {b.weights.get(), 16}}}); },
-      "dispatch_args.payloads[0].row_bytes", "the session's payload 'hidden' has 2048");
+  expect_config_error(dispatch_with([](kernels::dispatch_args& a) { a.payloads[0].row_bytes -= 2; }),
+                      "dispatch_args.payloads[0].row_bytes", "the session's payload 'hidden' has 2048");
+  expect_config_error(dispatch_with([](kernels::dispatch_args& a) {
+                        a.payloads[0].data = static_cast<const char*>(a.payloads[0].data) + 4;
+                      }),
+                      "dispatch_args.payloads[0].data", "not aligned to 16 bytes");
   expect_config_error(
       [&] {
-        dispatch({b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.as<char>() + 4, row}, {b.weights.get(), 16}}});
+        kernels::combine_args a = b.combine_args();
+        a.output = nullptr;
+        kernels::combine_op op(session, a);
       },
-      "dispatch_args.payloads[0].data", "not aligned to 16 bytes");
-  expect_config_error(
-      [&] { kernels::combine_op op(session, {b.batch.num_tokens, nullptr, comm::element_type::bf16}); },
       "combine_args.output", "is null");
   expect_config_error([&] { kernels::prepare_combine_op op(session, session.combine_region()); },
                       "prepare_combine.expert_output", "no prepare-combine is needed");
@@ -120,16 +117,15 @@ TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
   auto nccl = solo_comm();
   auto p = small_problem();
   comm::ep_session session(nccl, sim::make_config(p, 8, 256));
-  fixture_buffers b(p);
-  const std::size_t row = std::size_t(p.hidden) * 2;
-  kernels::dispatch_op dispatch(session, {b.batch.num_tokens, b.batch.topk_ids, {{b.hidden.get(), row}, {b.weights.get(), 16}}});
+  sim::batch_storage b(p);
+  kernels::dispatch_op dispatch(session, b.dispatch_args());
   graph::stream s;
-  ASSERT_EQ(sim::generate_batch(p, 0, 0, b.batch, s.get()), cudaSuccess);
+  ASSERT_EQ(sim::generate_batch(p, 0, 0, b.inputs(), s.get()), cudaSuccess);
   s.sync();  // the planted id below goes through the legacy stream
   // Token 3, entry 1 gets an expert id past the end.
   const std::int32_t bad = p.num_experts + 5;
-  EPG_CHECK_CUDA(cudaMemcpy(b.batch.topk_ids + 3 * p.top_k + 1, &bad, 4, cudaMemcpyHostToDevice));
-  ASSERT_EQ(sim::set_token_count(b.batch.num_tokens, 10, s.get()), cudaSuccess);
+  EPG_CHECK_CUDA(cudaMemcpy(b.inputs().topk_ids + 3 * p.top_k + 1, &bad, 4, cudaMemcpyHostToDevice));
+  ASSERT_EQ(sim::set_token_count(b.inputs().num_tokens, 10, s.get()), cudaSuccess);
   ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
   s.sync();
   auto f = session.read_fault();
@@ -146,7 +142,7 @@ TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
   EXPECT_EQ(session.read_fault().code, comm::fault_code::none);  // check_faults cleared it
 
   // A token count above the maximum is clamped: exactly max_tokens rows arrive.
-  ASSERT_EQ(sim::set_token_count(b.batch.num_tokens, p.max_tokens + 100, s.get()), cudaSuccess);
+  ASSERT_EQ(sim::set_token_count(b.inputs().num_tokens, p.max_tokens + 100, s.get()), cudaSuccess);
   ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
   s.sync();
   f = session.read_fault();

@@ -177,28 +177,24 @@ TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
   const std::size_t elem = comm::element_size(p.dtype);
   for (bool zero_copy : {true, false}) {
     comm::ep_session session(world_comm(), sim::make_config(p, 48, 512));
-    const std::size_t rows = p.max_tokens;
-    comm::device_buffer num_tokens(4), ids(rows * p.top_k * 4), weights(rows * p.top_k * 4),
-        hidden(rows * p.hidden * elem), output(rows * p.hidden * elem),
-        staged(zero_copy ? 0 : ep * rows * p.hidden * elem);
-    sim::batch_buffers batch{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), weights.as<float>(), hidden.get()};
+    sim::batch_storage buffers(p);
+    comm::device_buffer staged(zero_copy ? 0 : std::size_t(ep) * p.max_tokens * p.hidden * elem);
     graph::step_spec spec;
-    spec.dispatch = {batch.num_tokens, batch.topk_ids,
-                     {{hidden.get(), p.hidden * elem}, {weights.get(), std::size_t(p.top_k) * 4}}};
-    spec.combine = {batch.num_tokens, output.get(), p.dtype};
+    spec.dispatch = buffers.dispatch_args();
+    spec.combine = buffers.combine_args();
     spec.experts = sim::reference_expert_stage(p);
     spec.expert_output = zero_copy ? session.combine_region() : staged.get();
     auto plan = graph::plan_step(session, spec);
     EXPECT_EQ(plan.prepare_combine, !zero_copy);
     graph::stream s;
     for (std::uint64_t step = 0; step < 3; ++step) {
-      ASSERT_EQ(sim::generate_batch(p, me, step, batch, s.get()), cudaSuccess);
+      ASSERT_EQ(sim::generate_batch(p, me, step, buffers.inputs(), s.get()), cudaSuccess);
       std::string failed;
       ASSERT_EQ(graph::enqueue(plan, s.get(), &failed), cudaSuccess) << failed;
       s.sync();
       const int T = sim::token_count(p, me, step);
       std::vector<std::uint8_t> host(std::size_t(T) * p.hidden * elem);
-      EPG_CHECK_CUDA(cudaMemcpy(host.data(), output.get(), host.size(), cudaMemcpyDeviceToHost));
+      EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), host.size(), cudaMemcpyDeviceToHost));
       EXPECT_EQ(sim::count_wrong(p, step, me, host.data()), 0) << (zero_copy ? "zero-copy" : "staged") << " step " << step << " T=" << T;
     }
     EXPECT_EQ(session.read_fault().code, comm::fault_code::none);

@@ -21,8 +21,7 @@ namespace {
 struct step_fixture {
   sim::problem p;
   comm::ep_session session;
-  comm::device_buffer num_tokens{4}, ids, weights, hidden, output;
-  sim::batch_buffers batch;
+  sim::batch_storage buffers;
   graph::step_plan plan;
 
   static sim::problem make_problem() {
@@ -35,17 +34,10 @@ struct step_fixture {
     p.seed = 77;
     return p;
   }
-  step_fixture()
-      : p(make_problem()),
-        session(world_comm(), sim::make_config(p, 32, 256)),
-        ids(64 * 8 * 4),
-        weights(64 * 8 * 4),
-        hidden(64 * 512 * 2),
-        output(64 * 512 * 2),
-        batch{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), weights.as<float>(), hidden.get()} {
+  step_fixture() : p(make_problem()), session(world_comm(), sim::make_config(p, 32, 256)), buffers(p) {
     graph::step_spec spec;
-    spec.dispatch = {batch.num_tokens, batch.topk_ids, {{hidden.get(), 1024}, {weights.get(), 32}}};
-    spec.combine = {batch.num_tokens, output.get(), p.dtype};
+    spec.dispatch = buffers.dispatch_args();
+    spec.combine = buffers.combine_args();
     spec.experts = sim::reference_expert_stage(p);
     spec.expert_output = session.combine_region();
     plan = graph::plan_step(session, spec);
@@ -54,7 +46,7 @@ struct step_fixture {
   long long check(std::uint64_t step) {
     const int T = sim::token_count(p, mpi().rank(), step);
     std::vector<std::uint16_t> host(std::size_t(T) * p.hidden);
-    EPG_CHECK_CUDA(cudaMemcpy(host.data(), output.get(), host.size() * 2, cudaMemcpyDeviceToHost));
+    EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), host.size() * 2, cudaMemcpyDeviceToHost));
     return sim::count_wrong(p, step, mpi().rank(), host.data());
   }
 };
@@ -69,7 +61,7 @@ TEST(StepGraph, ThousandReplaysWithFreshRoutingNoRecapture) {
   long long wrong_steps = 0;
   std::set<int> sizes;
   for (std::uint64_t k = 0; k < 1000; ++k) {
-    ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.batch, s.get()), cudaSuccess);
+    ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.buffers.inputs(), s.get()), cudaSuccess);
     ASSERT_EQ(step.replay(s), cudaSuccess);
     done.record(s);
     ASSERT_TRUE(graph::wait_for(done, std::chrono::seconds(60))) << graph::describe_hang(f.session, k, std::chrono::seconds(60));
@@ -94,7 +86,7 @@ TEST(StepGraph, EmbeddedAsChildGraphInTheCallersGraph) {
   EPG_CHECK_CUDA(cudaGraphAddChildGraphNode(&child, caller.get(), nullptr, 0, step.get()));
   graph::graph_exec exec = caller.instantiate();
   for (std::uint64_t k = 100; k < 110; ++k) {
-    ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.batch, s.get()), cudaSuccess);
+    ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.buffers.inputs(), s.get()), cudaSuccess);
     ASSERT_EQ(exec.launch(s), cudaSuccess);
     s.sync();
     EXPECT_EQ(f.check(k), 0) << "step " << k;
@@ -112,7 +104,7 @@ TEST(StepGraph, CapturedInsideTheCallersOwnCapture) {
   ASSERT_EQ(step.replay(s), cudaSuccess);  // recorded as a child graph of the caller's capture
   graph::graph_exec exec = capture.end().instantiate();
   for (; k < 210; ++k) {
-    ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.batch, s.get()), cudaSuccess);
+    ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.buffers.inputs(), s.get()), cudaSuccess);
     ASSERT_EQ(exec.launch(s), cudaSuccess);
     s.sync();
     EXPECT_EQ(f.check(k), 0) << "step " << k;
@@ -121,7 +113,7 @@ TEST(StepGraph, CapturedInsideTheCallersOwnCapture) {
   graph::capture_scope capture2(s);
   ASSERT_EQ(graph::enqueue(f.plan, s.get()), cudaSuccess);
   graph::graph_exec exec2 = capture2.end().instantiate();
-  ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.batch, s.get()), cudaSuccess);
+  ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.buffers.inputs(), s.get()), cudaSuccess);
   ASSERT_EQ(exec2.launch(s), cudaSuccess);
   s.sync();
   EXPECT_EQ(f.check(k), 0);

@@ -5,18 +5,38 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
+#include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/graph/step.hpp"
 #include "epgraph/sim/problem.hpp"
 
 namespace epgraph::sim {
 
-/// One rank's input buffers, sized for max_tokens.
+/// One rank's input buffers, sized for max_tokens (a view; batch_storage owns them).
 struct batch_buffers {
   std::int32_t* num_tokens;  ///< scalar
   std::int32_t* topk_ids;    ///< [max_tokens][k]
   float* weights;            ///< [max_tokens][k]
   void* hidden;              ///< [max_tokens][hidden] of problem.dtype
+};
+
+/// Owns one rank's input buffers and its combine output ([max_tokens][hidden] of
+/// problem.dtype). Allocates: yes (cudaMalloc). The dispatch payloads are those of
+/// make_config(p): the hidden rows, then the router weights.
+class batch_storage {
+ public:
+  explicit batch_storage(const problem& p);
+  const batch_buffers& inputs() const noexcept { return inputs_; }
+  void* output() const noexcept { return output_.get(); }
+  kernels::dispatch_args dispatch_args() const;
+  kernels::combine_args combine_args() const;
+
+ private:
+  comm::element_type dtype_;
+  std::vector<std::size_t> payload_row_bytes_;  // of make_config(p)
+  comm::device_buffer num_tokens_, ids_, weights_, hidden_, output_;
+  batch_buffers inputs_;
 };
 
 /// Writes batch `step` of `rank` (token count, routing, weights, hidden) into `out`.
