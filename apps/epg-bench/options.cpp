@@ -31,7 +31,10 @@ void require_positive(const std::vector<int>& values, const char* option) {
 
 std::string join(const std::vector<int>& values) {
   std::string out;
-  for (int v : values) out += (out.empty() ? "" : ",") + std::to_string(v);
+  for (int v : values) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(v);
+  }
   return out;
 }
 }  // namespace
