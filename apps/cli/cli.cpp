@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "epgraph/comm/ep_session.hpp"  // select_device
 #include "epgraph/comm/error.hpp"
 
 namespace po = boost::program_options;
@@ -31,16 +32,19 @@ std::optional<po::variables_map> parse(const po::options_description& desc, cons
   return vm;
 }
 
-bool have_one_gpu_per_rank(const comm::mpi_context& mpi, const std::string& program) {
+std::optional<comm::nccl_comm> join_gpus(const comm::mpi_context& mpi, const std::string& program) {
   int gpus = 0;
   if (cudaGetDeviceCount(&gpus) != cudaSuccess) gpus = 0;
-  if (mpi.all_agree(gpus >= mpi.local_size())) return true;
-  if (mpi.rank() == 0)
-    std::fprintf(stderr,
-                 "%s needs one NVIDIA GPU (Hopper, sm_90) per rank in one NVLink domain: %d rank(s) on this node, "
-                 "%d GPU(s) visible. Run it on a GPU machine: mpirun -np <gpus> %s\n",
-                 program.c_str(), mpi.local_size(), gpus, program.c_str());
-  return false;
+  if (!mpi.all_agree(gpus >= mpi.local_size())) {
+    if (mpi.rank() == 0)
+      std::fprintf(stderr,
+                   "%s needs one NVIDIA GPU (Hopper, sm_90) per rank in one NVLink domain: %d rank(s) on this node, "
+                   "%d GPU(s) visible. Run it on a GPU machine: mpirun -np <gpus> %s\n",
+                   program.c_str(), mpi.local_size(), gpus, program.c_str());
+    return std::nullopt;
+  }
+  comm::select_device(mpi.local_rank());
+  return comm::nccl_comm::bootstrap(mpi.world());
 }
 
 }  // namespace epgraph::cli

@@ -174,9 +174,9 @@ int run(int argc, char** argv) {
   }
   const bench::options& o = *parsed;
   bench::check_sweep(o, mpi.size());  // every configuration is valid before the first one runs
-  if (!cli::have_one_gpu_per_rank(mpi, "epg-bench")) return 2;
-  comm::select_device(mpi.local_rank());
-  comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
+  std::optional<comm::nccl_comm> joined = cli::join_gpus(mpi, "epg-bench");
+  if (!joined) return 2;
+  comm::nccl_comm& nccl = *joined;
   cudaDeviceProp prop{};
   EPG_CHECK_CUDA(cudaGetDeviceProperties(&prop, mpi.local_rank()));
   const std::vector<bench::shape> shapes = bench::sweep_shapes(o);
@@ -204,11 +204,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "epg-bench: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return epgraph::cli::guarded_main("epg-bench", [&] { return run(argc, argv); }); }

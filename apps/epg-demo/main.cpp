@@ -139,9 +139,9 @@ int run(int argc, char** argv) {
   demo::options o = *parsed;
   o.problem.ep_size = mpi.size();
 
-  if (!cli::have_one_gpu_per_rank(mpi, "epg-demo")) return 2;
-  comm::select_device(mpi.local_rank());
-  comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
+  std::optional<comm::nccl_comm> joined = cli::join_gpus(mpi, "epg-demo");
+  if (!joined) return 2;
+  comm::nccl_comm& nccl = *joined;
   if (mpi.rank() == 0)
     std::printf("[epg-demo] %d ranks, max %d tokens/rank, hidden %d, top-%d of %d experts, %s, %s routing, %d steps\n",
                 mpi.size(), o.problem.max_tokens, o.problem.hidden, o.problem.top_k, o.problem.num_experts,
@@ -173,11 +173,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "epg-demo: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return epgraph::cli::guarded_main("epg-demo", [&] { return run(argc, argv); }); }
