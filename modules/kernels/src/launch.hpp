@@ -10,6 +10,7 @@ struct ncclDevComm;
 namespace epgraph::kernels::detail {
 cudaError_t launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept;
 cudaError_t launch_combine(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) noexcept;
-cudaError_t launch_summarize(const comm::session_view& v, bool sanitize, cudaStream_t stream) noexcept;
-cudaError_t launch_prepare_combine(const comm::session_view& v, const void* source, cudaStream_t stream) noexcept;
+cudaError_t launch_summarize(const comm::session_view& v, bool sanitize, int grid, cudaStream_t stream) noexcept;
+cudaError_t launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, int grid,
+                                   cudaStream_t stream) noexcept;
 }  // namespace epgraph::kernels::detail

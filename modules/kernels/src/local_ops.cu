@@ -7,13 +7,6 @@ namespace {
 
 constexpr int kLocalThreads = 256;
 
-int local_grid() {
-  int device = 0, sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    return 132;
-  return 2 * sms;
-}
-
 __device__ inline int clamped_count(const comm::session_view& v, int src) {
   const int n = reinterpret_cast<const std::int32_t*>(v.window_local + v.counts_offset)[src];
   return min(max(n, 0), v.max_tokens);
@@ -57,19 +50,21 @@ __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_vie
 
 }  // namespace
 
-cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize, cudaStream_t stream) noexcept {
+cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize, int grid,
+                                     cudaStream_t stream) noexcept {
   cudaError_t st = cudaMemsetAsync(v.expert_counts, 0, sizeof(std::int32_t) * v.experts_per_rank, stream);
   if (st != cudaSuccess) return st;
-  summarize_kernel<<<local_grid(), kLocalThreads, 0, stream>>>(v, sanitize);
+  summarize_kernel<<<grid, kLocalThreads, 0, stream>>>(v, sanitize);
   return cudaGetLastError();
 }
 
-cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, cudaStream_t stream) noexcept {
+cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, int grid,
+                                           cudaStream_t stream) noexcept {
   const auto* src = static_cast<const char*>(source);
-  if (v.combine_row_bytes % 16 == 0)
-    prepare_combine_kernel<uint4><<<local_grid(), kLocalThreads, 0, stream>>>(v, src);
+  if (vectorized)
+    prepare_combine_kernel<uint4><<<grid, kLocalThreads, 0, stream>>>(v, src);
   else
-    prepare_combine_kernel<std::uint16_t><<<local_grid(), kLocalThreads, 0, stream>>>(v, src);
+    prepare_combine_kernel<std::uint16_t><<<grid, kLocalThreads, 0, stream>>>(v, src);
   return cudaGetLastError();
 }
 

@@ -17,6 +17,14 @@ std::size_t natural_alignment(std::size_t row_bytes) noexcept {
 namespace {
 bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
+// Grid of the local (non-collective) kernels: two CTAs per SM of the current device.
+int local_grid() {
+  int device = 0, sms = 0;
+  EPG_CHECK_CUDA(cudaGetDevice(&device));
+  EPG_CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return 2 * sms;
+}
+
 void require_device_pointer(const void* p, const std::string& field, std::size_t alignment) {
   if (p == nullptr) comm::throw_config_error(field, "is null", "pass a device pointer");
   if (!aligned(p, alignment))
@@ -63,23 +71,26 @@ cudaError_t dispatch_op::run(cudaStream_t stream) const noexcept {
 }
 
 summarize_op::summarize_op(const comm::ep_session& session, bool sanitize_unused_slots)
-    : view_(session.view()), sanitize_(sanitize_unused_slots) {}
+    : view_(session.view()), sanitize_(sanitize_unused_slots), grid_(local_grid()) {}
 
 cudaError_t summarize_op::run(cudaStream_t stream) const noexcept {
-  return detail::launch_summarize(view_, sanitize_, stream);
+  return detail::launch_summarize(view_, sanitize_, grid_, stream);
 }
 
 prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const void* expert_output)
-    : view_(session.view()), source_(expert_output) {
+    : view_(session.view()),
+      source_(expert_output),
+      grid_(local_grid()),
+      vectorized_(view_.combine_row_bytes % 16 == 0) {
   if (expert_output == session.combine_region())
     comm::throw_config_error("prepare_combine.expert_output", "is the workspace combine region already",
                              "no prepare-combine is needed for a zero-copy expert output: leave it out");
   require_device_pointer(expert_output, "prepare_combine.expert_output",
-                         view_.combine_row_bytes % 16 == 0 ? 16 : comm::element_size(view_.combine_type));
+                         vectorized_ ? 16 : comm::element_size(view_.combine_type));
 }
 
 cudaError_t prepare_combine_op::run(cudaStream_t stream) const noexcept {
-  return detail::launch_prepare_combine(view_, source_, stream);
+  return detail::launch_prepare_combine(view_, source_, vectorized_, grid_, stream);
 }
 
 combine_op::combine_op(const comm::ep_session& session, combine_args args) : session_(&session) {

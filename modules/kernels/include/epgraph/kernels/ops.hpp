@@ -65,6 +65,7 @@ class summarize_op {
  private:
   comm::session_view view_;
   bool sanitize_;
+  int grid_;  // chosen when planned, so run() only launches
 };
 
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives
@@ -78,6 +79,8 @@ class prepare_combine_op {
  private:
   comm::session_view view_;
   const void* source_;
+  int grid_;
+  bool vectorized_;  // rows are whole 16-byte words
 };
 
 struct combine_args {
