@@ -14,6 +14,14 @@ constexpr int kFastSources = 8;   // source rows gathered into registers per tok
 template <class In>
 constexpr int kGroupsPerLane = sizeof(In) == 2 ? 2 : 1;
 
+// Row `slot` of this rank's block in peer d's combine region: the partial sums that peer
+// computed for a token this rank dispatched to it.
+template <class In>
+__device__ inline const In* peer_combine_row(const comm::session_view& v, int d, int slot) {
+  return static_cast<const In*>(ncclGetLsaPointer(
+      v.window, v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * v.combine_row_bytes, d));
+}
+
 // Latency-bound pull: every remote 16-byte load of kGroupsPerLane groups from up to
 // kFastSources ranks is issued before the first is summed (ascending rank order is kept).
 template <class In, class Out, int N>
@@ -26,10 +34,7 @@ __device__ void pull_fast(const comm::session_view& v, const device::warp_slots&
   for (int j = 0; j < kFastSources; ++j) {  // warp-uniform; static indices keep rows[] in registers
     const int d = m ? __ffsll(static_cast<long long>(m)) - 1 : 0;
     const int slot = slots.slot(d);
-    rows[j] = m ? static_cast<const In*>(ncclGetLsaPointer(
-                      v.window,
-                      v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * v.combine_row_bytes, d))
-                : nullptr;
+    rows[j] = m ? peer_combine_row<In>(v, d, slot) : nullptr;
     m &= m - 1;
   }
   for (int base = g0; base < g1; base += 32 * kGroupsPerLane<In>) {
@@ -75,7 +80,6 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   const int max_slices = max(1, (groups + 31) / 32);
   const int slices = min(max_slices, max(1, total_warps / T));
   const int per_slice = (groups + slices - 1) / slices;
-  const std::size_t row_stride = v.combine_row_bytes;
   Out* out = static_cast<Out*>(p.output);
 
   for (int item = global_warp; item < T * slices; item += total_warps) {
@@ -95,9 +99,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
       float acc[N] = {};
       for (std::uint64_t m = slots.mask; m; m &= m - 1) {
         const int d = __ffsll(static_cast<long long>(m)) - 1;
-        const int slot = slots.slot(d);
-        const In* row = reinterpret_cast<const In*>(static_cast<const char*>(ncclGetLsaPointer(
-            v.window, v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * row_stride, d)));
+        const In* row = peer_combine_row<In>(v, d, slots.slot(d));
         if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
       }
       if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
