@@ -88,10 +88,6 @@ step_graph::step_graph(step_plan plan, stream_ref capture_stream) : plan_(std::m
   exec_ = graph_.instantiate();
 }
 
-}  // namespace epgraph::graph
-
-namespace epgraph::graph {
-
 cudaError_t step_graph::replay(stream_ref s) const noexcept {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   cudaGraph_t capturing = nullptr;
