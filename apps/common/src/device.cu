@@ -130,11 +130,12 @@ cudaError_t set_token_count(std::int32_t* num_tokens, int value, cudaStream_t st
 }
 
 cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io, cudaStream_t stream) noexcept {
+  if (io.recv_payloads.size() < 2) return cudaErrorInvalidValue;  // make_config's hidden + weights
   return by_type(p.dtype, [&](auto tag) {
     using T = decltype(tag);
     experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.recv_counts, io.recv_topk_ids,
-                                                static_cast<const float*>(io.recv_payloads.at(1)),
-                                                static_cast<const T*>(io.recv_payloads.at(0)), static_cast<T*>(io.output));
+                                                static_cast<const float*>(io.recv_payloads[1]),
+                                                static_cast<const T*>(io.recv_payloads[0]), static_cast<T*>(io.output));
     return cudaGetLastError();
   });
 }
