@@ -80,16 +80,17 @@ TEST(Reference, RoutingDistributionsHaveTheirShape) {
   p.num_experts = 256;
   p.top_k = 8;
   p.max_tokens = 256;
-  std::vector<int> per_rank(4);
-  p.dist = sim::routing::one_rank;
-  for (int t = 0; t < 64; ++t)
-    for (int j = 0; j < 8; ++j) ++per_rank[sim::owner_rank(p, sim::expert_id(p, 2, 0, t, j))];
-  EXPECT_EQ(per_rank[0], 64 * 8);
-  p.dist = sim::routing::skewed;
-  per_rank.assign(4, 0);
-  for (int t = 0; t < 256; ++t)
-    for (int j = 0; j < 8; ++j) ++per_rank[sim::owner_rank(p, sim::expert_id(p, 2, 0, t, j))];
-  EXPECT_GT(per_rank[0], 2 * per_rank[3]);
+  // Top-k entries of rank 2's first `tokens` tokens, counted per owning rank.
+  const auto entries_per_rank = [&](sim::routing dist, int tokens) {
+    p.dist = dist;
+    std::vector<int> per_rank(4);
+    for (int t = 0; t < tokens; ++t)
+      for (int j = 0; j < 8; ++j) ++per_rank[sim::owner_rank(p, sim::expert_id(p, 2, 0, t, j))];
+    return per_rank;
+  };
+  EXPECT_EQ(entries_per_rank(sim::routing::one_rank, 64)[0], 64 * 8);
+  const auto skewed = entries_per_rank(sim::routing::skewed, 256);
+  EXPECT_GT(skewed[0], 2 * skewed[3]);
 }
 
 TEST(Reference, TokenCountsVaryWithinBoundsAndEmptyRanksStayEmpty) {
