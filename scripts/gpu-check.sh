@@ -3,7 +3,13 @@
 # at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
-#   stages: gpu mpi demo watchdog failmodes endurance sanitize bench (default: gpu mpi demo sanitize)
+#   stages: gpu mpi demo watchdog failmodes endurance sanitize bench compare
+#           (default: gpu mpi demo sanitize)
+#
+# compare: A/B timing of builds. EPG_COMPARE holds "name=dir" pairs; each dir has an
+# epg-bench. They run interleaved, EPG_COMPARE_ROUNDS times (default 2), at every GPU count
+# (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
+# alike.
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -71,6 +77,16 @@ for stage in $stages; do
       done
       python3 "$(dirname "$0")/plot_bench.py" "$logs/bench.png" "$logs"/bench_np*.csv > "$logs/plot.log" 2>&1 \
         || tail -5 "$logs/plot.log" ;;
+    compare)
+      for np in ${EPG_COMPARE_NP:-$np_list}; do
+        for round in $(seq "${EPG_COMPARE_ROUNDS:-2}"); do
+          for pair in ${EPG_COMPARE:?name=dir pairs}; do
+            name=${pair%%=*} dir=${pair#*=}
+            run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none "$dir/epg-bench" \
+              --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-}
+          done
+        done
+      done ;;
   esac
 done
 echo

@@ -3,16 +3,22 @@
 #include <nccl.h>
 #include <nccl_device.h>
 
+#include <algorithm>
+
 #include "device/common.cuh"
 #include "launch.hpp"
 
 namespace epgraph::kernels {
 namespace {
 
-constexpr int kFastSources = 8;   // source rows gathered into registers per token
-// N-element groups in flight per lane: 16 (or, for 4-byte inputs, 8) 16-byte loads.
-template <class In>
-constexpr int kGroupsPerLane = sizeof(In) == 2 ? 2 : 1;
+// 16-byte loads each lane keeps in flight, by the most sources a token can have: min(ep, k)
+// rounded up to 2, 4 or 8. Measured on 4x H200 (docs/perf-notes.md, v6), T=4096: with 2
+// sources 8 loads beat 4 and 16 (EP2 combine 185.5 / 182.6 / 180.9 us for 4 / 16 / 8); with 4
+// sources 8 beat 16 (EP4 492 vs 500 us). 8 sources keep 16 (2 groups), as before. 64
+// registers of loads at most: 512 threads per SM must fit without spills. The kernel is
+// specialised per source bound: two specialisations in one kernel spill.
+template <int Sources>
+constexpr int kLoadsInFlight = Sources <= 4 ? 8 : 16;
 
 // Row `slot` of this rank's block in peer d's combine region: the partial sums that peer
 // computed for a token this rank dispatched to it.
@@ -22,44 +28,45 @@ __device__ inline const In* peer_combine_row(const comm::session_view& v, int d,
       v.window, v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * v.combine_row_bytes, d));
 }
 
-// Latency-bound pull: every remote 16-byte load of kGroupsPerLane groups from up to
-// kFastSources ranks is issued before the first is summed (ascending rank order is kept).
-template <class In, class Out, int N>
+// Latency-bound pull: every remote 16-byte load of a round (Groups groups from up to Sources
+// ranks) is issued before the first is summed; ascending rank order is kept.
+template <class In, class Out, int N, int Sources>
 __device__ void pull_fast(const comm::session_view& v, const device::warp_slots& slots, int g0, int g1, int lane,
                           Out* out_row) {
   using group = device::element_group<In, N>;
-  const In* rows[kFastSources];
+  constexpr int kGroups = std::max(1, kLoadsInFlight<Sources> / (Sources * group::words));
+  const In* rows[Sources];
   std::uint64_t m = slots.mask;
 #pragma unroll
-  for (int j = 0; j < kFastSources; ++j) {  // warp-uniform; static indices keep rows[] in registers
+  for (int j = 0; j < Sources; ++j) {  // warp-uniform; static indices keep rows[] in registers
     const int d = m ? __ffsll(static_cast<long long>(m)) - 1 : 0;
     const int slot = slots.slot(d);
     rows[j] = m ? peer_combine_row<In>(v, d, slot) : nullptr;
     m &= m - 1;
   }
-  for (int base = g0; base < g1; base += 32 * kGroupsPerLane<In>) {
-    typename group::raw raw[kGroupsPerLane<In>][kFastSources];
+  for (int base = g0; base < g1; base += 32 * kGroups) {
+    typename group::raw raw[kGroups][Sources];
 #pragma unroll
-    for (int u = 0; u < kGroupsPerLane<In>; ++u) {
+    for (int u = 0; u < kGroups; ++u) {
       const int g = base + u * 32 + lane;
 #pragma unroll
-      for (int j = 0; j < kFastSources; ++j)
+      for (int j = 0; j < Sources; ++j)
         if (rows[j] && g < g1) raw[u][j] = group::load(rows[j] + static_cast<std::size_t>(g) * N);
     }
 #pragma unroll
-    for (int u = 0; u < kGroupsPerLane<In>; ++u) {
+    for (int u = 0; u < kGroups; ++u) {
       const int g = base + u * 32 + lane;
       if (g >= g1) continue;
       float acc[N] = {};
 #pragma unroll
-      for (int j = 0; j < kFastSources; ++j)
+      for (int j = 0; j < Sources; ++j)
         if (rows[j]) group::accumulate(raw[u][j], acc);
       device::element_group<Out, N>::store(out_row + static_cast<std::size_t>(g) * N, acc);
     }
   }
 }
 
-template <class In, class Out, int N>
+template <class In, class Out, int N, int Sources>
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
@@ -88,8 +95,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
     const int g0 = slice * per_slice, g1 = min(groups, g0 + per_slice);
     Out* out_row = out + static_cast<std::size_t>(t) * v.hidden;
     if constexpr (N > 1) {
-      if (__popcll(slots.mask) <= kFastSources) {
-        pull_fast<In, Out, N>(v, slots, g0, g1, lane, out_row);
+      if (__popcll(slots.mask) <= Sources) {
+        pull_fast<In, Out, N, Sources>(v, slots, g0, g1, lane, out_row);
         continue;
       }
     }
@@ -109,10 +116,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
 
 template <class In, class Out>
 cudaError_t launch_typed(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) {
-  if (p.vectorized)
-    combine_kernel<In, Out, 8><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  const dim3 grid(p.v.num_ctas), block(p.v.threads_per_cta);
+  const int max_sources = std::min(p.v.ep_size, p.v.top_k);  // a token has at most this many
+  if (!p.vectorized)
+    combine_kernel<In, Out, 1, 1><<<grid, block, 0, stream>>>(dev, p);  // no register path
+  else if (max_sources <= 2)
+    combine_kernel<In, Out, 8, 2><<<grid, block, 0, stream>>>(dev, p);
+  else if (max_sources <= 4)
+    combine_kernel<In, Out, 8, 4><<<grid, block, 0, stream>>>(dev, p);
   else
-    combine_kernel<In, Out, 1><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+    combine_kernel<In, Out, 8, 8><<<grid, block, 0, stream>>>(dev, p);  // more than 8: general loop
   return cudaGetLastError();
 }
 
