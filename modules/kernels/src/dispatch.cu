@@ -6,23 +6,22 @@
 #include <cuda/atomic>
 
 #include "device/common.cuh"
+#include "device/push_items.hpp"
 #include "launch.hpp"
 
 namespace epgraph::kernels {
 namespace {
 
 constexpr int kMaxWarps = 32;
-constexpr int kUnroll = 4;  // independent 16-byte loads in flight per lane
+constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per lane
 
 /// Pushes slice `slice` of `slices` of token t's row to every destination in `slots.mask`.
 /// The row is read once and stored to each destination. Warp-uniform loop bounds.
 template <class V>
 __device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int max_tokens, int t, int slice,
                          int slices, const device::warp_slots& slots, int lane) {
-  const std::size_t nvec = c.row_bytes / sizeof(V);
-  const std::size_t per_slice = (nvec + slices - 1) / slices;
-  const std::size_t v0 = per_slice * slice;
-  const std::size_t v1 = v0 + per_slice < nvec ? v0 + per_slice : nvec;
+  std::size_t v0, v1;
+  device::push_items::slice_range(c.row_bytes / sizeof(V), slice, slices, v0, v1);
   const V* src = reinterpret_cast<const V*>(c.src + static_cast<std::size_t>(t) * c.row_bytes);
   const std::size_t row_in_region = static_cast<std::size_t>(rank) * max_tokens;
 
@@ -51,54 +50,6 @@ __device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int 
     }
   }
 }
-
-/// A CTA's push as warp work items. With at least as many tokens as warps, an item is a whole
-/// token, all copies in turn. With fewer, an item is (token, copy, slice): a copy that one
-/// warp moves in one round (top-k ids, weights, scales) is one item per token, the others are
-/// cut into slices, so that every warp gets about one round instead of the warps that hold a
-/// hidden slice also moving the small copies after it (T=1 on 4 GPUs: -1.2 us). At large T
-/// the split form left the small copies as a latency-bound tail (EP2 T=4096: +3 to +7%).
-struct push_items {
-  struct item {
-    int token, copy, copy_end, slice, slices;
-  };
-  int tokens, num_copies, small = 0, large = 0, slices = 1;
-  bool whole_tokens;
-
-  __device__ static bool one_round(const copy_spec& c) { return c.row_bytes <= std::size_t{32} * kUnroll * c.vec_bytes; }
-
-  __device__ push_items(const dispatch_params& p, int tokens, int nwarps)
-      : tokens(tokens), num_copies(p.num_copies), whole_tokens(tokens >= nwarps) {
-    for (int c = 0; c < p.num_copies; ++c) (one_round(p.copies[c]) ? small : large) += 1;
-    if (tokens > 0 && large > 0) slices = max(1, (max(1, nwarps / tokens) - small) / large);
-  }
-  __device__ int count() const { return whole_tokens ? tokens : tokens * (large * slices + small); }
-
-  /// Item i of count(); warp-uniform. Sliced items first, then the small ones, each
-  /// token-major.
-  __device__ item at(const dispatch_params& p, int first_token, int i) const {
-    if (whole_tokens) return {first_token + i, 0, num_copies, 0, 1};
-    const int sliced = tokens * large * slices;
-    const bool is_small = i >= sliced;
-    item it{};
-    int k;  // the k-th small or sliced copy
-    if (!is_small) {
-      it.token = first_token + i / (large * slices);
-      k = i % (large * slices) / slices;
-      it.slice = i % slices;
-      it.slices = slices;
-    } else {
-      it.token = first_token + (i - sliced) / small;
-      k = (i - sliced) % small;
-      it.slice = 0;
-      it.slices = 1;
-    }
-    for (it.copy = 0;; ++it.copy)
-      if (one_round(p.copies[it.copy]) == is_small && k-- == 0) break;
-    it.copy_end = it.copy + 1;
-    return it;
-  }
-};
 
 __device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> lookback_entry(
     const comm::session_view& v, int i) {
@@ -204,9 +155,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   }
 
   // 4. Push rows, one work item per warp at a time.
-  const push_items items(p, end - begin, nwarps);
+  const device::push_items items(p, end - begin, nwarps);
   for (int i = warp; i < items.count(); i += nwarps) {
-    const push_items::item it = items.at(p, begin, i);
+    const device::push_items::item it = items.at(p, begin, i);
     const device::warp_slots slots = device::warp_slots::load(v.token_slots, it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto tag) {

@@ -1,0 +1,78 @@
+#pragma once
+// How a dispatch CTA splits its push into warp work items. Host and device code, so that the
+// mapping is unit-tested on the host (tests/unit/test_push_items.cpp): every vector of every
+// copy of every token is pushed by exactly one item.
+
+#include <cstddef>
+
+#include "epgraph/kernels/launch_params.hpp"
+
+#if defined(__CUDACC__)
+#define EPG_PUSH_HD __host__ __device__
+#else
+#define EPG_PUSH_HD
+#endif
+
+namespace epgraph::kernels::device {
+
+inline constexpr int kPushUnroll = 4;  // independent loads in flight per lane in one push round
+
+/// A CTA's push as warp work items. With at least as many tokens as warps, an item is a whole
+/// token, all copies in turn. With fewer, an item is (token, copy, slice): a copy that one
+/// warp moves in one round (top-k ids, weights, scales) is one item per token, the others are
+/// cut into slices, so that every warp gets about one round instead of the warps that hold a
+/// hidden slice also moving the small copies after it (T=1 on 4 GPUs: -1.2 us). At large T
+/// the split form left the small copies as a latency-bound tail (EP2 T=4096: +3 to +7%).
+struct push_items {
+  struct item {
+    int token, copy, copy_end, slice, slices;
+  };
+  int tokens, num_copies, small = 0, large = 0, slices = 1;
+  bool whole_tokens;
+
+  EPG_PUSH_HD static bool one_round(const copy_spec& c) {
+    return c.row_bytes <= std::size_t{32} * kPushUnroll * c.vec_bytes;
+  }
+  EPG_PUSH_HD static int at_least_1(int x) { return x > 1 ? x : 1; }
+
+  EPG_PUSH_HD push_items(const dispatch_params& p, int tokens, int nwarps)
+      : tokens(tokens), num_copies(p.num_copies), whole_tokens(tokens >= nwarps) {
+    for (int c = 0; c < p.num_copies; ++c) (one_round(p.copies[c]) ? small : large) += 1;
+    if (tokens > 0 && large > 0) slices = at_least_1((at_least_1(nwarps / tokens) - small) / large);
+  }
+  EPG_PUSH_HD int count() const { return whole_tokens ? tokens : tokens * (large * slices + small); }
+
+  /// Item i of count(); warp-uniform. Sliced items first, then the small ones, each
+  /// token-major.
+  EPG_PUSH_HD item at(const dispatch_params& p, int first_token, int i) const {
+    if (whole_tokens) return {first_token + i, 0, num_copies, 0, 1};
+    const int sliced = tokens * large * slices;
+    const bool is_small = i >= sliced;
+    item it{};
+    int k;  // the k-th small or sliced copy
+    if (!is_small) {
+      it.token = first_token + i / (large * slices);
+      k = i % (large * slices) / slices;
+      it.slice = i % slices;
+      it.slices = slices;
+    } else {
+      it.token = first_token + (i - sliced) / small;
+      k = (i - sliced) % small;
+      it.slice = 0;
+      it.slices = 1;
+    }
+    for (it.copy = 0;; ++it.copy)
+      if (one_round(p.copies[it.copy]) == is_small && k-- == 0) break;
+    it.copy_end = it.copy + 1;
+    return it;
+  }
+
+  /// Vectors [first, end) of a row of nvec vectors that slice `slice` of `slices` covers.
+  EPG_PUSH_HD static void slice_range(std::size_t nvec, int slice, int slices, std::size_t& first, std::size_t& end) {
+    const std::size_t per_slice = (nvec + slices - 1) / slices;
+    first = per_slice * slice;
+    end = first + per_slice < nvec ? first + per_slice : nvec;
+  }
+};
+
+}  // namespace epgraph::kernels::device

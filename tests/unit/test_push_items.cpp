@@ -1,0 +1,109 @@
+// The dispatch push's split into warp work items (modules/kernels/src/device/push_items.hpp,
+// the same code the kernel runs): every vector of every copy of every token is pushed by
+// exactly one item, and at small T the warps get about one item each.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "device/push_items.hpp"
+
+namespace {
+
+using epgraph::kernels::copy_spec;
+using epgraph::kernels::dispatch_params;
+using epgraph::kernels::device::push_items;
+
+struct row {
+  std::size_t bytes;
+  int vec;
+};
+
+dispatch_params params_for(const std::vector<row>& rows) {
+  dispatch_params p{};
+  p.num_copies = static_cast<int>(rows.size());
+  for (std::size_t c = 0; c < rows.size(); ++c) p.copies[c] = copy_spec{nullptr, rows[c].bytes, 0, rows[c].vec};
+  return p;
+}
+
+// times[token - first_token][copy][vector]: how many items pushed that vector.
+using push_counts = std::vector<std::vector<std::vector<int>>>;
+
+push_counts coverage(const dispatch_params& p, int first_token, int tokens, int nwarps) {
+  push_counts times(tokens);
+  for (auto& copies : times) {
+    copies.resize(p.num_copies);
+    for (int c = 0; c < p.num_copies; ++c) copies[c].assign(p.copies[c].row_bytes / p.copies[c].vec_bytes, 0);
+  }
+  const push_items items(p, tokens, nwarps);
+  for (int i = 0; i < items.count(); ++i) {
+    const push_items::item it = items.at(p, first_token, i);
+    const int t = it.token - first_token;
+    if (t < 0 || t >= tokens || it.copy < 0 || it.copy >= it.copy_end || it.copy_end > p.num_copies) {
+      ADD_FAILURE() << "item " << i << " names token " << it.token << ", copies [" << it.copy << ", " << it.copy_end
+                    << ")";
+      continue;
+    }
+    for (int c = it.copy; c < it.copy_end; ++c) {
+      std::size_t first = 0, end = 0;
+      push_items::slice_range(times[t][c].size(), it.slice, it.slices, first, end);
+      for (std::size_t v = first; v < end; ++v) ++times[t][c][v];
+    }
+  }
+  return times;
+}
+
+const std::vector<std::vector<row>> kPayloadSets = {
+    {{14336, 16}, {32, 16}, {32, 16}},             // BF16 H=7168, fp32 weights, int32 ids (k=8)
+    {{7168, 16}, {224, 16}, {32, 16}, {32, 16}},   // FP8 + 1x128 fp32 scales
+    {{5760, 16}, {2000, 8}, {64, 4}, {7, 1}},      // H=2880, odd rows, narrow vectors
+    {{64, 16}},                                    // ids only: every copy is small
+    {{100000, 16}},                                // one huge row: only sliced items
+};
+
+TEST(PushItems, EveryVectorIsPushedExactlyOnce) {
+  for (const auto& rows : kPayloadSets) {
+    const dispatch_params p = params_for(rows);
+    for (int tokens : {0, 1, 2, 3, 7, 15, 16, 17, 64, 513}) {
+      for (int nwarps : {1, 2, 16, 32}) {
+        const push_counts times = coverage(p, 5, tokens, nwarps);
+        for (int t = 0; t < tokens; ++t)
+          for (int c = 0; c < p.num_copies; ++c)
+            for (std::size_t v = 0; v < times[t][c].size(); ++v)
+              ASSERT_EQ(times[t][c][v], 1) << "token " << t << " copy " << c << " vector " << v << " (tokens "
+                                           << tokens << ", warps " << nwarps << ")";
+      }
+    }
+  }
+}
+
+TEST(PushItems, SmallBatchesGiveEachWarpOneItem) {
+  const dispatch_params bf16 = params_for(kPayloadSets[0]);
+  // T=1 and T=128 over 64 CTAs: 1 and 2 tokens for 16 warps. 14 hidden slices + ids + weights.
+  const push_items one(bf16, 1, 16);
+  EXPECT_FALSE(one.whole_tokens);
+  EXPECT_EQ(one.slices, 14);
+  EXPECT_EQ(one.count(), 16);
+  const push_items two(bf16, 2, 16);
+  EXPECT_EQ(two.slices, 6);
+  EXPECT_EQ(two.count(), 16);
+  // The small copies come after the sliced ones and are whole rows.
+  const push_items::item last = one.at(bf16, 0, 15);
+  EXPECT_EQ(last.copy, 2);
+  EXPECT_EQ(last.slices, 1);
+  EXPECT_EQ(one.at(bf16, 0, 0).copy, 0);
+}
+
+TEST(PushItems, LargeBatchesPushWholeTokens) {
+  const dispatch_params fp8 = params_for(kPayloadSets[1]);
+  const push_items items(fp8, 64, 16);  // T=4096 over 64 CTAs
+  EXPECT_TRUE(items.whole_tokens);
+  EXPECT_EQ(items.count(), 64);
+  const push_items::item it = items.at(fp8, 100, 7);
+  EXPECT_EQ(it.token, 107);
+  EXPECT_EQ(it.copy, 0);
+  EXPECT_EQ(it.copy_end, 4);
+  EXPECT_EQ(it.slices, 1);
+}
+
+}  // namespace
