@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "epgraph/comm/ep_session.hpp"  // select_device
+#include "epgraph/comm/select_device.hpp"
 #include "epgraph/comm/error.hpp"
 
 namespace po = boost::program_options;

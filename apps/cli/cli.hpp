@@ -22,13 +22,31 @@ std::optional<boost::program_options::variables_map> parse(const boost::program_
 /// communicator. Otherwise rank 0 prints what `program` needs and every rank gets nullopt.
 std::optional<comm::nccl_comm> join_gpus(const comm::mpi_context& mpi, const std::string& program);
 
-/// An app's main: runs `body`, and reports an escaping exception as "<program>: <what>"
-/// with exit code 1.
+/// Seconds a failed rank waits for the others to fail too before it aborts the job.
+inline constexpr double failure_agreement_seconds = 10.0;
+
+/// An MPI app's main: starts MPI, runs body(mpi, argc, argv) (the arguments MPI left) and
+/// returns its exit code. An exception is
+/// printed as "<program>: rank R: <what>" as soon as it reaches here (session teardown on
+/// the way is local and never waits for peers). If every rank failed within
+/// failure_agreement_seconds, all exit 1 normally; otherwise healthy peers would wait for
+/// this rank, so it aborts the job (MPI_Abort) after printing.
 template <class Body>
-int guarded_main(const char* program, Body&& body) noexcept {
+int mpi_main(int argc, char** argv, const char* program, Body&& body) noexcept {
   try {
-    return body();
-  } catch (const std::exception& e) {
+    comm::mpi_context mpi(&argc, &argv);
+    try {
+      return body(mpi, argc, argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: rank %d: %s\n", program, mpi.rank(), e.what());
+      std::fflush(stderr);
+      if (!mpi.all_reach_within(failure_agreement_seconds)) {
+        std::fprintf(stderr, "%s: rank %d: the other ranks did not fail too; aborting the job\n", program, mpi.rank());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+      }
+      return 1;
+    }
+  } catch (const std::exception& e) {  // MPI itself did not start
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     return 1;
   }

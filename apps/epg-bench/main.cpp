@@ -155,8 +155,11 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
   const auto& l = session.layout();
-  r.workspace = {{"counts", l.counts.bytes}, {"progress", l.progress.bytes}, {"topk_ids", l.topk_ids.bytes}};
-  for (std::size_t i = 0; i < l.payloads.size(); ++i) r.workspace.push_back({cfg.payloads[i].name, l.payloads[i].bytes});
+  r.workspace = {{"counts", l.counts.bytes},
+                 {"arrivals", l.arrivals.bytes},
+                 {"mailbox", l.mailbox.bytes},
+                 {"topk_ids", l.topk_ids.bytes}};
+  for (int i = 0; i < l.num_payloads; ++i) r.workspace.push_back({cfg.payloads[i].name, l.payloads[i].bytes});
   r.workspace.push_back({"combine", l.combine.bytes});
   r.workspace.push_back({"window_total", l.window_bytes});
   r.workspace.push_back({"local_state", l.local_bytes});
@@ -164,8 +167,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   return r;
 }
 
-int run(int argc, char** argv) {
-  comm::mpi_context mpi(&argc, &argv);
+int run(comm::mpi_context& mpi, int argc, char** argv) {
   std::string help;
   auto parsed = bench::parse_options(std::vector<std::string>(argv + 1, argv + argc), &help);
   if (!parsed) {
@@ -204,4 +206,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return epgraph::cli::guarded_main("epg-bench", [&] { return run(argc, argv); }); }
+int main(int argc, char** argv) { return epgraph::cli::mpi_main(argc, argv, "epg-bench", run); }

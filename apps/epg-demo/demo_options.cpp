@@ -1,5 +1,7 @@
 #include "demo_options.hpp"
 
+#include <cmath>
+
 #include "cli.hpp"
 
 #include "epgraph/comm/error.hpp"
@@ -28,6 +30,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("ctas", po::value(&o.num_ctas)->default_value(64), "CTAs per dispatch/combine launch (== LSA barriers)")
     ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")
     ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)")
+    ("deadline", po::value(&o.deadline_seconds)->default_value(30.0), "session deadline: a peer that does not arrive within it is a fault naming it (seconds, 0 = off)")
     ("host-check-every", po::value(&o.host_check_every)->default_value(1), "compare with the host reference every N steps (the device checks every step)")
     ("inject-stall", po::value(&stall), "fault injection RANK:STEP: that rank stops replaying at that step (tests the watchdog)");
   // clang-format on
@@ -50,7 +53,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
       comm::throw_config_error("--inject-stall", "is '" + stall + "'", "use RANK:STEP, e.g. 1:3");
     }
   }
-  if (o.watchdog_seconds < 0) comm::throw_config_error("--watchdog", "must be >= 0");
+  for (auto [name, value] : {std::pair{"--watchdog", o.watchdog_seconds}, std::pair{"--deadline", o.deadline_seconds}})
+    if (!std::isfinite(value) || value < 0)
+      comm::throw_config_error(name, "is " + std::to_string(value), "use a finite number of seconds >= 0 (0 = off)");
   return o;
 }
 

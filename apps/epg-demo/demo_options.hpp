@@ -17,7 +17,8 @@ struct options {
   variant which = variant::both;
   int num_ctas = 64;
   int threads_per_cta = 512;
-  double watchdog_seconds = 120.0;
+  double watchdog_seconds = 120.0;  ///< host watchdog per step (0 = off)
+  double deadline_seconds = 30.0;   ///< the session's deadline: device waits end with a fault (0 = off)
   int host_check_every = 1;  ///< full host comparison every N steps (device checks every step)
   int stall_rank = -1;       ///< fault injection: this rank stops replaying at stall_step
   int stall_step = -1;

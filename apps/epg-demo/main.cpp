@@ -41,10 +41,12 @@ double free_mib() {
   return static_cast<double>(free_bytes) / (1 << 20);
 }
 
-variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const demo::options& o,
+variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const demo::options& o,
                            bool zero_copy) {
   const sim::problem& p = o.problem;
-  comm::ep_session session(nccl, sim::make_config(p, o.num_ctas, o.threads_per_cta));
+  comm::ep_config config = sim::make_config(p, o.num_ctas, o.threads_per_cta);
+  config.deadline_seconds = o.deadline_seconds;
+  comm::ep_session session(nccl, config);
   const std::size_t elem = comm::element_size(p.dtype);
   const std::size_t rows = static_cast<std::size_t>(p.max_tokens);
   sim::batch_storage buffers(p);
@@ -68,6 +70,7 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
   std::vector<unsigned char> host(rows * p.hidden * elem);
   long long failures = 0, tokens = 0, host_checked = 0;
   const auto watchdog = std::chrono::duration<double>(o.watchdog_seconds);
+  const auto deadline = std::chrono::duration<double>(o.deadline_seconds);
   EPG_CHECK_CUDA(cudaDeviceSynchronize());
   const double free_before = free_mib();
   double lowest_free = free_before;
@@ -76,11 +79,11 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
     const bool host_check = s % o.host_check_every == 0 || s == o.steps - 1;
     if (mpi.rank() == o.stall_rank && s == o.stall_step) {
       std::fprintf(stderr, "[epg-demo] rank %d: injected stall at step %d (no more replays)\n", mpi.rank(), s);
-      std::this_thread::sleep_for(3 * watchdog + std::chrono::seconds(5));
-      return {"stalled (fault injection)"};  // the peers' watchdog aborts the job first
+      std::this_thread::sleep_for(3 * std::max(watchdog, deadline) + std::chrono::seconds(5));
+      return {"stalled (fault injection)"};  // the peers' watchdog or deadline ends the job first
     }
     EPG_CHECK_CUDA(sim::generate_batch(p, mpi.rank(), step_id, buffers.inputs(), stream.get()));
-    if (host_check) {
+    if (host_check && o.watchdog_seconds > 0) {
       stream.sync();
       // Time the step, not a peer still checking the previous one; never wait forever.
       if (!mpi.barrier_within(o.watchdog_seconds)) {
@@ -93,8 +96,8 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
     stop.record(stream);
     EPG_CHECK_CUDA(sim::check_output(p, mpi.rank(), step_id, buffers.output(), wrong.as<unsigned long long>(), stream.get()));
     checked.record(stream);
-    if (!graph::wait_for(checked, watchdog)) {
-      std::fprintf(stderr, "%s\n", graph::describe_hang(session, s, watchdog).c_str());
+    if (const auto stalled = graph::watch_step(session, checked, s, watchdog)) {
+      std::fprintf(stderr, "%s\n", stalled->c_str());
       MPI_Abort(MPI_COMM_WORLD, 3);
     }
     const int T = sim::token_count(p, mpi.rank(), step_id);
@@ -128,8 +131,7 @@ variant_result run_variant(const comm::mpi_context& mpi, comm::nccl_comm_ref ncc
   return r;
 }
 
-int run(int argc, char** argv) {
-  comm::mpi_context mpi(&argc, &argv);
+int run(comm::mpi_context& mpi, int argc, char** argv) {
   std::string help;
   auto parsed = demo::parse_options(std::vector<std::string>(argv + 1, argv + argc), &help);
   if (!parsed) {
@@ -173,4 +175,6 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return epgraph::cli::guarded_main("epg-demo", [&] { return run(argc, argv); }); }
+int main(int argc, char** argv) {
+  return epgraph::cli::mpi_main(argc, argv, "epg-demo", run);
+}

@@ -6,11 +6,13 @@
 //   epgraph_fuzz_layout [iterations] [seed]
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/faults.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
 
 using namespace epgraph::comm;
@@ -59,23 +61,30 @@ int main(int argc, char** argv) {
       c.payloads.push_back({"p", static_cast<std::size_t>(pick(rng, 1, static_cast<long long>(max_row_bytes)))});
     c.num_ctas = as_int(pick(rng, 1, max_num_ctas));
     c.threads_per_cta = as_int(rng() % 4 ? 32 * pick(rng, 2, max_threads_per_cta / 32) : pick(rng, 64, max_threads_per_cta));
+    const double deadlines[] = {30.0, 0.0, 0.5, max_deadline_seconds, -1.0, max_deadline_seconds * 2,
+                                std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()};
+    c.deadline_seconds = rng() % 8 ? 30.0 : deadlines[rng() % 8];
     try {
       const workspace_layout l = plan_workspace(c);
       ++accepted;
       const u128 ep = c.ep_size, tokens = c.max_tokens_per_rank;
       std::vector<region> window, local;
       check_region(l.counts, ep * 4, l.window_bytes, "counts", window);
-      check_region(l.progress, ep * 8, l.window_bytes, "progress", window);
+      check_region(l.arrivals, ep * u128(c.num_ctas) * 8, l.window_bytes, "arrivals", window);
+      check_region(l.mailbox, 2 * ep * mailbox_slot_bytes, l.window_bytes, "mailbox", window);
       check_region(l.topk_ids, ep * tokens * c.top_k * 4, l.window_bytes, "topk_ids", window);
-      if (l.payloads.size() != c.payloads.size()) fail("payload count");
-      for (std::size_t i = 0; i < l.payloads.size(); ++i)
+      if (static_cast<std::size_t>(l.num_payloads) != c.payloads.size()) fail("payload count");
+      for (std::size_t i = 0; i < c.payloads.size(); ++i)
         check_region(l.payloads[i], ep * tokens * c.payloads[i].row_bytes, l.window_bytes, "payload", window);
       check_region(l.combine, ep * tokens * u128(c.hidden) * element_size(c.combine_type), l.window_bytes, "combine",
                    window);
       if (l.window_bytes % window_granularity) fail("window granularity");
       check_region(l.token_slots, tokens * ep * 4, l.local_bytes, "token_slots", local);
       check_region(l.lookback, u128(c.num_ctas) * ep * 8, l.local_bytes, "lookback", local);
-      check_region(l.error, 16, l.local_bytes, "error", local);
+      check_region(l.launches, u128(c.num_ctas) * 16, l.local_bytes, "launches", local);
+      check_region(l.dispatched, 4, l.local_bytes, "dispatched", local);
+      check_region(l.faults, sizeof(device_faults), l.local_bytes, "faults", local);
+      check_region(l.expert_counts, u128(c.num_experts / c.ep_size) * 4, l.local_bytes, "expert_counts", local);
     } catch (const error& e) {
       ++rejected;
       if (e.domain() != error_domain::config || e.call().empty() || std::string(e.what()).find(e.call()) == std::string::npos)

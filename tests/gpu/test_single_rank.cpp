@@ -1,55 +1,9 @@
 // One GPU, EP size 1 (an NCCL communicator of one rank): the whole pipeline, host-side
 // input validation and device fault reporting, without MPI.
-#include <gtest/gtest.h>
-
-#include "epgraph/comm/device_buffer.hpp"
-#include "epgraph/comm/error.hpp"
-#include "epgraph/graph/step.hpp"
-#include "epgraph/sim/device.hpp"
-#include "epgraph/sim/reference.hpp"
+#include "single_rank.hpp"
 
 using namespace epgraph;
-
-namespace {
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-comm::nccl_comm solo_comm() {
-  ncclUniqueId id;
-  EPG_CHECK_NCCL(ncclGetUniqueId(&id));
-  return comm::nccl_comm::from_unique_id(id, 0, 1);
-}
-
-sim::problem small_problem() {
-  sim::problem p;
-  p.ep_size = 1;
-  p.max_tokens = 64;
-  p.top_k = 4;
-  p.num_experts = 8;
-  p.hidden = 1024;
-  return p;
-}
-
-template <class F>
-void expect_config_error(F&& f, const std::string& field, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "accepted; expected a rejection of " << field;
-  } catch (const comm::error& e) {
-    EXPECT_EQ(e.call(), field) << e.what();
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
-}
-}  // namespace
-
-class SingleRank : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA GPU on this machine";
-  }
-};
+using namespace epgraph::gputest;
 
 TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
   auto nccl = solo_comm();
@@ -58,11 +12,8 @@ TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
     comm::ep_session session(nccl, sim::make_config(p, 8, 256));
     sim::batch_storage b(p);
     comm::device_buffer staged(zero_copy ? 0 : std::size_t(p.max_tokens) * p.hidden * 2);
-    graph::step_spec spec;
-    spec.dispatch = b.dispatch_args();
-    spec.combine = b.combine_args();
-    spec.experts = sim::reference_expert_stage(p);
-    spec.expert_output = zero_copy ? session.combine_region() : staged.get();
+    graph::step_spec spec = zero_copy_spec(session, b, p);
+    if (!zero_copy) spec.expert_output = staged.get();
     graph::stream s;
     graph::step_graph step(graph::plan_step(session, spec), s);
     EXPECT_EQ(step.plan().prepare_combine, !zero_copy);
@@ -75,7 +26,12 @@ TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
       EPG_CHECK_CUDA(cudaMemcpy(host.data(), b.output(), std::size_t(T) * p.hidden * 2, cudaMemcpyDeviceToHost));
       ASSERT_EQ(sim::count_wrong(p, k, 0, host.data()), 0) << "step " << k << " T=" << T << (zero_copy ? " zero-copy" : " staged");
     }
-    EXPECT_EQ(session.read_fault().code, comm::fault_code::none);
+    EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
+    // Every step was one dispatch and one combine: the progress record counts them.
+    const auto seen = session.peer_progress();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].seq, 40u);
+    EXPECT_EQ(seen[0].kind, comm::collective_kind::combine);
   }
 }
 
@@ -110,7 +66,33 @@ TEST_F(SingleRank, BadHostInputIsRejectedBeforeLaunch) {
       },
       "combine_args.output", "is null");
   expect_config_error([&] { kernels::prepare_combine_op op(session, session.combine_region()); },
-                      "prepare_combine.expert_output", "no prepare-combine is needed");
+                      "prepare_combine.expert_output", "it is the combine region");
+  expect_config_error([&] { kernels::prepare_combine_op op(session, session.recv_payload(0)); },
+                      "prepare_combine.expert_output", "overlaps the session's workspace");
+  // An output type outside the enum used to divide by its zero element size.
+  expect_config_error(
+      [&] {
+        kernels::combine_args a = b.combine_args();
+        a.output_type = static_cast<comm::element_type>(7);
+        kernels::combine_op op(session, a);
+      },
+      "combine_args.output_type", "is 7, not bf16, fp16 or fp32");
+  expect_config_error(
+      [&] {
+        kernels::combine_args a = b.combine_args();
+        a.output = session.combine_region();
+        kernels::combine_op op(session, a);
+      },
+      "combine_args.output", "overlaps the session's workspace");
+  // Combine sums what dispatch handled: a spec whose two token scalars differ is rejected.
+  comm::device_buffer other_count(sizeof(std::int32_t));
+  expect_config_error(
+      [&] {
+        graph::step_spec spec = zero_copy_spec(session, b, p);
+        spec.combine.num_tokens = other_count.as<std::int32_t>();
+        (void)graph::plan_step(session, spec);
+      },
+      "step_spec.combine.num_tokens", "is not dispatch.num_tokens");
 }
 
 TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
@@ -128,7 +110,7 @@ TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
   ASSERT_EQ(sim::set_token_count(b.inputs().num_tokens, 10, s.get()), cudaSuccess);
   ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
   s.sync();
-  auto f = session.read_fault();
+  auto f = session.read_faults().input;
   EXPECT_EQ(f.code, comm::fault_code::expert_id_out_of_range);
   EXPECT_EQ(f.token, 3);
   EXPECT_EQ(f.entry, 1);
@@ -139,13 +121,14 @@ TEST_F(SingleRank, DeviceFaultsAreRecordedAndNothingIsWrittenOutOfBounds) {
   } catch (const comm::error& e) {
     EXPECT_NE(std::string(e.what()).find("token 3, top-k entry 1, value 13"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(session.read_fault().code, comm::fault_code::none);  // check_faults cleared it
+  EXPECT_EQ(session.read_faults().input.code, comm::fault_code::none);  // check_faults cleared it
+  EXPECT_FALSE(session.failed());  // an input fault does not stop the session
 
   // A token count above the maximum is clamped: exactly max_tokens rows arrive.
   ASSERT_EQ(sim::set_token_count(b.inputs().num_tokens, p.max_tokens + 100, s.get()), cudaSuccess);
   ASSERT_EQ(dispatch.run(s.get()), cudaSuccess);
   s.sync();
-  f = session.read_fault();
+  f = session.read_faults().input;
   EXPECT_EQ(f.code, comm::fault_code::token_count_above_max);
   EXPECT_EQ(f.value, p.max_tokens + 100);
   std::int32_t received = 0;

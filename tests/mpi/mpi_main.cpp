@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "epgraph/comm/ep_session.hpp"
+#include "epgraph/comm/select_device.hpp"
 #include "epgraph/comm/error.hpp"
 #include "world.hpp"
 

@@ -125,10 +125,10 @@ TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
     EXPECT_EQ(byte_errors, 0) << "payload " << i << " (" << row << " bytes per row)";
   }
 
-  const auto fault = session.read_fault();
+  const auto fault = session.read_faults().input;
   const bool planted = c.corrupt && T >= 2;
   EXPECT_EQ(fault.code, planted ? comm::fault_code::expert_id_out_of_range : comm::fault_code::none)
-      << fault.describe();
+      << comm::describe(fault);
   if (planted) {
     EXPECT_EQ(fault.token, 1);
     EXPECT_EQ(fault.entry, 0);
@@ -197,7 +197,7 @@ TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
       EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), host.size(), cudaMemcpyDeviceToHost));
       EXPECT_EQ(sim::count_wrong(p, step, me, host.data()), 0) << (zero_copy ? "zero-copy" : "staged") << " step " << step << " T=" << T;
     }
-    EXPECT_EQ(session.read_fault().code, comm::fault_code::none);
+    EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
   }
 }
 

@@ -31,7 +31,7 @@ TEST(Session, CreateAndTeardownRepeatedly) {
     EXPECT_EQ(s.rank(), mpi().rank());
     EXPECT_EQ(s.dev_comm().lsaSize, mpi().size());
     EXPECT_EQ(s.dev_comm().lsaRank, mpi().rank());
-    EXPECT_EQ(s.read_fault().code, comm::fault_code::none);
+    EXPECT_EQ(s.read_faults().first().code, comm::fault_code::none);
     EXPECT_EQ(s.layout().window_bytes, comm::plan_workspace(small_config()).window_bytes);
   }
 }

@@ -1,6 +1,5 @@
 #include <gtest/gtest.h>
 
-#include "epgraph/comm/ep_session.hpp"
 #include "epgraph/comm/error.hpp"
 
 using namespace epgraph::comm;
@@ -49,9 +48,9 @@ TEST(Error, ConfigErrorsNameTheField) {
   }
 }
 
-TEST(Error, DeviceFaultsDescribeTokenEntryAndValue) {
-  device_fault f{fault_code::expert_id_out_of_range, 3, 1, 300};
-  EXPECT_EQ(f.describe(), "expert id out of range (entry skipped): token 3, top-k entry 1, value 300");
-  device_fault g{fault_code::token_count_above_max, -1, -1, 5000};
-  EXPECT_EQ(g.describe(), "token count above max_tokens_per_rank (clamped), value 5000");
+TEST(Error, PeerDomainIsNamed) {
+  error e(error_domain::peer, "check_faults (rank 0)", 0, "rank 2 did not reach 'check_faults' within 3 s", "destroy it");
+  EXPECT_NE(std::string(e.what()).find("epgraph: peer error in check_faults (rank 0) (code 0): rank 2 did not reach"),
+            std::string::npos)
+      << e.what();
 }

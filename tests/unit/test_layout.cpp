@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <type_traits>
+
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/faults.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
 
 using namespace epgraph::comm;
@@ -21,7 +24,7 @@ bool overlaps(const region& a, const region& b) { return a.offset < b.end() && b
 
 TEST(Layout, RegionsAreAlignedDisjointAndInsideTheWindow) {
   auto l = plan_workspace(shape(4, 4096, 7168));
-  std::vector<region> window = {l.counts, l.progress, l.topk_ids, l.payloads[0], l.payloads[1], l.combine};
+  std::vector<region> window = {l.counts, l.arrivals, l.mailbox, l.topk_ids, l.payloads[0], l.payloads[1], l.combine};
   for (std::size_t i = 0; i < window.size(); ++i) {
     EXPECT_EQ(window[i].offset % region_alignment, 0u) << i;
     EXPECT_LE(window[i].end(), l.window_bytes) << i;
@@ -38,10 +41,12 @@ TEST(Layout, SizesAreTheRankMajorMinimum) {
   EXPECT_EQ(l.topk_ids.bytes, 4ull * 4096 * 8 * 4);
   EXPECT_EQ(l.combine.bytes, 4ull * 4096 * 7168 * 2);
   EXPECT_EQ(l.combine_row_bytes, 7168u * 2);
-  std::size_t payload_sum = l.counts.bytes + l.progress.bytes + l.topk_ids.bytes + l.payloads[0].bytes +
-                            l.payloads[1].bytes + l.combine.bytes;
+  EXPECT_EQ(l.arrivals.bytes, 4u * 64 * 8);  // one progress word per (source rank, CTA)
+  EXPECT_EQ(l.mailbox.bytes, 2u * 4 * mailbox_slot_bytes);
+  std::size_t payload_sum = l.counts.bytes + l.arrivals.bytes + l.mailbox.bytes + l.topk_ids.bytes +
+                            l.payloads[0].bytes + l.payloads[1].bytes + l.combine.bytes;
   // Padding is only alignment: at most one alignment unit per region plus the granularity.
-  EXPECT_LE(l.window_bytes - payload_sum, 6 * region_alignment + window_granularity);
+  EXPECT_LE(l.window_bytes - payload_sum, 7 * region_alignment + window_granularity);
   EXPECT_EQ(workspace_bytes_per_rank(c), l.window_bytes + l.local_bytes);
 }
 
@@ -52,15 +57,29 @@ TEST(Layout, StridesDependOnlyOnTheStaticMaximum) {
   EXPECT_EQ(b.token_slots.bytes, 2 * a.token_slots.bytes);
 }
 
-TEST(Layout, LocalStateHoldsSlotsLookbackAndErrorWord) {
+TEST(Layout, LocalStateHoldsSlotsLookbackLaunchesAndFaults) {
   auto c = shape(8, 512, 1024);
   c.num_ctas = 32;
   auto l = plan_workspace(c);
   EXPECT_EQ(l.token_slots.bytes, 512u * 8 * 4);
   EXPECT_EQ(l.lookback.bytes, 32u * 8 * 8);
-  EXPECT_EQ(l.error.bytes, 16u);
+  EXPECT_EQ(l.launches.bytes, 32u * 2 * 8);  // per CTA: launch counter and running mark
+  EXPECT_EQ(l.dispatched.bytes, 4u);
+  EXPECT_EQ(l.faults.bytes, sizeof(device_faults));
   EXPECT_EQ(l.expert_counts.bytes, 32u * 4);
-  EXPECT_LE(l.expert_counts.end(), l.local_bytes);
+  std::vector<region> local = {l.token_slots, l.lookback, l.launches, l.dispatched, l.faults, l.expert_counts};
+  for (std::size_t i = 0; i < local.size(); ++i) {
+    EXPECT_EQ(local[i].offset % region_alignment, 0u) << i;
+    EXPECT_LE(local[i].end(), l.local_bytes) << i;
+    for (std::size_t j = i + 1; j < local.size(); ++j) EXPECT_FALSE(overlaps(local[i], local[j])) << i << "," << j;
+  }
+}
+
+TEST(Layout, IsOnePlainValueTheKernelsReceive) {
+  static_assert(std::is_trivially_copyable_v<workspace_layout>);
+  auto l = plan_workspace(shape(2, 64, 256));
+  EXPECT_EQ(l.num_payloads, 2);
+  EXPECT_EQ(l.payloads[2].bytes, 0u);  // unused payload slots stay empty
 }
 
 TEST(Layout, LargestAllowedConfigIsComputedWithoutWrapping) {
@@ -77,7 +96,7 @@ TEST(Layout, LargestAllowedConfigIsComputedWithoutWrapping) {
 
 TEST(Layout, DescribeListsEveryRegion) {
   auto text = describe(plan_workspace(shape(2, 64, 256)));
-  for (const char* name : {"counts", "progress", "topk_ids", "payload[0]", "payload[1]", "combine", "token_slots",
-                           "lookback", "dispatches", "error", "expert_counts"})
+  for (const char* name : {"counts", "arrivals", "mailbox", "topk_ids", "payload[0]", "payload[1]", "combine",
+                           "token_slots", "lookback", "launches", "dispatched", "faults", "expert_counts"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
 }

@@ -34,7 +34,7 @@ TEST(DemoOptions, ParsesEveryKnob) {
 TEST(DemoOptions, HelpListsEveryOptionWithItsDefault) {
   std::string help;
   EXPECT_FALSE(demo::parse_options({"--help"}, &help));
-  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--routing", "--watchdog"})
+  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--routing", "--watchdog", "--deadline"})
     EXPECT_NE(help.find(text), std::string::npos) << text;
 }
 
@@ -53,4 +53,17 @@ TEST(DemoOptions, BadValuesNameTheOption) {
   rejects({"--steps", "0"}, "--steps");
   rejects({"--tokens", "many"}, "tokens");
   rejects({"--no-such-option"}, "no-such-option");
+  // A NaN watchdog used to switch the watchdog off silently.
+  for (const char* bad : {"nan", "inf", "-1"}) {
+    rejects({"--watchdog", bad}, "--watchdog");
+    rejects({"--deadline", bad}, "--deadline");
+  }
+}
+
+TEST(DemoOptions, DeadlineAndWatchdogAcceptZeroAsOff) {
+  auto o = demo::parse_options({"--watchdog", "0", "--deadline", "0"});
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->watchdog_seconds, 0.0);
+  EXPECT_EQ(o->deadline_seconds, 0.0);
+  EXPECT_EQ(demo::parse_options({})->deadline_seconds, 30.0);
 }

@@ -5,9 +5,12 @@
 using namespace epgraph::graph;
 
 namespace {
-// Recording fake: every node appends its name when enqueued.
+// Recording fake: every node appends its name when enqueued; the failure marker appends
+// "marker:<position>".
 struct recorder {
   std::vector<std::string> calls;
+  int factory_calls = 0;
+  char region = 0, staged = 0;  // stand-ins for the combine region and a buffer of the user's
   node make(const std::string& name, cudaError_t result = cudaSuccess) {
     return {name, [this, name, result](cudaStream_t) {
               calls.push_back(name);
@@ -19,18 +22,31 @@ struct recorder {
     p.dispatch = make("dispatch");
     if (summarize) p.summarize = make("summarize");
     p.experts = make("experts");
-    p.prepare_combine = make("prepare-combine");
+    p.prepare_combine = [this] {
+      ++factory_calls;
+      return make("prepare-combine");
+    };
     p.combine = make("combine");
-    p.expert_output_in_workspace = zero_copy;
+    p.combine_region = &region;
+    p.expert_output = zero_copy ? &region : &staged;
     return p;
+  }
+  step_plan plan(step_parts p) {
+    step_plan plan = schedule(std::move(p));
+    plan.failure_marker = [this](cudaStream_t, int position) {
+      calls.push_back("marker:" + std::to_string(position));
+      return cudaSuccess;
+    };
+    return plan;
   }
 };
 }  // namespace
 
-TEST(Scheduler, ZeroCopySkipsPrepareCombine) {
+TEST(Scheduler, ZeroCopySkipsPrepareCombineWithoutBuildingIt) {
   recorder r;
-  auto plan = schedule(r.parts(true, true));
+  auto plan = r.plan(r.parts(true, true));
   EXPECT_FALSE(plan.prepare_combine);
+  EXPECT_EQ(r.factory_calls, 0);  // never built, so never validated against the combine region
   ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
   EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "summarize", "experts", "combine"}));
   EXPECT_NE(plan.decision.find("skipped"), std::string::npos);
@@ -38,41 +54,70 @@ TEST(Scheduler, ZeroCopySkipsPrepareCombine) {
 
 TEST(Scheduler, StagedOutputInsertsPrepareCombineBeforeCombine) {
   recorder r;
-  auto plan = schedule(r.parts(false, false));
+  auto plan = r.plan(r.parts(false, false));
   EXPECT_TRUE(plan.prepare_combine);
+  EXPECT_EQ(r.factory_calls, 1);
   ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
   EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "experts", "prepare-combine", "combine"}));
   EXPECT_NE(plan.decision.find("inserted"), std::string::npos);
 }
 
+TEST(Scheduler, TheSchedulerMarksDispatchAndCombineCollective) {
+  recorder r;
+  auto plan = r.plan(r.parts(false, true));
+  for (const node& n : plan.nodes)
+    EXPECT_EQ(n.collective, n.name == "dispatch" || n.name == "combine") << n.name;
+}
+
 TEST(Scheduler, ExplainListsNodesInOrder) {
   recorder r;
-  auto text = schedule(r.parts(false, true)).explain();
+  auto text = r.plan(r.parts(false, true)).explain();
   EXPECT_EQ(text,
             "prepare-combine: inserted (expert output lies outside the workspace combine region)\n"
             "  0. dispatch\n  1. summarize\n  2. experts\n  3. prepare-combine\n  4. combine\n");
   EXPECT_TRUE(r.calls.empty());  // explaining is a dry run
 }
 
-TEST(Scheduler, EnqueueStopsAtFirstFailureAndNamesTheNode) {
+TEST(Scheduler, AFailingNodeKeepsTheCollectiveSequence) {
   recorder r;
-  auto parts = r.parts(true, false);
+  auto parts = r.parts(false, true);
   parts.experts = r.make("experts", cudaErrorInvalidValue);
-  auto plan = schedule(std::move(parts));
+  auto plan = r.plan(std::move(parts));
   std::string failed;
   EXPECT_EQ(enqueue(plan, nullptr, &failed), cudaErrorInvalidValue);
   EXPECT_EQ(failed, "experts");
-  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "experts"}));
+  // Local work after the failure is skipped; combine still launches (after the marker), so the
+  // peers' combine is not left waiting for this rank.
+  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "summarize", "experts", "marker:2", "combine"}));
+}
+
+TEST(Scheduler, AFailingDispatchStillLaunchesCombineOnce) {
+  recorder r;
+  auto parts = r.parts(true, false);
+  parts.dispatch = r.make("dispatch", cudaErrorLaunchOutOfResources);
+  auto plan = r.plan(std::move(parts));
+  std::string failed;
+  EXPECT_EQ(enqueue(plan, nullptr, &failed), cudaErrorLaunchOutOfResources);
+  EXPECT_EQ(failed, "dispatch");
+  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "marker:0", "combine"}));
 }
 
 TEST(Scheduler, ThrowingUserNodeBecomesAnErrorNotAnException) {
-  step_parts p;
-  p.dispatch = {"dispatch", [](cudaStream_t) { return cudaSuccess; }};
-  p.experts = {"experts", [](cudaStream_t) -> cudaError_t { throw std::runtime_error("user bug"); }};
-  p.combine = {"combine", [](cudaStream_t) { return cudaSuccess; }};
-  p.expert_output_in_workspace = true;
-  auto plan = schedule(std::move(p));
+  recorder r;
+  auto parts = r.parts(true, false);
+  parts.experts = {"experts", [](cudaStream_t) -> cudaError_t { throw std::runtime_error("user bug"); }};
+  auto plan = r.plan(std::move(parts));
   std::string failed;
   EXPECT_EQ(enqueue(plan, nullptr, &failed), cudaErrorUnknown);
   EXPECT_EQ(failed, "experts");
+  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "marker:1", "combine"}));
+}
+
+TEST(Scheduler, AnUnlinkedPlanLaunchesAndAgreesLocally) {
+  epgraph::comm::session_link unlinked;
+  EXPECT_EQ(unlinked.launch_status(), cudaSuccess);
+  int ran = 0;
+  unlinked.agreed("local", [&] { ++ran; });
+  EXPECT_EQ(ran, 1);
+  EXPECT_THROW(unlinked.agreed("local", [] { throw std::runtime_error("x"); }), std::runtime_error);
 }

@@ -1,5 +1,6 @@
 #include "epgraph/comm/ep_config.hpp"
 
+#include <cmath>
 #include <sstream>
 
 #include "epgraph/comm/error.hpp"
@@ -66,6 +67,11 @@ void validate(const ep_config& c) {
   require_range("threads_per_cta", c.threads_per_cta, 64, max_threads_per_cta);
   if (c.threads_per_cta % 32 != 0)
     throw_config_error("threads_per_cta", "is " + std::to_string(c.threads_per_cta) + ", not a multiple of 32");
+  if (!std::isfinite(c.deadline_seconds) || c.deadline_seconds < 0 || c.deadline_seconds > max_deadline_seconds) {
+    std::ostringstream msg;
+    msg << "is " << c.deadline_seconds << ", allowed range [0, " << max_deadline_seconds << "] seconds";
+    throw_config_error("deadline_seconds", msg.str(), "0 waits forever; a finite deadline turns a stalled peer into a fault");
+  }
 }
 
 std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c) {

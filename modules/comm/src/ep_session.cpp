@@ -3,200 +3,202 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <cstring>
+#include <exception>
 #include <sstream>
 #include <vector>
 
-#include "epgraph/comm/device_buffer.hpp"
-#include "epgraph/comm/device_comm.hpp"
 #include "epgraph/comm/error.hpp"
-#include "epgraph/comm/symmetric_window.hpp"
+#include "session_state.hpp"
 
 namespace epgraph::comm {
+namespace detail {
 
-std::string_view to_string(fault_code c) noexcept {
-  switch (c) {
-    case fault_code::none: return "none";
-    case fault_code::expert_id_out_of_range: return "expert id out of range (entry skipped)";
-    case fault_code::token_count_above_max: return "token count above max_tokens_per_rank (clamped)";
-    case fault_code::token_count_negative: return "negative token count (treated as 0)";
-  }
-  return "unknown fault";
+session_state::session_state(nccl_comm_ref c, ep_config cfg)
+    : config(std::move(cfg)), comm(c.get()), rank(c.rank()), agree(c.get(), rank, c.size(), config.deadline_seconds, failed) {
+  cudaStream_t s = nullptr;
+  EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  monitor = unique_handle<stream_traits>(s);
 }
 
-std::string device_fault::describe() const {
-  std::ostringstream out;
-  out << to_string(code);
-  if (token >= 0) out << ": token " << token;
-  if (entry >= 0) out << ", top-k entry " << entry;
-  out << ", value " << value;
-  return out.str();
+session_state::~session_state() {
+  if (!agree.stuck()) return;
+  // A setup collective never finished and still runs on the device: freeing memory would wait
+  // for it forever. The error that reported it asked the user to abort the communicator.
+  std::fprintf(stderr, "epgraph: rank %d leaks its session's GPU memory: a setup collective never finished\n", rank);
+  (void)local.release();
+  dev.leak();
+  window.leak();
 }
 
-void select_device(int local_rank) {
-  int count = 0;
-  cudaError_t got = cudaGetDeviceCount(&count);
-  if (got != cudaSuccess || count == 0) {
-    throw error(error_domain::cuda, "cudaGetDeviceCount", static_cast<int>(got),
-                got == cudaSuccess ? "no CUDA device found" : cudaGetErrorString(got),
-                "epgraph needs one NVIDIA GPU (sm_90) per rank");
-  }
-  if (local_rank >= count) {
-    throw error(error_domain::cuda, "select_device", static_cast<int>(cudaErrorInvalidDevice),
-                "node-local rank " + std::to_string(local_rank) + " has no GPU: this node has " +
-                    std::to_string(count) + " GPU(s)",
-                "start at most one rank per GPU (mpirun -np <= " + std::to_string(count) + " per node)");
-  }
-  EPG_CHECK_CUDA(cudaSetDevice(local_rank));
+void session_state::build_view() {
+  const ep_config& c = config;
+  view = session_view{};
+  view.window = window.window();
+  view.window_local = static_cast<char*>(window.local());
+  view.local = local.as<char>();
+  view.layout = layout;
+  view.rank = rank;
+  view.ep_size = c.ep_size;
+  view.max_tokens = c.max_tokens_per_rank;
+  view.top_k = c.top_k;
+  view.num_experts = c.num_experts;
+  view.experts_per_rank = c.experts_per_rank();
+  view.hidden = c.hidden;
+  view.num_ctas = c.num_ctas;
+  view.threads_per_cta = c.threads_per_cta;
+  view.combine_type = c.combine_type;
+  view.deadline_ns = static_cast<std::uint64_t>(c.deadline_seconds * 1e9);
 }
+
+device_faults session_state::read_faults() const {
+  device_faults f;
+  EPG_CHECK_CUDA(cudaMemcpyAsync(&f, view.local_at<device_faults>(layout.faults), sizeof f, cudaMemcpyDeviceToHost,
+                                 monitor.get()));
+  EPG_CHECK_CUDA(cudaStreamSynchronize(monitor.get()));
+  return f;
+}
+
+void session_state::teardown(bool local_only) noexcept {
+  if (agree.stuck()) return;  // ~session_state leaks instead
+  if (local_only) agree.leave(fault_code::session_left);  // peers fail now instead of at their deadline
+  // This rank's kernels end by their deadline (and at once if a peer left).
+  EPG_REPORT_CUDA(cudaDeviceSynchronize());
+  if (!local_only) {
+    try {
+      // A fault the host has not read yet makes teardown local too: the peers may be stuck
+      // behind it and would only reach teardown at their deadline.
+      if (read_faults().fatal.code != fault_code::none) {
+        agree.leave(fault_code::session_left);
+        return;
+      }
+      (void)agree.exchange("teardown", {}, /*left_is_arrived=*/true);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "epgraph: rank %d tears its session down locally: %s\n", rank, e.what());
+    }
+  }
+}
+
+}  // namespace detail
 
 namespace {
-// A small NCCL helper stream and scratch used only during setup and teardown.
-struct collective_scratch {
-  cudaStream_t stream = nullptr;
-  device_buffer buffer;
-  explicit collective_scratch(std::size_t bytes) : buffer(bytes) {
-    EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  }
-  ~collective_scratch() {
-    if (stream) EPG_REPORT_CUDA(cudaStreamDestroy(stream));
-  }
-  collective_scratch(const collective_scratch&) = delete;
-  collective_scratch& operator=(const collective_scratch&) = delete;
-};
 
-int all_min(ncclComm_t comm, collective_scratch& s, int value) {
-  auto* d = s.buffer.as<int>();
-  EPG_CHECK_CUDA(cudaMemcpyAsync(d, &value, sizeof value, cudaMemcpyHostToDevice, s.stream));
-  EPG_CHECK_NCCL(ncclAllReduce(d, d, 1, ncclInt32, ncclMin, comm, s.stream));
-  EPG_CHECK_CUDA(cudaMemcpyAsync(&value, d, sizeof value, cudaMemcpyDeviceToHost, s.stream));
-  EPG_CHECK_CUDA(cudaStreamSynchronize(s.stream));
-  return value;
-}
-
-// Runs a local step that may fail on some ranks only; every rank learns whether all passed
-// and throws together (the failing rank with its own error), so no rank hangs later.
-template <class Step>
-void agreed(ncclComm_t comm, collective_scratch& s, const char* what, Step&& step) {
-  std::exception_ptr failure;
-  try {
-    step();
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  const bool all_ok = all_min(comm, s, failure ? 0 : 1) == 1;
-  if (failure) std::rethrow_exception(failure);
-  if (!all_ok)
-    throw error(error_domain::internal, what, 0, "another rank failed this step",
-                "see that rank's error message (this rank is healthy)");
-}
-
-void check_identical_config(ncclComm_t comm, collective_scratch& s, const ep_config& config, int nranks) {
-  auto mine = fingerprint(config);
+void check_identical_config(detail::rank_agreement& agree, const ep_config& config) {
+  const auto mine = fingerprint(config);
   std::vector<std::int64_t> values;
   std::vector<std::string> names;
-  for (auto& [name, value] : mine) {
+  for (const auto& [name, value] : mine) {
     names.push_back(name);
     values.push_back(value);
   }
-  const std::size_t n = values.size();
-  device_buffer gathered(n * sizeof(std::int64_t) * static_cast<std::size_t>(nranks));
-  auto* d_mine = s.buffer.as<std::int64_t>();
-  EPG_CHECK_CUDA(cudaMemcpyAsync(d_mine, values.data(), n * sizeof(std::int64_t), cudaMemcpyHostToDevice, s.stream));
-  EPG_CHECK_NCCL(ncclAllGather(d_mine, gathered.get(), n, ncclInt64, comm, s.stream));
-  std::vector<std::int64_t> host(n * static_cast<std::size_t>(nranks));
-  EPG_CHECK_CUDA(cudaMemcpyAsync(host.data(), gathered.get(), host.size() * sizeof(std::int64_t),
-                                 cudaMemcpyDeviceToHost, s.stream));
-  EPG_CHECK_CUDA(cudaStreamSynchronize(s.stream));
-  std::vector<std::vector<std::int64_t>> all(static_cast<std::size_t>(nranks));
-  for (int r = 0; r < nranks; ++r) all[r].assign(host.begin() + r * n, host.begin() + (r + 1) * n);
-  std::string mismatch = describe_mismatch(names, all);
+  const auto all = agree.exchange("session setup: config", values);
+  const std::string mismatch = describe_mismatch(names, all);
   if (!mismatch.empty())
     throw_config_error("ep_config", mismatch, "every rank must create its ep_session with the same config");
 }
 
-void check_fits_in_memory(const ep_config& c, const workspace_layout& l) {
+void check_device(const ep_config& c, const workspace_layout& l) {
+  int device = 0, sms = 0;
+  EPG_CHECK_CUDA(cudaGetDevice(&device));
+  EPG_CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (c.num_ctas > sms)
+    throw_config_error("num_ctas", "is " + std::to_string(c.num_ctas) + " but this GPU has " + std::to_string(sms) + " SMs",
+                       "all CTAs must be co-resident: use num_ctas <= SM count");
   std::size_t free_bytes = 0, total_bytes = 0;
   EPG_CHECK_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
   const std::size_t need = l.window_bytes + l.local_bytes;
   if (need > free_bytes) {
     std::ostringstream msg;
-    msg << "the workspace needs " << need << " bytes per GPU (window " << l.window_bytes << ", local "
-        << l.local_bytes << ") but only " << free_bytes << " of " << total_bytes << " are free";
+    msg << "the workspace needs " << need << " bytes per GPU (window " << l.window_bytes << ", local " << l.local_bytes
+        << ") but only " << free_bytes << " of " << total_bytes << " are free";
     throw error(error_domain::config, "workspace", 0, msg.str(),
                 "reduce max_tokens_per_rank (" + std::to_string(c.max_tokens_per_rank) + "), hidden (" +
                     std::to_string(c.hidden) + "), the payload row sizes or use a narrower combine_type");
   }
 }
+
+constexpr std::size_t fault_words = sizeof(device_faults) / sizeof(std::int64_t);
+static_assert(sizeof(device_faults) % sizeof(std::int64_t) == 0);
+
+std::string describe_faults(const std::vector<device_faults>& all, int* code, bool* fatal) {
+  std::ostringstream out;
+  int faulty = 0;
+  *code = 0;
+  *fatal = false;
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    for (const fault_record* f : {&all[r].fatal, &all[r].input}) {
+      if (f->code == fault_code::none) continue;
+      out << (faulty++ ? "; " : "") << "rank " << r << ": " << describe(*f);
+      if (is_fatal(f->code)) *fatal = true;
+      if (*code == 0 || (is_fatal(f->code) && !is_fatal(static_cast<fault_code>(*code))))
+        *code = static_cast<int>(f->code);
+    }
+  }
+  return out.str();
+}
+
+const char* fatal_hint =
+    "the ranks are no longer in step and the session refuses further runs: destroy it on every rank (teardown is "
+    "then local) and create a new one. 'out of step': the ranks did not launch the same sequence of dispatch and "
+    "combine; 'did not reach': the named ranks stalled, died or launched fewer collectives";
+const char* input_hint =
+    "fix the routing or token count passed to dispatch; offending entries were skipped or clamped, nothing was "
+    "written out of bounds";
+
 }  // namespace
 
-struct ep_session::state {
-  ep_config config;
-  workspace_layout layout;
-  ncclComm_t comm;
-  int rank;
-  collective_scratch scratch;
-  // Declared in setup order, so members are destroyed in the order NCCL asks for:
-  // local state, devComm, window (deregister + free).
-  std::unique_ptr<symmetric_window> window;
-  std::unique_ptr<device_comm> dev;
-  device_buffer local;
-
-  state(nccl_comm_ref c, ep_config cfg)
-      : config(std::move(cfg)), comm(c.get()), rank(c.rank()), scratch(max_fingerprint_bytes()) {}
-
-  static std::size_t max_fingerprint_bytes() { return 64 * sizeof(std::int64_t); }
-};
-
-ep_session::ep_session(nccl_comm_ref comm, ep_config config) {
+ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creation_(std::uncaught_exceptions()) {
   check_nccl_version();
+  validate(config);  // local, before anything collective: deadline_seconds bounds the setup agreements
   const int nranks = comm.size();
-  state_ = std::make_unique<state>(comm, std::move(config));
-  state& s = *state_;
+  auto s = std::make_shared<detail::session_state>(comm, std::move(config));
+  ep_config& c = s->config;
 
-  check_identical_config(s.comm, s.scratch, s.config, nranks);
-  // Identical configs give identical validation results: every rank throws together.
-  s.layout = plan_workspace(s.config);
-  if (nranks != s.config.ep_size)
-    throw_config_error("ep_size", "is " + std::to_string(s.config.ep_size) + " but the communicator has " +
+  // Identical configs give identical results for every pure check after this: every rank
+  // throws together.
+  check_identical_config(s->agree, c);
+  s->layout = plan_workspace(c);
+  if (nranks != c.ep_size)
+    throw_config_error("ep_size", "is " + std::to_string(c.ep_size) + " but the communicator has " +
                                       std::to_string(nranks) + " ranks",
                        "the communicator must be exactly the EP group");
 
-  agreed(s.comm, s.scratch, "device checks", [&] {
-    int device = 0, sms = 0;
-    EPG_CHECK_CUDA(cudaGetDevice(&device));
-    EPG_CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    if (s.config.num_ctas > sms)
-      throw_config_error("num_ctas", "is " + std::to_string(s.config.num_ctas) + " but this GPU has " +
-                                         std::to_string(sms) + " SMs",
-                         "all CTAs must be co-resident: use num_ctas <= SM count");
-    check_fits_in_memory(s.config, s.layout);
-  });
-  // ncclMemAlloc is local and may fail on one rank only; registering is collective.
+  // What can fail on one rank only (device limits, out of memory) is agreed before NCCL's
+  // collective setup calls, which must then not fail alone.
   symmetric_memory memory;
-  agreed(s.comm, s.scratch, "allocate symmetric memory", [&] { memory = symmetric_memory(s.layout.window_bytes); });
-  s.window = std::make_unique<symmetric_window>(comm, std::move(memory));
-  s.dev = std::make_unique<device_comm>(comm, s.config.num_ctas);
-  agreed(s.comm, s.scratch, "check the LSA team",
-         [&] { check_lsa_team(s.config.ep_size, s.rank, s.dev->lsa_size(), s.dev->lsa_rank()); });
-  agreed(s.comm, s.scratch, "allocate local state", [&] {
-    s.local = device_buffer(s.layout.local_bytes);
-    EPG_CHECK_CUDA(cudaMemset(s.local.get(), 0, s.layout.local_bytes));
-    EPG_CHECK_CUDA(cudaMemset(s.window->local(), 0, s.layout.window_bytes));
+  s->agree.agreed("session setup: device checks and allocation", [&] {
+    check_device(c, s->layout);
+    memory = symmetric_memory(s->layout.window_bytes);
+    s->local = device_buffer(s->layout.local_bytes);
+  });
+  s->window = symmetric_window(comm, std::move(memory));
+  s->dev = device_comm(comm, c.num_ctas);
+  // After this agreement every rank's memory is zeroed: from now on peers may write into it.
+  s->agree.agreed("session setup: LSA team and zeroed workspace", [&] {
+    check_lsa_team(c.ep_size, s->rank, s->dev.lsa_size(), s->dev.lsa_rank());
+    EPG_CHECK_CUDA(cudaMemset(s->window.local(), 0, s->layout.window_bytes));
+    EPG_CHECK_CUDA(cudaMemset(s->local.get(), 0, s->layout.local_bytes));
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
   });
-  barrier();  // no rank writes into a peer's window before that peer zeroed it
+  s->build_view();
+  detail::mailbox_view m;
+  m.window = s->view.window;
+  m.window_local = s->view.window_local;
+  m.mailbox_offset = s->layout.mailbox.offset;
+  m.arrivals_offset = s->layout.arrivals.offset;
+  m.faults = s->view.local_at<device_faults>(s->layout.faults);
+  m.rank = s->rank;
+  m.ranks = c.ep_size;
+  m.ctas = c.num_ctas;
+  s->agree.attach(m);
+  state_ = std::move(s);
 }
 
 ep_session::~ep_session() {
   if (!state_) return;
-  // Teardown is local in NCCL: make sure this rank is idle and every peer is done
-  // touching our window before it is deregistered.
-  EPG_REPORT_CUDA(cudaDeviceSynchronize());
-  try {
-    barrier();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "epgraph: teardown barrier failed: %s\n", e.what());
-  }
+  const bool unwinding = std::uncaught_exceptions() > uncaught_at_creation_;
+  state_->teardown(unwinding || state_->failed || state_->agree.left());
+  state_.reset();  // links expire here
 }
 
 ep_session::ep_session(ep_session&&) noexcept = default;
@@ -204,6 +206,7 @@ ep_session& ep_session::operator=(ep_session&& o) noexcept {
   if (this != &o) {
     ep_session dying(std::move(*this));
     state_ = std::move(o.state_);
+    uncaught_at_creation_ = o.uncaught_at_creation_;
   }
   return *this;
 }
@@ -212,89 +215,117 @@ const ep_config& ep_session::config() const noexcept { return state_->config; }
 const workspace_layout& ep_session::layout() const noexcept { return state_->layout; }
 int ep_session::rank() const noexcept { return state_->rank; }
 nccl_comm_ref ep_session::comm() const noexcept { return state_->comm; }
-const ncclDevComm& ep_session::dev_comm() const noexcept { return state_->dev->get(); }
+const ncclDevComm& ep_session::dev_comm() const noexcept { return state_->dev.get(); }
+const session_view& ep_session::view() const noexcept { return state_->view; }
 
-session_view ep_session::view() const noexcept {
-  const state& s = *state_;
-  const auto& c = s.config;
-  const auto& l = s.layout;
-  auto* local = s.local.as<char>();
-  session_view v{};
-  v.window = s.window->window();
-  v.window_local = static_cast<char*>(s.window->local());
-  v.rank = s.rank;
-  v.ep_size = c.ep_size;
-  v.max_tokens = c.max_tokens_per_rank;
-  v.top_k = c.top_k;
-  v.num_experts = c.num_experts;
-  v.experts_per_rank = c.experts_per_rank();
-  v.hidden = c.hidden;
-  v.combine_type = c.combine_type;
-  v.num_payloads = static_cast<int>(c.payloads.size());
-  v.counts_offset = l.counts.offset;
-  v.progress_offset = l.progress.offset;
-  v.topk_ids_offset = l.topk_ids.offset;
-  v.combine_offset = l.combine.offset;
-  v.combine_row_bytes = l.combine_row_bytes;
-  for (int i = 0; i < v.num_payloads; ++i) {
-    v.payload_offset[i] = l.payloads[i].offset;
-    v.payload_row_bytes[i] = c.payloads[i].row_bytes;
-  }
-  v.token_slots = reinterpret_cast<std::int32_t*>(local + l.token_slots.offset);
-  v.lookback = reinterpret_cast<unsigned long long*>(local + l.lookback.offset);
-  v.dispatches = reinterpret_cast<unsigned long long*>(local + l.dispatches.offset);
-  v.error = reinterpret_cast<std::int32_t*>(local + l.error.offset);
-  v.expert_counts = reinterpret_cast<std::int32_t*>(local + l.expert_counts.offset);
-  v.num_ctas = c.num_ctas;
-  v.threads_per_cta = c.threads_per_cta;
-  return v;
+session_link ep_session::link() const noexcept {
+  session_link l;
+  l.state_ = state_;
+  l.linked_ = true;
+  return l;
 }
 
-const std::int32_t* ep_session::recv_counts() const noexcept {
-  return reinterpret_cast<const std::int32_t*>(view().window_local + layout().counts.offset);
-}
+const std::int32_t* ep_session::recv_counts() const noexcept { return view().window_at<std::int32_t>(layout().counts); }
 const std::int32_t* ep_session::recv_topk_ids() const noexcept {
-  return reinterpret_cast<const std::int32_t*>(view().window_local + layout().topk_ids.offset);
+  return view().window_at<std::int32_t>(layout().topk_ids);
 }
 const void* ep_session::recv_payload(int i) const {
-  if (i < 0 || i >= static_cast<int>(layout().payloads.size()))
+  if (i < 0 || i >= layout().num_payloads)
     throw_config_error("payload index", std::to_string(i) + " is not a configured payload");
-  return view().window_local + layout().payloads[i].offset;
+  return view().window_at<char>(layout().payloads[i]);
 }
-const std::int32_t* ep_session::local_expert_counts() const noexcept { return view().expert_counts; }
-void* ep_session::combine_region() const noexcept { return view().window_local + layout().combine.offset; }
-
-device_fault ep_session::read_fault() const {
-  std::int32_t word[4] = {};
-  EPG_CHECK_CUDA(cudaDeviceSynchronize());
-  EPG_CHECK_CUDA(cudaMemcpy(word, view().error, sizeof word, cudaMemcpyDeviceToHost));
-  return device_fault{static_cast<fault_code>(word[0]), word[1], word[2], word[3]};
+const std::int32_t* ep_session::local_expert_counts() const noexcept {
+  return view().local_at<std::int32_t>(layout().expert_counts);
 }
+void* ep_session::combine_region() const noexcept { return view().window_at<char>(layout().combine); }
 
-void ep_session::clear_faults() { EPG_CHECK_CUDA(cudaMemset(view().error, 0, 4 * sizeof(std::int32_t))); }
+device_faults ep_session::read_faults() const { return state_->read_faults(); }
+
+void ep_session::clear_input_faults() {
+  EPG_CHECK_CUDA(cudaMemsetAsync(&view().local_at<device_faults>(layout().faults)->input, 0, sizeof(fault_record),
+                                 state_->monitor.get()));
+  EPG_CHECK_CUDA(cudaStreamSynchronize(state_->monitor.get()));
+}
 
 void ep_session::check_faults() {
-  device_fault f = read_fault();
-  if (f.code == fault_code::none) return;
-  clear_faults();
-  throw error(error_domain::device, "dispatch/combine input check on rank " + std::to_string(rank()),
-              static_cast<int>(f.code), f.describe(),
-              "fix the routing or token count passed to dispatch; offending entries were skipped or clamped, "
-              "nothing was written out of bounds");
+  detail::session_state& s = *state_;
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+  const device_faults mine = s.read_faults();
+  std::int64_t words[fault_words];
+  std::memcpy(words, &mine, sizeof mine);
+  std::vector<std::vector<std::int64_t>> gathered;
+  try {
+    gathered = s.agree.exchange("check_faults", words);
+  } catch (const error& e) {
+    // The agreement failed (a peer left or did not come): report this rank's own faults with it.
+    const fault_record& own = mine.first();
+    if (own.code == fault_code::none) throw;
+    throw error(error_domain::device, "check_faults (rank " + std::to_string(s.rank) + ")", static_cast<int>(own.code),
+                "rank " + std::to_string(s.rank) + ": " + describe(own) + "; and " + e.message(), fatal_hint);
+  }
+  std::vector<device_faults> all(gathered.size());
+  for (std::size_t r = 0; r < gathered.size(); ++r)
+    std::memcpy(static_cast<void*>(&all[r]), gathered[r].data(), sizeof(device_faults));
+  if (mine.input.code != fault_code::none) clear_input_faults();
+  int code = 0;
+  bool fatal = false;
+  const std::string text = describe_faults(all, &code, &fatal);
+  if (text.empty()) return;
+  if (fatal) s.failed = true;
+  throw error(error_domain::device, "check_faults (rank " + std::to_string(s.rank) + ")", code, text,
+              fatal ? fatal_hint : input_hint);
 }
 
-std::vector<std::uint64_t> ep_session::peer_progress() const {
-  const state& s = *state_;
-  std::vector<std::uint64_t> seen(static_cast<std::size_t>(s.config.ep_size));
-  const char* src = static_cast<const char*>(s.window->local()) + s.layout.progress.offset;
-  EPG_CHECK_CUDA(cudaMemcpyAsync(seen.data(), src, seen.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
-                                 s.scratch.stream));
-  EPG_CHECK_CUDA(cudaStreamSynchronize(s.scratch.stream));
+std::vector<collective_position> ep_session::peer_progress() const {
+  const detail::session_state& s = *state_;
+  const int ep = s.config.ep_size, ctas = s.config.num_ctas;
+  std::vector<std::uint64_t> words(static_cast<std::size_t>(ep) * ctas);
+  EPG_CHECK_CUDA(cudaMemcpyAsync(words.data(), s.view.window_at<std::uint64_t>(s.layout.arrivals),
+                                 words.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost, s.monitor.get()));
+  EPG_CHECK_CUDA(cudaStreamSynchronize(s.monitor.get()));
+  std::vector<collective_position> seen(static_cast<std::size_t>(ep));
+  for (int r = 0; r < ep; ++r) {
+    for (int b = 0; b < ctas; ++b) {
+      const std::uint64_t w = words[static_cast<std::size_t>(r) * ctas + b];
+      if (progress_kind(w) == collective_kind::stopped) {
+        seen[r].stopped = true;
+      } else if (progress_seq(w) > seen[r].seq) {
+        seen[r].seq = progress_seq(w);
+        seen[r].kind = progress_kind(w);
+      }
+    }
+  }
   return seen;
 }
 
-void ep_session::barrier() const { (void)all_agree(true); }
+void ep_session::abort() noexcept {
+  if (state_) state_->agree.leave(fault_code::session_left);
+}
 
-bool ep_session::all_agree(bool ok) const { return all_min(state_->comm, state_->scratch, ok ? 1 : 0) == 1; }
+bool ep_session::failed() const noexcept { return state_ && state_->failed; }
+
+void ep_session::agreed(std::string_view what, const std::function<void()>& step) const {
+  state_->agree.agreed(what, step);
+}
+
+bool ep_session::all_agree(bool ok) const { return state_->agree.failing_ranks("all_agree", ok).empty(); }
+
+void ep_session::barrier() const { (void)state_->agree.exchange("barrier", {}); }
+
+cudaError_t session_link::launch_status() const noexcept {
+  if (!linked_) return cudaSuccess;
+  const auto s = state_.lock();
+  if (!s) return cudaErrorInvalidResourceHandle;
+  return s->failed.load(std::memory_order_relaxed) ? cudaErrorNotPermitted : cudaSuccess;
+}
+
+void session_link::agreed(std::string_view what, const std::function<void()>& step) const {
+  if (!linked_) return step();
+  const auto s = state_.lock();
+  if (!s)
+    throw error(error_domain::config, std::string(what), 0, "its ep_session was destroyed",
+                "keep the session alive as long as what was planned from it");
+  s->agree.agreed(what, step);
+}
 
 }  // namespace epgraph::comm

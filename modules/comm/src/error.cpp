@@ -12,6 +12,7 @@ std::string_view to_string(error_domain d) noexcept {
     case error_domain::mpi: return "MPI";
     case error_domain::config: return "config";
     case error_domain::device: return "device";
+    case error_domain::peer: return "peer";
     case error_domain::internal: return "internal";
   }
   return "unknown";

@@ -1,7 +1,6 @@
 #include "epgraph/comm/nccl_comm.hpp"
 
 #include <string>
-#include <utility>
 
 #include "epgraph/comm/error.hpp"
 
@@ -60,18 +59,11 @@ nccl_comm nccl_comm::from_unique_id(const ncclUniqueId& id, int rank, int size) 
   return nccl_comm(comm);
 }
 
-nccl_comm& nccl_comm::operator=(nccl_comm&& o) noexcept {
-  if (this != &o) {
-    if (comm_) EPG_REPORT_NCCL(ncclCommDestroy(comm_));
-    comm_ = o.release();
-  }
-  return *this;
-}
+void nccl_comm_traits::destroy(value_type c) noexcept { EPG_REPORT_NCCL(ncclCommDestroy(c)); }
 
-nccl_comm::~nccl_comm() {
-  if (comm_) EPG_REPORT_NCCL(ncclCommDestroy(comm_));
+void nccl_comm::abort() noexcept {
+  const ncclComm_t comm = handle_.release();
+  if (comm) EPG_REPORT_NCCL(ncclCommAbort(comm));
 }
-
-ncclComm_t nccl_comm::release() noexcept { return std::exchange(comm_, nullptr); }
 
 }  // namespace epgraph::comm

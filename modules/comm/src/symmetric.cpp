@@ -1,4 +1,5 @@
-// symmetric_window, device_comm and device_buffer: thin RAII over NCCL / CUDA allocations.
+// device_buffer, symmetric memory and window, device communicator: the allocations behind
+// unique_handle, and the destroy call of each.
 #include <cuda_runtime_api.h>
 
 #include <cstring>
@@ -11,68 +12,53 @@
 
 namespace epgraph::comm {
 
-device_buffer::device_buffer(std::size_t bytes) : bytes_(bytes) {
-  if (bytes) EPG_CHECK_CUDA(cudaMalloc(&ptr_, bytes));
+device_buffer::device_buffer(std::size_t bytes) {
+  device_memory m{nullptr, bytes};
+  if (bytes) EPG_CHECK_CUDA(cudaMalloc(&m.ptr, bytes));
+  memory_ = unique_handle<device_memory_traits>(m);
 }
 
-device_buffer::~device_buffer() {
-  if (ptr_) EPG_REPORT_CUDA(cudaFree(ptr_));
+void symmetric_memory_traits::destroy(const value_type& m) noexcept { EPG_REPORT_NCCL(ncclMemFree(m.ptr)); }
+
+symmetric_memory::symmetric_memory(std::size_t bytes) {
+  symmetric_memory_traits::value_type m{nullptr, bytes};
+  EPG_CHECK_NCCL(ncclMemAlloc(&m.ptr, bytes));
+  memory_ = unique_handle<symmetric_memory_traits>(m);
 }
 
-symmetric_memory::symmetric_memory(std::size_t bytes) : bytes_(bytes) { EPG_CHECK_NCCL(ncclMemAlloc(&ptr_, bytes)); }
-
-symmetric_memory::symmetric_memory(symmetric_memory&& o) noexcept
-    : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-
-symmetric_memory& symmetric_memory::operator=(symmetric_memory&& o) noexcept {
-  if (this != &o) {
-    symmetric_memory dying(std::move(*this));
-    ptr_ = std::exchange(o.ptr_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
+void window_registration_traits::destroy(const value_type& r) noexcept {
+  EPG_REPORT_NCCL(ncclCommWindowDeregister(r.comm, r.window));
 }
 
-symmetric_memory::~symmetric_memory() {
-  if (ptr_) EPG_REPORT_NCCL(ncclMemFree(ptr_));
-}
-
-void* symmetric_memory::release() noexcept {
-  bytes_ = 0;
-  return std::exchange(ptr_, nullptr);
-}
-
-symmetric_window::symmetric_window(nccl_comm_ref comm, symmetric_memory memory)
-    : comm_(comm.get()), memory_(std::move(memory)) {
+symmetric_window::symmetric_window(nccl_comm_ref comm, symmetric_memory memory) : memory_(std::move(memory)) {
   // On failure memory_ is destroyed with this object, freeing the allocation.
-  EPG_CHECK_NCCL(ncclCommWindowRegister(comm_, memory_.get(), memory_.bytes(), &window_, NCCL_WIN_COLL_SYMMETRIC));
+  window_registration_traits::value_type r{comm.get(), nullptr};
+  EPG_CHECK_NCCL(ncclCommWindowRegister(r.comm, memory_.get(), memory_.bytes(), &r.window, NCCL_WIN_COLL_SYMMETRIC));
+  registration_ = unique_handle<window_registration_traits>(r);
 }
 
-symmetric_window::symmetric_window(symmetric_window&& o) noexcept
-    : comm_(o.comm_), memory_(std::move(o.memory_)), window_(std::exchange(o.window_, nullptr)) {}
-
-symmetric_window::~symmetric_window() {
-  if (window_) EPG_REPORT_NCCL(ncclCommWindowDeregister(comm_, window_));
+void symmetric_window::leak() noexcept {
+  (void)registration_.release();
+  (void)memory_.release();
 }
 
-device_comm::device_comm(nccl_comm_ref comm, int lsa_barrier_count) : comm_(comm.get()), barriers_(lsa_barrier_count) {
+void device_comm_traits::destroy(value_type& d) noexcept { EPG_REPORT_NCCL(ncclDevCommDestroy(d.comm, &d.dev)); }
+
+device_comm::device_comm(nccl_comm_ref comm, int lsa_barrier_count) {
+  device_comm_traits::value_type d;
+  d.comm = comm.get();
+  d.barriers = lsa_barrier_count;
   ncclDevCommRequirements req;
   std::memset(&req, 0, sizeof req);  // 2.28 has no initializer macro; zero means "none"
   req.lsaBarrierCount = lsa_barrier_count;
   req.lsaMultimem = false;  // NVLink multicast stays off (it can take shared hosts down)
-  ncclResult_t made = ncclDevCommCreate(comm_, &req, &dev_);
+  const ncclResult_t made = ncclDevCommCreate(d.comm, &req, &d.dev);
   if (made != ncclSuccess) {
     throw error(error_domain::nccl, "ncclDevCommCreate", static_cast<int>(made), ncclGetErrorString(made),
                 "the communicator may lack symmetric-memory (LSA) support: all ranks must be GPUs of one "
                 "NVLink domain with CUDA VMM; run with NCCL_DEBUG=WARN for the cause");
   }
-}
-
-device_comm::device_comm(device_comm&& o) noexcept
-    : comm_(std::exchange(o.comm_, nullptr)), dev_(o.dev_), barriers_(o.barriers_) {}
-
-device_comm::~device_comm() {
-  if (comm_) EPG_REPORT_NCCL(ncclDevCommDestroy(comm_, &dev_));
+  handle_ = unique_handle<device_comm_traits>(d);
 }
 
 }  // namespace epgraph::comm

@@ -2,8 +2,10 @@
 
 #include <cstdint>
 #include <sstream>
+#include <type_traits>
 
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/faults.hpp"
 
 namespace epgraph::comm {
 namespace {
@@ -47,26 +49,32 @@ class region_builder {
 
 }  // namespace
 
+static_assert(std::is_trivially_copyable_v<workspace_layout>, "kernels receive the layout by value");
+
 workspace_layout plan_workspace(const ep_config& c) {
   validate(c);
   const auto ep = static_cast<std::size_t>(c.ep_size);
   const auto max_tokens = static_cast<std::size_t>(c.max_tokens_per_rank);
+  const auto ctas = static_cast<std::size_t>(c.num_ctas);
 
   workspace_layout l;
   region_builder window(c);
   l.counts = window.add(ep, sizeof(std::int32_t));
-  l.progress = window.add(ep, sizeof(std::uint64_t));
+  l.arrivals = window.add(ep, ctas, sizeof(std::uint64_t));
+  l.mailbox = window.add(2, ep, mailbox_slot_bytes);
   l.topk_ids = window.add(ep, max_tokens, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
-  for (const auto& p : c.payloads) l.payloads.push_back(window.add(ep, max_tokens, p.row_bytes));
+  l.num_payloads = static_cast<int>(c.payloads.size());
+  for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = window.add(ep, max_tokens, c.payloads[i].row_bytes);
   l.combine_row_bytes = static_cast<std::size_t>(c.hidden) * element_size(c.combine_type);
   l.combine = window.add(ep, max_tokens, l.combine_row_bytes);
   l.window_bytes = window.total(window_granularity);
 
   region_builder local(c);
   l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
-  l.lookback = local.add(static_cast<std::size_t>(c.num_ctas), ep, sizeof(std::uint64_t));
-  l.dispatches = local.add(1, sizeof(std::uint64_t));
-  l.error = local.add(4, sizeof(std::int32_t));
+  l.lookback = local.add(ctas, ep, sizeof(std::uint64_t));
+  l.launches = local.add(ctas, 2, sizeof(std::uint64_t));
+  l.dispatched = local.add(1, sizeof(std::int32_t));
+  l.faults = local.add(1, sizeof(device_faults));
   l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
   l.local_bytes = local.total(region_alignment);
   return l;
@@ -84,15 +92,17 @@ std::string describe(const workspace_layout& l) {
   };
   out << "symmetric window (" << l.window_bytes << " bytes):\n";
   row("counts", l.counts);
-  row("progress", l.progress);
+  row("arrivals", l.arrivals);
+  row("mailbox", l.mailbox);
   row("topk_ids", l.topk_ids);
-  for (std::size_t i = 0; i < l.payloads.size(); ++i) row("payload[" + std::to_string(i) + "]", l.payloads[i]);
+  for (int i = 0; i < l.num_payloads; ++i) row("payload[" + std::to_string(i) + "]", l.payloads[i]);
   row("combine", l.combine);
   out << "local state (" << l.local_bytes << " bytes):\n";
   row("token_slots", l.token_slots);
   row("lookback", l.lookback);
-  row("dispatches", l.dispatches);
-  row("error", l.error);
+  row("launches", l.launches);
+  row("dispatched", l.dispatched);
+  row("faults", l.faults);
   row("expert_counts", l.expert_counts);
   return out.str();
 }

@@ -12,42 +12,34 @@ bool stream_ref::is_capturing() const {
   return status == cudaStreamCaptureStatusActive;
 }
 
-stream::stream() { EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-stream::~stream() {
-  if (stream_) EPG_REPORT_CUDA(cudaStreamDestroy(stream_));
+stream::stream() {
+  cudaStream_t s = nullptr;
+  EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  handle_ = comm::unique_handle<comm::stream_traits>(s);
 }
 
 event::event(bool timing) {
-  EPG_CHECK_CUDA(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming));
+  cudaEvent_t e = nullptr;
+  EPG_CHECK_CUDA(cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming));
+  handle_ = comm::unique_handle<comm::event_traits>(e);
 }
-event::~event() {
-  if (event_) EPG_REPORT_CUDA(cudaEventDestroy(event_));
-}
-void event::record(stream_ref s) const { EPG_CHECK_CUDA(cudaEventRecord(event_, s.get())); }
-void event::sync() const { EPG_CHECK_CUDA(cudaEventSynchronize(event_)); }
+void event::record(stream_ref s) const { EPG_CHECK_CUDA(cudaEventRecord(get(), s.get())); }
+void event::sync() const { EPG_CHECK_CUDA(cudaEventSynchronize(get())); }
 float event::elapsed_ms(const event& start, const event& stop) {
   float ms = 0.f;
   EPG_CHECK_CUDA(cudaEventElapsedTime(&ms, start.get(), stop.get()));
   return ms;
 }
 
-graph_exec::~graph_exec() {
-  if (exec_) EPG_REPORT_CUDA(cudaGraphExecDestroy(exec_));
-}
-
-graph::~graph() {
-  if (graph_) EPG_REPORT_CUDA(cudaGraphDestroy(graph_));
-}
-
 graph_exec graph::instantiate() const {
   cudaGraphExec_t exec = nullptr;
-  EPG_CHECK_CUDA(cudaGraphInstantiateWithFlags(&exec, graph_, 0));
+  EPG_CHECK_CUDA(cudaGraphInstantiateWithFlags(&exec, get(), 0));
   return graph_exec::from_native_handle(exec);
 }
 
 std::size_t graph::node_count() const {
   std::size_t n = 0;
-  EPG_CHECK_CUDA(cudaGraphGetNodes(graph_, nullptr, &n));
+  EPG_CHECK_CUDA(cudaGraphGetNodes(get(), nullptr, &n));
   return n;
 }
 

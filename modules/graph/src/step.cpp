@@ -15,80 +15,110 @@ std::string step_plan::explain() const {
 
 step_plan schedule(step_parts parts) {
   step_plan plan;
-  plan.prepare_combine = !parts.expert_output_in_workspace;
+  plan.prepare_combine = parts.expert_output != parts.combine_region;
   plan.decision = plan.prepare_combine
                       ? "prepare-combine: inserted (expert output lies outside the workspace combine region)"
                       : "prepare-combine: skipped (expert output is the workspace combine region, zero copy)";
+  parts.dispatch.collective = true;
+  parts.combine.collective = true;
   plan.nodes.push_back(std::move(parts.dispatch));
   if (parts.summarize) plan.nodes.push_back(std::move(*parts.summarize));
   plan.nodes.push_back(std::move(parts.experts));
-  if (plan.prepare_combine) plan.nodes.push_back(std::move(parts.prepare_combine));
+  if (plan.prepare_combine) plan.nodes.push_back(parts.prepare_combine());
   plan.nodes.push_back(std::move(parts.combine));
   return plan;
 }
 
 step_plan plan_step(const comm::ep_session& session, const step_spec& spec) {
-  if (!spec.experts) comm::throw_config_error("step_spec.experts", "is empty", "pass the expert stage callable");
-  if (spec.expert_output == nullptr)
-    comm::throw_config_error("step_spec.expert_output", "is null",
-                             "pass session.combine_region() for zero copy, or a [ep][max_tokens][hidden] buffer");
-  const bool zero_copy = spec.expert_output == session.combine_region();
-
+  // Each agreed: every rank runs all three, so a failure anywhere throws everywhere.
   kernels::dispatch_op dispatch(session, spec.dispatch);
   kernels::combine_op combine(session, spec.combine);
-  step_parts parts;
-  parts.expert_output_in_workspace = zero_copy;
-  parts.dispatch = {"dispatch", [dispatch](cudaStream_t s) { return dispatch.run(s); }};
-  if (spec.summarize) {
-    kernels::summarize_op summarize(session, spec.sanitize_unused_slots);
-    parts.summarize = node{"summarize", [summarize](cudaStream_t s) { return summarize.run(s); }};
-  }
-  expert_stage_io io{session.recv_counts(), session.recv_topk_ids(), {}, session.local_expert_counts(),
-                     spec.expert_output, &session.config(), session.rank()};
-  for (int i = 0; i < static_cast<int>(session.config().payloads.size()); ++i)
-    io.recv_payloads.push_back(session.recv_payload(i));
-  parts.experts = {"expert stage", [io, experts = spec.experts](cudaStream_t s) { return experts(io, s); }};
-  if (!zero_copy) {
-    kernels::prepare_combine_op prepare(session, spec.expert_output);
-    parts.prepare_combine = {"prepare-combine", [prepare](cudaStream_t s) { return prepare.run(s); }};
-  }
-  parts.combine = {"combine", [combine](cudaStream_t s) { return combine.run(s); }};
-
-  step_plan plan = schedule(std::move(parts));
-  if (spec.log) spec.log(plan.decision);
+  step_plan plan;
+  session.agreed("plan_step", [&] {
+    if (!spec.experts) comm::throw_config_error("step_spec.experts", "is empty", "pass the expert stage callable");
+    if (spec.expert_output == nullptr)
+      comm::throw_config_error("step_spec.expert_output", "is null",
+                               "pass session.combine_region() for zero copy, or a [ep][max_tokens][hidden] buffer");
+    if (spec.combine.num_tokens && spec.combine.num_tokens != spec.dispatch.num_tokens)
+      comm::throw_config_error("step_spec.combine.num_tokens", "is not dispatch.num_tokens",
+                               "combine uses the token count dispatch recorded: pass the same scalar, or null");
+    step_parts parts;
+    parts.expert_output = spec.expert_output;
+    parts.combine_region = session.combine_region();
+    parts.dispatch = {"dispatch", [dispatch](cudaStream_t s) { return dispatch.run(s); }};
+    if (spec.summarize) {
+      kernels::summarize_op summarize(session, spec.sanitize_unused_slots);
+      parts.summarize = node{"summarize", [summarize](cudaStream_t s) { return summarize.run(s); }};
+    }
+    expert_stage_io io{session.recv_counts(), session.recv_topk_ids(), {}, session.local_expert_counts(),
+                       spec.expert_output, &session.config(), session.rank()};
+    for (int i = 0; i < static_cast<int>(session.config().payloads.size()); ++i)
+      io.recv_payloads.push_back(session.recv_payload(i));
+    parts.experts = {"expert stage", [io, experts = spec.experts](cudaStream_t s) { return experts(io, s); }};
+    parts.prepare_combine = [&session, output = spec.expert_output] {
+      kernels::prepare_combine_op prepare(session, output);
+      return node{"prepare-combine", [prepare](cudaStream_t s) { return prepare.run(s); }};
+    };
+    parts.combine = {"combine", [combine](cudaStream_t s) { return combine.run(s); }};
+    plan = schedule(std::move(parts));
+    plan.session = session.link();
+    kernels::stage_failure_op marker(session);
+    plan.failure_marker = [marker](cudaStream_t s, int position) { return marker.run(s, position); };
+    if (spec.log) spec.log(plan.decision);
+  });
   return plan;
 }
 
+namespace {
+// A user callable must not throw across the launch path.
+template <class F>
+cudaError_t call(const F& f) noexcept {
+  try {
+    return f();
+  } catch (...) {
+    return cudaErrorUnknown;
+  }
+}
+}  // namespace
+
 cudaError_t enqueue(const step_plan& plan, cudaStream_t stream, std::string* failed_node) noexcept {
-  for (const node& n : plan.nodes) {
-    cudaError_t st = cudaErrorUnknown;
-    try {
-      st = n.enqueue(stream);
-    } catch (...) {  // a user callable must not throw across the launch path
-      st = cudaErrorUnknown;
+  cudaError_t first = cudaSuccess;
+  int failed = -1;
+  bool marked = false;
+  for (int i = 0; i < static_cast<int>(plan.nodes.size()); ++i) {
+    const node& n = plan.nodes[i];
+    if (failed >= 0) {
+      if (!n.collective) continue;  // local work after a failure is pointless
+      if (!marked && plan.failure_marker) (void)call([&] { return plan.failure_marker(stream, failed); });
+      marked = true;
     }
-    if (st != cudaSuccess) {
+    const cudaError_t st = call([&] { return n.enqueue(stream); });
+    if (st != cudaSuccess && failed < 0) {
+      first = st;
+      failed = i;
       if (failed_node) *failed_node = n.name;
-      return st;
     }
   }
-  return cudaSuccess;
+  return first;
 }
 
 step_graph::step_graph(step_plan plan, stream_ref capture_stream) : plan_(std::move(plan)) {
-  capture_scope capture(capture_stream);
-  std::string failed;
-  cudaError_t st = enqueue(plan_, capture_stream.get(), &failed);
-  if (st != cudaSuccess) {
-    throw comm::error(comm::error_domain::cuda, "step_graph capture of node '" + failed + "'",
-                      static_cast<int>(st), cudaGetErrorString(st),
-                      "a node must only enqueue capturable work (no allocation or synchronization)");
-  }
-  graph_ = capture.end();
-  exec_ = graph_.instantiate();
+  plan_.session.agreed("step_graph capture", [&] {
+    capture_scope capture(capture_stream);
+    std::string failed;
+    const cudaError_t st = enqueue(plan_, capture_stream.get(), &failed);
+    if (st != cudaSuccess) {
+      throw comm::error(comm::error_domain::cuda, "step_graph capture of node '" + failed + "'",
+                        static_cast<int>(st), cudaGetErrorString(st),
+                        "a node must only enqueue capturable work (no allocation or synchronization)");
+    }
+    graph_ = capture.end();
+    exec_ = graph_.instantiate();
+  });
 }
 
 cudaError_t step_graph::replay(stream_ref s) const noexcept {
+  if (const cudaError_t st = plan_.session.launch_status(); st != cudaSuccess) return st;
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   cudaGraph_t capturing = nullptr;
   const cudaGraphNode_t* deps = nullptr;

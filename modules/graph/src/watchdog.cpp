@@ -1,5 +1,7 @@
 #include "epgraph/graph/watchdog.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <thread>
 
@@ -8,6 +10,9 @@
 namespace epgraph::graph {
 
 bool wait_for(const event& done, std::chrono::duration<double> timeout) {
+  if (!std::isfinite(timeout.count()) || timeout.count() < 0)
+    comm::throw_config_error("wait_for timeout", "is " + std::to_string(timeout.count()) + " s",
+                             "use a finite number of seconds >= 0 (0 waits forever)");
   const auto start = std::chrono::steady_clock::now();
   for (auto pause = std::chrono::microseconds(2);; pause = std::min(pause * 2, std::chrono::microseconds(1000))) {
     const cudaError_t st = cudaEventQuery(done.get());
@@ -18,24 +23,37 @@ bool wait_for(const event& done, std::chrono::duration<double> timeout) {
   }
 }
 
+std::string describe_progress(const comm::ep_session& session) {
+  const auto seen = session.peer_progress();
+  std::uint64_t most = 0;
+  for (const auto& p : seen) most = std::max(most, p.seq);
+  std::ostringstream out;
+  for (std::size_t r = 0; r < seen.size(); ++r) {
+    out << (r ? ", " : "") << "rank " << r << " #" << seen[r].seq << " (" << comm::to_string(seen[r].kind) << ")";
+    if (seen[r].stopped) out << " (stopped)";
+    else if (seen[r].seq < most) out << " (behind)";
+  }
+  return out.str();
+}
+
 std::string describe_hang(const comm::ep_session& session, long long step, std::chrono::duration<double> waited) {
   std::ostringstream out;
   out << "epgraph watchdog: rank " << session.rank() << " did not finish step " << step << " within "
-      << waited.count() << " s (peers did not reach it); dispatches started, as seen from this rank:";
+      << waited.count() << " s; last collective of every rank, as seen from this rank: ";
   try {
-    const auto seen = session.peer_progress();
-    std::uint64_t most = 0;
-    for (auto s : seen) most = std::max(most, s);
-    for (std::size_t r = 0; r < seen.size(); ++r) {
-      out << " rank " << r << "=" << seen[r];
-      if (seen[r] < most) out << " (behind)";
-    }
-    out << ". Ranks marked behind never reached this step: check that they are alive and replay "
-           "the same sequence of graphs.";
+    out << describe_progress(session)
+        << ". Ranks marked behind never reached the latest collective: check that they are alive and replay the same "
+           "sequence of graphs.";
   } catch (const std::exception& e) {
-    out << " (progress record unreadable: " << e.what() << ")";
+    out << "(progress record unreadable: " << e.what() << ")";
   }
   return out.str();
+}
+
+std::optional<std::string> watch_step(const comm::ep_session& session, const event& done, long long step,
+                                      std::chrono::duration<double> timeout) {
+  if (wait_for(done, timeout)) return std::nullopt;
+  return describe_hang(session, step, timeout);
 }
 
 }  // namespace epgraph::graph

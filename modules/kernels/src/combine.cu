@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "device/collective.cuh"
 #include "device/common.cuh"
 #include "launch.hpp"
 
@@ -24,8 +25,17 @@ constexpr int kLoadsInFlight = Sources <= 4 ? 8 : 16;
 // computed for a token this rank dispatched to it.
 template <class In>
 __device__ inline const In* peer_combine_row(const comm::session_view& v, int d, int slot) {
-  return static_cast<const In*>(ncclGetLsaPointer(
-      v.window, v.combine_offset + (static_cast<std::size_t>(v.rank) * v.max_tokens + slot) * v.combine_row_bytes, d));
+  return static_cast<const In*>(
+      ncclGetLsaPointer(v.window, v.row_offset(v.layout.combine, v.rank, slot, v.layout.combine_row_bytes), d));
+}
+
+// A faulted combine writes NaN into the rows it owns: an output that cannot pass for a result.
+template <class Out, int N>
+__device__ void fill_nan(Out* out_row, int g0, int g1, int lane) {
+  float nan[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) nan[i] = __int_as_float(0x7fc00000);
+  for (int g = g0 + lane; g < g1; g += 32) device::element_group<Out, N>::store(out_row + static_cast<std::size_t>(g) * N, nan);
 }
 
 // Latency-bound pull: every remote 16-byte load of a round (Groups groups from up to Sources
@@ -70,30 +80,41 @@ template <class In, class Out, int N, int Sources>
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
-  {
+  // The count the last dispatch used (and clamped): the slots below are its slots. Written by
+  // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
+  const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
+  __shared__ device::collective_state st;
+  device::begin_collective(v, comm::collective_kind::combine, st);
+  bool in_step = false;
+  if (st.refused) {
+    device::stop_collective(v, st.seq);
+  } else {
     // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
     // prepare-combine) finished before its combine launched.
-    ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
-    bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
+    in_step = device::sync_collective(dev, v, comm::collective_kind::combine, true, st);
   }
   const int lane = threadIdx.x & 31;
   const int warps_per_cta = blockDim.x >> 5;
   const int total_warps = gridDim.x * warps_per_cta;
   const int global_warp = blockIdx.x * warps_per_cta + (threadIdx.x >> 5);
-  const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, blockIdx.x == 0 && threadIdx.x == 0);
-  if (T == 0) return;
+  const int T = min(max(recorded, 0), v.max_tokens);
 
   const int groups = v.hidden / N;  // N-element groups per row
   const int max_slices = max(1, (groups + 31) / 32);
-  const int slices = min(max_slices, max(1, total_warps / T));
+  const int slices = T > 0 ? min(max_slices, max(1, total_warps / T)) : 1;
   const int per_slice = (groups + slices - 1) / slices;
   Out* out = static_cast<Out*>(p.output);
 
   for (int item = global_warp; item < T * slices; item += total_warps) {
     const int t = item / slices, slice = item % slices;
-    const device::warp_slots slots = device::warp_slots::load(v.token_slots, t, v.ep_size, lane);
     const int g0 = slice * per_slice, g1 = min(groups, g0 + per_slice);
     Out* out_row = out + static_cast<std::size_t>(t) * v.hidden;
+    if (!in_step) {
+      fill_nan<Out, N>(out_row, g0, g1, lane);
+      continue;
+    }
+    const device::warp_slots slots =
+        device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), t, v.ep_size, lane);
     if constexpr (N > 1) {
       if (__popcll(slots.mask) <= Sources) {
         pull_fast<In, Out, N, Sources>(v, slots, g0, g1, lane, out_row);
@@ -112,42 +133,53 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
       if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
     }
   }
+  device::end_collective(v, st);
 }
 
+using combine_fn = void (*)(const ncclDevComm, const combine_params);
+
 template <class In, class Out>
-cudaError_t launch_typed(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) {
-  const dim3 grid(p.v.num_ctas), block(p.v.threads_per_cta);
+combine_fn pick_for_output(const combine_params& p) {
   const int max_sources = std::min(p.v.ep_size, p.v.top_k);  // a token has at most this many
-  if (!p.vectorized)
-    combine_kernel<In, Out, 1, 1><<<grid, block, 0, stream>>>(dev, p);  // no register path
-  else if (max_sources <= 2)
-    combine_kernel<In, Out, 8, 2><<<grid, block, 0, stream>>>(dev, p);
-  else if (max_sources <= 4)
-    combine_kernel<In, Out, 8, 4><<<grid, block, 0, stream>>>(dev, p);
-  else
-    combine_kernel<In, Out, 8, 8><<<grid, block, 0, stream>>>(dev, p);  // more than 8: general loop
-  return cudaGetLastError();
+  if (!p.vectorized) return combine_kernel<In, Out, 1, 1>;  // no register path
+  if (max_sources <= 2) return combine_kernel<In, Out, 8, 2>;
+  if (max_sources <= 4) return combine_kernel<In, Out, 8, 4>;
+  return combine_kernel<In, Out, 8, 8>;  // more than 8: general loop
 }
 
 template <class In>
-cudaError_t launch_for_output(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) {
+combine_fn pick_for_input(const combine_params& p) {
   switch (p.output_type) {
-    case comm::element_type::bf16: return launch_typed<In, __nv_bfloat16>(dev, p, stream);
-    case comm::element_type::fp16: return launch_typed<In, __half>(dev, p, stream);
-    case comm::element_type::fp32: return launch_typed<In, float>(dev, p, stream);
+    case comm::element_type::bf16: return pick_for_output<In, __nv_bfloat16>(p);
+    case comm::element_type::fp16: return pick_for_output<In, __half>(p);
+    case comm::element_type::fp32: return pick_for_output<In, float>(p);
   }
-  return cudaErrorInvalidValue;
+  return nullptr;
+}
+
+// The specialisation a launch with these parameters runs (nullptr for an invalid type).
+combine_fn pick(const combine_params& p) {
+  switch (p.v.combine_type) {
+    case comm::element_type::bf16: return pick_for_input<__nv_bfloat16>(p);
+    case comm::element_type::fp16: return pick_for_input<__half>(p);
+    case comm::element_type::fp32: return pick_for_input<float>(p);
+  }
+  return nullptr;
 }
 
 }  // namespace
 
 cudaError_t detail::launch_combine(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) noexcept {
-  switch (p.v.combine_type) {
-    case comm::element_type::bf16: return launch_for_output<__nv_bfloat16>(dev, p, stream);
-    case comm::element_type::fp16: return launch_for_output<__half>(dev, p, stream);
-    case comm::element_type::fp32: return launch_for_output<float>(dev, p, stream);
-  }
-  return cudaErrorInvalidValue;
+  const combine_fn kernel = pick(p);
+  if (!kernel) return cudaErrorInvalidValue;
+  kernel<<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  return cudaGetLastError();
+}
+
+cudaError_t detail::combine_ctas_per_sm(const combine_params& p, int* ctas) noexcept {
+  const combine_fn kernel = pick(p);
+  if (!kernel) return cudaErrorInvalidValue;
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(ctas, kernel, p.v.threads_per_cta, 0);
 }
 
 }  // namespace epgraph::kernels

@@ -5,6 +5,7 @@
 
 #include <cuda/atomic>
 
+#include "device/collective.cuh"
 #include "device/common.cuh"
 #include "device/push_items.hpp"
 #include "launch.hpp"
@@ -18,12 +19,12 @@ constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per
 /// Pushes slice `slice` of `slices` of token t's row to every destination in `slots.mask`.
 /// The row is read once and stored to each destination. Warp-uniform loop bounds.
 template <class V>
-__device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int max_tokens, int t, int slice,
-                         int slices, const device::warp_slots& slots, int lane) {
+__device__ void push_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
+                         const device::warp_slots& slots, int lane) {
   std::size_t v0, v1;
   device::push_items::slice_range(c.row_bytes / sizeof(V), slice, slices, v0, v1);
   const V* src = reinterpret_cast<const V*>(c.src + static_cast<std::size_t>(t) * c.row_bytes);
-  const std::size_t row_in_region = static_cast<std::size_t>(rank) * max_tokens;
+  const int rank = v.rank;
 
   for (std::size_t base = v0; base < v1; base += 32 * kUnroll) {
     V x[kUnroll];
@@ -40,8 +41,8 @@ __device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int 
       if (!m) m = rest, rest = 0;
       const int d = __ffsll(static_cast<long long>(m)) - 1;
       const int slot = slots.slot(d);
-      V* dst = reinterpret_cast<V*>(static_cast<char*>(ncclGetLsaPointer(
-          window, c.dst_offset + (row_in_region + static_cast<std::size_t>(slot)) * c.row_bytes, d)));
+      V* dst = reinterpret_cast<V*>(
+          static_cast<char*>(ncclGetLsaPointer(v.window, v.row_offset(c.dst, rank, slot, c.row_bytes), d)));
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const std::size_t i = base + u * 32 + lane;
@@ -53,18 +54,30 @@ __device__ void push_row(const copy_spec& c, ncclWindow_t window, int rank, int 
 
 __device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> lookback_entry(
     const comm::session_view& v, int i) {
-  return cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(v.lookback[i]);
+  return cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(
+      v.local_at<unsigned long long>(v.layout.lookback)[i]);
 }
 __device__ inline unsigned long long pack(unsigned int tag, int count) {
   return (static_cast<unsigned long long>(tag) << 32) | static_cast<unsigned int>(count);
 }
-/// Spins until look-back entry i carries this launch's tag; returns its count.
-__device__ inline int wait_for_tag(const comm::session_view& v, int i, unsigned int tag) {
-  unsigned long long x;
-  do {
-    x = lookback_entry(v, i).load(cuda::memory_order_relaxed);
-  } while (static_cast<unsigned int>(x >> 32) != tag);
-  return static_cast<int>(static_cast<unsigned int>(x));
+/// Spins until look-back entry i carries this launch's tag; returns its count. An entry with a
+/// later tag was written by an overlapping launch; an entry that stays earlier past the
+/// deadline belongs to a CTA that is not resident. Both record a fatal fault, set `failed` and
+/// count 0, so the wait always ends.
+__device__ inline int wait_for_tag(const comm::session_view& v, int i, unsigned int tag, device::deadline& clock,
+                                   int& failed) {
+  for (;;) {
+    const unsigned long long x = lookback_entry(v, i).load(cuda::memory_order_relaxed);
+    const unsigned int seen = static_cast<unsigned int>(x >> 32);
+    if (seen == tag) return static_cast<int>(static_cast<unsigned int>(x));
+    const bool newer = static_cast<int>(seen - tag) > 0;
+    if (newer || clock.passed()) {
+      device::record_fatal(v, newer ? comm::fault_code::overlapping_launch : comm::fault_code::lookback_timeout,
+                           comm::collective_kind::dispatch, tag);
+      failed = 1;
+      return 0;
+    }
+  }
 }
 
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
@@ -72,33 +85,31 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   const comm::session_view& v = p.v;
   const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
   const int tid = threadIdx.x, nthreads = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarps = nthreads >> 5;
+  comm::fault_record* input = &device::faults_of(v)->input;
 
+  __shared__ device::collective_state st;
+  __shared__ int s_failed;                      // a look-back wait failed: push nothing, stop the peers
   __shared__ int s_count[comm::max_ep_size];    // my chunk's tokens per destination
   __shared__ int s_prefix[comm::max_ep_size];   // tokens per destination in CTAs 0..b-1
   __shared__ int s_running[comm::max_ep_size];  // next free slot per destination
   __shared__ int s_warp_base[kMaxWarps][comm::max_ep_size];
 
-  // The exit barrier's session is opened first: its epoch (the number of collective launches
-  // this index has seen) is the same in every CTA of this launch, so it tags the look-back
-  // entries of this launch without any atomic or clearing.
-  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier,
-                                         static_cast<uint32_t>(b));
-  const unsigned int tag = bar.epoch + 1;  // never 0, the value of unwritten entries
   for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
-  __syncthreads();
-
-  // Progress record for hang diagnostics: "rank r started its n-th dispatch", in every peer.
-  // Written by the last CTA, which at small T holds no tokens: in CTA 0 its load sat in
-  // front of the first token's chain.
-  if (b == G - 1 && tid == 0) {
-    const unsigned long long n = *v.dispatches + 1;  // one thread of one CTA per launch
-    *v.dispatches = n;
-    for (int d = 0; d < ep; ++d)
-      *static_cast<volatile unsigned long long*>(
-          ncclGetLsaPointer(v.window, v.progress_offset + sizeof(unsigned long long) * v.rank, d)) = n;
+  if (tid == 0) s_failed = 0;
+  device::begin_collective(v, comm::collective_kind::dispatch, st);
+  // The look-back tag: this launch's number, the same in every CTA of the launch and never 0
+  // (the value of unwritten entries) in the first 2^32 launches of a session.
+  const unsigned int tag = static_cast<unsigned int>(st.seq);
+  if (st.refused) {
+    // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
+    for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
+    device::stop_collective(v, st.seq);
+    device::end_collective(v, st);
+    return;
   }
 
-  const int T = device::read_token_count(p.num_tokens, v.max_tokens, v.error, b == 0 && tid == 0);
+  const int T = device::read_token_count(p.num_tokens, v.max_tokens, input, b == 0 && tid == 0);
+  if (b == 0 && tid == 0) *v.local_at<std::int32_t>(v.layout.dispatched) = T;  // combine uses this count
   const int chunk = (T + G - 1) / G;
   const int begin = min(T, b * chunk), end = min(T, begin + chunk);
 
@@ -107,7 +118,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   std::uint64_t first_mask = 0;
   for (int t = begin + tid; t < end; t += nthreads) {
     const std::uint64_t mask =
-        device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, v.error, true);
+        device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, true);
     if (t == begin + tid) first_mask = mask;
     for (std::uint64_t m = mask; m; m &= m - 1) atomicAdd(&s_count[__ffsll(static_cast<long long>(m)) - 1], 1);
   }
@@ -116,20 +127,22 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   // 2. Publish my aggregate. Only a CTA with tokens needs its predecessors' sum (all CTAs
   //    are co-resident, so the wait ends); at small T most CTAs skip it entirely.
   for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, s_count[d]), cuda::memory_order_relaxed);
+  device::deadline clock(v.deadline_ns);
   if (begin < end) {
-    for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, tag));
+    for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, tag, clock, s_failed));
   }
   __syncthreads();
   for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
+  const int usable_end = s_failed ? begin : end;  // a failed look-back leaves the prefix unknown
   __syncthreads();
 
   // 3. Slots in token order: slot = prefix + rank among this CTA's earlier tokens.
-  for (int base = begin; base < end; base += nthreads) {
+  for (int base = begin; base < usable_end; base += nthreads) {
     const int t = base + tid;
     const std::uint64_t m =
         t >= end      ? 0
         : base == begin ? first_mask
-                        : device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, v.error, false);
+                        : device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, false);
     for (int d = 0; d < ep; ++d) {
       const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
       if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
@@ -145,23 +158,25 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
       s_running[d] = run;
     }
     __syncthreads();
+    std::int32_t* token_slots = v.local_at<std::int32_t>(v.layout.token_slots);
     for (int d = 0; d < ep; ++d) {
       const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
       if (t < end)
-        v.token_slots[static_cast<std::size_t>(t) * ep + d] =
+        token_slots[static_cast<std::size_t>(t) * ep + d] =
             (m >> d) & 1 ? s_warp_base[warp][d] + __popc(ballot & ((1u << lane) - 1)) : -1;
     }
     __syncthreads();
   }
 
   // 4. Push rows, one work item per warp at a time.
-  const device::push_items items(p, end - begin, nwarps);
+  const device::push_items items(p, usable_end - begin, nwarps);
   for (int i = warp; i < items.count(); i += nwarps) {
     const device::push_items::item it = items.at(p, begin, i);
-    const device::warp_slots slots = device::warp_slots::load(v.token_slots, it.token, ep, lane);
+    const device::warp_slots slots =
+        device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
-      device::with_vector_type(p.copies[c].vec_bytes, [&](auto tag) {
-        push_row<decltype(tag)>(p.copies[c], v.window, v.rank, v.max_tokens, it.token, it.slice, it.slices, slots, lane);
+      device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {
+        push_row<decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
       });
     }
   }
@@ -173,15 +188,18 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   if (b == G - 1) {
     for (int d = tid; d < ep; d += nthreads) s_running[d] = 0;  // reused as the totals
     __syncthreads();
-    for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, tag));
+    for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, tag, clock, s_failed));
     __syncthreads();
-    for (int d = tid; d < ep; d += nthreads)
-      *static_cast<std::int32_t*>(ncclGetLsaPointer(v.window, v.counts_offset + sizeof(std::int32_t) * v.rank, d)) =
-          s_running[d];
+    if (!s_failed)
+      for (int d = tid; d < ep; d += nthreads)
+        *static_cast<std::int32_t*>(ncclGetLsaPointer(v.window, v.layout.counts.offset + sizeof(std::int32_t) * v.rank,
+                                                      d)) = s_running[d];
   }
 
-  // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire).
-  bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
+  // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire). s_failed
+  //    was last written before one of the __syncthreads() above.
+  (void)device::sync_collective(dev, v, comm::collective_kind::dispatch, !s_failed, st);
+  device::end_collective(v, st);
 }
 
 }  // namespace
@@ -189,6 +207,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
 cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept {
   dispatch_kernel<<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
   return cudaGetLastError();
+}
+
+cudaError_t detail::dispatch_ctas_per_sm(int threads, int* ctas) noexcept {
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(ctas, dispatch_kernel, threads, 0);
 }
 
 }  // namespace epgraph::kernels

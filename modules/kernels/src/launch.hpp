@@ -1,6 +1,6 @@
 #pragma once
 // Host entry points of the device code (implemented in the .cu files). Each only enqueues
-// on `stream` and returns the launch status: no allocation, no synchronization, no throw.
+// on `stream` (or queries) and returns the status: no allocation, no synchronization, no throw.
 #include <cuda_runtime_api.h>
 
 #include "epgraph/kernels/launch_params.hpp"
@@ -13,4 +13,9 @@ cudaError_t launch_combine(const ncclDevComm& dev, const combine_params& p, cuda
 cudaError_t launch_summarize(const comm::session_view& v, bool sanitize, int grid, cudaStream_t stream) noexcept;
 cudaError_t launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, int grid,
                                    cudaStream_t stream) noexcept;
+/// Records local_stage_failed (node position `node`) as this rank's fatal fault, if it has none.
+cudaError_t launch_stage_failed(const comm::session_view& v, int node, cudaStream_t stream) noexcept;
+/// CTAs of the kernel a launch would run that fit on one SM together.
+cudaError_t dispatch_ctas_per_sm(int threads, int* ctas) noexcept;
+cudaError_t combine_ctas_per_sm(const combine_params& p, int* ctas) noexcept;
 }  // namespace epgraph::kernels::detail

@@ -8,13 +8,14 @@ namespace {
 constexpr int kLocalThreads = 256;
 
 __device__ inline int clamped_count(const comm::session_view& v, int src) {
-  const int n = reinterpret_cast<const std::int32_t*>(v.window_local + v.counts_offset)[src];
+  const int n = v.window_at<const std::int32_t>(v.layout.counts)[src];
   return min(max(n, 0), v.max_tokens);
 }
 
 // One thread per (source, slot): count local experts of valid rows, blank unused rows.
 __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, bool sanitize) {
-  auto* ids = reinterpret_cast<std::int32_t*>(v.window_local + v.topk_ids_offset);
+  auto* ids = v.window_at<std::int32_t>(v.layout.topk_ids);
+  auto* expert_counts = v.local_at<std::int32_t>(v.layout.expert_counts);
   const int first_local = v.rank * v.experts_per_rank;
   const int rows = v.ep_size * v.max_tokens;
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
@@ -23,7 +24,7 @@ __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, b
     if (slot < clamped_count(v, src)) {
       for (int j = 0; j < v.top_k; ++j) {
         const int local = row[j] - first_local;
-        if (local >= 0 && local < v.experts_per_rank) atomicAdd(&v.expert_counts[local], 1);
+        if (local >= 0 && local < v.experts_per_rank) atomicAdd(&expert_counts[local], 1);
       }
     } else if (sanitize) {
       for (int j = 0; j < v.top_k; ++j) row[j] = -1;
@@ -37,22 +38,37 @@ __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_vie
   const int lane = threadIdx.x & 31;
   const int warps = gridDim.x * (blockDim.x >> 5);
   const int rows = v.ep_size * v.max_tokens;
-  const std::size_t nvec = v.combine_row_bytes / sizeof(V);
-  char* combine = v.window_local + v.combine_offset;
+  const std::size_t row_bytes = v.layout.combine_row_bytes, nvec = row_bytes / sizeof(V);
+  char* combine = v.window_at<char>(v.layout.combine);
   for (int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
     if (r % v.max_tokens >= clamped_count(v, r / v.max_tokens)) continue;
-    const std::size_t offset = static_cast<std::size_t>(r) * v.combine_row_bytes;
+    const std::size_t offset = static_cast<std::size_t>(r) * row_bytes;
     const V* src = reinterpret_cast<const V*>(source + offset);
     V* dst = reinterpret_cast<V*>(combine + offset);
     for (std::size_t i = lane; i < nvec; i += 32) dst[i] = src[i];
   }
 }
 
+// One thread: a step node failed on this rank; the collectives that follow only keep the peers
+// in step (a fatal fault makes them stop at once and tell the peers).
+__global__ void stage_failed_kernel(comm::device_faults* faults, int node) {
+  comm::fault_record f;
+  f.code = comm::fault_code::local_stage_failed;
+  f.value = node;
+  comm::device::record_fault(&faults->fatal, f);
+}
+
 }  // namespace
+
+cudaError_t detail::launch_stage_failed(const comm::session_view& v, int node, cudaStream_t stream) noexcept {
+  stage_failed_kernel<<<1, 1, 0, stream>>>(v.local_at<comm::device_faults>(v.layout.faults), node);
+  return cudaGetLastError();
+}
 
 cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize, int grid,
                                      cudaStream_t stream) noexcept {
-  cudaError_t st = cudaMemsetAsync(v.expert_counts, 0, sizeof(std::int32_t) * v.experts_per_rank, stream);
+  cudaError_t st =
+      cudaMemsetAsync(v.local_at<std::int32_t>(v.layout.expert_counts), 0, v.layout.expert_counts.bytes, stream);
   if (st != cudaSuccess) return st;
   summarize_kernel<<<grid, kLocalThreads, 0, stream>>>(v, sanitize);
   return cudaGetLastError();

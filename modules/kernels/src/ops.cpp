@@ -17,13 +17,15 @@ std::size_t natural_alignment(std::size_t row_bytes) noexcept {
 namespace {
 bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
-// Grid of the local (non-collective) kernels: two CTAs per SM of the current device.
-int local_grid() {
+int sm_count() {
   int device = 0, sms = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
   EPG_CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return 2 * sms;
+  return sms;
 }
+
+// Grid of the local (non-collective) kernels: two CTAs per SM of the current device.
+int local_grid() { return 2 * sm_count(); }
 
 void require_device_pointer(const void* p, const std::string& field, std::size_t alignment) {
   if (p == nullptr) comm::throw_config_error(field, "is null", "pass a device pointer");
@@ -32,80 +34,137 @@ void require_device_pointer(const void* p, const std::string& field, std::size_t
                              "rows are copied in their natural vector width; allocate with cudaMalloc or align "
                              "the row start");
 }
+
+// Buffers the kernels write or read as the caller's must not lie in the session's own memory:
+// peers write the window, the kernels own the local state.
+void require_outside_session(const void* p, std::size_t bytes, const comm::session_view& v, const std::string& field) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(p), end = begin + bytes;
+  auto overlaps = [&](const char* base, std::size_t size) {
+    const auto b = reinterpret_cast<std::uintptr_t>(base);
+    return begin < b + size && b < end;
+  };
+  if (overlaps(v.window_local, v.layout.window_bytes) || overlaps(v.local, v.layout.local_bytes))
+    comm::throw_config_error(field, "overlaps the session's workspace",
+                             v.window_local + v.layout.combine.offset == p
+                                 ? "it is the combine region: an expert output written there needs no prepare-combine"
+                                 : "pass a buffer of your own (the workspace is written by peers and by the kernels)");
+}
+
+// Every CTA of a collective launch must be resident at once (the look-back and the barriers
+// wait for each other).
+void require_coresident(cudaError_t queried, int per_sm, const comm::session_view& v, const char* op) {
+  EPG_CHECK_CUDA(queried);
+  const int sms = sm_count();
+  if (per_sm * sms < v.num_ctas)
+    comm::throw_config_error("num_ctas",
+                             "is " + std::to_string(v.num_ctas) + " but only " + std::to_string(per_sm * sms) + " " +
+                                 op + " CTAs of " + std::to_string(v.threads_per_cta) +
+                                 " threads fit on this GPU at once (" + std::to_string(per_sm) + " per SM x " +
+                                 std::to_string(sms) + " SMs)",
+                             "lower num_ctas or threads_per_cta");
+}
+
+cudaError_t launchable(const comm::session_link& link) noexcept { return link.launch_status(); }
 }  // namespace
 
-dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : session_(&session) {
-  const auto& c = session.config();
-  require_device_pointer(args.num_tokens, "dispatch_args.num_tokens", alignof(std::int32_t));
-  require_device_pointer(args.topk_ids, "dispatch_args.topk_ids", alignof(std::int32_t));
-  if (args.payloads.size() != c.payloads.size())
-    comm::throw_config_error("dispatch_args.payloads",
-                             "has " + std::to_string(args.payloads.size()) + " entries but the session was "
-                                 "configured with " + std::to_string(c.payloads.size()));
-  params_.v = session.view();
-  params_.num_tokens = args.num_tokens;
-  params_.topk_ids = args.topk_ids;
-
-  // Copy 0: the top-k ids travel with every token (the receiver needs its routing).
-  const std::size_t id_row = sizeof(std::int32_t) * static_cast<std::size_t>(c.top_k);
-  params_.copies[0] = {reinterpret_cast<const char*>(args.topk_ids), id_row, session.layout().topk_ids.offset,
-                       static_cast<int>(natural_alignment(id_row))};
-  if (!aligned(args.topk_ids, natural_alignment(id_row))) params_.copies[0].vec_bytes = alignof(std::int32_t);
-  for (std::size_t i = 0; i < args.payloads.size(); ++i) {
-    const auto& in = args.payloads[i];
-    const std::string field = "dispatch_args.payloads[" + std::to_string(i) + "]";
-    if (in.row_bytes != c.payloads[i].row_bytes)
-      comm::throw_config_error(field + ".row_bytes",
-                               "is " + std::to_string(in.row_bytes) + " but the session's payload '" +
-                                   c.payloads[i].name + "' has " + std::to_string(c.payloads[i].row_bytes));
-    const std::size_t vec = natural_alignment(in.row_bytes);
-    require_device_pointer(in.data, field + ".data", vec);
-    params_.copies[i + 1] = {static_cast<const char*>(in.data), in.row_bytes, session.layout().payloads[i].offset,
-                             static_cast<int>(vec)};
-  }
-  params_.num_copies = static_cast<int>(args.payloads.size()) + 1;
+dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : link_(session.link()) {
+  session.agreed("dispatch_op planning", [&] {
+    const auto& c = session.config();
+    const comm::session_view& v = session.view();
+    require_device_pointer(args.num_tokens, "dispatch_args.num_tokens", alignof(std::int32_t));
+    require_device_pointer(args.topk_ids, "dispatch_args.topk_ids", alignof(std::int32_t));
+    if (args.payloads.size() != c.payloads.size())
+      comm::throw_config_error("dispatch_args.payloads",
+                               "has " + std::to_string(args.payloads.size()) + " entries but the session was "
+                                   "configured with " + std::to_string(c.payloads.size()));
+    int per_sm = 0;
+    require_coresident(detail::dispatch_ctas_per_sm(v.threads_per_cta, &per_sm), per_sm, v, "dispatch");
+    params_.v = v;
+    params_.num_tokens = args.num_tokens;
+    params_.topk_ids = args.topk_ids;
+    // Copy 0: the top-k ids travel with every token (the receiver needs its routing).
+    const std::size_t id_row = sizeof(std::int32_t) * static_cast<std::size_t>(c.top_k);
+    params_.copies[0] = {reinterpret_cast<const char*>(args.topk_ids), id_row, v.layout.topk_ids,
+                         static_cast<int>(natural_alignment(id_row))};
+    if (!aligned(args.topk_ids, natural_alignment(id_row))) params_.copies[0].vec_bytes = alignof(std::int32_t);
+    for (std::size_t i = 0; i < args.payloads.size(); ++i) {
+      const auto& in = args.payloads[i];
+      const std::string field = "dispatch_args.payloads[" + std::to_string(i) + "]";
+      if (in.row_bytes != c.payloads[i].row_bytes)
+        comm::throw_config_error(field + ".row_bytes",
+                                 "is " + std::to_string(in.row_bytes) + " but the session's payload '" +
+                                     c.payloads[i].name + "' has " + std::to_string(c.payloads[i].row_bytes));
+      const std::size_t vec = natural_alignment(in.row_bytes);
+      require_device_pointer(in.data, field + ".data", vec);
+      params_.copies[i + 1] = {static_cast<const char*>(in.data), in.row_bytes, v.layout.payloads[i],
+                               static_cast<int>(vec)};
+    }
+    params_.num_copies = static_cast<int>(args.payloads.size()) + 1;
+    dev_ = session.dev_comm();
+  });
 }
 
 cudaError_t dispatch_op::run(cudaStream_t stream) const noexcept {
-  return detail::launch_dispatch(session_->dev_comm(), params_, stream);
+  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
+  return detail::launch_dispatch(dev_, params_, stream);
 }
 
 summarize_op::summarize_op(const comm::ep_session& session, bool sanitize_unused_slots)
-    : view_(session.view()), sanitize_(sanitize_unused_slots), grid_(local_grid()) {}
+    : link_(session.link()), view_(session.view()), sanitize_(sanitize_unused_slots), grid_(local_grid()) {}
 
 cudaError_t summarize_op::run(cudaStream_t stream) const noexcept {
+  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
   return detail::launch_summarize(view_, sanitize_, grid_, stream);
 }
 
 prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const void* expert_output)
-    : view_(session.view()),
+    : link_(session.link()),
+      view_(session.view()),
       source_(expert_output),
       grid_(local_grid()),
-      vectorized_(view_.combine_row_bytes % 16 == 0) {
-  if (expert_output == session.combine_region())
-    comm::throw_config_error("prepare_combine.expert_output", "is the workspace combine region already",
-                             "no prepare-combine is needed for a zero-copy expert output: leave it out");
+      vectorized_(view_.layout.combine_row_bytes % 16 == 0) {
   require_device_pointer(expert_output, "prepare_combine.expert_output",
                          vectorized_ ? 16 : comm::element_size(view_.combine_type));
+  require_outside_session(expert_output, view_.layout.combine.bytes, view_, "prepare_combine.expert_output");
 }
 
 cudaError_t prepare_combine_op::run(cudaStream_t stream) const noexcept {
+  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
   return detail::launch_prepare_combine(view_, source_, vectorized_, grid_, stream);
 }
 
-combine_op::combine_op(const comm::ep_session& session, combine_args args) : session_(&session) {
-  require_device_pointer(args.num_tokens, "combine_args.num_tokens", alignof(std::int32_t));
-  require_device_pointer(args.output, "combine_args.output", comm::element_size(args.output_type));
-  params_.v = session.view();
-  params_.num_tokens = args.num_tokens;
-  params_.output = args.output;
-  params_.output_type = args.output_type;
-  params_.vectorized = session.config().hidden % 8 == 0 && aligned(args.output, 16) &&
-                       (session.layout().combine.offset % 16 == 0);
+combine_op::combine_op(const comm::ep_session& session, combine_args args) : link_(session.link()) {
+  session.agreed("combine_op planning", [&] {
+    const comm::session_view& v = session.view();
+    const std::size_t elem = comm::element_size(args.output_type);  // 0 for a value outside the enum
+    if (elem == 0)
+      comm::throw_config_error("combine_args.output_type",
+                               "is " + std::to_string(static_cast<int>(args.output_type)) + ", not bf16, fp16 or fp32");
+    if (args.num_tokens) require_device_pointer(args.num_tokens, "combine_args.num_tokens", alignof(std::int32_t));
+    require_device_pointer(args.output, "combine_args.output", elem);
+    require_outside_session(args.output, static_cast<std::size_t>(v.max_tokens) * v.hidden * elem, v,
+                            "combine_args.output");
+    params_.v = v;
+    params_.output = args.output;
+    params_.output_type = args.output_type;
+    params_.vectorized = v.hidden % 8 == 0 && aligned(args.output, 16) && v.layout.combine.offset % 16 == 0;
+    int per_sm = 0;
+    require_coresident(detail::combine_ctas_per_sm(params_, &per_sm), per_sm, v, "combine");
+    dev_ = session.dev_comm();
+  });
 }
 
 cudaError_t combine_op::run(cudaStream_t stream) const noexcept {
-  return detail::launch_combine(session_->dev_comm(), params_, stream);
+  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
+  return detail::launch_combine(dev_, params_, stream);
+}
+
+stage_failure_op::stage_failure_op(const comm::ep_session& session) : link_(session.link()), view_(session.view()) {}
+
+cudaError_t stage_failure_op::run(cudaStream_t stream, int node) const noexcept {
+  // Recorded even on a session that already failed: only a destroyed one is refused.
+  if (const cudaError_t st = launchable(link_); st == cudaErrorInvalidResourceHandle) return st;
+  return detail::launch_stage_failed(view_, node, stream);
 }
 
 }  // namespace epgraph::kernels

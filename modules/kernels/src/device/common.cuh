@@ -13,7 +13,8 @@
 
 #include <cstdint>
 
-#include "epgraph/comm/ep_session.hpp"
+#include "epgraph/comm/faults.cuh"
+#include "epgraph/comm/session_view.hpp"
 
 namespace epgraph::kernels {
 /// Register budget of the collective kernels: one CTA of up to 512 threads per SM (the
@@ -23,25 +24,27 @@ inline constexpr int kMaxThreads = comm::max_threads_per_cta;
 
 namespace epgraph::kernels::device {
 
-// ---- faults ----------------------------------------------------------------------------
+// ---- input faults ------------------------------------------------------------------------
 
-__device__ inline void record_fault(std::int32_t* error, comm::fault_code code, int token, int entry, int value) {
-  if (atomicCAS(error, 0, static_cast<int>(code)) == 0) {
-    error[1] = token;
-    error[2] = entry;
-    error[3] = value;
-  }
+__device__ inline void record_input_fault(comm::fault_record* input, comm::fault_code code, int token, int entry,
+                                          int value) {
+  comm::fault_record f;
+  f.code = code;
+  f.token = token;
+  f.entry = entry;
+  f.value = value;
+  comm::device::record_fault(input, f);
 }
 
-__device__ inline int read_token_count(const std::int32_t* num_tokens, int max_tokens, std::int32_t* error,
+__device__ inline int read_token_count(const std::int32_t* num_tokens, int max_tokens, comm::fault_record* input,
                                        bool report) {
   int t = *num_tokens;
   if (t > max_tokens) {
-    if (report) record_fault(error, comm::fault_code::token_count_above_max, -1, -1, t);
+    if (report) record_input_fault(input, comm::fault_code::token_count_above_max, -1, -1, t);
     t = max_tokens;
   }
   if (t < 0) {
-    if (report) record_fault(error, comm::fault_code::token_count_negative, -1, -1, t);
+    if (report) record_input_fault(input, comm::fault_code::token_count_negative, -1, -1, t);
     t = 0;
   }
   return t;
@@ -49,14 +52,14 @@ __device__ inline int read_token_count(const std::int32_t* num_tokens, int max_t
 
 /// Bit d set if token t has an expert on rank d. Invalid ids are skipped (and reported).
 __device__ inline std::uint64_t destination_mask(const std::int32_t* topk_ids, int t, int k, int num_experts,
-                                                 int experts_per_rank, std::int32_t* error, bool report) {
+                                                 int experts_per_rank, comm::fault_record* input, bool report) {
   std::uint64_t mask = 0;
   const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
   for (int j = 0; j < k; ++j) {
     const int e = ids[j];
     if (e == -1) continue;
     if (e < -1 || e >= num_experts) {
-      if (report) record_fault(error, comm::fault_code::expert_id_out_of_range, t, j, e);
+      if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
       continue;
     }
     mask |= std::uint64_t{1} << (e / experts_per_rank);

@@ -5,13 +5,8 @@
 
 #include <cstddef>
 
+#include "epgraph/comm/host_device.hpp"
 #include "epgraph/kernels/launch_params.hpp"
-
-#if defined(__CUDACC__)
-#define EPG_PUSH_HD __host__ __device__
-#else
-#define EPG_PUSH_HD
-#endif
 
 namespace epgraph::kernels::device {
 
@@ -30,21 +25,21 @@ struct push_items {
   int tokens, num_copies, small = 0, large = 0, slices = 1;
   bool whole_tokens;
 
-  EPG_PUSH_HD static bool one_round(const copy_spec& c) {
+  EPGRAPH_HD static bool one_round(const copy_spec& c) {
     return c.row_bytes <= std::size_t{32} * kPushUnroll * c.vec_bytes;
   }
-  EPG_PUSH_HD static int at_least_1(int x) { return x > 1 ? x : 1; }
+  EPGRAPH_HD static int at_least_1(int x) { return x > 1 ? x : 1; }
 
-  EPG_PUSH_HD push_items(const dispatch_params& p, int tokens, int nwarps)
+  EPGRAPH_HD push_items(const dispatch_params& p, int tokens, int nwarps)
       : tokens(tokens), num_copies(p.num_copies), whole_tokens(tokens >= nwarps) {
     for (int c = 0; c < p.num_copies; ++c) (one_round(p.copies[c]) ? small : large) += 1;
     if (tokens > 0 && large > 0) slices = at_least_1((at_least_1(nwarps / tokens) - small) / large);
   }
-  EPG_PUSH_HD int count() const { return whole_tokens ? tokens : tokens * (large * slices + small); }
+  EPGRAPH_HD int count() const { return whole_tokens ? tokens : tokens * (large * slices + small); }
 
   /// Item i of count(); warp-uniform. Sliced items first, then the small ones, each
   /// token-major.
-  EPG_PUSH_HD item at(const dispatch_params& p, int first_token, int i) const {
+  EPGRAPH_HD item at(const dispatch_params& p, int first_token, int i) const {
     if (whole_tokens) return {first_token + i, 0, num_copies, 0, 1};
     const int sliced = tokens * large * slices;
     const bool is_small = i >= sliced;
@@ -68,7 +63,7 @@ struct push_items {
   }
 
   /// Vectors [first, end) of a row of nvec vectors that slice `slice` of `slices` covers.
-  EPG_PUSH_HD static void slice_range(std::size_t nvec, int slice, int slices, std::size_t& first, std::size_t& end) {
+  EPGRAPH_HD static void slice_range(std::size_t nvec, int slice, int slices, std::size_t& first, std::size_t& end) {
     const std::size_t per_slice = (nvec + slices - 1) / slices;
     first = per_slice * slice;
     end = first + per_slice < nvec ? first + per_slice : nvec;

@@ -11,12 +11,7 @@
 #include <string_view>
 
 #include "epgraph/comm/ep_config.hpp"
-
-#if defined(__CUDACC__)
-#define EPG_HD __host__ __device__
-#else
-#define EPG_HD
-#endif
+#include "epgraph/comm/host_device.hpp"
 
 namespace epgraph::sim {
 
@@ -37,7 +32,7 @@ struct problem {
   std::uint64_t empty_ranks = 0;  ///< bit r set: rank r has no tokens in any step
 };
 
-EPG_HD inline std::uint32_t mix(std::uint64_t x) {
+EPGRAPH_HD inline std::uint32_t mix(std::uint64_t x) {
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdull;
   x ^= x >> 33;
@@ -46,19 +41,19 @@ EPG_HD inline std::uint32_t mix(std::uint64_t x) {
   return static_cast<std::uint32_t>(x);
 }
 
-EPG_HD inline std::uint32_t draw(const problem& p, int rank, std::uint64_t step, std::uint64_t a, std::uint64_t b = 0) {
+EPGRAPH_HD inline std::uint32_t draw(const problem& p, int rank, std::uint64_t step, std::uint64_t a, std::uint64_t b = 0) {
   return mix(p.seed * 0x9e3779b97f4a7c15ull ^ mix((static_cast<std::uint64_t>(rank) << 48) ^ (step << 20) ^
                                                   mix(a * 0x100000001b3ull ^ b)));
 }
 
-EPG_HD inline int token_count(const problem& p, int rank, std::uint64_t step) {
+EPGRAPH_HD inline int token_count(const problem& p, int rank, std::uint64_t step) {
   if ((p.empty_ranks >> rank) & 1) return 0;
   const int span = p.max_tokens - p.min_tokens + 1;
   return p.min_tokens + static_cast<int>(draw(p, rank, step, 0xC0FFEE) % static_cast<std::uint32_t>(span));
 }
 
 /// Expert of top-k entry j of a token; distinct within the token.
-EPG_HD inline int expert_id(const problem& p, int rank, std::uint64_t step, int token, int j) {
+EPGRAPH_HD inline int expert_id(const problem& p, int rank, std::uint64_t step, int token, int j) {
   int chosen[32];
   const int per_rank = p.num_experts / p.ep_size;
   for (int i = 0; i <= j; ++i) {
@@ -84,34 +79,34 @@ EPG_HD inline int expert_id(const problem& p, int rank, std::uint64_t step, int 
 }
 
 /// Router weight of entry j: a multiple of 1/16 in [1/16, 1].
-EPG_HD inline float router_weight(const problem& p, int rank, std::uint64_t step, int token, int j) {
+EPGRAPH_HD inline float router_weight(const problem& p, int rank, std::uint64_t step, int token, int j) {
   return static_cast<float>(1 + draw(p, rank, step, 0xABCDull + token, j) % 16) * (1.0f / 16.0f);
 }
 
 /// Hidden element h of a token: a multiple of 1/8 in [-1, 1].
-EPG_HD inline float hidden_value(const problem& p, int rank, std::uint64_t step, int token, int h) {
+EPGRAPH_HD inline float hidden_value(const problem& p, int rank, std::uint64_t step, int token, int h) {
   return static_cast<float>(static_cast<int>(draw(p, rank, step, 0x5EEDull + token, h) % 17) - 8) * 0.125f;
 }
 
 /// Byte b of row `row` of an opaque payload filled with pattern `seed` (fill_pattern).
-EPG_HD inline std::uint8_t pattern_byte(std::uint64_t seed, std::uint64_t row, std::uint64_t byte) {
+EPGRAPH_HD inline std::uint8_t pattern_byte(std::uint64_t seed, std::uint64_t row, std::uint64_t byte) {
   return static_cast<std::uint8_t>(mix(seed * 0x9e3779b97f4a7c15ull ^ (row << 24) ^ byte) >> 7);
 }
 
 /// The reference expert e computes scale(e) * x.
-EPG_HD inline float expert_scale(int e) { return 1.0f + static_cast<float>(e % 8) * 0.125f; }
+EPGRAPH_HD inline float expert_scale(int e) { return 1.0f + static_cast<float>(e % 8) * 0.125f; }
 
-EPG_HD inline int owner_rank(const problem& p, int expert) { return expert / (p.num_experts / p.ep_size); }
+EPGRAPH_HD inline int owner_rank(const problem& p, int expert) { return expert / (p.num_experts / p.ep_size); }
 
 // fp32 ops that the device compiler must not contract into FMAs (host and device agree).
-EPG_HD inline float mul_rn(float a, float b) {
+EPGRAPH_HD inline float mul_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fmul_rn(a, b);
 #else
   return a * b;
 #endif
 }
-EPG_HD inline float add_rn(float a, float b) {
+EPGRAPH_HD inline float add_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fadd_rn(a, b);
 #else
@@ -123,7 +118,7 @@ EPG_HD inline float add_rn(float a, float b) {
 /// per rank (ascending, as combine sums) the reference experts' fp32 partial in entry order
 /// (as the expert stage sums), rounded to the dtype by `round`; those summed in fp32; rounded.
 template <class Round>
-EPG_HD inline float expected_output(const problem& p, const int* experts, const float* weights, float x, Round round) {
+EPGRAPH_HD inline float expected_output(const problem& p, const int* experts, const float* weights, float x, Round round) {
   float total = 0.f;
   for (int d = 0; d < p.ep_size; ++d) {
     bool routed = false;

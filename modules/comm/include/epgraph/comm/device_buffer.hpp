@@ -3,7 +3,9 @@
 // Capture-safe: no (allocate before capture).
 
 #include <cstddef>
-#include <utility>
+
+#include "epgraph/comm/cuda_handles.hpp"
+#include "epgraph/comm/unique_handle.hpp"
 
 namespace epgraph::comm {
 
@@ -11,25 +13,18 @@ class device_buffer {
  public:
   device_buffer() = default;
   explicit device_buffer(std::size_t bytes);
-  ~device_buffer();
-  device_buffer(const device_buffer&) = delete;
-  device_buffer& operator=(const device_buffer&) = delete;
-  device_buffer(device_buffer&& o) noexcept : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-  device_buffer& operator=(device_buffer&& o) noexcept {
-    device_buffer tmp(std::move(o));
-    std::swap(ptr_, tmp.ptr_);
-    std::swap(bytes_, tmp.bytes_);
-    return *this;
-  }
 
-  void* get() const noexcept { return ptr_; }
+  void* get() const noexcept { return memory_.get().ptr; }
   template <class T>
-  T* as() const noexcept { return static_cast<T*>(ptr_); }
-  std::size_t bytes() const noexcept { return bytes_; }
+  T* as() const noexcept {
+    return static_cast<T*>(get());
+  }
+  std::size_t bytes() const noexcept { return memory_.get().bytes; }
+  /// Gives up ownership: the caller frees the memory with cudaFree.
+  [[nodiscard]] device_memory release() noexcept { return memory_.release(); }
 
  private:
-  void* ptr_ = nullptr;
-  std::size_t bytes_ = 0;
+  unique_handle<device_memory_traits> memory_;
 };
 
 }  // namespace epgraph::comm

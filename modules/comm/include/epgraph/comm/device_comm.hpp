@@ -8,28 +8,35 @@
 #include <nccl_device/impl/comm__types.h>  // host-visible ncclDevComm layout
 
 #include "epgraph/comm/nccl_comm.hpp"
+#include "epgraph/comm/unique_handle.hpp"
 
 namespace epgraph::comm {
 
+struct device_comm_traits {
+  struct value_type {
+    ncclComm_t comm = nullptr;
+    ncclDevComm dev{};
+    int barriers = 0;
+  };
+  static bool empty(const value_type& d) noexcept { return d.comm == nullptr; }
+  static void destroy(value_type& d) noexcept;  // ncclDevCommDestroy
+};
+
 class device_comm {
  public:
+  device_comm() = default;
   device_comm(nccl_comm_ref comm, int lsa_barrier_count);
-  ~device_comm();
-  device_comm(const device_comm&) = delete;
-  device_comm& operator=(const device_comm&) = delete;
-  device_comm(device_comm&& o) noexcept;
-  device_comm& operator=(device_comm&&) = delete;
 
   /// Passed by value (it is ~200 bytes) to kernels as a __grid_constant__ parameter.
-  const ncclDevComm& get() const noexcept { return dev_; }
-  int lsa_size() const noexcept { return dev_.lsaSize; }
-  int lsa_rank() const noexcept { return dev_.lsaRank; }
-  int barrier_count() const noexcept { return barriers_; }
+  const ncclDevComm& get() const noexcept { return handle_.get().dev; }
+  int lsa_size() const noexcept { return get().lsaSize; }
+  int lsa_rank() const noexcept { return get().lsaRank; }
+  int barrier_count() const noexcept { return handle_.get().barriers; }
+  /// Gives up NCCL's barrier state without destroying it (see symmetric_window::leak).
+  void leak() noexcept { (void)handle_.release(); }
 
  private:
-  ncclComm_t comm_ = nullptr;
-  ncclDevComm dev_{};
-  int barriers_ = 0;
+  unique_handle<device_comm_traits> handle_;
 };
 
 }  // namespace epgraph::comm

@@ -37,6 +37,11 @@ struct ep_config {
   std::vector<payload_spec> payloads;  ///< dispatched payloads, at most max_payloads
   int num_ctas = 64;                   ///< fixed grid of every dispatch/combine launch (== LSA barriers)
   int threads_per_cta = 512;
+  /// Every wait of this rank on its peers ends after this many seconds with a fault naming the
+  /// peers that did not arrive: device waits inside dispatch/combine and the session's host
+  /// collectives (setup, planning agreement, check_faults, teardown). 0 = wait forever.
+  /// Rank-local (not compared between ranks).
+  double deadline_seconds = 30.0;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }
 };
@@ -48,6 +53,7 @@ inline constexpr int max_num_ctas = 1024;
 inline constexpr int max_threads_per_cta = 512;  // register budget of the collective kernels
 inline constexpr int max_tokens_limit = 1 << 20;
 inline constexpr std::size_t max_row_bytes = std::size_t{1} << 20;
+inline constexpr double max_deadline_seconds = 1e6;
 
 /// Throws a config error naming the first invalid field and its allowed range.
 void validate(const ep_config& config);

@@ -1,67 +1,74 @@
 #pragma once
 // EP session: the symmetric workspace, device communicator and local state of one rank.
 //
-// Construction: collective over the communicator; allocates (window + local state);
-// not capture-safe. Validates the config, checks it is identical on every rank (a mismatch
-// throws on every rank naming the field and values), checks the loaded NCCL version,
-// that the communicator is exactly the EP group, and that the LSA team spans it.
-// Failures that only one rank can see (out of memory, say) are agreed on, so every rank
-// throws instead of some ranks hanging in the next collective.
-// Destruction: collective; synchronizes the device, barriers across ranks, then releases
-// devComm, window, memory. Never throws. The borrowed communicator must outlive it.
+//                                  collective?      allocates?  capture-safe?  bounded by the deadline?
+//   constructor                    yes              yes         no             yes (but see below)
+//   destructor                     yes, unless (*)  frees       no             yes
+//   agreed / all_agree / barrier   yes              no          no             yes
+//   check_faults                   yes              no          no             yes
+//   read_faults, peer_progress     no (any thread)  no          no             -
+//   abort                          no               no          no             -
+//   (*) after a fault, abort(), or while unwinding from an exception, teardown is local: it
+//   tells the peers that this rank left instead of waiting for them.
+//
+// Construction validates the config, checks it is identical on every rank, the loaded NCCL
+// version, that the communicator is exactly the EP group and that its LSA team spans it.
+// Every failure, including those only one rank sees (out of memory, say), is agreed: every
+// rank throws together. Each agreement has the session's deadline; NCCL's own collective
+// calls inside (window registration, ncclDevCommCreate) start only after every rank passed the
+// agreement before them, and are not bounded by epgraph.
+//
+// Receive buffers (recv_*) hold this step's tokens from the end of dispatch until this rank's
+// combine starts: a peer's next dispatch may write them as soon as this rank entered combine.
+//
+// The session is movable; what is planned from it (ops, step plans, step graphs) holds a
+// session_link, which survives moves and expires when the session is destroyed: launching
+// through an expired link returns an error instead of touching freed memory. Graphs must not
+// outlive their session. The borrowed communicator must outlive the session.
 
 #include <nccl.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cuda_runtime_api.h>
+#include <functional>
 #include <memory>
-#include <string>
+#include <string_view>
 #include <vector>
 
 #include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/faults.hpp"
 #include "epgraph/comm/nccl_comm.hpp"
+#include "epgraph/comm/progress.hpp"
+#include "epgraph/comm/session_view.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
 
 struct ncclDevComm;
 
 namespace epgraph::comm {
 
-/// Device-side faults, recorded once (the first) in the session's error word.
-enum class fault_code : std::int32_t {
-  none = 0,
-  expert_id_out_of_range = 1,  ///< entry skipped
-  token_count_above_max = 2,   ///< clamped to max_tokens_per_rank
-  token_count_negative = 3,    ///< treated as 0
-};
-std::string_view to_string(fault_code c) noexcept;
+namespace detail {
+struct session_state;
+}  // namespace detail
 
-struct device_fault {
-  fault_code code = fault_code::none;
-  std::int32_t token = -1;  ///< token index (or -1)
-  std::int32_t entry = -1;  ///< top-k entry (or -1)
-  std::int32_t value = 0;   ///< offending value
-  std::string describe() const;
-};
+/// What ops, plans and graphs keep of their session. Copyable, host only.
+class session_link {
+ public:
+  /// Linked to no session: launch_status() is cudaSuccess and agreed() runs the step locally
+  /// (for host-only fakes of a step).
+  session_link() = default;
+  /// cudaSuccess while the session lives and has no fatal fault known to the host;
+  /// cudaErrorInvalidResourceHandle once it is destroyed (nothing is launched), and
+  /// cudaErrorNotPermitted once it failed or was aborted. Cheap (one weak_ptr lock); any thread.
+  cudaError_t launch_status() const noexcept;
+  /// ep_session::agreed of the linked session; throws if it was destroyed.
+  void agreed(std::string_view what, const std::function<void()>& step) const;
 
-/// Everything a kernel launcher needs, as plain values (host-visible, trivially copyable).
-struct session_view {
-  ncclWindow_t window;
-  char* window_local;  ///< this rank's window memory (ncclMemAlloc alias)
-  int rank, ep_size, max_tokens, top_k, num_experts, experts_per_rank, hidden;
-  element_type combine_type;
-  int num_payloads;
-  std::size_t counts_offset, progress_offset, topk_ids_offset, combine_offset, combine_row_bytes;
-  std::size_t payload_offset[max_payloads];
-  std::size_t payload_row_bytes[max_payloads];
-  std::int32_t* token_slots;
-  unsigned long long* lookback;
-  unsigned long long* dispatches;
-  std::int32_t* error;
-  std::int32_t* expert_counts;
-  int num_ctas, threads_per_cta;
+ private:
+  friend class ep_session;
+  std::weak_ptr<detail::session_state> state_;
+  bool linked_ = false;
 };
-
-/// Throws unless `local_rank` names a GPU of this node; then makes it current.
-void select_device(int local_rank);
 
 class ep_session {
  public:
@@ -77,9 +84,10 @@ class ep_session {
   int rank() const noexcept;
   nccl_comm_ref comm() const noexcept;
   const ncclDevComm& dev_comm() const noexcept;
-  session_view view() const noexcept;
+  const session_view& view() const noexcept;
+  session_link link() const noexcept;
 
-  // Receive side, this rank's memory (valid after dispatch, until the next dispatch).
+  // Receive side, this rank's memory: valid from the end of dispatch until this rank's combine starts.
   const std::int32_t* recv_counts() const noexcept;          ///< [ep]
   const std::int32_t* recv_topk_ids() const noexcept;        ///< [ep][max_tokens][k]
   const void* recv_payload(int i) const;                     ///< [ep][max_tokens][row_bytes_i]
@@ -88,24 +96,42 @@ class ep_session {
   /// here needs no prepare-combine (zero copy).
   void* combine_region() const noexcept;
 
-  /// Reads the device error word (synchronizes the device). Not capture-safe.
-  device_fault read_fault() const;
-  /// Throws a device-domain error describing the first fault, if any, and clears it.
+  /// This rank's fault records as they are now (through a stream of the session's own: it
+  /// does not wait for other work). Synchronize the stream the ops ran on first for a
+  /// complete picture. Local; any thread.
+  device_faults read_faults() const;
+  /// Collective: waits for this GPU to be idle (epgraph's kernels end by their deadline),
+  /// gathers every rank's faults and, if any rank has one, throws on every rank an error
+  /// listing them. Input faults are cleared; a fatal fault makes the session refuse further
+  /// runs (launch_status) until it is destroyed.
   void check_faults();
-  void clear_faults();
+  /// Local: clears this rank's input fault (a fatal fault is never cleared).
+  void clear_input_faults();
 
-  /// Progress record: entry r is the number of dispatches rank r has started (as last seen
-  /// in this rank's window). Reads through a side stream, so it works while a step hangs.
-  std::vector<std::uint64_t> peer_progress() const;
+  /// Where every rank was last seen from this rank (its progress words in this rank's
+  /// window). Local; any thread, also while a step hangs (a stream of its own).
+  std::vector<collective_position> peer_progress() const;
 
-  /// Collective host barrier over the communicator (NCCL allreduce + sync). Not capture-safe.
-  void barrier() const;
-  /// Collective: true only if every rank passes ok == true. Not capture-safe.
+  /// Local, never throws: this session refuses further runs, every peer's kernels and host
+  /// collectives of this session fail at once (instead of at their deadline) naming this
+  /// rank, and the destructor skips its collective step. If a collective of the communicator
+  /// itself was left unfinished, also abort the communicator (nccl_comm::abort).
+  void abort() noexcept;
+  /// True once a fatal fault was seen by the host, an agreement failed, or abort() ran.
+  bool failed() const noexcept;
+
+  /// Collective (bounded by the deadline): runs `step` on every rank; if it throws on any
+  /// rank, every rank throws (the failing rank its own error, the others one naming it).
+  /// One thread at a time per session; not capture-safe.
+  void agreed(std::string_view what, const std::function<void()>& step) const;
+  /// Collective: true only if every rank passes ok == true.
   bool all_agree(bool ok) const;
+  /// Collective host barrier (through the window).
+  void barrier() const;
 
  private:
-  struct state;
-  std::unique_ptr<state> state_;
+  std::shared_ptr<detail::session_state> state_;
+  int uncaught_at_creation_ = 0;  // teardown while unwinding is local
 };
 
 }  // namespace epgraph::comm

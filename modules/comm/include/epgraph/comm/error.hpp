@@ -16,8 +16,9 @@
 
 namespace epgraph::comm {
 
-/// Which library the failing call belongs to.
-enum class error_domain { cuda, nccl, mpi, config, device, internal };
+/// Which library the failing call belongs to; `peer` when another rank failed, left, or did
+/// not arrive in time (this rank is healthy), `device` for faults recorded by the kernels.
+enum class error_domain { cuda, nccl, mpi, config, device, peer, internal };
 
 std::string_view to_string(error_domain d) noexcept;
 

@@ -1,22 +1,38 @@
 #pragma once
-// MPI context: initializes MPI only if this process has not already, finalizes only what
-// it initialized. Construction is collective over MPI_COMM_WORLD (the node-local split).
+// MPI context: initializes MPI only if this process has not already, finalizes only what it
+// initialized. Construction is collective over MPI_COMM_WORLD (the node-local split).
 // Allocates: no GPU memory. Capture-safe: not applicable (host only).
+//
+// Threads: it asks MPI for MPI_THREAD_SERIALIZED and refuses less than MPI_THREAD_FUNNELED
+// (CUDA and NCCL run threads of their own; only the thread that created the context may call
+// its methods).
 
 #include <mpi.h>
 
+#include "epgraph/comm/unique_handle.hpp"
+
 namespace epgraph::comm {
+
+struct mpi_lifetime_traits {
+  struct value_type {
+    bool active = false;     ///< this object holds the context
+    bool owns_mpi = false;   ///< this process's MPI_Init was ours: finalize it
+    MPI_Comm side = MPI_COMM_NULL;  ///< private duplicate of the world (all_reach_within)
+  };
+  static bool empty(const value_type& v) noexcept { return !v.active; }
+  static void destroy(value_type& v) noexcept;  // frees `side`; MPI_Finalize if owned
+};
 
 class mpi_context {
  public:
   mpi_context() : mpi_context(nullptr, nullptr) {}
   mpi_context(int* argc, char*** argv);
+  /// Never blocks on peers while unwinding from an exception or with a barrier_within left
+  /// unfinished: MPI_Finalize (which waits for every rank) is skipped then, and mpirun ends the
+  /// job when this process exits.
   ~mpi_context();
-
-  mpi_context(const mpi_context&) = delete;
-  mpi_context& operator=(const mpi_context&) = delete;
-  mpi_context(mpi_context&& other) noexcept;
-  mpi_context& operator=(mpi_context&& other) noexcept;
+  mpi_context(mpi_context&&) noexcept = default;
+  mpi_context& operator=(mpi_context&&) noexcept = default;
 
   MPI_Comm world() const noexcept { return MPI_COMM_WORLD; }
   int rank() const noexcept { return rank_; }
@@ -29,14 +45,21 @@ class mpi_context {
   bool all_agree(bool ok) const;
   /// Collective: MPI_Barrier on the world communicator.
   void barrier() const;
-  /// Collective: a barrier that gives up after `timeout_seconds` (> 0) and returns false,
-  /// so a stalled peer is diagnosed instead of hanging the host (MPI_Ibarrier + MPI_Test).
-  bool barrier_within(double timeout_seconds) const;
+  /// Collective: a barrier that gives up after `timeout_seconds` (> 0, finite) and returns
+  /// false, so a stalled peer is diagnosed instead of hanging the host (MPI_Ibarrier + MPI_Test).
+  /// After false the barrier stays pending: the next call resumes it (so it pairs with the
+  /// same barrier of the late peers), and the destructor does not finalize.
+  bool barrier_within(double timeout_seconds);
+  /// Collective over a private duplicate of the world, so it never pairs with another
+  /// collective of the application: true if every rank called it within `timeout_seconds`.
+  /// For ending a job after an error: every rank failed together (finalize normally) or not
+  /// (then abort, since healthy peers would wait).
+  bool all_reach_within(double timeout_seconds) const;
 
  private:
-  void reset() noexcept;
-  bool owns_mpi_ = false;
-  bool live_ = false;
+  unique_handle<mpi_lifetime_traits> lifetime_;
+  int uncaught_at_creation_ = 0;
+  MPI_Request pending_ = MPI_REQUEST_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };
 

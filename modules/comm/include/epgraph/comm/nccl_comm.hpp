@@ -7,6 +7,8 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include "epgraph/comm/unique_handle.hpp"
+
 namespace epgraph::comm {
 
 /// Throws if the loaded libnccl is not the version whose headers were compiled in
@@ -26,6 +28,12 @@ class nccl_comm_ref {
   ncclComm_t comm_;
 };
 
+struct nccl_comm_traits {
+  using value_type = ncclComm_t;
+  static bool empty(value_type c) noexcept { return c == nullptr; }
+  static void destroy(value_type c) noexcept;  // ncclCommDestroy
+};
+
 class nccl_comm {
  public:
   /// Collective over `comm`: rank 0 creates the unique id, MPI broadcasts it.
@@ -35,22 +43,19 @@ class nccl_comm {
   /// Takes ownership of a communicator created elsewhere (destroyed with this object).
   static nccl_comm from_native_handle(ncclComm_t comm) noexcept { return nccl_comm(comm); }
 
-  nccl_comm(const nccl_comm&) = delete;
-  nccl_comm& operator=(const nccl_comm&) = delete;
-  nccl_comm(nccl_comm&& o) noexcept : comm_(o.release()) {}
-  nccl_comm& operator=(nccl_comm&& o) noexcept;
-  ~nccl_comm();
-
-  ncclComm_t get() const noexcept { return comm_; }
+  ncclComm_t get() const noexcept { return handle_.get(); }
   /// Gives up ownership; the caller destroys the communicator.
-  ncclComm_t release() noexcept;
-  operator nccl_comm_ref() const noexcept { return nccl_comm_ref(comm_); }  // NOLINT
-  int rank() const { return nccl_comm_ref(comm_).rank(); }
-  int size() const { return nccl_comm_ref(comm_).size(); }
+  [[nodiscard]] ncclComm_t release() noexcept { return handle_.release(); }
+  /// Local: ncclCommAbort. Stops this rank's unfinished NCCL operations (e.g. after a
+  /// peer died during a collective) and frees the communicator; owns nothing afterwards.
+  void abort() noexcept;
+  operator nccl_comm_ref() const noexcept { return nccl_comm_ref(get()); }  // NOLINT
+  int rank() const { return nccl_comm_ref(get()).rank(); }
+  int size() const { return nccl_comm_ref(get()).size(); }
 
  private:
-  explicit nccl_comm(ncclComm_t comm) noexcept : comm_(comm) {}
-  ncclComm_t comm_ = nullptr;
+  explicit nccl_comm(ncclComm_t comm) noexcept : handle_(comm) {}
+  unique_handle<nccl_comm_traits> handle_;
 };
 
 }  // namespace epgraph::comm

@@ -2,56 +2,62 @@
 // Where everything lives: a pure host function of the EP config.
 //
 // Symmetric window (same layout on every rank; peers write into it):
-//   counts    int32 [ep]                    tokens received from each source this step
-//   progress  uint64 [ep]                   step counters for hang diagnostics
-//   topk_ids  int32 [ep][max_tokens][k]     routing of every received token (travels implicitly)
+//   counts    int32 [ep]                     tokens received from each source this step
+//   arrivals  uint64 [ep][num_ctas]          progress words: slot [src][b] is written by CTA b of src
+//   mailbox   [2][ep] x mailbox_slot_bytes   host agreement between ranks after setup
+//   topk_ids  int32 [ep][max_tokens][k]      routing of every received token (travels implicitly)
 //   payload i bytes [ep][max_tokens][row_i]  one region per payload
 //   combine   elem  [ep][max_tokens][hidden] expert output read by combine (zero copy)
 // Local state (plain device memory, this rank only):
-//   token_slots int32 [max_tokens][ep]      slot of each token at each destination, or -1
-//   lookback    uint64 [num_ctas][ep]       per-CTA destination counts, tagged by barrier epoch
-//   dispatches  uint64                      dispatches started (the progress record's value)
-//   error       4 x int32                   first device-side fault
-//   expert_counts int32 [experts_per_rank]  received tokens per local expert
-// Strides are static (max_tokens_per_rank), never a per-step maximum: a region never
-// moves between steps, which the two-barrier argument relies on.
+//   token_slots   int32 [max_tokens][ep]     slot of each token at each destination, or -1
+//   lookback      uint64 [num_ctas][ep]      per-CTA destination counts, tagged by launch number
+//   launches      uint64 [num_ctas][2]       per CTA: collective launches so far, 1 while one runs
+//   dispatched    int32                      the token count the last dispatch used
+//   faults        device_faults              first input fault, first fatal fault
+//   expert_counts int32 [experts_per_rank]   received tokens per local expert
+// Strides are static (max_tokens_per_rank), never a per-step maximum: a region never moves
+// between steps, which the two-barrier argument relies on. The layout is trivially copyable:
+// kernels receive it by value inside session_view, so offsets have one source.
 
 #include <cstddef>
 #include <string>
-#include <vector>
 
 #include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/host_device.hpp"
 
 namespace epgraph::comm {
 
 struct region {
   std::size_t offset = 0;
   std::size_t bytes = 0;
-  std::size_t end() const noexcept { return offset + bytes; }
+  EPGRAPH_HD constexpr std::size_t end() const noexcept { return offset + bytes; }
 };
 
 inline constexpr std::size_t region_alignment = 256;  // >= 16-byte vectors, 128-byte lines
+inline constexpr std::size_t window_granularity = 4096;
+inline constexpr std::size_t mailbox_slot_bytes = 256;
 
 struct workspace_layout {
   // symmetric window
   region counts;
-  region progress;
+  region arrivals;
+  region mailbox;
   region topk_ids;
-  std::vector<region> payloads;
+  region payloads[max_payloads];
+  int num_payloads = 0;
   region combine;
   std::size_t window_bytes = 0;  ///< rounded up to window_granularity
   // local state
   region token_slots;
   region lookback;
-  region dispatches;
-  region error;
+  region launches;
+  region dispatched;
+  region faults;
   region expert_counts;
   std::size_t local_bytes = 0;
 
   std::size_t combine_row_bytes = 0;  ///< hidden * element_size(combine_type)
 };
-
-inline constexpr std::size_t window_granularity = 4096;
 
 /// Computes the layout; validates the config first and throws a config error if any
 /// size overflows (the message gives the bytes asked for and the knobs that reduce them).

@@ -6,7 +6,10 @@
 
 #include <cuda_runtime_api.h>
 
-#include <utility>
+#include <cstddef>
+
+#include "epgraph/comm/cuda_handles.hpp"
+#include "epgraph/comm/unique_handle.hpp"
 
 namespace epgraph::graph {
 
@@ -29,23 +32,14 @@ class stream {
  public:
   stream();
   static stream from_native_handle(cudaStream_t s) noexcept { return stream(s); }
-  ~stream();
-  stream(const stream&) = delete;
-  stream& operator=(const stream&) = delete;
-  stream(stream&& o) noexcept : stream_(o.release()) {}
-  stream& operator=(stream&& o) noexcept {
-    stream tmp(std::move(o));
-    std::swap(stream_, tmp.stream_);
-    return *this;
-  }
-  cudaStream_t get() const noexcept { return stream_; }
-  cudaStream_t release() noexcept { return std::exchange(stream_, nullptr); }
-  operator stream_ref() const noexcept { return stream_ref(stream_); }  // NOLINT
-  void sync() const { stream_ref(stream_).sync(); }
+  cudaStream_t get() const noexcept { return handle_.get(); }
+  [[nodiscard]] cudaStream_t release() noexcept { return handle_.release(); }
+  operator stream_ref() const noexcept { return stream_ref(get()); }  // NOLINT
+  void sync() const { stream_ref(get()).sync(); }
 
  private:
-  explicit stream(cudaStream_t s) noexcept : stream_(s) {}
-  cudaStream_t stream_ = nullptr;
+  explicit stream(cudaStream_t s) noexcept : handle_(s) {}
+  comm::unique_handle<comm::stream_traits> handle_;
 };
 
 /// Owning event, timing-enabled by default.
@@ -53,17 +47,8 @@ class event {
  public:
   explicit event(bool timing = true);
   static event from_native_handle(cudaEvent_t e) noexcept { return event(e, 0); }
-  ~event();
-  event(const event&) = delete;
-  event& operator=(const event&) = delete;
-  event(event&& o) noexcept : event_(o.release()) {}
-  event& operator=(event&& o) noexcept {
-    event tmp(std::move(o));
-    std::swap(event_, tmp.event_);
-    return *this;
-  }
-  cudaEvent_t get() const noexcept { return event_; }
-  cudaEvent_t release() noexcept { return std::exchange(event_, nullptr); }
+  cudaEvent_t get() const noexcept { return handle_.get(); }
+  [[nodiscard]] cudaEvent_t release() noexcept { return handle_.release(); }
   /// Records on the stream; capture-safe (becomes an event-record node).
   void record(stream_ref s) const;
   void sync() const;
@@ -71,8 +56,8 @@ class event {
   static float elapsed_ms(const event& start, const event& stop);
 
  private:
-  event(cudaEvent_t e, int) noexcept : event_(e) {}
-  cudaEvent_t event_ = nullptr;
+  event(cudaEvent_t e, int) noexcept : handle_(e) {}
+  comm::unique_handle<comm::event_traits> handle_;
 };
 
 /// Owning executable graph. launch() is capture-safe and never throws (it returns the status),
@@ -81,22 +66,13 @@ class graph_exec {
  public:
   graph_exec() = default;
   static graph_exec from_native_handle(cudaGraphExec_t g) noexcept { return graph_exec(g); }
-  ~graph_exec();
-  graph_exec(const graph_exec&) = delete;
-  graph_exec& operator=(const graph_exec&) = delete;
-  graph_exec(graph_exec&& o) noexcept : exec_(o.release()) {}
-  graph_exec& operator=(graph_exec&& o) noexcept {
-    graph_exec tmp(std::move(o));
-    std::swap(exec_, tmp.exec_);
-    return *this;
-  }
-  cudaGraphExec_t get() const noexcept { return exec_; }
-  cudaGraphExec_t release() noexcept { return std::exchange(exec_, nullptr); }
-  [[nodiscard]] cudaError_t launch(stream_ref s) const noexcept { return cudaGraphLaunch(exec_, s.get()); }
+  cudaGraphExec_t get() const noexcept { return handle_.get(); }
+  [[nodiscard]] cudaGraphExec_t release() noexcept { return handle_.release(); }
+  [[nodiscard]] cudaError_t launch(stream_ref s) const noexcept { return cudaGraphLaunch(get(), s.get()); }
 
  private:
-  explicit graph_exec(cudaGraphExec_t g) noexcept : exec_(g) {}
-  cudaGraphExec_t exec_ = nullptr;
+  explicit graph_exec(cudaGraphExec_t g) noexcept : handle_(g) {}
+  comm::unique_handle<comm::graph_exec_traits> handle_;
 };
 
 /// Owning graph (the captured template).
@@ -104,25 +80,16 @@ class graph {
  public:
   graph() = default;
   static graph from_native_handle(cudaGraph_t g) noexcept { return graph(g); }
-  ~graph();
-  graph(const graph&) = delete;
-  graph& operator=(const graph&) = delete;
-  graph(graph&& o) noexcept : graph_(o.release()) {}
-  graph& operator=(graph&& o) noexcept {
-    graph tmp(std::move(o));
-    std::swap(graph_, tmp.graph_);
-    return *this;
-  }
-  cudaGraph_t get() const noexcept { return graph_; }
-  cudaGraph_t release() noexcept { return std::exchange(graph_, nullptr); }
+  cudaGraph_t get() const noexcept { return handle_.get(); }
+  [[nodiscard]] cudaGraph_t release() noexcept { return handle_.release(); }
   /// Instantiates an executable graph. Allocates; not capture-safe.
   graph_exec instantiate() const;
   /// Number of nodes (for tests and explain output).
   std::size_t node_count() const;
 
  private:
-  explicit graph(cudaGraph_t g) noexcept : graph_(g) {}
-  cudaGraph_t graph_ = nullptr;
+  explicit graph(cudaGraph_t g) noexcept : handle_(g) {}
+  comm::unique_handle<comm::graph_traits> handle_;
 };
 
 /// Begins capture on `s` on construction; end() returns the graph. If destroyed without

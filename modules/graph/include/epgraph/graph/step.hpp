@@ -3,10 +3,20 @@
 //
 //   dispatch -> [summarize] -> expert stage -> [prepare-combine] -> combine
 //
-// The scheduler inserts prepare-combine only when the expert output is not the workspace
-// combine region (zero copy otherwise); the decision is visible in step_plan::explain().
-// Planning throws on bad input and does not touch the GPU; enqueue/replay never throw and
-// are capture-safe.
+// The scheduler decides whether prepare-combine is needed: exactly when the expert output is
+// not the workspace combine region (zero copy otherwise); the decision is visible in
+// step_plan::explain().
+//
+//                        collective?                 capture-safe?  throws?
+//   plan_step            yes (agrees: every rank     no             yes, on every rank together
+//                        throws together)
+//   step_graph(...)      yes (agrees on the capture) no             yes, on every rank together
+//   enqueue / replay     yes, in effect              yes            never (returns the status)
+//
+// The collective sequence survives a failing node: enqueue() records the failure on the
+// device, skips the local nodes after it and still launches the collective ones, which then
+// only tell the peers to stop. Every rank then gets the error from check_faults() instead of
+// its peers waiting for a combine that never comes.
 
 #include <cuda_runtime_api.h>
 
@@ -25,10 +35,12 @@ namespace epgraph::graph {
 struct node {
   std::string name;
   std::function<cudaError_t(cudaStream_t)> enqueue;
+  bool collective = false;  ///< every rank must launch it, also after an earlier node failed
 };
 
-/// What the runtime's expert stage sees: this rank's receive buffers (valid between
-/// dispatch and the next dispatch) and the buffer it must write, [ep][max_tokens][hidden].
+/// What the runtime's expert stage sees: this rank's receive buffers (valid from the end of
+/// dispatch until this rank's combine starts: peers may overwrite them from then on) and the
+/// buffer it must write, [ep][max_tokens][hidden].
 struct expert_stage_io {
   const std::int32_t* recv_counts;        ///< [ep] tokens received from each source
   const std::int32_t* recv_topk_ids;      ///< [ep][max_tokens][top_k]
@@ -42,9 +54,9 @@ using expert_stage = std::function<cudaError_t(const expert_stage_io&, cudaStrea
 
 struct step_spec {
   kernels::dispatch_args dispatch;
-  kernels::combine_args combine;
+  kernels::combine_args combine;  ///< combine.num_tokens: null, or dispatch.num_tokens
   expert_stage experts;
-  void* expert_output = nullptr;  ///< session.combine_region() for zero copy, else any buffer
+  void* expert_output = nullptr;  ///< session.combine_region() for zero copy, else a buffer of your own
   bool summarize = true;          ///< per-local-expert counts before the expert stage
   bool sanitize_unused_slots = false;
   std::function<void(const std::string&)> log;  ///< receives the scheduler's decision
@@ -54,6 +66,10 @@ struct step_plan {
   std::vector<node> nodes;
   bool prepare_combine = false;
   std::string decision;  ///< one line: why prepare-combine is in or out
+  comm::session_link session;  ///< for agreement and launch checks (unlinked in host-only fakes)
+  /// Records on the device that node `position` failed on this rank (enqueue calls it once,
+  /// before the first collective node that follows a failure).
+  std::function<cudaError_t(cudaStream_t, int position)> failure_marker;
   /// Dry-run listing: the decision and the nodes in order.
   std::string explain() const;
 };
@@ -64,28 +80,38 @@ struct step_parts {
   node dispatch;
   std::optional<node> summarize;
   node experts;
-  node prepare_combine;
   node combine;
-  bool expert_output_in_workspace = false;
+  /// Where the expert stage writes, and the session's combine region.
+  const void* expert_output = nullptr;
+  const void* combine_region = nullptr;
+  /// Builds the prepare-combine node; called only when the scheduler inserts it.
+  std::function<node()> prepare_combine;
 };
 
-/// Orders the parts; prepare-combine only when the expert output is outside the workspace.
+/// Orders the parts and decides: prepare-combine exactly when expert_output != combine_region.
+/// Marks dispatch and combine collective.
 step_plan schedule(step_parts parts);
 
-/// Builds real nodes for a session (plans every op: throws on bad input).
+/// Builds real nodes for a session (plans every op). Collective: a failure on any rank throws
+/// on every rank.
 step_plan plan_step(const comm::ep_session& session, const step_spec& spec);
 
-/// Enqueues every node in order; returns the first failure (and its node via failed_node).
+/// Enqueues every node in order. After a failing node it skips the local nodes, calls the
+/// plan's failure_marker once and still enqueues the collective nodes. Returns the first
+/// failure (and names its node via failed_node).
 cudaError_t enqueue(const step_plan& plan, cudaStream_t stream, std::string* failed_node = nullptr) noexcept;
 
 /// A step captured once and replayed for every batch (token count and routing come from
-/// device memory). Construction captures on `capture_stream` (not collective: nothing runs).
+/// device memory). Construction captures on `capture_stream` and agrees across ranks that
+/// every capture succeeded. The graph must not outlive its session: replay() then returns
+/// cudaErrorInvalidResourceHandle instead of launching.
 class step_graph {
  public:
   step_graph(step_plan plan, stream_ref capture_stream);
   /// Launches the whole step. Collective in effect: every rank must replay the same
   /// sequence. Capture-safe: if `s` is being captured (a runtime capturing its own graph),
   /// the step is spliced into that capture as a child-graph node instead of launched.
+  /// Returns cudaErrorNotPermitted once the session failed (check_faults says why).
   [[nodiscard]] cudaError_t replay(stream_ref s) const noexcept;
   /// The captured graph, for embedding as a child graph node in a caller's graph.
   cudaGraph_t get() const noexcept { return graph_.get(); }

@@ -6,16 +6,16 @@
 #include <cstdint>
 
 #include "epgraph/comm/ep_config.hpp"
-#include "epgraph/comm/ep_session.hpp"
+#include "epgraph/comm/session_view.hpp"
 
 namespace epgraph::kernels {
 
-/// One row stream a dispatch pushes: source rows [T][row_bytes] into the window region at
-/// dst_offset laid out [ep][max_tokens][row_bytes]. vec_bytes: 16/8/4/2/1.
+/// One row stream a dispatch pushes: source rows [T][row_bytes] into the window region `dst`
+/// laid out [ep][max_tokens][row_bytes]. vec_bytes: 16/8/4/2/1.
 struct copy_spec {
   const char* src;
   std::size_t row_bytes;
-  std::size_t dst_offset;
+  comm::region dst;
   int vec_bytes;
 };
 
@@ -29,9 +29,10 @@ struct dispatch_params {
   copy_spec copies[max_copies];
 };
 
+/// Combine reads the token count the last dispatch recorded (layout.dispatched), never the
+/// caller's scalar again: rows always match the slots dispatch wrote.
 struct combine_params {
   comm::session_view v;
-  const std::int32_t* num_tokens;
   void* output;
   comm::element_type output_type;
   bool vectorized;  ///< 8 elements per lane step (hidden % 8 == 0, 16-byte aligned output)

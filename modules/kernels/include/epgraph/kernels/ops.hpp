@@ -1,20 +1,38 @@
 #pragma once
 // Dispatch, receive summary, prepare-combine and combine as CUTLASS-style operations:
-// construction plans and validates on the host (throws epgraph::comm::error, never touches
-// the GPU); run(stream) only launches: it never allocates, never synchronizes, never throws,
-// and is capture-safe, so a step is captured once and replayed.
+// construction plans and validates on the host (throws epgraph::comm::error); run(stream) only
+// launches: it never allocates, never synchronizes, never throws, and is capture-safe, so a
+// step is captured once and replayed.
 //
-//                      collective?            allocates?  capture-safe?
-//   dispatch_op::run   yes (LSA barrier/CTA)  no          yes
-//   summarize_op::run  no (local)             no          yes
-//   prepare_combine::run no (local)           no          yes
-//   combine_op::run    yes (LSA barrier/CTA)  no          yes
+//                          run: collective?       constructor           allocates?  capture-safe?
+//   dispatch_op            yes (LSA barrier/CTA)  collective (agreed)   no          run: yes
+//   combine_op             yes (LSA barrier/CTA)  collective (agreed)   no          run: yes
+//   summarize_op           no (local)             local                 no          run: yes
+//   prepare_combine_op     no (local)             local                 no          run: yes
+//   stage_failure_op       no (local)             local                 no          run: yes
 //
-// Collective runs must be issued in the same sequence on every rank (barrier epochs
-// advance per launch). Token counts are read from device memory at run time, so one
+// Collective constructors agree across ranks: if planning fails on any rank (a misaligned
+// pointer on one of them, say), it throws on every rank together, so no rank launches alone.
+// Collective runs must be issued in the same sequence on every rank. A rank that runs one
+// more or one fewer is caught at the next barrier (a fatal fault, `collective out of step`), a
+// peer that never comes at the session's deadline (`peers did not arrive`); see
+// ep_session::check_faults. Token counts are read from device memory at run time, so one
 // planned op (and one captured graph) serves every batch size up to max_tokens_per_rank.
+//
+// Planned ops copy what they launch with (the session view and device communicator) and keep
+// a session_link: they survive moves of the session. run() returns
+// cudaErrorInvalidResourceHandle without launching once the session was destroyed, and
+// cudaErrorNotPermitted once it failed or was aborted.
+//
+// Concurrency: every CTA of a collective launch must be resident at once (checked when
+// planned, against this GPU and the kernel's occupancy). Collective kernels that may run at
+// the same time (two sessions, or NCCL kernels on other streams) need the sum of their CTAs
+// resident too; when they are not, dispatch's look-back or a barrier check hits the deadline:
+// a fatal fault, not a hang. Ops of one session must not overlap on the device (one stream,
+// or ordered streams); an overlap is a fatal fault (`overlapping collective launches`).
 
 #include <cuda_runtime_api.h>
+#include <nccl_device/impl/comm__types.h>  // host-visible ncclDevComm layout
 
 #include <cstddef>
 #include <cstdint>
@@ -42,15 +60,16 @@ std::size_t natural_alignment(std::size_t row_bytes) noexcept;  ///< largest of 
 
 /// Pushes each token once per distinct destination rank into slot [rank][i] of that rank's
 /// receive buffers (i = the token's position among this rank's tokens routed there, so the
-/// result is deterministic), records (destination, slot) for combine, publishes per-source
-/// counts, and ends with one LSA barrier per CTA.
+/// result is deterministic), records (destination, slot) and the token count for combine,
+/// publishes per-source counts, and ends with one LSA barrier per CTA.
 class dispatch_op {
  public:
   dispatch_op(const comm::ep_session& session, dispatch_args args);
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
 
  private:
-  const comm::ep_session* session_;
+  comm::session_link link_;
+  ncclDevComm dev_{};
   dispatch_params params_{};
 };
 
@@ -63,20 +82,23 @@ class summarize_op {
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
 
  private:
+  comm::session_link link_;
   comm::session_view view_;
   bool sanitize_;
   int grid_;  // chosen when planned, so run() only launches
 };
 
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives
-/// outside the workspace into the workspace combine region. Not needed (and rejected)
-/// when the expert output already is the combine region.
+/// outside the workspace into the workspace combine region. A source that overlaps the
+/// session's memory (the combine region itself: zero copy needs no prepare-combine) is
+/// rejected.
 class prepare_combine_op {
  public:
   prepare_combine_op(const comm::ep_session& session, const void* expert_output);
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
 
  private:
+  comm::session_link link_;
   comm::session_view view_;
   const void* source_;
   int grid_;
@@ -84,21 +106,38 @@ class prepare_combine_op {
 };
 
 struct combine_args {
-  const std::int32_t* num_tokens = nullptr;  ///< the same device scalar dispatch read
-  void* output = nullptr;                    ///< device [T][hidden] of output_type
+  /// Optional. Combine sums the tokens the last dispatch handled, with the count that dispatch
+  /// recorded on the device; plan_step checks that a scalar given here is dispatch's.
+  const std::int32_t* num_tokens = nullptr;
+  void* output = nullptr;  ///< device [max_tokens][hidden] of output_type, outside the session's memory
   comm::element_type output_type = comm::element_type::bf16;
 };
 
 /// LSA barrier at entry (every peer's expert output is complete), then each token pulls
 /// its rows from the ranks it was sent to and sums them in fp32 in ascending rank order.
+/// A faulted combine writes NaN into the output rows it owns.
 class combine_op {
  public:
   combine_op(const comm::ep_session& session, combine_args args);
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
 
  private:
-  const comm::ep_session* session_;
+  comm::session_link link_;
+  ncclDevComm dev_{};
   combine_params params_{};
+};
+
+/// Local: records that node `node` of a step failed on this rank (fatal fault
+/// local_stage_failed). The collectives enqueued after it still launch, only to keep the
+/// peers in step: they stop at once and tell the peers, who fault instead of waiting.
+class stage_failure_op {
+ public:
+  explicit stage_failure_op(const comm::ep_session& session);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream, int node) const noexcept;
+
+ private:
+  comm::session_link link_;
+  comm::session_view view_;
 };
 
 }  // namespace epgraph::kernels

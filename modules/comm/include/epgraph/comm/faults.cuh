@@ -1,0 +1,28 @@
+#pragma once
+// Device side of faults.hpp (nvcc only): recording a fault from a kernel.
+#include "epgraph/comm/faults.hpp"
+
+namespace epgraph::comm::device {
+
+/// Records `f` into `slot` unless a fault is already there: the first fault wins. Any thread.
+/// The host reads the record only after the kernel finished, so the fields after the code
+/// need no atomics.
+__device__ inline bool record_fault(fault_record* slot, const fault_record& f) {
+  if (atomicCAS(reinterpret_cast<int*>(&slot->code), 0, static_cast<int>(f.code)) != 0) return false;
+  slot->token = f.token;
+  slot->entry = f.entry;
+  slot->value = f.value;
+  slot->peer = f.peer;
+  slot->op = f.op;
+  slot->seq = f.seq;
+  slot->peer_word = f.peer_word;
+  slot->missing = f.missing;
+  return true;
+}
+
+/// True once a fatal fault is recorded: later collective launches only tell the peers.
+__device__ inline bool has_fatal_fault(const device_faults* faults) {
+  return *reinterpret_cast<const volatile std::int32_t*>(&faults->fatal.code) != 0;
+}
+
+}  // namespace epgraph::comm::device

@@ -1,0 +1,47 @@
+#pragma once
+// The progress record and the collective-step check; host and device share these functions,
+// so the host tests cover the protocol the kernels run.
+//
+// Every collective launch of a session (dispatch or combine) has a number: launch n carries n
+// in every CTA. When CTA b of rank r reaches its LSA barrier it arrives (NCCL), then writes its
+// progress word (n, kind) into slot [r][b] of every rank's window, and enters NCCL's wait only
+// once every peer's slot [p][b] shows the same collective or a later one. Because a rank writes
+// its word only after it arrived, a peer word that is later than n means the peer passed
+// collective n, which took this rank's arrival and the same kind: the pairing was right. A word
+// with the same number and another kind means the ranks launched different sequences. A word
+// that stays earlier past the deadline names a peer that never came.
+
+#include <cstdint>
+
+#include "epgraph/comm/faults.hpp"
+#include "epgraph/comm/host_device.hpp"
+
+namespace epgraph::comm {
+
+EPGRAPH_HD constexpr std::uint64_t progress_word(std::uint64_t seq, collective_kind kind) {
+  return seq << 2 | static_cast<std::uint64_t>(kind);
+}
+EPGRAPH_HD constexpr std::uint64_t progress_seq(std::uint64_t word) { return word >> 2; }
+EPGRAPH_HD constexpr collective_kind progress_kind(std::uint64_t word) {
+  return static_cast<collective_kind>(word & 3u);
+}
+
+enum class peer_state : int { waiting, arrived, out_of_step, stopped };
+
+/// What peer word `w` means to a CTA that arrived at collective `seq` of kind `kind`.
+EPGRAPH_HD constexpr peer_state classify_peer(std::uint64_t seq, collective_kind kind, std::uint64_t w) {
+  if (progress_kind(w) == collective_kind::stopped) return peer_state::stopped;
+  const std::uint64_t peer_seq = progress_seq(w);
+  if (peer_seq > seq) return peer_state::arrived;
+  if (peer_seq < seq) return peer_state::waiting;
+  return progress_kind(w) == kind ? peer_state::arrived : peer_state::out_of_step;
+}
+
+/// Where a rank was last seen from this rank (ep_session::peer_progress).
+struct collective_position {
+  std::uint64_t seq = 0;  ///< the highest collective number any of its CTAs reached the barrier of
+  collective_kind kind = collective_kind::none;  ///< the op of that collective
+  bool stopped = false;   ///< it reported a fatal fault or left the session
+};
+
+}  // namespace epgraph::comm

@@ -1,0 +1,80 @@
+#pragma once
+// Rank agreement: every host-side collective decision of a session, each with a deadline.
+//
+// Until attach(), it runs NCCL all-gathers on a stream of its own and polls them (session
+// setup, before the window exists). A peer that never arrives leaves that NCCL collective
+// unfinished: the agreement then reports stuck(), and its owner must not free GPU memory
+// (cudaFree would wait for the collective forever) but leak it and tell the user to abort the
+// communicator. After attach(), it runs through the window's mailbox (mailbox.hpp), where
+// nothing waits on the device.
+//
+// Every operation is collective: all ranks call the same ones in the same order; the mailbox
+// compares the names and throws on every rank that sees another. One thread at a time.
+// Any failure of the agreement itself (deadline, a rank that left, names that differ) sets
+// the `failed` flag it was given: the ranks are no longer known to be in step.
+#include <nccl.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "epgraph/comm/cuda_handles.hpp"
+#include "epgraph/comm/device_buffer.hpp"
+#include "epgraph/comm/unique_handle.hpp"
+#include "mailbox.hpp"
+
+namespace epgraph::comm::detail {
+
+class rank_agreement {
+ public:
+  rank_agreement(ncclComm_t comm, int rank, int ranks, double deadline_seconds, std::atomic<bool>& failed);
+  ~rank_agreement();
+  rank_agreement(const rank_agreement&) = delete;
+  rank_agreement& operator=(const rank_agreement&) = delete;
+
+  /// From now on, through the mailbox. Every rank's window must be zeroed and every rank
+  /// past its zeroing (the last NCCL agreement of setup ensures both).
+  void attach(const mailbox_view& m) noexcept { mailbox_ = m; }
+  bool attached() const noexcept { return mailbox_.window != nullptr; }
+
+  /// Every rank's values: result[r] holds what rank r passed (every rank passes as many, at
+  /// most mailbox_values). With `left_is_arrived`, a rank that left the session counts as
+  /// arrived (its values are empty): teardown must not wait for it.
+  std::vector<std::vector<std::int64_t>> exchange(std::string_view what, std::span<const std::int64_t> mine,
+                                                  bool left_is_arrived = false);
+  /// The ranks that passed ok == false (empty: every rank passed true).
+  std::vector<int> failing_ranks(std::string_view what, bool ok);
+  /// Runs `step`; every rank learns whether all passed and throws together (the failing rank
+  /// its own error, the others an error naming the failing ranks).
+  void agreed(std::string_view what, const std::function<void()>& step);
+  /// Tells every peer that this rank left (see post_leave). Local, never throws.
+  void leave(fault_code reason) noexcept;
+
+  bool stuck() const noexcept { return stuck_; }
+  bool left() const noexcept { return left_; }
+  double deadline_seconds() const noexcept { return deadline_seconds_; }
+
+ private:
+  std::vector<std::vector<std::int64_t>> exchange_nccl(std::string_view what, std::span<const std::int64_t> mine);
+  std::vector<std::vector<std::int64_t>> exchange_mailbox(std::string_view what, std::span<const std::int64_t> mine,
+                                                          bool left_is_arrived);
+  void read_mailbox(std::size_t parity, std::vector<mailbox_slot>& out);
+  [[noreturn]] void fail(std::string_view what, std::string message, std::string hint);
+  bool past_deadline(std::chrono::steady_clock::time_point start) const;
+
+  ncclComm_t comm_;
+  int rank_, ranks_;
+  double deadline_seconds_;
+  std::atomic<bool>& failed_;
+  unique_handle<stream_traits> stream_;
+  device_buffer scratch_;  // NCCL phase: [ranks + 1][mailbox_values] int64
+  mailbox_view mailbox_{};
+  std::uint64_t round_ = 0;
+  bool stuck_ = false, left_ = false;
+};
+
+}  // namespace epgraph::comm::detail

@@ -1,0 +1,44 @@
+#pragma once
+// The state behind an ep_session, shared with its session_links (weakly). Private to comm.
+#include <nccl.h>
+
+#include <atomic>
+
+#include "agreement.hpp"
+#include "epgraph/comm/device_buffer.hpp"
+#include "epgraph/comm/device_comm.hpp"
+#include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/nccl_comm.hpp"
+#include "epgraph/comm/session_view.hpp"
+#include "epgraph/comm/symmetric_window.hpp"
+#include "epgraph/comm/workspace_layout.hpp"
+
+namespace epgraph::comm::detail {
+
+struct session_state {
+  ep_config config;
+  workspace_layout layout;
+  ncclComm_t comm;
+  int rank;
+  std::atomic<bool> failed{false};  ///< launches are refused (launch_status)
+  rank_agreement agree;
+  unique_handle<stream_traits> monitor;  ///< read_faults, peer_progress: never blocked by other work
+  // Declared in setup order, so members are destroyed in the order NCCL asks for:
+  // local state, devComm, window (deregister + free).
+  symmetric_window window;
+  device_comm dev;
+  device_buffer local;
+  session_view view{};
+
+  session_state(nccl_comm_ref c, ep_config cfg);
+  ~session_state();
+  session_state(const session_state&) = delete;
+  session_state& operator=(const session_state&) = delete;
+
+  void build_view();
+  /// Collective unless `local_only` (then it tells the peers that this rank left); never throws.
+  void teardown(bool local_only) noexcept;
+  device_faults read_faults() const;
+};
+
+}  // namespace epgraph::comm::detail

@@ -1,0 +1,115 @@
+// The fault records and the collective-step protocol the kernels run (progress.hpp): pure
+// functions shared by host and device, so their every case is checked here.
+#include <gtest/gtest.h>
+
+#include "epgraph/comm/faults.hpp"
+#include "epgraph/comm/progress.hpp"
+
+#include <vector>
+
+using namespace epgraph::comm;
+
+TEST(Faults, InputFaultsDescribeTokenEntryAndValue) {
+  fault_record f;
+  f.code = fault_code::expert_id_out_of_range;
+  f.token = 3;
+  f.entry = 1;
+  f.value = 300;
+  EXPECT_EQ(describe(f), "expert id out of range (entry skipped): token 3, top-k entry 1, value 300");
+  fault_record g;
+  g.code = fault_code::token_count_above_max;
+  g.value = 5000;
+  EXPECT_EQ(describe(g), "token count above max_tokens_per_rank (clamped), value 5000");
+  EXPECT_FALSE(is_fatal(f.code));
+  EXPECT_FALSE(is_fatal(fault_code::token_count_negative));
+}
+
+TEST(Faults, OutOfStepNamesBothCollectivesAndThePeer) {
+  fault_record f;
+  f.code = fault_code::collective_out_of_step;
+  f.op = collective_kind::combine;
+  f.seq = 12;
+  f.peer = 2;
+  f.peer_word = progress_word(12, collective_kind::dispatch);
+  EXPECT_TRUE(is_fatal(f.code));
+  EXPECT_EQ(describe(f),
+            "collective out of step: this rank's collective #12 (combine) met rank 2's collective #12 (dispatch) "
+            "(the ranks did not launch the same sequence of dispatch and combine)");
+}
+
+TEST(Faults, TimeoutNamesEveryMissingPeer) {
+  fault_record f;
+  f.code = fault_code::peer_timeout;
+  f.op = collective_kind::dispatch;
+  f.seq = 5;
+  f.missing = (1ull << 1) | (1ull << 3) | (1ull << 63);
+  EXPECT_EQ(describe(f),
+            "peers did not arrive within the deadline: rank 1, 3, 63 did not reach collective #5 (dispatch) "
+            "(stalled, dead, or launching fewer collectives)");
+}
+
+TEST(Faults, StoppedPeerSaysWhetherItLeftOrFaulted) {
+  fault_record f;
+  f.code = fault_code::peer_stopped;
+  f.op = collective_kind::combine;
+  f.seq = 8;
+  f.peer = 1;
+  f.peer_word = progress_word(0, collective_kind::stopped);
+  EXPECT_NE(describe(f).find("rank 1 left the session"), std::string::npos) << describe(f);
+  f.peer_word = progress_word(7, collective_kind::stopped);
+  EXPECT_NE(describe(f).find("rank 1 had a fatal fault at its collective #7; seen at this rank's collective #8 (combine)"),
+            std::string::npos)
+      << describe(f);
+}
+
+TEST(Faults, EveryFatalCodeHasItsOwnText) {
+  for (auto code : {fault_code::lookback_timeout, fault_code::overlapping_launch, fault_code::local_stage_failed,
+                    fault_code::session_left}) {
+    fault_record f;
+    f.code = code;
+    f.seq = 3;
+    f.op = collective_kind::dispatch;
+    EXPECT_TRUE(is_fatal(code));
+    EXPECT_EQ(describe(f).rfind(std::string(to_string(code)), 0), 0u) << describe(f);
+  }
+  device_faults both;
+  both.input.code = fault_code::token_count_negative;
+  EXPECT_EQ(both.first().code, fault_code::token_count_negative);
+  both.fatal.code = fault_code::peer_timeout;
+  EXPECT_EQ(both.first().code, fault_code::peer_timeout);  // the fatal one matters more
+}
+
+TEST(Progress, WordKeepsNumberAndKind) {
+  const std::uint64_t w = progress_word(123456789, collective_kind::combine);
+  EXPECT_EQ(progress_seq(w), 123456789u);
+  EXPECT_EQ(progress_kind(w), collective_kind::combine);
+  EXPECT_EQ(progress_kind(0), collective_kind::none);  // a zeroed window: nothing launched yet
+}
+
+TEST(Progress, APeerIsInStepAtTheSameCollectiveOrPastIt) {
+  const auto d = collective_kind::dispatch, c = collective_kind::combine;
+  // Not yet there: earlier number, or the zeroed slot.
+  EXPECT_EQ(classify_peer(7, d, progress_word(6, c)), peer_state::waiting);
+  EXPECT_EQ(classify_peer(1, d, 0), peer_state::waiting);
+  // Same collective, same op.
+  EXPECT_EQ(classify_peer(7, d, progress_word(7, d)), peer_state::arrived);
+  // Past it: it passed collective 7, which took this rank's arrival and the same op.
+  EXPECT_EQ(classify_peer(7, d, progress_word(8, c)), peer_state::arrived);
+  // Same number, other op: one rank launched one collective more or fewer before this one.
+  EXPECT_EQ(classify_peer(7, d, progress_word(7, c)), peer_state::out_of_step);
+  EXPECT_EQ(classify_peer(7, c, progress_word(7, d)), peer_state::out_of_step);
+  // Stopped wins whatever its number.
+  EXPECT_EQ(classify_peer(7, d, progress_word(0, collective_kind::stopped)), peer_state::stopped);
+  EXPECT_EQ(classify_peer(7, d, progress_word(9, collective_kind::stopped)), peer_state::stopped);
+}
+
+TEST(Progress, TheIssuesReproIsCaughtAtTheFirstDisplacedCollective) {
+  // Rank A runs one extra dispatch in step 2 (D C | D D C ...), rank B does not (D C | D C ...):
+  // the numbers stay aligned, so only the op of each number tells them apart.
+  const collective_kind D = collective_kind::dispatch, C = collective_kind::combine;
+  const std::vector<collective_kind> a = {D, C, D, D, C, D, C}, b = {D, C, D, C, D, C, D};
+  std::size_t caught = 0;
+  for (std::size_t n = 1; n <= a.size() && !caught; ++n)
+    if (classify_peer(n, a[n - 1], progress_word(n, b[n - 1])) == peer_state::out_of_step) caught = n;
+  EXPECT_EQ(caught, 4u);  // before the displaced combine could read a partial sum
+}
