@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
       std::vector<region> window, local;
       check_region(l.counts, ep * 4, l.window_bytes, "counts", window);
       check_region(l.arrivals, ep * u128(c.num_ctas) * 8, l.window_bytes, "arrivals", window);
-      check_region(l.mailbox, 2 * ep * mailbox_slot_bytes, l.window_bytes, "mailbox", window);
+      check_region(l.mailbox, 3 * ep * mailbox_slot_bytes, l.window_bytes, "mailbox", window);
       check_region(l.topk_ids, ep * tokens * c.top_k * 4, l.window_bytes, "topk_ids", window);
       if (static_cast<std::size_t>(l.num_payloads) != c.payloads.size()) fail("payload count");
       for (std::size_t i = 0; i < c.payloads.size(); ++i)

@@ -179,9 +179,34 @@ TEST(Safety, ARankThatNeverLaunchesEndsEveryPeersKernelAtTheDeadline) {
     EXPECT_EQ(f.code, comm::fault_code::peer_timeout);
     EXPECT_EQ(f.missing, 1ull << odd_rank());
   }
+  // The stalled rank comes straight back and checks faults while its peers still sit in their
+  // kernels: its host agreement waits long enough (twice the deadline) for them, so every
+  // rank, the stalled one too, gets the full report naming it.
   const std::string text = faults_on_every_rank(w.session);
-  EXPECT_TRUE(any_rank_says(text, "rank " + std::to_string(odd_rank()) + " did not reach collective #3 (dispatch)"))
+  EXPECT_NE(text.find("rank " + std::to_string(odd_rank()) + " did not reach collective #3 (dispatch)"),
+            std::string::npos)
       << text;
+}
+
+TEST(Safety, ARankThatLeavesRightAfterCheckFaultsStillCountsInIt) {
+  const bool odd = mpi().rank() == odd_rank();
+  std::string text;
+  try {
+    world w(10.0);
+    ASSERT_EQ(w.step(0), cudaSuccess);
+    w.fail_experts = odd;
+    (void)w.step(1);
+    w.s.sync();
+    // Rank 0 posts first and is done first: its exception unwinds the session (a local
+    // teardown: it leaves) while the others may still be reading its round.
+    if (mpi().rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    w.session.check_faults();
+  } catch (const comm::error& e) {
+    text = e.what();
+  }
+  EXPECT_NE(text.find("rank " + std::to_string(odd_rank()) + ": a step node failed on this rank"), std::string::npos)
+      << text;
+  EXPECT_TRUE(all_ok(!text.empty()));
 }
 
 TEST(Safety, AFailingExpertStageOnOneRankStopsThePeersAtOnce) {

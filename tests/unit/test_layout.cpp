@@ -42,7 +42,7 @@ TEST(Layout, SizesAreTheRankMajorMinimum) {
   EXPECT_EQ(l.combine.bytes, 4ull * 4096 * 7168 * 2);
   EXPECT_EQ(l.combine_row_bytes, 7168u * 2);
   EXPECT_EQ(l.arrivals.bytes, 4u * 64 * 8);  // one progress word per (source rank, CTA)
-  EXPECT_EQ(l.mailbox.bytes, 2u * 4 * mailbox_slot_bytes);
+  EXPECT_EQ(l.mailbox.bytes, 3u * 4 * mailbox_slot_bytes);  // two rounds and a "left" mark per rank
   std::size_t payload_sum = l.counts.bytes + l.arrivals.bytes + l.mailbox.bytes + l.topk_ids.bytes +
                             l.payloads[0].bytes + l.payloads[1].bytes + l.combine.bytes;
   // Padding is only alignment: at most one alignment unit per region plus the granularity.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -62,12 +63,13 @@ rank_agreement::~rank_agreement() {
 }
 
 bool rank_agreement::past_deadline(std::chrono::steady_clock::time_point start) const {
-  return deadline_seconds_ > 0 &&
-         std::chrono::steady_clock::now() - start > std::chrono::duration<double>(deadline_seconds_);
+  return wait_seconds() > 0 &&
+         std::chrono::steady_clock::now() - start > std::chrono::duration<double>(wait_seconds());
 }
 
 void rank_agreement::fail(std::string_view what, std::string message, std::string hint) {
   failed_ = true;
+  broken_ = true;
   throw error(error_domain::peer, std::string(what) + " (rank " + std::to_string(rank_) + ")", 0, std::move(message),
               std::move(hint));
 }
@@ -75,11 +77,22 @@ void rank_agreement::fail(std::string_view what, std::string message, std::strin
 std::vector<std::vector<std::int64_t>> rank_agreement::exchange(std::string_view what,
                                                                 std::span<const std::int64_t> mine,
                                                                 bool left_is_arrived) {
-  if (mine.size() > static_cast<std::size_t>(mailbox_values))
+  // One value is the name's hash in the NCCL phase.
+  if (mine.size() >= static_cast<std::size_t>(mailbox_values))
     throw error(error_domain::internal, std::string(what), 0, "too many values for one agreement round", {});
-  if (left_)
-    fail(what, "this rank already left the session", "the session was aborted or torn down: create a new one");
-  return attached() ? exchange_mailbox(what, mine, left_is_arrived) : exchange_nccl(what, mine);
+  if (broken_)
+    throw error(error_domain::peer, std::string(what) + " (rank " + std::to_string(rank_) + ")", 0,
+                left_ ? "this rank already left the session" : "an earlier host agreement of this session failed",
+                "the ranks are no longer known to be in step: destroy the session (its teardown is local) and create "
+                "a new one");
+  try {
+    return attached() ? exchange_mailbox(what, mine, left_is_arrived) : exchange_nccl(what, mine);
+  } catch (...) {
+    broken_ = true;
+    failed_ = true;
+    if (attached()) leave(fault_code::session_left);  // the peers fail at once, not at their deadline
+    throw;
+  }
 }
 
 std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string_view what,
@@ -88,6 +101,7 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
   auto* all_d = mine_d + mailbox_values;
   std::vector<std::int64_t> padded(mailbox_values, 0);
   std::copy(mine.begin(), mine.end(), padded.begin());
+  padded.back() = static_cast<std::int64_t>(std::hash<std::string_view>{}(what));
   cudaStream_t s = stream_.get();
   EPG_CHECK_CUDA(cudaMemcpyAsync(mine_d, padded.data(), padded.size() * sizeof(std::int64_t),
                                  cudaMemcpyHostToDevice, s));
@@ -104,7 +118,7 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
       stuck_ = true;
       fail(what,
            "not every rank reached '" + std::string(what) + "' (session setup, over NCCL) within " +
-               seconds(deadline_seconds_),
+               seconds(wait_seconds()),
            "a peer failed before this step (see its message) or is stalled. This rank's NCCL collective stays "
            "unfinished and the session's GPU memory is leaked: abort the communicator (nccl_comm::abort, "
            "ncclCommAbort) before exiting");
@@ -116,16 +130,18 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
   std::vector<std::vector<std::int64_t>> all(static_cast<std::size_t>(ranks_));
   for (int r = 0; r < ranks_; ++r) {
     const auto* first = host.data() + static_cast<std::size_t>(r) * mailbox_values;
+    if (first[mailbox_values - 1] != padded.back())
+      fail(what, "rank " + std::to_string(r) + " is in another step of session setup than '" + std::string(what) + "'",
+           "every rank must create its sessions in the same order, with the same epgraph");
     all[r].assign(first, first + mine.size());
   }
   return all;
 }
 
-void rank_agreement::read_mailbox(std::size_t parity, std::vector<mailbox_slot>& out) {
-  out.resize(static_cast<std::size_t>(ranks_));
-  const char* src = mailbox_.window_local + mailbox_.mailbox_offset + parity * ranks_ * sizeof(mailbox_slot);
-  EPG_CHECK_CUDA(cudaMemcpyAsync(out.data(), src, out.size() * sizeof(mailbox_slot), cudaMemcpyDeviceToHost,
-                                 stream_.get()));
+void rank_agreement::read_mailbox(std::vector<mailbox_slot>& out) {
+  out.resize(3 * static_cast<std::size_t>(ranks_));  // rows: round parity 0, parity 1, left marks
+  EPG_CHECK_CUDA(cudaMemcpyAsync(out.data(), mailbox_.window_local + mailbox_.mailbox_offset,
+                                 out.size() * sizeof(mailbox_slot), cudaMemcpyDeviceToHost, stream_.get()));
   EPG_CHECK_CUDA(cudaStreamSynchronize(stream_.get()));
 }
 
@@ -133,40 +149,53 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_mailbox(std::str
                                                                         std::span<const std::int64_t> mine,
                                                                         bool left_is_arrived) {
   mailbox_slot slot;
-  slot.round = ++round_;
+  slot.round = round_ + 1;
   std::memcpy(slot.what, what.data(), std::min(what.size(), sizeof slot.what - 1));
   std::copy(mine.begin(), mine.end(), slot.values);
   EPG_CHECK_CUDA(post_mail(mailbox_, slot, stream_.get()));
+  round_ = slot.round;
   const std::size_t parity = slot.round & 1u;
+  auto posted = [&](const std::vector<mailbox_slot>& seen, int r) { return seen[parity * ranks_ + r]; };
+  auto left = [&](const std::vector<mailbox_slot>& seen, int r) {
+    return seen[mailbox_left_row * ranks_ + r].round == left_round;
+  };
   std::vector<mailbox_slot> seen;
   const auto start = std::chrono::steady_clock::now();
   for (backoff wait;; wait.pause()) {
-    read_mailbox(parity, seen);
-    std::vector<int> missing, left;
+    read_mailbox(seen);
+    std::vector<int> missing, gone;
     for (int r = 0; r < ranks_; ++r) {
-      if (seen[r].round == left_round) left.push_back(r);
-      else if (seen[r].round < slot.round) missing.push_back(r);
+      switch (classify_mail(slot.round, posted(seen, r).round, left(seen, r))) {
+        case mail_state::arrived: break;
+        case mail_state::missing: missing.push_back(r); break;
+        case mail_state::left: gone.push_back(r); break;
+        case mail_state::ahead:
+          fail(what, "rank " + std::to_string(r) + " posted agreement round " + std::to_string(posted(seen, r).round) +
+                         " while this rank is at " + std::to_string(slot.round),
+               "the ranks' host agreements are out of step: destroy the session");
+      }
     }
-    if (!left.empty() && !left_is_arrived)
-      fail(what, rank_list(left) + " left the session before '" + std::string(what) + "'",
+    if (!gone.empty() && !left_is_arrived)
+      fail(what, rank_list(gone) + " left the session before '" + std::string(what) + "'",
            "it aborted or is unwinding from an error (see its message); this rank is healthy: destroy the "
            "session on every rank");
     if (missing.empty()) break;
     if (past_deadline(start))
-      fail(what, rank_list(missing) + " did not reach '" + std::string(what) + "' within " + seconds(deadline_seconds_),
+      fail(what, rank_list(missing) + " did not reach '" + std::string(what) + "' within " + seconds(wait_seconds()),
            "they stalled, died, or ran another sequence of session calls; the session is unusable: destroy it");
   }
-  // Read once more: the round was seen, so every body is now complete (the peer fenced it
-  // before the round) and stays until this rank posts its next round.
-  read_mailbox(parity, seen);
+  // Read once more: every round was seen, so its body is complete (fenced before the round) and
+  // stays until that rank posts its next round, which needs this rank's next one first.
+  read_mailbox(seen);
   std::vector<std::vector<std::int64_t>> all(static_cast<std::size_t>(ranks_));
   for (int r = 0; r < ranks_; ++r) {
-    if (seen[r].round == left_round) continue;
-    if (std::strncmp(seen[r].what, slot.what, sizeof slot.what) != 0)
-      fail(what, "rank " + std::to_string(r) + " is in '" + std::string(seen[r].what) + "' while this rank is in '" +
+    const mailbox_slot& theirs = posted(seen, r);
+    if (theirs.round != slot.round) continue;  // left without posting (left_is_arrived): no values
+    if (std::strncmp(theirs.what, slot.what, sizeof slot.what) != 0)
+      fail(what, "rank " + std::to_string(r) + " is in '" + std::string(theirs.what) + "' while this rank is in '" +
                      std::string(slot.what) + "'",
            "every rank must plan ops and step graphs, check faults, barrier and tear down sessions in the same order");
-    all[r].assign(seen[r].values, seen[r].values + mine.size());
+    all[r].assign(theirs.values, theirs.values + mine.size());
   }
   return all;
 }
@@ -187,7 +216,18 @@ void rank_agreement::agreed(std::string_view what, const std::function<void()>& 
   } catch (...) {
     failure = std::current_exception();
   }
-  const std::vector<int> failing = failing_ranks(what, !failure);
+  std::vector<int> failing;
+  try {
+    failing = failing_ranks(what, !failure);
+  } catch (const error& broke) {
+    if (!failure) throw;
+    // Keep this rank's own error first: it is the cause the user must see.
+    try {
+      std::rethrow_exception(failure);
+    } catch (const error& own) {
+      throw error(own.domain(), own.call(), own.code(), own.message() + "; and " + broke.message(), own.hint());
+    }
+  }
   if (failure) std::rethrow_exception(failure);
   if (!failing.empty())
     throw error(error_domain::peer, std::string(what) + " (rank " + std::to_string(rank_) + ")", 0,
@@ -197,6 +237,7 @@ void rank_agreement::agreed(std::string_view what, const std::function<void()>& 
 
 void rank_agreement::leave(fault_code reason) noexcept {
   failed_ = true;
+  broken_ = true;
   if (left_ || !attached() || stuck_) return;
   left_ = true;
   const cudaError_t posted = post_leave(mailbox_, reason, stream_.get());

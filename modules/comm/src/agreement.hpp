@@ -8,10 +8,15 @@
 // communicator. After attach(), it runs through the window's mailbox (mailbox.hpp), where
 // nothing waits on the device.
 //
-// Every operation is collective: all ranks call the same ones in the same order; the mailbox
-// compares the names and throws on every rank that sees another. One thread at a time.
-// Any failure of the agreement itself (deadline, a rank that left, names that differ) sets
-// the `failed` flag it was given: the ranks are no longer known to be in step.
+// Every operation is collective: all ranks call the same ones in the same order; both phases
+// compare the names and throw on every rank that sees another. One thread at a time.
+//
+// Deadline: an agreement waits up to twice the session's deadline plus a second, because a
+// healthy peer may first spend a whole deadline inside a kernel (waiting for the rank that is
+// late) before it can reach the host call. Any failure of the agreement itself (deadline, a
+// rank that left, names that differ) sets the `failed` flag it was given, breaks the agreement
+// (every later exchange refuses: the ranks' rounds may differ) and tells the peers that this
+// rank left, so they fail at once instead of at their deadline.
 #include <nccl.h>
 
 #include <atomic>
@@ -54,15 +59,20 @@ class rank_agreement {
   /// Tells every peer that this rank left (see post_leave). Local, never throws.
   void leave(fault_code reason) noexcept;
 
+  /// How long one agreement waits for the peers (0 = forever).
+  double wait_seconds() const noexcept { return deadline_seconds_ > 0 ? 2 * deadline_seconds_ + 1 : 0; }
   bool stuck() const noexcept { return stuck_; }
   bool left() const noexcept { return left_; }
+  /// An exchange failed or this rank left: the ranks' rounds may differ, so no further
+  /// agreement can be trusted.
+  bool broken() const noexcept { return broken_; }
   double deadline_seconds() const noexcept { return deadline_seconds_; }
 
  private:
   std::vector<std::vector<std::int64_t>> exchange_nccl(std::string_view what, std::span<const std::int64_t> mine);
   std::vector<std::vector<std::int64_t>> exchange_mailbox(std::string_view what, std::span<const std::int64_t> mine,
                                                           bool left_is_arrived);
-  void read_mailbox(std::size_t parity, std::vector<mailbox_slot>& out);
+  void read_mailbox(std::vector<mailbox_slot>& out);
   [[noreturn]] void fail(std::string_view what, std::string message, std::string hint);
   bool past_deadline(std::chrono::steady_clock::time_point start) const;
 
@@ -74,7 +84,7 @@ class rank_agreement {
   device_buffer scratch_;  // NCCL phase: [ranks + 1][mailbox_values] int64
   mailbox_view mailbox_{};
   std::uint64_t round_ = 0;
-  bool stuck_ = false, left_ = false;
+  bool stuck_ = false, left_ = false, broken_ = false;
 };
 
 }  // namespace epgraph::comm::detail

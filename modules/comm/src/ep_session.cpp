@@ -2,6 +2,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -22,13 +24,16 @@ session_state::session_state(nccl_comm_ref c, ep_config cfg)
 }
 
 session_state::~session_state() {
-  if (!agree.stuck()) return;
-  // A setup collective never finished and still runs on the device: freeing memory would wait
-  // for it forever. The error that reported it asked the user to abort the communicator.
-  std::fprintf(stderr, "epgraph: rank %d leaks its session's GPU memory: a setup collective never finished\n", rank);
-  (void)local.release();
-  dev.leak();
-  window.leak();
+  if (agree.stuck()) {
+    // A setup collective never finished and still runs on the device: freeing memory would
+    // wait for it forever. The error that reported it asked the user to abort the communicator.
+    std::fprintf(stderr, "epgraph: rank %d leaks its session's GPU memory: a setup collective never finished\n", rank);
+    (void)local.release();
+  }
+  if (agree.stuck() || !release_nccl) {
+    dev.leak();
+    window.leak();
+  }
 }
 
 void session_state::build_view() {
@@ -48,7 +53,8 @@ void session_state::build_view() {
   view.num_ctas = c.num_ctas;
   view.threads_per_cta = c.threads_per_cta;
   view.combine_type = c.combine_type;
-  view.deadline_ns = static_cast<std::uint64_t>(c.deadline_seconds * 1e9);
+  // At least 1 ns: a positive deadline must never become 0 ("wait forever").
+  view.deadline_ns = c.deadline_seconds > 0 ? std::max<std::uint64_t>(1, std::llround(c.deadline_seconds * 1e9)) : 0;
 }
 
 device_faults session_state::read_faults() const {
@@ -64,18 +70,18 @@ void session_state::teardown(bool local_only) noexcept {
   if (local_only) agree.leave(fault_code::session_left);  // peers fail now instead of at their deadline
   // This rank's kernels end by their deadline (and at once if a peer left).
   EPG_REPORT_CUDA(cudaDeviceSynchronize());
-  if (!local_only) {
-    try {
-      // A fault the host has not read yet makes teardown local too: the peers may be stuck
-      // behind it and would only reach teardown at their deadline.
-      if (read_faults().fatal.code != fault_code::none) {
-        agree.leave(fault_code::session_left);
-        return;
-      }
-      (void)agree.exchange("teardown", {}, /*left_is_arrived=*/true);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "epgraph: rank %d tears its session down locally: %s\n", rank, e.what());
-    }
+  release_nccl = false;
+  if (local_only) return;
+  try {
+    // Only when every rank reached teardown (none left) can NCCL's release calls not wait for
+    // a missing peer. A rank that left shows no values.
+    const std::int64_t here[1] = {1};
+    const auto all = agree.exchange("teardown", here, /*left_is_arrived=*/true);
+    release_nccl = std::all_of(all.begin(), all.end(), [](const auto& values) { return !values.empty(); });
+  } catch (const error& e) {
+    std::fprintf(stderr, "epgraph: rank %d tears its session down locally: %s\n", rank, e.message().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "epgraph: rank %d tears its session down locally: %s\n", rank, e.what());
   }
 }
 
@@ -196,8 +202,11 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
 
 ep_session::~ep_session() {
   if (!state_) return;
+  // While unwinding, after abort() or once the host agreement broke, nobody is waited for. A
+  // fatal fault every rank saw in check_faults() keeps the ranks' agreement intact: teardown
+  // stays collective (bounded by the deadline), so NCCL's resources are released.
   const bool unwinding = std::uncaught_exceptions() > uncaught_at_creation_;
-  state_->teardown(unwinding || state_->failed || state_->agree.left());
+  state_->teardown(unwinding || state_->agree.broken());
   state_.reset();  // links expire here
 }
 
@@ -230,6 +239,7 @@ const std::int32_t* ep_session::recv_topk_ids() const noexcept {
   return view().window_at<std::int32_t>(layout().topk_ids);
 }
 const void* ep_session::recv_payload(int i) const {
+  (void)state();
   if (i < 0 || i >= layout().num_payloads)
     throw_config_error("payload index", std::to_string(i) + " is not a configured payload");
   return view().window_at<char>(layout().payloads[i]);
@@ -239,16 +249,24 @@ const std::int32_t* ep_session::local_expert_counts() const noexcept {
 }
 void* ep_session::combine_region() const noexcept { return view().window_at<char>(layout().combine); }
 
-device_faults ep_session::read_faults() const { return state_->read_faults(); }
+detail::session_state& ep_session::state() const {
+  if (!state_)
+    throw error(error_domain::config, "ep_session", 0, "this session was moved from",
+                "use the ep_session it was moved into");
+  return *state_;
+}
+
+device_faults ep_session::read_faults() const { return state().read_faults(); }
 
 void ep_session::clear_input_faults() {
-  EPG_CHECK_CUDA(cudaMemsetAsync(&view().local_at<device_faults>(layout().faults)->input, 0, sizeof(fault_record),
-                                 state_->monitor.get()));
-  EPG_CHECK_CUDA(cudaStreamSynchronize(state_->monitor.get()));
+  const detail::session_state& s = state();
+  EPG_CHECK_CUDA(cudaMemsetAsync(&s.view.local_at<device_faults>(s.layout.faults)->input, 0, sizeof(fault_record),
+                                 s.monitor.get()));
+  EPG_CHECK_CUDA(cudaStreamSynchronize(s.monitor.get()));
 }
 
 void ep_session::check_faults() {
-  detail::session_state& s = *state_;
+  detail::session_state& s = state();
   EPG_CHECK_CUDA(cudaDeviceSynchronize());
   const device_faults mine = s.read_faults();
   std::int64_t words[fault_words];
@@ -264,8 +282,11 @@ void ep_session::check_faults() {
                 "rank " + std::to_string(s.rank) + ": " + describe(own) + "; and " + e.message(), fatal_hint);
   }
   std::vector<device_faults> all(gathered.size());
-  for (std::size_t r = 0; r < gathered.size(); ++r)
+  for (std::size_t r = 0; r < gathered.size(); ++r) {
+    if (gathered[r].size() != fault_words)
+      throw error(error_domain::internal, "check_faults", 0, "rank " + std::to_string(r) + " sent no fault record", {});
     std::memcpy(static_cast<void*>(&all[r]), gathered[r].data(), sizeof(device_faults));
+  }
   if (mine.input.code != fault_code::none) clear_input_faults();
   int code = 0;
   bool fatal = false;
@@ -277,7 +298,7 @@ void ep_session::check_faults() {
 }
 
 std::vector<collective_position> ep_session::peer_progress() const {
-  const detail::session_state& s = *state_;
+  const detail::session_state& s = state();
   const int ep = s.config.ep_size, ctas = s.config.num_ctas;
   std::vector<std::uint64_t> words(static_cast<std::size_t>(ep) * ctas);
   EPG_CHECK_CUDA(cudaMemcpyAsync(words.data(), s.view.window_at<std::uint64_t>(s.layout.arrivals),
@@ -305,12 +326,12 @@ void ep_session::abort() noexcept {
 bool ep_session::failed() const noexcept { return state_ && state_->failed; }
 
 void ep_session::agreed(std::string_view what, const std::function<void()>& step) const {
-  state_->agree.agreed(what, step);
+  state().agree.agreed(what, step);
 }
 
-bool ep_session::all_agree(bool ok) const { return state_->agree.failing_ranks("all_agree", ok).empty(); }
+bool ep_session::all_agree(bool ok) const { return state().agree.failing_ranks("all_agree", ok).empty(); }
 
-void ep_session::barrier() const { (void)state_->agree.exchange("barrier", {}); }
+void ep_session::barrier() const { (void)state().agree.exchange("barrier", {}); }
 
 cudaError_t session_link::launch_status() const noexcept {
   if (!linked_) return cudaSuccess;

@@ -6,6 +6,7 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "epgraph/comm/error.hpp"
 
@@ -69,6 +70,15 @@ mpi_context::mpi_context(int* argc, char*** argv) : uncaught_at_creation_(std::u
   (void)lifetime_.release();
   lifetime_ = unique_handle<mpi_lifetime_traits>(v);
 }
+
+mpi_context::mpi_context(mpi_context&& other) noexcept
+    : lifetime_(std::move(other.lifetime_)),
+      uncaught_at_creation_(other.uncaught_at_creation_),
+      pending_(std::exchange(other.pending_, MPI_REQUEST_NULL)),
+      rank_(other.rank_),
+      size_(other.size_),
+      local_rank_(other.local_rank_),
+      local_size_(other.local_size_) {}
 
 mpi_context::~mpi_context() {
   if (!lifetime_) return;

@@ -1,5 +1,6 @@
 #include "epgraph/comm/nccl_comm.hpp"
 
+#include <exception>
 #include <string>
 
 #include "epgraph/comm/error.hpp"
@@ -59,7 +60,10 @@ nccl_comm nccl_comm::from_unique_id(const ncclUniqueId& id, int rank, int size) 
   return nccl_comm(comm);
 }
 
-void nccl_comm_traits::destroy(value_type c) noexcept { EPG_REPORT_NCCL(ncclCommDestroy(c)); }
+void nccl_comm_traits::destroy(value_type c) noexcept {
+  if (std::uncaught_exceptions() > 0) EPG_REPORT_NCCL(ncclCommAbort(c));
+  else EPG_REPORT_NCCL(ncclCommDestroy(c));
+}
 
 void nccl_comm::abort() noexcept {
   const ncclComm_t comm = handle_.release();

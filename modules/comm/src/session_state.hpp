@@ -29,6 +29,11 @@ struct session_state {
   device_comm dev;
   device_buffer local;
   session_view view{};
+  /// NCCL's release calls (ncclDevCommDestroy, ncclCommWindowDeregister) may wait for the
+  /// peers. They run only when every rank is known to be in teardown (or failed setup
+  /// together); otherwise the window and device communicator are left to the communicator,
+  /// which frees them when it is destroyed or aborted.
+  bool release_nccl = true;
 
   session_state(nccl_comm_ref c, ep_config cfg);
   ~session_state();
@@ -36,7 +41,8 @@ struct session_state {
   session_state& operator=(const session_state&) = delete;
 
   void build_view();
-  /// Collective unless `local_only` (then it tells the peers that this rank left); never throws.
+  /// Collective (bounded by the deadline) unless `local_only`: then it tells the peers that
+  /// this rank left and waits for nobody. Never throws.
   void teardown(bool local_only) noexcept;
   device_faults read_faults() const;
 };

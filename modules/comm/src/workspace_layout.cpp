@@ -61,7 +61,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   region_builder window(c);
   l.counts = window.add(ep, sizeof(std::int32_t));
   l.arrivals = window.add(ep, ctas, sizeof(std::uint64_t));
-  l.mailbox = window.add(2, ep, mailbox_slot_bytes);
+  l.mailbox = window.add(3, ep, mailbox_slot_bytes);
   l.topk_ids = window.add(ep, max_tokens, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
   l.num_payloads = static_cast<int>(c.payloads.size());
   for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = window.add(ep, max_tokens, c.payloads[i].row_bytes);

@@ -176,10 +176,10 @@ cudaError_t detail::launch_combine(const ncclDevComm& dev, const combine_params&
   return cudaGetLastError();
 }
 
-cudaError_t detail::combine_ctas_per_sm(const combine_params& p, int* ctas) noexcept {
+cudaError_t detail::combine_attributes(const combine_params& p, cudaFuncAttributes* attributes) noexcept {
   const combine_fn kernel = pick(p);
   if (!kernel) return cudaErrorInvalidValue;
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(ctas, kernel, p.v.threads_per_cta, 0);
+  return cudaFuncGetAttributes(attributes, kernel);
 }
 
 }  // namespace epgraph::kernels

@@ -64,8 +64,9 @@ __device__ inline unsigned long long pack(unsigned int tag, int count) {
 /// later tag was written by an overlapping launch; an entry that stays earlier past the
 /// deadline belongs to a CTA that is not resident. Both record a fatal fault, set `failed` and
 /// count 0, so the wait always ends.
-__device__ inline int wait_for_tag(const comm::session_view& v, int i, unsigned int tag, device::deadline& clock,
+__device__ inline int wait_for_tag(const comm::session_view& v, int i, std::uint64_t seq, device::deadline& clock,
                                    int& failed) {
+  const unsigned int tag = static_cast<unsigned int>(seq);
   for (;;) {
     const unsigned long long x = lookback_entry(v, i).load(cuda::memory_order_relaxed);
     const unsigned int seen = static_cast<unsigned int>(x >> 32);
@@ -73,7 +74,7 @@ __device__ inline int wait_for_tag(const comm::session_view& v, int i, unsigned 
     const bool newer = static_cast<int>(seen - tag) > 0;
     if (newer || clock.passed()) {
       device::record_fatal(v, newer ? comm::fault_code::overlapping_launch : comm::fault_code::lookback_timeout,
-                           comm::collective_kind::dispatch, tag);
+                           comm::collective_kind::dispatch, seq);
       failed = 1;
       return 0;
     }
@@ -101,8 +102,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   // (the value of unwritten entries) in the first 2^32 launches of a session.
   const unsigned int tag = static_cast<unsigned int>(st.seq);
   if (st.refused) {
-    // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
+    // Nothing moves; the CTAs that still run need this CTA's look-back entries to end, and the
+    // refused combine that follows needs the count, to mark every row of this step as NaN.
     for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
+    if (b == 0 && tid == 0)
+      *v.local_at<std::int32_t>(v.layout.dispatched) = device::read_token_count(p.num_tokens, v.max_tokens, input, false);
     device::stop_collective(v, st.seq);
     device::end_collective(v, st);
     return;
@@ -129,7 +133,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, s_count[d]), cuda::memory_order_relaxed);
   device::deadline clock(v.deadline_ns);
   if (begin < end) {
-    for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, tag, clock, s_failed));
+    for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
   }
   __syncthreads();
   for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
@@ -188,7 +192,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   if (b == G - 1) {
     for (int d = tid; d < ep; d += nthreads) s_running[d] = 0;  // reused as the totals
     __syncthreads();
-    for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, tag, clock, s_failed));
+    for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
     __syncthreads();
     if (!s_failed)
       for (int d = tid; d < ep; d += nthreads)
@@ -209,8 +213,8 @@ cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_param
   return cudaGetLastError();
 }
 
-cudaError_t detail::dispatch_ctas_per_sm(int threads, int* ctas) noexcept {
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(ctas, dispatch_kernel, threads, 0);
+cudaError_t detail::dispatch_attributes(cudaFuncAttributes* attributes) noexcept {
+  return cudaFuncGetAttributes(attributes, dispatch_kernel);
 }
 
 }  // namespace epgraph::kernels

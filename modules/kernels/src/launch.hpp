@@ -15,7 +15,7 @@ cudaError_t launch_prepare_combine(const comm::session_view& v, const void* sour
                                    cudaStream_t stream) noexcept;
 /// Records local_stage_failed (node position `node`) as this rank's fatal fault, if it has none.
 cudaError_t launch_stage_failed(const comm::session_view& v, int node, cudaStream_t stream) noexcept;
-/// CTAs of the kernel a launch would run that fit on one SM together.
-cudaError_t dispatch_ctas_per_sm(int threads, int* ctas) noexcept;
-cudaError_t combine_ctas_per_sm(const combine_params& p, int* ctas) noexcept;
+/// The compiled attributes of the kernel a launch would run.
+cudaError_t dispatch_attributes(cudaFuncAttributes* attributes) noexcept;
+cudaError_t combine_attributes(const combine_params& p, cudaFuncAttributes* attributes) noexcept;
 }  // namespace epgraph::kernels::detail

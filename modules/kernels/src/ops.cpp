@@ -37,31 +37,34 @@ void require_device_pointer(const void* p, const std::string& field, std::size_t
 
 // Buffers the kernels write or read as the caller's must not lie in the session's own memory:
 // peers write the window, the kernels own the local state.
-void require_outside_session(const void* p, std::size_t bytes, const comm::session_view& v, const std::string& field) {
+void require_outside_session(const void* p, std::size_t bytes, const comm::session_view& v, const std::string& field,
+                             const char* hint = "pass a buffer of your own (peers and the kernels write the workspace)") {
   const auto begin = reinterpret_cast<std::uintptr_t>(p), end = begin + bytes;
   auto overlaps = [&](const char* base, std::size_t size) {
     const auto b = reinterpret_cast<std::uintptr_t>(base);
     return begin < b + size && b < end;
   };
   if (overlaps(v.window_local, v.layout.window_bytes) || overlaps(v.local, v.layout.local_bytes))
-    comm::throw_config_error(field, "overlaps the session's workspace",
-                             v.window_local + v.layout.combine.offset == p
-                                 ? "it is the combine region: an expert output written there needs no prepare-combine"
-                                 : "pass a buffer of your own (the workspace is written by peers and by the kernels)");
+    comm::throw_config_error(field, "overlaps the session's workspace", hint);
 }
 
 // Every CTA of a collective launch must be resident at once (the look-back and the barriers
-// wait for each other).
-void require_coresident(cudaError_t queried, int per_sm, const comm::session_view& v, const char* op) {
+// wait for each other). The kernels are compiled with __launch_bounds__(max_threads_per_cta, 1):
+// one CTA of up to that many threads always fits on an SM, so a launch fits when its block is
+// within the compiled limit and the grid within the SM count.
+void require_coresident(cudaError_t queried, const cudaFuncAttributes& a, const comm::session_view& v, const char* op) {
   EPG_CHECK_CUDA(queried);
+  if (v.threads_per_cta > a.maxThreadsPerBlock)
+    comm::throw_config_error("threads_per_cta",
+                             "is " + std::to_string(v.threads_per_cta) + " but the " + op + " kernel takes at most " +
+                                 std::to_string(a.maxThreadsPerBlock),
+                             "lower threads_per_cta");
   const int sms = sm_count();
-  if (per_sm * sms < v.num_ctas)
+  if (v.num_ctas > sms)
     comm::throw_config_error("num_ctas",
-                             "is " + std::to_string(v.num_ctas) + " but only " + std::to_string(per_sm * sms) + " " +
-                                 op + " CTAs of " + std::to_string(v.threads_per_cta) +
-                                 " threads fit on this GPU at once (" + std::to_string(per_sm) + " per SM x " +
-                                 std::to_string(sms) + " SMs)",
-                             "lower num_ctas or threads_per_cta");
+                             "is " + std::to_string(v.num_ctas) + " but this GPU has " + std::to_string(sms) +
+                                 " SMs: the " + op + " CTAs would not all be resident at once",
+                             "use num_ctas <= SM count");
 }
 
 cudaError_t launchable(const comm::session_link& link) noexcept { return link.launch_status(); }
@@ -73,12 +76,17 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
     const comm::session_view& v = session.view();
     require_device_pointer(args.num_tokens, "dispatch_args.num_tokens", alignof(std::int32_t));
     require_device_pointer(args.topk_ids, "dispatch_args.topk_ids", alignof(std::int32_t));
+    // Peers push into this rank's window during the dispatch: a source there (a received row
+    // forwarded to the next layer, say) would change under the copy.
+    const auto max_tokens = static_cast<std::size_t>(v.max_tokens);
+    require_outside_session(args.num_tokens, sizeof(std::int32_t), v, "dispatch_args.num_tokens");
+    require_outside_session(args.topk_ids, max_tokens * c.top_k * sizeof(std::int32_t), v, "dispatch_args.topk_ids");
     if (args.payloads.size() != c.payloads.size())
       comm::throw_config_error("dispatch_args.payloads",
                                "has " + std::to_string(args.payloads.size()) + " entries but the session was "
                                    "configured with " + std::to_string(c.payloads.size()));
-    int per_sm = 0;
-    require_coresident(detail::dispatch_ctas_per_sm(v.threads_per_cta, &per_sm), per_sm, v, "dispatch");
+    cudaFuncAttributes attributes{};
+    require_coresident(detail::dispatch_attributes(&attributes), attributes, v, "dispatch");
     params_.v = v;
     params_.num_tokens = args.num_tokens;
     params_.topk_ids = args.topk_ids;
@@ -96,6 +104,7 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
                                      c.payloads[i].name + "' has " + std::to_string(c.payloads[i].row_bytes));
       const std::size_t vec = natural_alignment(in.row_bytes);
       require_device_pointer(in.data, field + ".data", vec);
+      require_outside_session(in.data, max_tokens * in.row_bytes, v, field + ".data");
       params_.copies[i + 1] = {static_cast<const char*>(in.data), in.row_bytes, v.layout.payloads[i],
                                static_cast<int>(vec)};
     }
@@ -125,7 +134,10 @@ prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const vo
       vectorized_(view_.layout.combine_row_bytes % 16 == 0) {
   require_device_pointer(expert_output, "prepare_combine.expert_output",
                          vectorized_ ? 16 : comm::element_size(view_.combine_type));
-  require_outside_session(expert_output, view_.layout.combine.bytes, view_, "prepare_combine.expert_output");
+  require_outside_session(expert_output, view_.layout.combine.bytes, view_, "prepare_combine.expert_output",
+                          expert_output == view_.window_at<char>(view_.layout.combine)
+                              ? "it is the combine region: an expert output written there needs no prepare-combine"
+                              : "pass a buffer of your own (peers and the kernels write the workspace)");
 }
 
 cudaError_t prepare_combine_op::run(cudaStream_t stream) const noexcept {
@@ -148,8 +160,8 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
     params_.output = args.output;
     params_.output_type = args.output_type;
     params_.vectorized = v.hidden % 8 == 0 && aligned(args.output, 16) && v.layout.combine.offset % 16 == 0;
-    int per_sm = 0;
-    require_coresident(detail::combine_ctas_per_sm(params_, &per_sm), per_sm, v, "combine");
+    cudaFuncAttributes attributes{};
+    require_coresident(detail::combine_attributes(params_, &attributes), attributes, v, "combine");
     dev_ = session.dev_comm();
   });
 }

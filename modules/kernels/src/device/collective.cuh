@@ -98,10 +98,11 @@ __device__ inline void end_collective(const comm::session_view& v, const collect
                                                     2 * blockIdx.x + 1) = 0;
 }
 
-/// Stores `word` into progress slot [this rank][this CTA] of rank `peer`'s window.
+/// Raises progress slot [this rank][this CTA] of rank `peer`'s window to `word` (release). Slots
+/// only rise: a stopped word (top bit) stays, whatever a late kernel of this rank announces.
 __device__ inline void announce(const comm::session_view& v, int peer, std::uint64_t word) {
   auto* slot = static_cast<unsigned long long*>(ncclGetLsaPointer(v.window, v.arrival_offset(v.rank, blockIdx.x), peer));
-  cuda::atomic_ref<unsigned long long, cuda::thread_scope_system>(*slot).store(word, cuda::memory_order_release);
+  comm::device::raise_release_sys(slot, word);
 }
 
 /// All threads: tells every rank (this one too) that this CTA stopped at collective `seq`.

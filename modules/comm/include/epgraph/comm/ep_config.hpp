@@ -37,10 +37,10 @@ struct ep_config {
   std::vector<payload_spec> payloads;  ///< dispatched payloads, at most max_payloads
   int num_ctas = 64;                   ///< fixed grid of every dispatch/combine launch (== LSA barriers)
   int threads_per_cta = 512;
-  /// Every wait of this rank on its peers ends after this many seconds with a fault naming the
-  /// peers that did not arrive: device waits inside dispatch/combine and the session's host
-  /// collectives (setup, planning agreement, check_faults, teardown). 0 = wait forever.
-  /// Rank-local (not compared between ranks).
+  /// Every device wait of this rank on its peers (inside dispatch and combine) ends after this
+  /// many seconds with a fault naming the peers that did not arrive; the session's host
+  /// collectives (setup, planning agreement, check_faults, teardown) after twice this plus one
+  /// second. 0 = wait forever. Rank-local (not compared between ranks).
   double deadline_seconds = 30.0;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }

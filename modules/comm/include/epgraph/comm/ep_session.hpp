@@ -24,7 +24,9 @@
 // The session is movable; what is planned from it (ops, step plans, step graphs) holds a
 // session_link, which survives moves and expires when the session is destroyed: launching
 // through an expired link returns an error instead of touching freed memory. Graphs must not
-// outlive their session. The borrowed communicator must outlive the session.
+// outlive their session. The borrowed communicator must outlive the session. A moved-from
+// session may only be destroyed or moved into; its throwing calls say so, its noexcept
+// accessors must not be called.
 
 #include <nccl.h>
 
@@ -130,6 +132,7 @@ class ep_session {
   void barrier() const;
 
  private:
+  detail::session_state& state() const;  // throws on a moved-from session
   std::shared_ptr<detail::session_state> state_;
   int uncaught_at_creation_ = 0;  // teardown while unwinding is local
 };

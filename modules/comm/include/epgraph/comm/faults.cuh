@@ -20,6 +20,12 @@ __device__ inline bool record_fault(fault_record* slot, const fault_record& f) {
   return true;
 }
 
+/// Raises the 64-bit word at `p` (in any rank's memory) to at least `value`, with release
+/// semantics at system scope. A reduction: the thread does not wait for the old value.
+__device__ inline void raise_release_sys(unsigned long long* p, unsigned long long value) {
+  asm volatile("red.release.sys.global.max.u64 [%0], %1;" ::"l"(p), "l"(value) : "memory");
+}
+
 /// True once a fatal fault is recorded: later collective launches only tell the peers.
 __device__ inline bool has_fatal_fault(const device_faults* faults) {
   return *reinterpret_cast<const volatile std::int32_t*>(&faults->fatal.code) != 0;

@@ -31,8 +31,8 @@ class mpi_context {
   /// unfinished: MPI_Finalize (which waits for every rank) is skipped then, and mpirun ends the
   /// job when this process exits.
   ~mpi_context();
-  mpi_context(mpi_context&&) noexcept = default;
-  mpi_context& operator=(mpi_context&&) noexcept = default;
+  mpi_context(mpi_context&& other) noexcept;
+  mpi_context& operator=(mpi_context&&) = delete;  // would finalize the target's MPI
 
   MPI_Comm world() const noexcept { return MPI_COMM_WORLD; }
   int rank() const noexcept { return rank_; }

@@ -31,7 +31,9 @@ class nccl_comm_ref {
 struct nccl_comm_traits {
   using value_type = ncclComm_t;
   static bool empty(value_type c) noexcept { return c == nullptr; }
-  static void destroy(value_type c) noexcept;  // ncclCommDestroy
+  /// ncclCommDestroy; ncclCommAbort while unwinding from an exception (a peer may not take
+  /// part in the destroy, and an unfinished collective would make it wait forever).
+  static void destroy(value_type c) noexcept;
 };
 
 class nccl_comm {

@@ -18,10 +18,14 @@
 
 namespace epgraph::comm {
 
+/// Set in every stopped word: progress slots are only ever raised (atomic max), so once a rank
+/// announced that it stopped, a late word of a kernel of its own cannot hide it again.
+inline constexpr std::uint64_t stopped_bit = std::uint64_t{1} << 63;
+
 EPGRAPH_HD constexpr std::uint64_t progress_word(std::uint64_t seq, collective_kind kind) {
-  return seq << 2 | static_cast<std::uint64_t>(kind);
+  return (kind == collective_kind::stopped ? stopped_bit : 0) | seq << 2 | static_cast<std::uint64_t>(kind);
 }
-EPGRAPH_HD constexpr std::uint64_t progress_seq(std::uint64_t word) { return word >> 2; }
+EPGRAPH_HD constexpr std::uint64_t progress_seq(std::uint64_t word) { return (word & ~stopped_bit) >> 2; }
 EPGRAPH_HD constexpr collective_kind progress_kind(std::uint64_t word) {
   return static_cast<collective_kind>(word & 3u);
 }

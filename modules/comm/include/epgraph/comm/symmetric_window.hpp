@@ -14,6 +14,7 @@
 #include <nccl.h>
 
 #include <cstddef>
+#include <utility>
 
 #include "epgraph/comm/nccl_comm.hpp"
 #include "epgraph/comm/unique_handle.hpp"
@@ -59,6 +60,16 @@ class symmetric_window {
   symmetric_window(nccl_comm_ref comm, symmetric_memory memory);
   /// Allocates and registers in one go: only when no rank can fail alone in between.
   symmetric_window(nccl_comm_ref comm, std::size_t bytes) : symmetric_window(comm, symmetric_memory(bytes)) {}
+  symmetric_window(symmetric_window&&) noexcept = default;
+  /// Drops this window's registration before its memory, as destruction does.
+  symmetric_window& operator=(symmetric_window&& other) noexcept {
+    if (this != &other) {
+      registration_.reset();
+      memory_ = std::move(other.memory_);
+      registration_ = std::move(other.registration_);
+    }
+    return *this;
+  }
 
   /// This rank's memory (the ncclMemAlloc alias); host code and local kernels use it.
   void* local() const noexcept { return memory_.get(); }

@@ -4,7 +4,7 @@
 // Symmetric window (same layout on every rank; peers write into it):
 //   counts    int32 [ep]                     tokens received from each source this step
 //   arrivals  uint64 [ep][num_ctas]          progress words: slot [src][b] is written by CTA b of src
-//   mailbox   [2][ep] x mailbox_slot_bytes   host agreement between ranks after setup
+//   mailbox   [3][ep] x mailbox_slot_bytes   host agreement after setup: two rounds, one "left" mark
 //   topk_ids  int32 [ep][max_tokens][k]      routing of every received token (travels implicitly)
 //   payload i bytes [ep][max_tokens][row_i]  one region per payload
 //   combine   elem  [ep][max_tokens][hidden] expert output read by combine (zero copy)

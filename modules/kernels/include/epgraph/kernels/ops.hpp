@@ -25,7 +25,7 @@
 // cudaErrorNotPermitted once it failed or was aborted.
 //
 // Concurrency: every CTA of a collective launch must be resident at once (checked when
-// planned, against this GPU and the kernel's occupancy). Collective kernels that may run at
+// planned: num_ctas <= SMs, threads within the kernel's compiled limit). Collective kernels that may run at
 // the same time (two sessions, or NCCL kernels on other streams) need the sum of their CTAs
 // resident too; when they are not, dispatch's look-back or a barrier check hits the deadline:
 // a fatal fault, not a hang. Ops of one session must not overlap on the device (one stream,
