@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make build >/dev/null
-rm -rf .gpu && mkdir -p .gpu/bin
+rm -rf .gpu/bin && mkdir -p .gpu/bin  # other folders under .gpu (a baseline build for compare) stay
 for exe in tests/epgraph_gpu_tests tests/epgraph_mpi_tests apps/epg-demo/epg-demo apps/epg-bench/epg-bench; do
   [ -f "build/$exe" ] && cp "build/$exe" .gpu/bin/
 done

@@ -95,6 +95,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
   __shared__ int s_running[comm::max_ep_size];  // next free slot per destination
   __shared__ int s_warp_base[kMaxWarps][comm::max_ep_size];
 
+  // Opened first: its epoch load overlaps begin_collective's atomics.
+  device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, static_cast<uint32_t>(b));
   for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
   if (tid == 0) s_failed = 0;
   device::begin_collective(v, comm::collective_kind::dispatch, st);
@@ -202,7 +204,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
 
   // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire). s_failed
   //    was last written before one of the __syncthreads() above.
-  (void)device::sync_collective(dev, v, comm::collective_kind::dispatch, !s_failed, st);
+  (void)device::sync_collective(bar, v, comm::collective_kind::dispatch, !s_failed, st);
   device::end_collective(v, st);
 }
 

@@ -11,10 +11,15 @@
 //     progress word into its slot of every rank, so their CTA b faults at once.
 //  3. sync_collective(): arrive (NCCL), then write this CTA's progress word, from the thread
 //     that stored NCCL's arrival to the same peer; check every peer's word until the deadline;
-//     enter NCCL's wait only if all are in step. A peer's word is written after its arrival,
-//     so that wait ends at once. Otherwise it records the fault, stops and returns false: the
-//     caller skips all work that needs the peers. No path spins without a deadline.
-//  4. end_collective(): clears the running mark.
+//     enter NCCL's wait only if all are in step. A peer writes its word only after it issued
+//     its arrival, so that wait is bounded (in practice it finds the arrival there already).
+//     Otherwise it records the fault, stops and returns false: the caller skips all work that
+//     needs the peers. No path spins without a deadline.
+//     Cost: the word is a relaxed reduction and the check relaxed loads (NCCL's release/acquire
+//     pair still orders the data), so the barrier pays one more L2 round trip than NCCL's alone.
+//     The caller opens the barrier session at kernel start, so its epoch load overlaps
+//     begin_collective's atomics instead of adding to the barrier's latency.
+//  4. end_collective(): clears the running mark (from the barrier on, another launch may start).
 #include <nccl.h>
 #include <nccl_device.h>
 
@@ -73,14 +78,18 @@ __device__ inline void record_fatal(const comm::session_view& v, comm::fault_cod
   comm::device::record_fault(&faults_of(v)->fatal, f);
 }
 
-/// All threads. Ends with __syncthreads(): `st` is then valid in every thread.
+/// All threads. Ends with __syncthreads(): `st` is then valid in every thread. One atomic per
+/// CTA: launches[b] holds 2 x (launches so far) + 1 while one runs, so adding 3 both numbers
+/// this launch and marks it running; finding the mark already set means another launch of this
+/// session holds CTA index b right now.
 __device__ inline void begin_collective(const comm::session_view& v, comm::collective_kind kind,
                                         collective_state& st) {
   if (threadIdx.x == 0) {
-    auto* mark = v.local_at<unsigned long long>(v.layout.launches) + 2 * blockIdx.x;
-    const unsigned long long seq = atomicAdd(&mark[0], 1ull) + 1;
-    const unsigned long long was_running = atomicExch(&mark[1], 1ull);
+    auto* mark = v.local_at<unsigned long long>(v.layout.launches) + blockIdx.x;
+    const unsigned long long before = atomicAdd(mark, 3ull);
     const bool fatal = comm::device::has_fatal_fault(faults_of(v));
+    const bool was_running = before & 1u;
+    const std::uint64_t seq = (before >> 1) + 1;
     if (was_running) record_fatal(v, comm::fault_code::overlapping_launch, kind, seq);
     st.seq = seq;
     st.missing = 0;
@@ -90,25 +99,25 @@ __device__ inline void begin_collective(const comm::session_view& v, comm::colle
   __syncthreads();
 }
 
-/// Clears the running mark; after every thread of the CTA is done with this launch.
+/// Clears the running mark (thread 0, once this CTA is past its barrier or refused). A
+/// reduction: nobody waits for it.
 __device__ inline void end_collective(const comm::session_view& v, const collective_state& st) {
-  __syncthreads();
-  if (threadIdx.x == 0 && st.owns_running_mark)
-    *reinterpret_cast<volatile unsigned long long*>(v.local_at<unsigned long long>(v.layout.launches) +
-                                                    2 * blockIdx.x + 1) = 0;
+  if (threadIdx.x == 0 && st.owns_running_mark) {
+    auto* mark = v.local_at<unsigned long long>(v.layout.launches) + blockIdx.x;
+    asm volatile("red.relaxed.gpu.global.and.b64 [%0], %1;" ::"l"(mark), "l"(~1ull) : "memory");
+  }
 }
 
-/// Raises progress slot [this rank][this CTA] of rank `peer`'s window to `word` (release). Slots
-/// only rise: a stopped word (top bit) stays, whatever a late kernel of this rank announces.
-__device__ inline void announce(const comm::session_view& v, int peer, std::uint64_t word) {
-  auto* slot = static_cast<unsigned long long*>(ncclGetLsaPointer(v.window, v.arrival_offset(v.rank, blockIdx.x), peer));
-  comm::device::raise_release_sys(slot, word);
+/// Progress slot [this rank][this CTA] in rank `peer`'s window. Slots only rise (max
+/// reductions): a stopped word (top bit) stays, whatever a late kernel of this rank announces.
+__device__ inline unsigned long long* own_slot_at(const comm::session_view& v, int peer) {
+  return static_cast<unsigned long long*>(ncclGetLsaPointer(v.window, v.arrival_offset(v.rank, blockIdx.x), peer));
 }
 
 /// All threads: tells every rank (this one too) that this CTA stopped at collective `seq`.
 __device__ inline void stop_collective(const comm::session_view& v, std::uint64_t seq) {
   for (int peer = threadIdx.x; peer < v.ep_size; peer += blockDim.x)
-    announce(v, peer, comm::progress_word(seq, comm::collective_kind::stopped));
+    comm::device::raise_release_sys(own_slot_at(v, peer), comm::progress_word(seq, comm::collective_kind::stopped));
 }
 
 /// One thread per peer: polls the peer's progress word until it is in step, out of step,
@@ -120,7 +129,7 @@ __device__ inline bool await_peer(const comm::session_view& v, int peer, comm::c
   cuda::atomic_ref<unsigned long long, cuda::thread_scope_system> word(*slot);
   deadline clock(v.deadline_ns);
   for (;;) {
-    const std::uint64_t w = word.load(cuda::memory_order_acquire);
+    const std::uint64_t w = word.load(cuda::memory_order_relaxed);
     switch (comm::classify_peer(st.seq, kind, w)) {
       case comm::peer_state::arrived: return true;
       case comm::peer_state::out_of_step:
@@ -139,18 +148,21 @@ __device__ inline bool await_peer(const comm::session_view& v, int peer, comm::c
   }
 }
 
+/// The session of this CTA's LSA barrier (index = CTA index); kernels open it at their start:
+///   device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
+using barrier_session = ncclLsaBarrierSession<ncclCoopCta>;
+
 /// All threads: the CTA's LSA barrier with the step check (see the contract above). `ok` is
 /// false when this CTA already failed (its peers are then told to stop). Returns true when the
 /// barrier completed with every peer in step.
-__device__ inline bool sync_collective(const ncclDevComm& dev, const comm::session_view& v,
-                                       comm::collective_kind kind, bool ok, collective_state& st) {
-  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
+__device__ inline bool sync_collective(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
+                                       bool ok, collective_state& st) {
   bar.arrive(ncclCoopCta(), cuda::memory_order_release);
   const int tid = threadIdx.x, peers = v.ep_size - 1;
   const int peer = tid + (v.rank <= tid ? 1 : 0);  // the peer NCCL's arrive stored to from this thread
   const std::uint64_t word = comm::progress_word(st.seq, ok ? kind : comm::collective_kind::stopped);
-  if (tid < peers) announce(v, peer, word);
-  else if (tid == peers) announce(v, v.rank, word);  // own slot, for peer_progress
+  if (tid < peers) comm::device::raise_relaxed_sys(own_slot_at(v, peer), word);
+  else if (tid == peers) comm::device::raise_relaxed_sys(own_slot_at(v, v.rank), word);  // for peer_progress
   bool in_step = ok && (tid >= peers || await_peer(v, peer, kind, st));
   in_step = __syncthreads_and(in_step);
   if (in_step) {

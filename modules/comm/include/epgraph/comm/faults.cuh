@@ -20,10 +20,15 @@ __device__ inline bool record_fault(fault_record* slot, const fault_record& f) {
   return true;
 }
 
-/// Raises the 64-bit word at `p` (in any rank's memory) to at least `value`, with release
-/// semantics at system scope. A reduction: the thread does not wait for the old value.
+/// Raises the 64-bit word at `p` (in any rank's memory) to at least `value`, at system scope.
+/// Reductions: the thread does not wait for the old value. The release form first makes the
+/// thread's earlier writes visible (a system fence, about a microsecond); the relaxed form is
+/// for words whose readers need no data behind them.
 __device__ inline void raise_release_sys(unsigned long long* p, unsigned long long value) {
   asm volatile("red.release.sys.global.max.u64 [%0], %1;" ::"l"(p), "l"(value) : "memory");
+}
+__device__ inline void raise_relaxed_sys(unsigned long long* p, unsigned long long value) {
+  asm volatile("red.relaxed.sys.global.max.u64 [%0], %1;" ::"l"(p), "l"(value) : "memory");
 }
 
 /// True once a fatal fault is recorded: later collective launches only tell the peers.
