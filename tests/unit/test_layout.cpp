@@ -63,7 +63,7 @@ TEST(Layout, LocalStateHoldsSlotsLookbackLaunchesAndFaults) {
   auto l = plan_workspace(c);
   EXPECT_EQ(l.token_slots.bytes, 512u * 8 * 4);
   EXPECT_EQ(l.lookback.bytes, 32u * 8 * 8);
-  EXPECT_EQ(l.launches.bytes, 32u * 8);  // per CTA: launch count and running mark in one word
+  EXPECT_EQ(l.launches.bytes, 32u * launch_word_stride);  // per CTA: one word on a line of its own
   EXPECT_EQ(l.dispatched.bytes, 4u);
   EXPECT_EQ(l.faults.bytes, sizeof(device_faults));
   EXPECT_EQ(l.expert_counts.bytes, 32u * 4);

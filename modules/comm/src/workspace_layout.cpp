@@ -72,7 +72,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   region_builder local(c);
   l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
   l.lookback = local.add(ctas, ep, sizeof(std::uint64_t));
-  l.launches = local.add(ctas, sizeof(std::uint64_t));
+  l.launches = local.add(ctas, launch_word_stride);
   l.dispatched = local.add(1, sizeof(std::int32_t));
   l.faults = local.add(1, sizeof(device_faults));
   l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));

@@ -37,13 +37,14 @@ __device__ inline std::uint64_t global_timer_ns() {
   return t;
 }
 
-/// A per-thread deadline that starts at the first failed poll, so the fast path never reads the
-/// timer. A budget of 0 never passes.
+/// A per-thread deadline that starts at the first failed poll. It reads the timer only every
+/// 32nd poll, so a spinning thread sees the word it waits for one load after it lands, not a
+/// timer read later. A budget of 0 never passes.
 class deadline {
  public:
   __device__ explicit deadline(std::uint64_t budget_ns) : budget_(budget_ns) {}
   __device__ bool passed() {
-    if (budget_ == 0) return false;
+    if (budget_ == 0 || (polls_++ & 31u) != 0) return false;
     const std::uint64_t now = global_timer_ns();
     if (end_ == 0) end_ = now + budget_;
     return now > end_;
@@ -51,6 +52,7 @@ class deadline {
 
  private:
   std::uint64_t budget_, end_ = 0;
+  unsigned polls_ = 0;
 };
 
 /// Per-CTA state of one collective launch, in shared memory.
@@ -78,6 +80,12 @@ __device__ inline void record_fatal(const comm::session_view& v, comm::fault_cod
   comm::device::record_fault(&faults_of(v)->fatal, f);
 }
 
+/// This CTA's launch word (on a cache line of its own).
+__device__ inline unsigned long long* launch_word(const comm::session_view& v) {
+  return reinterpret_cast<unsigned long long*>(v.local + v.layout.launches.offset +
+                                               blockIdx.x * comm::launch_word_stride);
+}
+
 /// All threads. Ends with __syncthreads(): `st` is then valid in every thread. One atomic per
 /// CTA: launches[b] holds 2 x (launches so far) + 1 while one runs, so adding 3 both numbers
 /// this launch and marks it running; finding the mark already set means another launch of this
@@ -85,7 +93,7 @@ __device__ inline void record_fatal(const comm::session_view& v, comm::fault_cod
 __device__ inline void begin_collective(const comm::session_view& v, comm::collective_kind kind,
                                         collective_state& st) {
   if (threadIdx.x == 0) {
-    auto* mark = v.local_at<unsigned long long>(v.layout.launches) + blockIdx.x;
+    auto* mark = launch_word(v);
     const unsigned long long before = atomicAdd(mark, 3ull);
     const bool fatal = comm::device::has_fatal_fault(faults_of(v));
     const bool was_running = before & 1u;
@@ -102,10 +110,8 @@ __device__ inline void begin_collective(const comm::session_view& v, comm::colle
 /// Clears the running mark (thread 0, once this CTA is past its barrier or refused). A
 /// reduction: nobody waits for it.
 __device__ inline void end_collective(const comm::session_view& v, const collective_state& st) {
-  if (threadIdx.x == 0 && st.owns_running_mark) {
-    auto* mark = v.local_at<unsigned long long>(v.layout.launches) + blockIdx.x;
-    asm volatile("red.relaxed.gpu.global.and.b64 [%0], %1;" ::"l"(mark), "l"(~1ull) : "memory");
-  }
+  if (threadIdx.x == 0 && st.owns_running_mark)
+    asm volatile("red.relaxed.gpu.global.and.b64 [%0], %1;" ::"l"(launch_word(v)), "l"(~1ull) : "memory");
 }
 
 /// Progress slot [this rank][this CTA] in rank `peer`'s window. Slots only rise (max

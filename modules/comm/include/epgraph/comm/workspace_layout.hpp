@@ -11,7 +11,7 @@
 // Local state (plain device memory, this rank only):
 //   token_slots   int32 [max_tokens][ep]     slot of each token at each destination, or -1
 //   lookback      uint64 [num_ctas][ep]      per-CTA destination counts, tagged by launch number
-//   launches      uint64 [num_ctas]          per CTA: 2 x collective launches so far, + 1 while one runs
+//   launches      uint64 [num_ctas] x 128 B  per CTA, a line of its own: 2 x launches so far, + 1 while one runs
 //   dispatched    int32                      the token count the last dispatch used
 //   faults        device_faults              first input fault, first fatal fault
 //   expert_counts int32 [experts_per_rank]   received tokens per local expert
@@ -36,6 +36,9 @@ struct region {
 inline constexpr std::size_t region_alignment = 256;  // >= 16-byte vectors, 128-byte lines
 inline constexpr std::size_t window_granularity = 4096;
 inline constexpr std::size_t mailbox_slot_bytes = 256;
+/// Stride of the per-CTA launch words: one cache line each, so the CTAs' atomics at kernel
+/// start never queue behind each other on one line.
+inline constexpr std::size_t launch_word_stride = 128;
 
 struct workspace_layout {
   // symmetric window
