@@ -12,29 +12,28 @@ namespace detail {
 void report_cuda(cudaError_t code, const char* call) noexcept;
 }  // namespace detail
 
-struct stream_traits {
-  using value_type = cudaStream_t;
-  static bool empty(value_type s) noexcept { return s == nullptr; }
-  static void destroy(value_type s) noexcept { detail::report_cuda(cudaStreamDestroy(s), "cudaStreamDestroy"); }
-};
+namespace detail {
+inline cudaError_t destroy_handle(cudaStream_t h) noexcept { return cudaStreamDestroy(h); }
+inline cudaError_t destroy_handle(cudaEvent_t h) noexcept { return cudaEventDestroy(h); }
+inline cudaError_t destroy_handle(cudaGraph_t h) noexcept { return cudaGraphDestroy(h); }
+inline cudaError_t destroy_handle(cudaGraphExec_t h) noexcept { return cudaGraphExecDestroy(h); }
+inline const char* destroy_call(cudaStream_t) noexcept { return "cudaStreamDestroy"; }
+inline const char* destroy_call(cudaEvent_t) noexcept { return "cudaEventDestroy"; }
+inline const char* destroy_call(cudaGraph_t) noexcept { return "cudaGraphDestroy"; }
+inline const char* destroy_call(cudaGraphExec_t) noexcept { return "cudaGraphExecDestroy"; }
+}  // namespace detail
 
-struct event_traits {
-  using value_type = cudaEvent_t;
-  static bool empty(value_type e) noexcept { return e == nullptr; }
-  static void destroy(value_type e) noexcept { detail::report_cuda(cudaEventDestroy(e), "cudaEventDestroy"); }
+/// Traits of a CUDA runtime handle (a pointer type; null is empty).
+template <class Handle>
+struct cuda_handle_traits {
+  using value_type = Handle;
+  static bool empty(Handle h) noexcept { return h == nullptr; }
+  static void destroy(Handle h) noexcept { detail::report_cuda(detail::destroy_handle(h), detail::destroy_call(h)); }
 };
-
-struct graph_traits {
-  using value_type = cudaGraph_t;
-  static bool empty(value_type g) noexcept { return g == nullptr; }
-  static void destroy(value_type g) noexcept { detail::report_cuda(cudaGraphDestroy(g), "cudaGraphDestroy"); }
-};
-
-struct graph_exec_traits {
-  using value_type = cudaGraphExec_t;
-  static bool empty(value_type g) noexcept { return g == nullptr; }
-  static void destroy(value_type g) noexcept { detail::report_cuda(cudaGraphExecDestroy(g), "cudaGraphExecDestroy"); }
-};
+using stream_traits = cuda_handle_traits<cudaStream_t>;
+using event_traits = cuda_handle_traits<cudaEvent_t>;
+using graph_traits = cuda_handle_traits<cudaGraph_t>;
+using graph_exec_traits = cuda_handle_traits<cudaGraphExec_t>;
 
 /// Device memory from cudaMalloc, with its size.
 struct device_memory {
