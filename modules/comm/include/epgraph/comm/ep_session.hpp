@@ -8,15 +8,21 @@
 //   check_faults                   yes              no          no             yes
 //   read_faults, peer_progress     no (any thread)  no          no             -
 //   abort                          no               no          no             -
-//   (*) after a fault, abort(), or while unwinding from an exception, teardown is local: it
-//   tells the peers that this rank left instead of waiting for them.
+//   (*) after abort(), a failed host agreement, or while unwinding from an exception, teardown
+//   is local: it tells the peers that this rank left and waits for nobody. Otherwise it agrees
+//   with the peers (bounded); only when every rank is there does it call NCCL's release calls,
+//   which may wait for the peers; else the window and device communicator are left to the
+//   communicator, which frees them when it is destroyed or aborted.
+//   "Bounded" means: device waits end after ep_config::deadline_seconds, host agreements after
+//   twice that plus one second; the destructor's device synchronize also waits for any other
+//   work on this GPU.
 //
 // Construction validates the config, checks it is identical on every rank, the loaded NCCL
 // version, that the communicator is exactly the EP group and that its LSA team spans it.
 // Every failure, including those only one rank sees (out of memory, say), is agreed: every
-// rank throws together. Each agreement has the session's deadline; NCCL's own collective
-// calls inside (window registration, ncclDevCommCreate) start only after every rank passed the
-// agreement before them, and are not bounded by epgraph.
+// rank throws together. NCCL's own collective calls inside (window registration,
+// ncclDevCommCreate) start only after every rank passed the agreement before them, and are not
+// bounded by epgraph.
 //
 // Receive buffers (recv_*) hold this step's tokens from the end of dispatch until this rank's
 // combine starts: a peer's next dispatch may write them as soon as this rank entered combine.
@@ -30,9 +36,10 @@
 
 #include <nccl.h>
 
+#include <cuda_runtime_api.h>
+
 #include <atomic>
 #include <cstdint>
-#include <cuda_runtime_api.h>
 #include <functional>
 #include <memory>
 #include <string_view>
