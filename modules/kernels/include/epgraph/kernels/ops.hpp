@@ -29,7 +29,9 @@
 // the same time (two sessions, or NCCL kernels on other streams) need the sum of their CTAs
 // resident too; when they are not, dispatch's look-back or a barrier check hits the deadline:
 // a fatal fault, not a hang. Ops of one session must not overlap on the device (one stream,
-// or ordered streams); an overlap is a fatal fault (`overlapping collective launches`).
+// or ordered streams). Two runs that hold a CTA index at the same time are a fatal fault
+// (`overlapping collective launches`); other interleavings of unordered runs are misuse that
+// is not guaranteed to be caught.
 
 #include <cuda_runtime_api.h>
 #include <nccl_device/impl/comm__types.h>  // host-visible ncclDevComm layout
