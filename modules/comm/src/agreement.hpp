@@ -62,7 +62,6 @@ class rank_agreement {
   /// How long one agreement waits for the peers (0 = forever).
   double wait_seconds() const noexcept { return deadline_seconds_ > 0 ? 2 * deadline_seconds_ + 1 : 0; }
   bool stuck() const noexcept { return stuck_; }
-  bool left() const noexcept { return left_; }
   /// An exchange failed or this rank left: the ranks' rounds may differ, so no further
   /// agreement can be trusted.
   bool broken() const noexcept { return broken_; }

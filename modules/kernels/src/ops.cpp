@@ -67,7 +67,6 @@ void require_coresident(cudaError_t queried, const cudaFuncAttributes& a, const 
                              "use num_ctas <= SM count");
 }
 
-cudaError_t launchable(const comm::session_link& link) noexcept { return link.launch_status(); }
 }  // namespace
 
 dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : link_(session.link()) {
@@ -114,7 +113,7 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
 }
 
 cudaError_t dispatch_op::run(cudaStream_t stream) const noexcept {
-  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
+  if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   return detail::launch_dispatch(dev_, params_, stream);
 }
 
@@ -122,7 +121,7 @@ summarize_op::summarize_op(const comm::ep_session& session, bool sanitize_unused
     : link_(session.link()), view_(session.view()), sanitize_(sanitize_unused_slots), grid_(local_grid()) {}
 
 cudaError_t summarize_op::run(cudaStream_t stream) const noexcept {
-  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
+  if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   return detail::launch_summarize(view_, sanitize_, grid_, stream);
 }
 
@@ -141,7 +140,7 @@ prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const vo
 }
 
 cudaError_t prepare_combine_op::run(cudaStream_t stream) const noexcept {
-  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
+  if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   return detail::launch_prepare_combine(view_, source_, vectorized_, grid_, stream);
 }
 
@@ -167,7 +166,7 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
 }
 
 cudaError_t combine_op::run(cudaStream_t stream) const noexcept {
-  if (const cudaError_t st = launchable(link_); st != cudaSuccess) return st;
+  if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   return detail::launch_combine(dev_, params_, stream);
 }
 
@@ -175,7 +174,7 @@ stage_failure_op::stage_failure_op(const comm::ep_session& session) : link_(sess
 
 cudaError_t stage_failure_op::run(cudaStream_t stream, int node) const noexcept {
   // Recorded even on a session that already failed: only a destroyed one is refused.
-  if (const cudaError_t st = launchable(link_); st == cudaErrorInvalidResourceHandle) return st;
+  if (const cudaError_t st = link_.launch_status(); st == cudaErrorInvalidResourceHandle) return st;
   return detail::launch_stage_failed(view_, node, stream);
 }
 
