@@ -3,7 +3,10 @@
 // must end with a clear error, no wrong output accepted as right, and no hang.
 #include <gtest/gtest.h>
 
+#include <mpi.h>
+
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <thread>
 
@@ -46,7 +49,8 @@ struct world {
   graph::step_plan plan;
   bool fail_experts = false;  // this rank's expert stage returns an error while set
 
-  explicit world(double deadline_seconds, int ctas = 16) : session(world_comm(), config(p, deadline_seconds, ctas)) {
+  explicit world(double deadline_seconds, int ctas = 16, const sim::problem& shape = small_problem())
+      : p(shape), session(world_comm(), config(p, deadline_seconds, ctas)) {
     graph::step_spec spec;
     spec.dispatch = b.dispatch_args();
     spec.combine = b.combine_args();
@@ -109,6 +113,24 @@ bool any_rank_says(const std::string& text, const std::string& fragment) {
 }
 
 int odd_rank() { return mpi().size() - 1; }
+
+// Waits for `stream` at most `seconds`. A stream still busy then holds a kernel that spins, a
+// hang the process cannot recover from: the job ends with a message instead of blocking.
+void sync_or_abort(cudaStream_t stream, double seconds, const char* what) {
+  const auto start = clock_type::now();
+  for (cudaError_t e = cudaStreamQuery(stream);; e = cudaStreamQuery(stream)) {
+    if (e != cudaErrorNotReady) {
+      EXPECT_EQ(e, cudaSuccess) << what << ": " << cudaGetErrorString(e);
+      return;
+    }
+    if (seconds_since(start) > seconds) {
+      std::fprintf(stderr, "rank %d: %s did not finish within %.0f s: a hang; aborting the job\n", mpi().rank(), what,
+                   seconds);
+      MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 }  // namespace
 
@@ -426,10 +448,34 @@ TEST(Safety, OverlappingLaunchesOfOneSessionAreAFaultNotAHang) {
   if (mpi().rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_EQ(dispatch.run(w.s.get()), cudaSuccess);
   ASSERT_EQ(dispatch.run(other.get()), cudaSuccess);
-  const auto start = clock_type::now();
+  sync_or_abort(w.s.get(), 15.0, "the first stream");
+  sync_or_abort(other.get(), 15.0, "the second stream");
+  const std::string text = faults_on_every_rank(w.session);
+  EXPECT_TRUE(any_rank_says(text, "overlapping collective launches")) << text;
+}
+
+// The interleaving the claim on a CTA index must cover to its very end: a dispatch on another
+// stream starts while combine pulls (after combine's barrier, before it ended). Were the claim
+// given back at the barrier, this dispatch would run with the barrier epoch combine had not
+// written back yet, and a peer could wait in NCCL's barrier for an arrival that never comes.
+TEST(Safety, ADispatchStartingWhileCombinePullsIsAFaultNotAHang) {
+  sim::problem big = small_problem();
+  big.max_tokens = big.min_tokens = 4096;  // a pull of several hundred microseconds on 16 CTAs
+  big.hidden = 7168;
+  world w(5.0, 16, big);
+  graph::stream other;
+  kernels::dispatch_op dispatch(w.session, w.b.dispatch_args());
+  graph::step_plan combine_only = w.plan;
+  combine_only.nodes.erase(combine_only.nodes.begin(), combine_only.nodes.end() - 1);
+  ASSERT_EQ(w.step_without_combine(0), cudaSuccess);
   w.s.sync();
-  other.sync();
-  EXPECT_LT(seconds_since(start), 15.0);
+  mpi().barrier();  // the ranks' combine barriers meet within microseconds
+  ASSERT_EQ(graph::enqueue(combine_only, w.s.get()), cudaSuccess);
+  spin_kernel<<<1, 1, 0, other.get()>>>(100000);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  ASSERT_EQ(dispatch.run(other.get()), cudaSuccess);
+  sync_or_abort(w.s.get(), 15.0, "the first stream");
+  sync_or_abort(other.get(), 15.0, "the second stream");
   const std::string text = faults_on_every_rank(w.session);
   EXPECT_TRUE(any_rank_says(text, "overlapping collective launches")) << text;
 }

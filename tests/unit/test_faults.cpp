@@ -113,3 +113,79 @@ TEST(Progress, TheIssuesReproIsCaughtAtTheFirstDisplacedCollective) {
     if (classify_peer(n, a[n - 1], progress_word(n, b[n - 1])) == peer_state::out_of_step) caught = n;
   EXPECT_EQ(caught, 4u);  // before the displaced combine could read a partial sum
 }
+
+// The launch word of one CTA index, driven the way begin_collective (one atomic add, and an
+// atomic or of the overlapped bit when it finds CTA b running) and end_collective (subtract 1,
+// every launch) drive it.
+namespace {
+struct launch_word_model {
+  std::uint64_t word = 0;
+  launch_claim begin() {
+    const std::uint64_t before = word;
+    word += launch_claim_increment;
+    const launch_claim c = claim_launch(before);
+    if (c.overlapping) word |= launch_overlapped_bit;
+    return c;
+  }
+  void end() { word -= 1; }
+  std::uint64_t running() const { return word & launch_running_mask; }
+};
+}  // namespace
+
+TEST(Progress, LaunchesInStreamOrderAreNumberedOneByOne) {
+  launch_word_model m;
+  for (std::uint64_t n = 1; n <= 5; ++n) {
+    const launch_claim c = m.begin();
+    EXPECT_EQ(c.seq, n);
+    EXPECT_FALSE(c.refused);
+    m.end();
+  }
+  EXPECT_EQ(m.running(), 0u);
+}
+
+TEST(Progress, AnOverlapRefusesEveryLaterLaunchAsWell) {
+  launch_word_model m;
+  const launch_claim first = m.begin();
+  const launch_claim second = m.begin();  // starts while the first runs
+  const launch_claim third = m.begin();   // a third beside both (the +3 encoding let this one run)
+  EXPECT_FALSE(first.refused);
+  EXPECT_TRUE(second.overlapping && second.refused);
+  EXPECT_TRUE(third.overlapping && third.refused);
+  EXPECT_EQ(second.seq, 2u);
+  EXPECT_EQ(third.seq, 3u);
+  m.end();
+  m.end();
+  m.end();
+  EXPECT_EQ(m.running(), 0u);
+  // Everyone ended; the overlapped bit keeps refusing, in stream order too.
+  const launch_claim later = m.begin();
+  EXPECT_FALSE(later.overlapping);
+  EXPECT_TRUE(later.refused);
+  EXPECT_EQ(later.seq, 4u);
+}
+
+TEST(Progress, RefusedLaunchesNeverCarryIntoTheCount) {
+  // A runtime that keeps replaying after an overlap, without checking faults: far more
+  // refused launches than the running bits could count, and the numbering stays exact.
+  launch_word_model m;
+  (void)m.begin();
+  (void)m.begin();
+  m.end();
+  m.end();
+  for (std::uint64_t n = 3; n <= 200000; ++n) {
+    const launch_claim c = m.begin();
+    ASSERT_EQ(c.seq, n);
+    ASSERT_TRUE(c.refused);
+    m.end();
+  }
+  EXPECT_EQ(m.running(), 0u);
+}
+
+TEST(Progress, LaunchNumbersUseTheWholeCounter) {
+  // Far beyond 2^32 launches (the look-back tag's width) the number keeps counting.
+  const std::uint64_t launches = (std::uint64_t{1} << 40) + 7;
+  const launch_claim c = claim_launch(launches << launch_running_bits);
+  EXPECT_EQ(c.seq, launches + 1);
+  EXPECT_FALSE(c.refused);
+  EXPECT_EQ(progress_seq(progress_word(c.seq, collective_kind::dispatch)), launches + 1);
+}

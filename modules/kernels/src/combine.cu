@@ -83,19 +83,22 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   // The count the last dispatch used (and clamped): the slots below are its slots. Written by
   // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
   const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
-  // Opened first: its epoch load overlaps begin_collective's atomics.
-  device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
   __shared__ device::collective_state st;
-  device::begin_collective(v, comm::collective_kind::combine, st);
   bool in_step = false;
-  if (st.refused) {
-    device::stop_collective(v, st.seq);
-  } else {
-    // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
-    // prepare-combine) finished before its combine launched.
-    in_step = device::sync_collective(bar, v, comm::collective_kind::combine, true, st);
+  {
+    // Opened first, so the epoch load and the announcer's window lookup overlap the claim.
+    // Closed (the epoch written back) before the pull; the claim is returned at the end.
+    device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
+    const device::announcer me = device::announcer_of(v);
+    device::begin_collective(v, comm::collective_kind::combine, st);
+    if (st.refused) {
+      device::stop_collective(v, st.seq);
+    } else {
+      // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
+      // prepare-combine) finished before its combine launched.
+      in_step = device::sync_collective(bar, v, comm::collective_kind::combine, true, st, me);
+    }
   }
-  device::end_collective(v, st);  // the pull below reads only this step's data
   const int lane = threadIdx.x & 31;
   const int warps_per_cta = blockDim.x >> 5;
   const int total_warps = gridDim.x * warps_per_cta;
@@ -136,6 +139,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
       if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
     }
   }
+  device::end_collective(v);
 }
 
 using combine_fn = void (*)(const ncclDevComm, const combine_params);

@@ -81,41 +81,41 @@ __device__ inline int wait_for_tag(const comm::session_view& v, int i, std::uint
   }
 }
 
-__global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
-                                                        const __grid_constant__ dispatch_params p) {
+/// Everything of a dispatch CTA but returning its claim on CTA b: the barrier session lives
+/// in here, so it has written its epoch back when dispatch_kernel returns the claim.
+__device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispatch_params& p, device::collective_state& st) {
   const comm::session_view& v = p.v;
   const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
   const int tid = threadIdx.x, nthreads = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarps = nthreads >> 5;
   comm::fault_record* input = &device::faults_of(v)->input;
 
-  __shared__ device::collective_state st;
   __shared__ int s_failed;                      // a look-back wait failed: push nothing, stop the peers
   __shared__ int s_count[comm::max_ep_size];    // my chunk's tokens per destination
   __shared__ int s_prefix[comm::max_ep_size];   // tokens per destination in CTAs 0..b-1
   __shared__ int s_running[comm::max_ep_size];  // next free slot per destination
   __shared__ int s_warp_base[kMaxWarps][comm::max_ep_size];
 
-  // Opened first: its epoch load overlaps begin_collective's atomics.
+  // Issued first, so their latencies overlap the claim: T, the barrier session's epoch, the
+  // announcer's window lookup.
+  const int requested_tokens = *p.num_tokens;
   device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, static_cast<uint32_t>(b));
+  const device::announcer me = device::announcer_of(v);
   for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
   if (tid == 0) s_failed = 0;
   device::begin_collective(v, comm::collective_kind::dispatch, st);
+  const int T = device::clamp_token_count(requested_tokens, v.max_tokens, input, b == 0 && tid == 0 && !st.refused);
+  // Combine uses this count, after a dispatch refused for a fatal fault too (it marks every
+  // row of the step NaN); a launch that overlaps another leaves the other's count alone.
+  if (b == 0 && tid == 0 && !st.overlapped) *v.local_at<std::int32_t>(v.layout.dispatched) = T;
   // The look-back tag: this launch's number, the same in every CTA of the launch and never 0
   // (the value of unwritten entries) in the first 2^32 launches of a session.
   const unsigned int tag = static_cast<unsigned int>(st.seq);
   if (st.refused) {
-    // Nothing moves; the CTAs that still run need this CTA's look-back entries to end, and the
-    // refused combine that follows needs the count, to mark every row of this step as NaN.
+    // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
     for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
-    if (b == 0 && tid == 0)
-      *v.local_at<std::int32_t>(v.layout.dispatched) = device::read_token_count(p.num_tokens, v.max_tokens, input, false);
     device::stop_collective(v, st.seq);
-    device::end_collective(v, st);
     return;
   }
-
-  const int T = device::read_token_count(p.num_tokens, v.max_tokens, input, b == 0 && tid == 0);
-  if (b == 0 && tid == 0) *v.local_at<std::int32_t>(v.layout.dispatched) = T;  // combine uses this count
   const int chunk = (T + G - 1) / G;
   const int begin = min(T, b * chunk), end = min(T, begin + chunk);
 
@@ -204,8 +204,14 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
 
   // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire). s_failed
   //    was last written before one of the __syncthreads() above.
-  (void)device::sync_collective(bar, v, comm::collective_kind::dispatch, !s_failed, st);
-  device::end_collective(v, st);
+  (void)device::sync_collective(bar, v, comm::collective_kind::dispatch, !s_failed, st, me);
+}
+
+__global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
+                                                        const __grid_constant__ dispatch_params p) {
+  __shared__ device::collective_state st;
+  dispatch_cta(dev, p, st);
+  device::end_collective(p.v);
 }
 
 }  // namespace

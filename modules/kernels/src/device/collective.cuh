@@ -3,23 +3,27 @@
 // around its LSA barrier (the protocol and its argument are in epgraph/comm/progress.hpp).
 //
 // Contract, per CTA b of a dispatch or combine launch:
-//  1. begin_collective(): thread 0 takes the launch number of CTA b (an atomic counter in local
-//     state, so every CTA of a launch gets the same number and nothing depends on NCCL's
-//     internal epoch), marks CTA b running, and reads whether the session has a fatal fault.
-//     A CTA that finds CTA b already running records overlapping_launch.
-//  2. A refused CTA (fatal fault, or overlap) calls stop_collective(): it only writes a stopped
-//     progress word into its slot of every rank, so their CTA b faults at once.
-//  3. sync_collective(): arrive (NCCL), then write this CTA's progress word, from the thread
-//     that stored NCCL's arrival to the same peer; check every peer's word until the deadline;
-//     enter NCCL's wait only if all are in step. A peer writes its word only after it issued
-//     its arrival, so that wait is bounded (in practice it finds the arrival there already).
+//  1. At kernel start the CTA issues the loads it needs soon (the barrier session's epoch, the
+//     announcer's window lookup, dispatch's T, combine's recorded count), then
+//     begin_collective(): thread 0 claims CTA index b with one atomic on its launch word
+//     (numbering the launch without NCCL's internal epoch) and reads whether the session has
+//     a fatal fault. A launch that finds CTA b claimed records overlapping_launch and marks
+//     the word overlapped for good, so every later launch is refused as well.
+//  2. A refused CTA (fatal fault, or overlap) never arrives or waits at NCCL's barrier;
+//     stop_collective() writes a stopped word into its slot at every rank, so their CTA b
+//     faults at once. (Its barrier session, opened at kernel start, writes back the epoch it
+//     read; after a refusal no launch of the session arrives again, so nothing uses it.)
+//  3. sync_collective(): arrive (NCCL, release), then write this CTA's progress word, from the
+//     thread that stored NCCL's arrival to the same peer; check every peer's word until the
+//     deadline; enter NCCL's wait only if all are in step. A peer writes its word only after
+//     its arrival store, so that wait is bounded even when a peer's process dies mid-kernel.
 //     Otherwise it records the fault, stops and returns false: the caller skips all work that
 //     needs the peers. No path spins without a deadline.
-//     Cost: the word is a relaxed reduction and the check relaxed loads (NCCL's release/acquire
-//     pair still orders the data), so the barrier pays one more L2 round trip than NCCL's alone.
-//     The caller opens the barrier session at kernel start, so its epoch load overlaps
-//     begin_collective's atomics instead of adding to the barrier's latency.
-//  4. end_collective(): clears the running mark (from the barrier on, another launch may start).
+//  4. end_collective(), the kernel's last act after the barrier session wrote its epoch back:
+//     returns the claim on CTA b once every warp is done.
+// Cost and the alternatives measured (a word announced before arriving is ~0.35 us cheaper
+// but leaves peers in NCCL's wait if this process dies in the microsecond between the two):
+// docs/perf-notes.md, v8.
 #include <nccl.h>
 #include <nccl_device.h>
 
@@ -59,8 +63,8 @@ class deadline {
 struct collective_state {
   std::uint64_t seq;            ///< this launch's number (1 = the session's first collective)
   unsigned long long missing;   ///< peers that did not arrive before the deadline
-  int refused;                  ///< the session had a fatal fault, or CTA b was already running
-  int owns_running_mark;
+  int refused;                  ///< the session had a fatal fault, or launches of it overlapped
+  int overlapped;               ///< another launch of the session holds (or held) CTA b
 };
 
 __device__ inline comm::device_faults* faults_of(const comm::session_view& v) {
@@ -80,38 +84,42 @@ __device__ inline void record_fatal(const comm::session_view& v, comm::fault_cod
   comm::device::record_fault(&faults_of(v)->fatal, f);
 }
 
-/// This CTA's launch word (on a cache line of its own).
+/// This CTA's launch word (on a cache line of its own; the encoding is in progress.hpp).
 __device__ inline unsigned long long* launch_word(const comm::session_view& v) {
   return reinterpret_cast<unsigned long long*>(v.local + v.layout.launches.offset +
                                                blockIdx.x * comm::launch_word_stride);
 }
 
-/// All threads. Ends with __syncthreads(): `st` is then valid in every thread. One atomic per
-/// CTA: launches[b] holds 2 x (launches so far) + 1 while one runs, so adding 3 both numbers
-/// this launch and marks it running; finding the mark already set means another launch of this
-/// session holds CTA index b right now.
+/// All threads. Ends with __syncthreads(): `st` is then valid in every thread. Callers issue
+/// the loads they need soon before this, so their latency overlaps the atomic's.
 __device__ inline void begin_collective(const comm::session_view& v, comm::collective_kind kind,
                                         collective_state& st) {
   if (threadIdx.x == 0) {
-    auto* mark = launch_word(v);
-    const unsigned long long before = atomicAdd(mark, 3ull);
+    const unsigned long long before = atomicAdd(launch_word(v), comm::launch_claim_increment);
     const bool fatal = comm::device::has_fatal_fault(faults_of(v));
-    const bool was_running = before & 1u;
-    const std::uint64_t seq = (before >> 1) + 1;
-    if (was_running) record_fatal(v, comm::fault_code::overlapping_launch, kind, seq);
-    st.seq = seq;
+    const comm::launch_claim claim = comm::claim_launch(before);
+    if (claim.overlapping) {  // misuse: only this path pays a second atomic
+      atomicOr(launch_word(v), comm::launch_overlapped_bit);
+      record_fatal(v, comm::fault_code::overlapping_launch, kind, claim.seq);
+    }
+    st.seq = claim.seq;
     st.missing = 0;
-    st.refused = fatal || was_running;
-    st.owns_running_mark = !was_running;
+    st.refused = fatal || claim.refused;
+    st.overlapped = claim.refused;
   }
   __syncthreads();
 }
 
-/// Clears the running mark (thread 0, once this CTA is past its barrier or refused). A
-/// reduction: nobody waits for it.
-__device__ inline void end_collective(const comm::session_view& v, const collective_state& st) {
-  if (threadIdx.x == 0 && st.owns_running_mark)
-    asm volatile("red.relaxed.gpu.global.and.b64 [%0], %1;" ::"l"(launch_word(v)), "l"(~1ull) : "memory");
+/// All threads, as the kernel's last act, after the barrier session was closed (its epoch
+/// written back): once every warp is done, thread 0 gives the claim on CTA b back. In stream
+/// order nothing waits for it; it matters to a launch of the session that overlaps this one
+/// (misuse), which finds CTA b taken until this kernel's last warp is done. Relaxed: a release
+/// here cost 0.27 us per op (a fence the kernel's end waits for), and would not close the
+/// window that remains (such a launch reads the epoch before it claims; perf-notes v8).
+__device__ inline void end_collective(const comm::session_view& v) {
+  __syncthreads();
+  if (threadIdx.x == 0)
+    asm volatile("red.relaxed.gpu.global.add.u64 [%0], %1;" ::"l"(launch_word(v)), "l"(~0ull) : "memory");
 }
 
 /// Progress slot [this rank][this CTA] in rank `peer`'s window. Slots only rise (max
@@ -124,6 +132,22 @@ __device__ inline unsigned long long* own_slot_at(const comm::session_view& v, i
 __device__ inline void stop_collective(const comm::session_view& v, std::uint64_t seq) {
   for (int peer = threadIdx.x; peer < v.ep_size; peer += blockDim.x)
     comm::device::raise_release_sys(own_slot_at(v, peer), comm::progress_word(seq, comm::collective_kind::stopped));
+}
+
+/// Where a thread announces its CTA's progress: thread i < ep-1 into slot [rank][b] of the peer
+/// NCCL's arrive stores to from the same thread (i, skipping this rank), thread ep-1 into this
+/// rank's own window (read by peer_progress); the others nowhere. Chosen at kernel start, so
+/// the window lookup (a load of NCCL's window descriptor) overlaps the launch claim.
+struct announcer {
+  unsigned long long* slot;  ///< nullptr: this thread does not announce
+  int peer;                  ///< whose word this thread checks, or -1
+};
+__device__ inline announcer announcer_of(const comm::session_view& v) {
+  const int i = static_cast<int>(threadIdx.x), peers = v.ep_size - 1;
+  if (i > peers) return {nullptr, -1};
+  if (i == peers) return {own_slot_at(v, v.rank), -1};
+  const int peer = i + (v.rank <= i ? 1 : 0);
+  return {own_slot_at(v, peer), peer};
 }
 
 /// One thread per peer: polls the peer's progress word until it is in step, out of step,
@@ -162,19 +186,15 @@ using barrier_session = ncclLsaBarrierSession<ncclCoopCta>;
 /// false when this CTA already failed (its peers are then told to stop). Returns true when the
 /// barrier completed with every peer in step.
 __device__ inline bool sync_collective(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
-                                       bool ok, collective_state& st) {
+                                       bool ok, collective_state& st, const announcer& me) {
   bar.arrive(ncclCoopCta(), cuda::memory_order_release);
-  const int tid = threadIdx.x, peers = v.ep_size - 1;
-  const int peer = tid + (v.rank <= tid ? 1 : 0);  // the peer NCCL's arrive stored to from this thread
-  const std::uint64_t word = comm::progress_word(st.seq, ok ? kind : comm::collective_kind::stopped);
-  if (tid < peers) comm::device::raise_relaxed_sys(own_slot_at(v, peer), word);
-  else if (tid == peers) comm::device::raise_relaxed_sys(own_slot_at(v, v.rank), word);  // for peer_progress
-  bool in_step = ok && (tid >= peers || await_peer(v, peer, kind, st));
+  if (me.slot) comm::device::raise_relaxed_sys(me.slot, comm::progress_word(st.seq, ok ? kind : comm::collective_kind::stopped));
+  bool in_step = ok && (me.peer < 0 || await_peer(v, me.peer, kind, st));
   in_step = __syncthreads_and(in_step);
   if (in_step) {
     bar.wait(ncclCoopCta(), cuda::memory_order_acquire);
   } else if (ok) {
-    if (tid == 0 && st.missing)
+    if (threadIdx.x == 0 && st.missing)
       record_fatal(v, comm::fault_code::peer_timeout, kind, st.seq, -1, 0, st.missing);
     stop_collective(v, st.seq);
   }

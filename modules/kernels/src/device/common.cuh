@@ -36,9 +36,10 @@ __device__ inline void record_input_fault(comm::fault_record* input, comm::fault
   comm::device::record_fault(input, f);
 }
 
-__device__ inline int read_token_count(const std::int32_t* num_tokens, int max_tokens, comm::fault_record* input,
-                                       bool report) {
-  int t = *num_tokens;
+/// The token count a kernel works with: `requested` (the caller's scalar) clamped into
+/// [0, max_tokens], reporting a value outside it when `report`.
+__device__ inline int clamp_token_count(int requested, int max_tokens, comm::fault_record* input, bool report) {
+  int t = requested;
   if (t > max_tokens) {
     if (report) record_input_fault(input, comm::fault_code::token_count_above_max, -1, -1, t);
     t = max_tokens;

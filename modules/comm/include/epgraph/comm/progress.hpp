@@ -41,6 +41,29 @@ EPGRAPH_HD constexpr peer_state classify_peer(std::uint64_t seq, collective_kind
   return progress_kind(w) == kind ? peer_state::arrived : peer_state::out_of_step;
 }
 
+/// The per-CTA launch word in local state (workspace_layout::launches): launches so far above
+/// bit 16, an "overlapped" bit (15), and below it the launches of CTA b running now. A launch
+/// claims CTA b with one atomic add of launch_claim_increment and gives the claim back
+/// (subtracts 1) when it ends, refused or not. A launch that finds CTA b running or
+/// overlapped is refused; one that finds it running also sets the overlapped bit, which is
+/// never cleared, so every later launch of the session is refused as well. The running count
+/// is then bounded by the launches in flight at once, however many are refused.
+inline constexpr int launch_running_bits = 16;
+inline constexpr std::uint64_t launch_overlapped_bit = std::uint64_t{1} << (launch_running_bits - 1);
+inline constexpr std::uint64_t launch_running_mask = launch_overlapped_bit - 1;
+inline constexpr std::uint64_t launch_claim_increment = (std::uint64_t{1} << launch_running_bits) | 1;
+
+struct launch_claim {
+  std::uint64_t seq;  ///< this launch's number (1 = the session's first collective)
+  bool overlapping;   ///< another launch holds CTA b now: set the overlapped bit
+  bool refused;       ///< overlapping, or an overlap happened before
+};
+/// What a launch that read `before` from the launch word (while adding the increment) holds.
+EPGRAPH_HD constexpr launch_claim claim_launch(std::uint64_t before) {
+  const bool running = (before & launch_running_mask) != 0;
+  return {(before >> launch_running_bits) + 1, running, running || (before & launch_overlapped_bit) != 0};
+}
+
 /// Where a rank was last seen from this rank (ep_session::peer_progress).
 struct collective_position {
   std::uint64_t seq = 0;  ///< the highest collective number any of its CTAs reached the barrier of

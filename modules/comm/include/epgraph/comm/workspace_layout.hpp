@@ -11,7 +11,7 @@
 // Local state (plain device memory, this rank only):
 //   token_slots   int32 [max_tokens][ep]     slot of each token at each destination, or -1
 //   lookback      uint64 [num_ctas][ep]      per-CTA destination counts, tagged by launch number
-//   launches      uint64 [num_ctas] x 128 B  per CTA, a line of its own: 2 x launches so far, + 1 while one runs
+//   launches      uint64 [num_ctas] x 128 B  per CTA, a line of its own: launches so far, running now (progress.hpp)
 //   dispatched    int32                      the token count the last dispatch used
 //   faults        device_faults              first input fault, first fatal fault
 //   expert_counts int32 [experts_per_rank]   received tokens per local expert

@@ -29,9 +29,10 @@
 // the same time (two sessions, or NCCL kernels on other streams) need the sum of their CTAs
 // resident too; when they are not, dispatch's look-back or a barrier check hits the deadline:
 // a fatal fault, not a hang. Ops of one session must not overlap on the device (one stream,
-// or ordered streams). Two runs that hold a CTA index at the same time are a fatal fault
-// (`overlapping collective launches`); other interleavings of unordered runs are misuse that
-// is not guaranteed to be caught.
+// or ordered streams). A run whose CTA starts while another run of the session still holds
+// that CTA index (up to the other kernel's last warp) is a fatal fault (`overlapping
+// collective launches`), and every later run is refused. A run that starts at the very
+// instant another one ends is not guaranteed to be caught (misuse; see README, Rules).
 
 #include <cuda_runtime_api.h>
 #include <nccl_device/impl/comm__types.h>  // host-visible ncclDevComm layout
