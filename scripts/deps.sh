@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks to build epgraph (as root), or says
-# exactly what to install (otherwise). The CUDA toolkit (nvcc >= 12.9 with NCCL >= 2.28
+# exactly what to install (otherwise). The CUDA toolkit (nvcc >= 12.9 with NCCL 2.28.x
 # headers, or NCCL_ROOT) does not come from Debian and is only checked.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ make libopenmpi-dev openmpi-bin libboost-program-options-dev libgtest-dev)
+# nlohmann-json3-dev: epg-bench's JSON; python3-matplotlib: scripts/plot_bench.py (and its test).
+packages=(cmake ninja-build g++ make libopenmpi-dev openmpi-bin libboost-program-options-dev libgtest-dev
+          nlohmann-json3-dev python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,7 +36,7 @@ cuda_inc=$cuda_root/include
 nccl_inc=${NCCL_ROOT:+$NCCL_ROOT/include}
 nccl_inc=${nccl_inc:-$cuda_inc}
 if [ ! -f "$nccl_inc/nccl_device.h" ]; then
-  echo "deps: NCCL >= 2.28 with the device API (nccl_device.h) not found in $nccl_inc;" \
+  echo "deps: NCCL 2.28.x with the device API (nccl_device.h) not found in $nccl_inc;" \
        "install it and set NCCL_ROOT to its prefix (include/ and lib/ side by side)" >&2
   exit 1
 fi

@@ -13,14 +13,16 @@
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
-# wheel's on the GPU machines), found through EPGRAPH_NCCL_LIB or the wheel's location.
+# wheel's on the GPU machines): EPGRAPH_NCCL_LIB names its folder; without it, the wheel is
+# looked for in the Python environment EPGRAPH_PYTHON_ENV (default /opt/torch/.venv, where
+# the lent GPU machines keep it).
 set -uo pipefail
 bin=${1:?bin dir}; logs=${2:?log dir}; shift 2
 stages=${*:-gpu mpi demo sanitize}
 mkdir -p "$logs"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-wheel=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl/lib 2>/dev/null | head -1)
+wheel=$(ls -d "${EPGRAPH_PYTHON_ENV:-/opt/torch/.venv}"/lib/python3*/site-packages/nvidia/nccl/lib 2>/dev/null | head -1)
 export LD_LIBRARY_PATH=${EPGRAPH_NCCL_LIB:-$wheel}:${LD_LIBRARY_PATH:-}
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)

@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,11 +13,18 @@
 
 namespace epgraph::cli {
 
-/// Parses args against desc. Returns nullopt after rendering --help into *help; throws a
-/// config error naming the bad option (and pointing at `<program> --help`) otherwise.
+/// Parses args (without the program name) against desc. Returns nullopt after rendering --help
+/// into *help; throws a config error naming the bad option (and pointing at `<program> --help`)
+/// otherwise, including for a stray word that belongs to no option (e.g. `--tokens 64 128`).
 std::optional<boost::program_options::variables_map> parse(const boost::program_options::options_description& desc,
                                                            const std::vector<std::string>& args,
                                                            const std::string& program, std::string* help);
+
+/// Collective, meant for option checks before any GPU work: runs check() on every rank. True
+/// if it threw nowhere. Otherwise the lowest failing rank prints "<program>: <what>" to stderr
+/// (once for the job, not once per rank) and every rank gets false.
+bool passes_on_every_rank(const comm::mpi_context& mpi, const std::string& program,
+                          const std::function<void()>& check);
 
 /// Collective. If every rank has a GPU of its own: selects it and returns the world's NCCL
 /// communicator. Otherwise rank 0 prints what `program` needs and every rank gets nullopt.

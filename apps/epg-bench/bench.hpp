@@ -1,10 +1,16 @@
 #pragma once
-// epg-bench: options, one measured configuration, and the report writers.
+// epg-bench: options, one measured configuration, the table, and the result files.
 #include <cstdint>
+#include <cstdio>
+#include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
+#include "epgraph/comm/workspace_layout.hpp"
 #include "epgraph/sim/problem.hpp"
 
 namespace epgraph::bench {
@@ -26,7 +32,7 @@ struct options {
   int replays = 200, warmup = 20, ctas = 64, threads = 512;
   int ops_per_graph = 10;  ///< back-to-back ops in each timed graph (time is per op)
   std::uint64_t seed = 1;
-  std::string out = "epg-bench";  ///< writes <out>.json and <out>.csv
+  std::string out = "epg-bench";  ///< writes <out>.csv (row by row) and <out>.json (at the end)
 };
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help = nullptr);
 
@@ -46,26 +52,91 @@ struct stats {
   double p10 = 0, median = 0, p90 = 0;  ///< microseconds, slowest rank
 };
 
+/// One slice of a session's GPU memory, named "window.<region>" (symmetric window) or
+/// "local.<region>" (local state); the padding between regions is a part too, so the parts add up
+/// to the bytes the session allocates.
+struct workspace_part {
+  std::string name;
+  std::size_t bytes = 0;
+  bool operator==(const workspace_part&) const = default;
+};
+std::vector<workspace_part> workspace_parts(const comm::workspace_layout& layout, const comm::ep_config& config);
+
 struct result {
   int ep = 0, tokens = 0, hidden = 0, top_k = 0, experts = 0;
-  std::string payload, routing, gpu;
+  int ctas = 0, threads = 0, ops_per_graph = 0, replays = 0;
+  std::string payload, routing, gpu, nccl_version;
+  /// What the run verified; "faults-only": check_faults() passed after the timings (no out-of-step,
+  /// deadline or bad-id fault), the output data were not compared.
+  std::string checked;
   double dispatch_bytes_per_token = 0, combine_bytes_per_token = 0;
   double wire_dispatch_bytes = 0, logical_dispatch_bytes = 0;  ///< per rank (mean)
   double wire_combine_bytes = 0, logical_combine_bytes = 0;
   stats dispatch, combine, nccl_dispatch, nccl_combine, lsa_dispatch, lsa_combine;
   double model_wire_dispatch_bytes = 0;  ///< traffic model: T * U * (N-1)/N * bytes_per_token
-  std::vector<std::pair<std::string, std::size_t>> workspace;  ///< region, bytes per GPU
+  /// Bytes per GPU, every part once (no totals).
+  std::vector<workspace_part> workspace;
 };
+
+/// Sum of the workspace parts whose name starts with `prefix` ("" = all, "window.", "local.").
+std::size_t workspace_bytes(const result& r, std::string_view prefix = "");
 
 /// GB/s for bytes moved in microseconds.
 inline double gbps(double bytes, double us) { return us > 0 ? bytes / (us * 1e3) : 0; }
 /// Expected distinct destination ranks per token (uniform top-k without replacement).
 double expected_destinations(int ranks, int experts, int top_k);
+/// NCCL's version code (22809) as "2.28.9".
+std::string nccl_version_string(int code);
 
+// The stdout table.
 void print_header();
-/// One table row, prefixed with "done/total" so long sweeps show their progress.
-void print_row(const result& r, std::size_t done, std::size_t total);
-void write_json(const std::string& path, const std::vector<result>& results);
-void write_csv(const std::string& path, const std::vector<result>& results);
+/// One table row, prefixed with "done/total" and the time since the sweep started.
+void print_row(const result& r, std::size_t done, std::size_t total, double elapsed_seconds);
+/// What every column of the table means (shown by --help).
+std::string table_legend();
+
+// CSV and JSON: one list of columns, so a CSV column and its JSON key have the same name.
+using cell = std::variant<std::int64_t, double, std::string>;
+struct column {
+  std::string key;
+  std::string doc;  ///< shared by the columns of a group (median, p10, p90 of one op)
+  std::function<cell(const result&)> value;
+};
+const std::vector<column>& columns();
+std::string columns_legend();  ///< the columns, grouped, for --help
+std::string csv_header();
+std::string csv_row(const result& r);  ///< with the trailing newline
+/// The JSON document: an array of objects with every column's key, plus "workspace_parts".
+std::string json_text(const std::vector<result>& results);
+
+/// A file that could not be created, written or renamed: what() names the path, the step and
+/// the OS error.
+struct output_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The result files of one run, <prefix>.csv and <prefix>.json. The constructor creates the parent
+/// folder and the CSV (header written and flushed) and checks that the JSON can be created
+/// (removing an earlier run's JSON, which would pass for this run's), so an unusable --out fails
+/// before the sweep. add() appends one CSV row and flushes it, so an aborted sweep keeps every
+/// finished row; finish() writes the JSON complete to <prefix>.json.tmp and renames it, so no
+/// partial JSON ever appears. Throws output_error.
+class report_files {
+ public:
+  explicit report_files(const std::string& prefix);
+  ~report_files();
+  report_files(const report_files&) = delete;
+  report_files& operator=(const report_files&) = delete;
+
+  void add(const result& r);
+  void finish();
+  const std::string& csv_path() const { return csv_path_; }
+  const std::string& json_path() const { return json_path_; }
+
+ private:
+  std::string csv_path_, json_path_;
+  std::FILE* csv_ = nullptr;
+  std::vector<result> results_;
+};
 
 }  // namespace epgraph::bench

@@ -3,10 +3,12 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "baselines.hpp"
 #include "bench.hpp"
@@ -67,7 +69,8 @@ double mean_over_ranks(double v) {
 }
 
 bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const bench::options& o,
-                         const bench::shape& shape, int tokens, const std::string& payload, const std::string& gpu) {
+                         const bench::shape& shape, int tokens, const std::string& payload, const std::string& gpu,
+                         const std::string& nccl_version) {
   const int ep = mpi.size(), me = mpi.rank();
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
   const comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
@@ -109,6 +112,11 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.payload = payload;
   r.routing = std::string(sim::to_string(shape.dist));
   r.gpu = gpu;
+  r.nccl_version = nccl_version;
+  r.ctas = o.ctas;
+  r.threads = o.threads;
+  r.ops_per_graph = o.ops_per_graph;
+  r.replays = o.replays;
   r.dispatch_bytes_per_token = bytes_per_token;
   r.combine_bytes_per_token = double(shape.hidden) * 2;
   replayer ours_d(s, {[&](cudaStream_t st) { return dispatches[0].run(st); },
@@ -154,16 +162,9 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }}, o.ops_per_graph);
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
-  const auto& l = session.layout();
-  r.workspace = {{"counts", l.counts.bytes},
-                 {"arrivals", l.arrivals.bytes},
-                 {"mailbox", l.mailbox.bytes},
-                 {"topk_ids", l.topk_ids.bytes}};
-  for (int i = 0; i < l.num_payloads; ++i) r.workspace.push_back({cfg.payloads[i].name, l.payloads[i].bytes});
-  r.workspace.push_back({"combine", l.combine.bytes});
-  r.workspace.push_back({"window_total", l.window_bytes});
-  r.workspace.push_back({"local_state", l.local_bytes});
-  session.check_faults();
+  r.workspace = bench::workspace_parts(session.layout(), cfg);
+  session.check_faults();  // throws on every rank if any rank saw a fault: then there is no row
+  r.checked = "faults-only";  // the timed outputs are not compared with a reference
   return r;
 }
 
@@ -175,32 +176,46 @@ int run(comm::mpi_context& mpi, int argc, char** argv) {
     return 0;
   }
   const bench::options& o = *parsed;
-  bench::check_sweep(o, mpi.size());  // every configuration is valid before the first one runs
+  // Every configuration is valid before the first one runs.
+  if (!cli::passes_on_every_rank(mpi, "epg-bench", [&] { bench::check_sweep(o, mpi.size()); })) return 1;
   std::optional<comm::nccl_comm> joined = cli::join_gpus(mpi, "epg-bench");
   if (!joined) return 2;
   comm::nccl_comm& nccl = *joined;
+  // Only rank 0 writes; every rank stops together when it cannot (here, before the sweep, if
+  // --out is unusable; later, after the rows written so far).
+  std::optional<bench::report_files> files;
+  const auto on_rank0 = [&](const std::function<void()>& write) {
+    return cli::passes_on_every_rank(mpi, "epg-bench", [&] {
+      if (mpi.rank() == 0) write();
+    });
+  };
+  if (!on_rank0([&] { files.emplace(o.out); })) return 1;
   cudaDeviceProp prop{};
   EPG_CHECK_CUDA(cudaGetDeviceProperties(&prop, mpi.local_rank()));
+  const std::string nccl_version = bench::nccl_version_string(comm::loaded_nccl_version());
   const std::vector<bench::shape> shapes = bench::sweep_shapes(o);
   const std::size_t total = shapes.size() * o.payloads.size() * o.tokens.size();
   if (mpi.rank() == 0) {
-    std::printf("epg-bench: %d x %s, %zu configurations, %d CTAs x %d threads; per-op time of %d graph replays of %d "
-                "ops each (median of the slowest rank)\n",
-                mpi.size(), prop.name, total, o.ctas, o.threads, o.replays, o.ops_per_graph);
+    std::printf("epg-bench: %d x %s, NCCL %s, %zu configurations, %d CTAs x %d threads; per-op time of %d graph "
+                "replays of %d ops each (median of the slowest rank); columns: epg-bench --help\n",
+                mpi.size(), prop.name, nccl_version.c_str(), total, o.ctas, o.threads, o.replays, o.ops_per_graph);
     bench::print_header();
   }
-  std::vector<bench::result> results;
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t done = 0;
   for (const auto& shape : shapes)
     for (const auto& payload : o.payloads)
       for (int tokens : o.tokens) {
-        results.push_back(run_config(mpi, nccl, o, shape, tokens, payload, prop.name));
-        if (mpi.rank() == 0) bench::print_row(results.back(), results.size(), total);
+        const bench::result r = run_config(mpi, nccl, o, shape, tokens, payload, prop.name, nccl_version);
+        ++done;
+        if (mpi.rank() == 0) {
+          const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+          bench::print_row(r, done, total, elapsed.count());
+        }
+        if (!on_rank0([&] { files->add(r); })) return 1;
       }
-  if (mpi.rank() == 0) {
-    bench::write_json(o.out + ".json", results);
-    bench::write_csv(o.out + ".csv", results);
-    std::printf("wrote %s.json and %s.csv\n", o.out.c_str(), o.out.c_str());
-  }
+  if (!on_rank0([&] { files->finish(); })) return 1;
+  if (mpi.rank() == 0) std::printf("wrote %s and %s\n", files->csv_path().c_str(), files->json_path().c_str());
   return 0;
 }
 

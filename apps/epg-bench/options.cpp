@@ -61,9 +61,14 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
     ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
-    ("out", po::value(&o.out)->default_value(o.out), "output prefix: <out>.json and <out>.csv");
+    ("out", po::value(&o.out)->default_value(o.out), "output prefix (rank 0 writes; missing folders are created): "
+                                                      "<out>.csv gets each row as it finishes, <out>.json is written "
+                                                      "complete at the end; both are checked before the sweep starts");
   // clang-format on
-  if (!cli::parse(desc, args, "epg-bench", help)) return std::nullopt;
+  if (!cli::parse(desc, args, "epg-bench", help)) {
+    if (help) *help += "\n" + table_legend() + "\n" + columns_legend();
+    return std::nullopt;
+  }
   o.tokens = split<int>(tokens, "--tokens");
   o.hidden = split<int>(hidden, "--hidden");
   o.top_k = split<int>(top_k, "--top-k");
@@ -79,6 +84,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   for (const auto& name : split<std::string>(routing, "--routing")) o.routings.push_back(sim::parse_routing(name));
   if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
   if (o.ops_per_graph < 1) comm::throw_config_error("--ops-per-graph", "must be at least 1");
+  if (o.out.empty() || o.out.back() == '/')
+    comm::throw_config_error("--out", "is '" + o.out + "', not a file prefix", "give one such as results/run");
   return o;
 }
 

@@ -1,8 +1,5 @@
-// epg-bench reports: the traffic model, the stdout table, JSON and CSV.
-#include <cmath>
+// epg-bench reports: the traffic model, the workspace breakdown and the stdout table.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "bench.hpp"
 
@@ -14,75 +11,105 @@ double expected_destinations(int n, int e, int k) {
   return n * (1 - ratio);
 }
 
-void print_header() {
-  std::printf("%-7s %-3s %5s %3s %4s %-8s %-5s %6s | %8s %8s %7s | %8s %8s %7s | %8s %8s | %8s %8s | %6s %6s\n", "done",
-              "EP", "H", "k", "E", "routing", "load", "T", "disp us", "wire GB/s", "logicGB", "comb us", "wire GB/s",
-              "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc");
+std::string nccl_version_string(int code) {
+  // NCCL >= 2.9 encodes major*10000 + minor*100 + patch.
+  return std::to_string(code / 10000) + "." + std::to_string(code % 10000 / 100) + "." + std::to_string(code % 100);
 }
 
-void print_row(const result& r, std::size_t done, std::size_t total) {
-  const std::string progress = std::to_string(done) + "/" + std::to_string(total);
-  std::printf("%-7s %-3d %5d %3d %4d %-8s %-5s %6d | %8.1f %8.1f %7.1f | %8.1f %8.1f %7.1f | %8.1f %8.1f | %8.1f %8.1f "
-              "| %6.2f %6.2f\n",
-              progress.c_str(), r.ep, r.hidden, r.top_k, r.experts, r.routing.c_str(), r.payload.c_str(), r.tokens,
-              r.dispatch.median, gbps(r.wire_dispatch_bytes, r.dispatch.median),
-              gbps(r.logical_dispatch_bytes, r.dispatch.median), r.combine.median,
-              gbps(r.wire_combine_bytes, r.combine.median), gbps(r.logical_combine_bytes, r.combine.median),
-              r.nccl_dispatch.median, r.nccl_combine.median, r.lsa_dispatch.median, r.lsa_combine.median,
-              r.nccl_dispatch.median / r.dispatch.median, r.nccl_combine.median / r.combine.median);
-  std::fflush(stdout);
+std::vector<workspace_part> workspace_parts(const comm::workspace_layout& l, const comm::ep_config& config) {
+  std::vector<workspace_part> parts;
+  // Regions in one allocation, then the alignment and rounding gaps as one "padding" part, so the
+  // parts add up to the allocation without counting anything twice.
+  auto add_section = [&](const std::string& section, const std::vector<std::pair<std::string, comm::region>>& regions,
+                         std::size_t allocated) {
+    std::size_t used = 0;
+    for (const auto& [name, r] : regions) {
+      parts.push_back({section + "." + name, r.bytes});
+      used += r.bytes;
+    }
+    parts.push_back({section + ".padding", allocated - used});
+  };
+  std::vector<std::pair<std::string, comm::region>> window{
+      {"counts", l.counts}, {"arrivals", l.arrivals}, {"mailbox", l.mailbox}, {"topk_ids", l.topk_ids}};
+  for (int i = 0; i < l.num_payloads; ++i)
+    window.push_back({"payload_" + config.payloads[static_cast<std::size_t>(i)].name, l.payloads[i]});
+  window.push_back({"combine", l.combine});
+  add_section("window", window, l.window_bytes);
+  add_section("local",
+              {{"token_slots", l.token_slots},
+               {"lookback", l.lookback},
+               {"launches", l.launches},
+               {"dispatched", l.dispatched},
+               {"faults", l.faults},
+               {"expert_counts", l.expert_counts}},
+              l.local_bytes);
+  return parts;
+}
+
+std::size_t workspace_bytes(const result& r, std::string_view prefix) {
+  std::size_t sum = 0;
+  for (const auto& part : r.workspace)
+    if (part.name.starts_with(prefix)) sum += part.bytes;
+  return sum;
+}
+
+void print_header() {
+  std::printf("%-7s %8s %-3s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s | %6s %6s\n",
+              "done", "elapsed", "EP", "H", "k", "E", "routing", "payload", "T", "disp us", "wire GB/s", "logicGB",
+              "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc");
 }
 
 namespace {
-std::string json_stats(const stats& s) {
-  std::ostringstream o;
-  o << "{\"p10_us\": " << s.p10 << ", \"median_us\": " << s.median << ", \"p90_us\": " << s.p90 << "}";
-  return o.str();
+std::string clock_text(double seconds) {  // h:mm:ss, or m:ss under an hour
+  const long s = static_cast<long>(seconds);
+  char text[32];
+  if (s >= 3600)
+    std::snprintf(text, sizeof text, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  else
+    std::snprintf(text, sizeof text, "%ld:%02ld", s / 60, s % 60);
+  return text;
 }
 }  // namespace
 
-void write_json(const std::string& path, const std::vector<result>& results) {
-  std::ofstream out(path);
-  out << "[\n";
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    const result& r = results[i];
-    out << "  {\"gpu\": \"" << r.gpu << "\", \"ep\": " << r.ep << ", \"tokens_per_rank\": " << r.tokens
-        << ", \"hidden\": " << r.hidden << ", \"top_k\": " << r.top_k << ", \"experts\": " << r.experts
-        << ", \"payload\": \"" << r.payload << "\", \"routing\": \"" << r.routing << "\",\n"
-        << "   \"dispatch_bytes_per_token\": " << r.dispatch_bytes_per_token
-        << ", \"combine_bytes_per_token\": " << r.combine_bytes_per_token
-        << ", \"wire_dispatch_bytes\": " << r.wire_dispatch_bytes << ", \"logical_dispatch_bytes\": " << r.logical_dispatch_bytes
-        << ", \"wire_combine_bytes\": " << r.wire_combine_bytes << ", \"logical_combine_bytes\": " << r.logical_combine_bytes
-        << ", \"model_wire_dispatch_bytes\": " << r.model_wire_dispatch_bytes << ",\n"
-        << "   \"dispatch\": " << json_stats(r.dispatch) << ", \"combine\": " << json_stats(r.combine) << ",\n"
-        << "   \"nccl_dispatch\": " << json_stats(r.nccl_dispatch) << ", \"nccl_combine\": " << json_stats(r.nccl_combine) << ",\n"
-        << "   \"lsa_dispatch\": " << json_stats(r.lsa_dispatch) << ", \"lsa_combine\": " << json_stats(r.lsa_combine) << ",\n"
-        << "   \"floor_dispatch_us_at_450GBps\": " << r.wire_dispatch_bytes / 450e3
-        << ", \"floor_combine_us_at_450GBps\": " << r.wire_combine_bytes / 450e3 << ",\n   \"workspace_bytes\": {";
-    for (std::size_t w = 0; w < r.workspace.size(); ++w)
-      out << (w ? ", " : "") << "\"" << r.workspace[w].first << "\": " << r.workspace[w].second;
-    out << "}}" << (i + 1 < results.size() ? "," : "") << "\n";
-  }
-  out << "]\n";
+void print_row(const result& r, std::size_t done, std::size_t total, double elapsed_seconds) {
+  const std::string progress = std::to_string(done) + "/" + std::to_string(total);
+  std::printf("%-7s %8s %-3d %5d %3d %4d %-8s %-7s %6d | %8.1f %9.1f %7.1f | %8.1f %9.1f %7.1f | %8.1f %8.1f | "
+              "%8.1f %8.1f | %6.2f %6.2f\n",
+              progress.c_str(), clock_text(elapsed_seconds).c_str(), r.ep, r.hidden, r.top_k, r.experts,
+              r.routing.c_str(), r.payload.c_str(), r.tokens, r.dispatch.median,
+              gbps(r.wire_dispatch_bytes, r.dispatch.median), gbps(r.logical_dispatch_bytes, r.dispatch.median),
+              r.combine.median, gbps(r.wire_combine_bytes, r.combine.median),
+              gbps(r.logical_combine_bytes, r.combine.median), r.nccl_dispatch.median, r.nccl_combine.median,
+              r.lsa_dispatch.median, r.lsa_combine.median, r.nccl_dispatch.median / r.dispatch.median,
+              r.nccl_combine.median / r.combine.median);
+  std::fflush(stdout);
 }
 
-void write_csv(const std::string& path, const std::vector<result>& results) {
-  std::ofstream out(path);
-  out << "gpu,ep,tokens,hidden,top_k,experts,payload,routing,dispatch_us,dispatch_p10_us,dispatch_p90_us,combine_us,"
-         "combine_p10_us,combine_p90_us,nccl_dispatch_us,nccl_combine_us,lsa_dispatch_us,lsa_combine_us,"
-         "wire_dispatch_GBps,logical_dispatch_GBps,wire_combine_GBps,logical_combine_GBps,floor_dispatch_us,"
-         "floor_combine_us,workspace_bytes\n";
-  for (const result& r : results) {
-    std::size_t ws = 0;
-    for (auto& w : r.workspace) ws += w.second;
-    out << r.gpu << "," << r.ep << "," << r.tokens << "," << r.hidden << "," << r.top_k << "," << r.experts << ","
-        << r.payload << "," << r.routing << "," << r.dispatch.median << "," << r.dispatch.p10 << "," << r.dispatch.p90
-        << "," << r.combine.median << "," << r.combine.p10 << "," << r.combine.p90 << "," << r.nccl_dispatch.median
-        << "," << r.nccl_combine.median << "," << r.lsa_dispatch.median << "," << r.lsa_combine.median << ","
-        << gbps(r.wire_dispatch_bytes, r.dispatch.median) << "," << gbps(r.logical_dispatch_bytes, r.dispatch.median)
-        << "," << gbps(r.wire_combine_bytes, r.combine.median) << "," << gbps(r.logical_combine_bytes, r.combine.median)
-        << "," << r.wire_dispatch_bytes / 450e3 << "," << r.wire_combine_bytes / 450e3 << "," << ws << "\n";
-  }
+std::string table_legend() {
+  return R"(Table columns (one row per configuration; times are per op: the median over the timed
+graph replays of the slowest rank, each replay divided by --ops-per-graph):
+  done       configurations finished / configurations in the sweep
+  elapsed    wall time since the first configuration started (m:ss or h:mm:ss)
+  EP         ranks (GPUs) in the expert-parallel group
+  H, k, E    hidden size, experts per token (top-k), number of experts
+  routing    routing distribution of the draw (uniform, skewed, one-rank)
+  payload    dispatch payload: bf16 rows, or fp8 (e4m3 rows + 1x128 fp32 scales); top-k ids and
+             weights travel too. Combine always returns bf16 rows of H elements
+  T          tokens per rank
+  disp us    epgraph dispatch, microseconds per op
+  comb us    epgraph combine, microseconds per op
+  wire GB/s  remote bytes / time: the token bytes a rank sends to other ranks (a token goes once
+             to each distinct destination rank; its copy to itself is not counted), mean over
+             ranks. Same convention as nccl-tests' busbw for all-to-all (algbw x (N-1)/N); the
+             floor at NVLink4's 450 GB/s per direction is in the CSV (floor_*_us)
+  logicGB    logical GB/s: all bytes a rank receives, its own tokens included / time (DeepEP's
+             convention; nccl-tests' algbw). Under uniform routing wire ~ logical x (N-1)/N
+  nccl d/c   NCCL grouped ncclSend/ncclRecv moving exactly each pair's dispatch/combine bytes of
+             the same routing (what a user with host-known counts would write), us per op
+  lsa d/c    a plain device-API LSA copy of the same bytes plus one barrier: the primitive with
+             no routing work (not a tuned copy), us per op
+  vsNCd/c    NCCL time / epgraph time for dispatch/combine: above 1, epgraph is faster
+)";
 }
 
 }  // namespace epgraph::bench

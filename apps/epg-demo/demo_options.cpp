@@ -31,7 +31,11 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")
     ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)")
     ("deadline", po::value(&o.deadline_seconds)->default_value(30.0), "session deadline: a peer that does not arrive within it is a fault naming it (seconds, 0 = off)")
-    ("host-check-every", po::value(&o.host_check_every)->default_value(1), "compare with the host reference every N steps (the device checks every step)")
+    ("host-check-every", po::value(&o.host_check_every)->default_value(10),
+     "what is checked when: on every step a GPU kernel compares every output element with the reference, "
+     "bit-exactly; on steps 1, 1+N, 1+2N, ... and the last, the output is also copied to the host and compared "
+     "with an independent CPU reference (seconds per step at T=4096), session faults are collected and the step "
+     "is timed for the summary (1 = every step)")
     ("inject-stall", po::value(&stall), "fault injection RANK:STEP: that rank stops replaying at that step (tests the watchdog)");
   // clang-format on
   if (!cli::parse(desc, args, "epg-demo", help_text)) return std::nullopt;
@@ -41,8 +45,10 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   else if (which == "staged") o.which = variant::staged;
   else if (which == "both") o.which = variant::both;
   else comm::throw_config_error("--variant", "is '" + which + "'", "use zero-copy, staged or both");
-  if (o.steps < 1) comm::throw_config_error("--steps", "must be at least 1");
-  if (o.host_check_every < 1) comm::throw_config_error("--host-check-every", "must be at least 1");
+  if (o.steps < 1) comm::throw_config_error("--steps", "is " + std::to_string(o.steps), "use at least 1");
+  if (o.host_check_every < 1)
+    comm::throw_config_error("--host-check-every", "is " + std::to_string(o.host_check_every),
+                             "use N >= 1 (1 = every step; the device checks every step regardless)");
   if (!stall.empty()) {
     const auto colon = stall.find(':');
     try {
@@ -52,11 +58,62 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     } catch (const std::exception&) {
       comm::throw_config_error("--inject-stall", "is '" + stall + "'", "use RANK:STEP, e.g. 1:3");
     }
+    // A stall that never happens would let a watchdog test pass without testing anything.
+    if (o.stall_step < 0 || o.stall_step >= o.steps)
+      comm::throw_config_error("--inject-stall", "step " + std::to_string(o.stall_step) + " is not one of the " +
+                                                     std::to_string(o.steps) + " steps",
+                               "use a STEP in [0, --steps)");
   }
   for (auto [name, value] : {std::pair{"--watchdog", o.watchdog_seconds}, std::pair{"--deadline", o.deadline_seconds}})
     if (!std::isfinite(value) || value < 0)
       comm::throw_config_error(name, "is " + std::to_string(value), "use a finite number of seconds >= 0 (0 = off)");
   return o;
+}
+
+comm::ep_config session_config(const options& o) {
+  comm::ep_config config = sim::make_config(o.problem, o.num_ctas, o.threads_per_cta);
+  config.deadline_seconds = o.deadline_seconds;
+  return config;
+}
+
+namespace {
+// The demo option behind each ep_config field, so an error names what the user typed.
+std::string option_for(const std::string& field) {
+  if (field == "ep_size") return "the rank count (mpirun -np)";
+  if (field == "max_tokens_per_rank") return "--tokens";
+  if (field == "top_k" || field == "payloads[1].row_bytes") return "--top-k";
+  if (field == "num_experts") return "--experts";
+  if (field == "hidden" || field == "payloads[0].row_bytes") return "--hidden";
+  if (field == "combine_type") return "--dtype";
+  if (field == "num_ctas") return "--ctas";
+  if (field == "threads_per_cta") return "--threads";
+  if (field == "deadline_seconds") return "--deadline";
+  return field;
+}
+}  // namespace
+
+void validate(const options& o, int ranks) {
+  options on_ranks = o;
+  on_ranks.problem.ep_size = ranks;
+  try {
+    comm::validate(session_config(on_ranks));  // the same check the session runs, minus the GPU
+  } catch (const comm::error& e) {
+    if (e.domain() != comm::error_domain::config) throw;
+    const std::string option = option_for(e.call());
+    std::string hint = e.hint();
+    if (hint.empty())
+      hint = e.call() == "ep_size" ? "run on fewer ranks: mpirun -np N with N <= " + std::to_string(comm::max_ep_size)
+                                   : "change " + option + " to an allowed value; epg-demo --help lists every option";
+    comm::throw_config_error(option,
+                             e.message() + "; session field " + e.call() + ", ep_size = " + std::to_string(ranks) +
+                                 " MPI rank" + (ranks == 1 ? "" : "s"),
+                             hint);
+  }
+  if (o.stall_step >= 0 && (o.stall_rank < 0 || o.stall_rank >= ranks))
+    comm::throw_config_error("--inject-stall",
+                             "rank " + std::to_string(o.stall_rank) + " is not one of the " + std::to_string(ranks) +
+                                 " MPI ranks",
+                             "use a RANK in [0, " + std::to_string(ranks) + ")");
 }
 
 }  // namespace epgraph::demo

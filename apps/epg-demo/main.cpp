@@ -4,8 +4,11 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -35,6 +38,36 @@ struct variant_result {
   double mem_growth_mib = 0;  // largest drop of free GPU memory over the run, any rank
 };
 
+// Rank 0's progress during a variant: a run at large T with host checks takes minutes and
+// would otherwise print nothing until its summary. One line on the first and the last step
+// and whenever progress_interval has passed; rank 0's own counts, since summing over ranks
+// would add a collective to every printed step.
+class progress_meter {
+ public:
+  using clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds progress_interval{2};
+
+  progress_meter(const char* variant, int steps) : variant_(variant), steps_(steps) {}
+
+  bool due(int done) const {
+    return done == 1 || done == steps_ || clock::now() - last_print_ >= progress_interval;
+  }
+
+  void print(int done, long long tokens, long long failed_host_checks, unsigned long long device_wrong) {
+    last_print_ = clock::now();
+    const double seconds = std::max(std::chrono::duration<double>(last_print_ - start_).count(), 1e-9);
+    std::printf("[epg-demo] %s: step %d/%d, rank 0: %lld tokens, %lld failed host checks, %llu wrong elements "
+                "(device), %.1f steps/s, %.0f tokens/s\n",
+                variant_, done, steps_, tokens, failed_host_checks, device_wrong, done / seconds, tokens / seconds);
+    std::fflush(stdout);  // under mpirun stdout is a pipe: without a flush the line comes at exit
+  }
+
+ private:
+  const char* variant_;
+  int steps_;
+  clock::time_point start_ = clock::now(), last_print_ = start_;
+};
+
 double free_mib() {
   std::size_t free_bytes = 0, total = 0;
   EPG_CHECK_CUDA(cudaMemGetInfo(&free_bytes, &total));
@@ -44,9 +77,7 @@ double free_mib() {
 variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const demo::options& o,
                            bool zero_copy) {
   const sim::problem& p = o.problem;
-  comm::ep_config config = sim::make_config(p, o.num_ctas, o.threads_per_cta);
-  config.deadline_seconds = o.deadline_seconds;
-  comm::ep_session session(nccl, config);
+  comm::ep_session session(nccl, demo::session_config(o));  // the config demo::validate checked
   const std::size_t elem = comm::element_size(p.dtype);
   const std::size_t rows = static_cast<std::size_t>(p.max_tokens);
   sim::batch_storage buffers(p);
@@ -59,11 +90,18 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   spec.combine = buffers.combine_args();
   spec.experts = sim::reference_expert_stage(p);
   spec.expert_output = zero_copy ? session.combine_region() : staged.get();
-  if (mpi.rank() == 0) spec.log = [](const std::string& line) { std::printf("[epg-demo] %s\n", line.c_str()); };
+  if (mpi.rank() == 0)
+    spec.log = [](const std::string& line) {
+      std::printf("[epg-demo] %s\n", line.c_str());
+      std::fflush(stdout);
+    };
 
   graph::stream stream;
   graph::step_graph step(graph::plan_step(session, spec), stream);
-  if (mpi.rank() == 0) std::printf("[epg-demo] step graph:\n%s", step.plan().explain().c_str());
+  if (mpi.rank() == 0) {
+    std::printf("[epg-demo] step graph:\n%s", step.plan().explain().c_str());
+    std::fflush(stdout);
+  }
 
   graph::event start, stop, checked;
   std::vector<double> times;
@@ -74,6 +112,7 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   EPG_CHECK_CUDA(cudaDeviceSynchronize());
   const double free_before = free_mib();
   double lowest_free = free_before;
+  progress_meter progress(zero_copy ? "zero-copy" : "staged", o.steps);
   for (int s = 0; s < o.steps; ++s) {
     const std::uint64_t step_id = static_cast<std::uint64_t>(s) + (zero_copy ? 0 : 1u << 24);
     const bool host_check = s % o.host_check_every == 0 || s == o.steps - 1;
@@ -102,18 +141,25 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
     }
     const int T = sim::token_count(p, mpi.rank(), step_id);
     tokens += T;
-    if (!host_check) continue;
-    times.push_back(1000.0 * graph::event::elapsed_ms(start, stop));
-    session.check_faults();
-    lowest_free = std::min(lowest_free, free_mib());
-    ++host_checked;
-    EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * elem,
-                              cudaMemcpyDeviceToHost));
-    const long long wrong_elements = sim::count_wrong(p, step_id, mpi.rank(), host.data());
-    if (wrong_elements) {
-      ++failures;
-      std::fprintf(stderr, "[epg-demo] rank %d step %d (T=%d): %lld of %zu output elements differ\n", mpi.rank(), s,
-                   T, wrong_elements, static_cast<std::size_t>(T) * p.hidden);
+    if (host_check) {
+      times.push_back(1000.0 * graph::event::elapsed_ms(start, stop));
+      session.check_faults();
+      lowest_free = std::min(lowest_free, free_mib());
+      ++host_checked;
+      EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * elem,
+                                cudaMemcpyDeviceToHost));
+      const long long wrong_elements = sim::count_wrong(p, step_id, mpi.rank(), host.data());
+      if (wrong_elements) {
+        ++failures;
+        std::fprintf(stderr, "[epg-demo] rank %d step %d (T=%d): %lld of %zu output elements differ\n", mpi.rank(),
+                     s, T, wrong_elements, static_cast<std::size_t>(T) * p.hidden);
+      }
+    }
+    if (mpi.rank() == 0 && progress.due(s + 1)) {
+      // watch_step waited for `checked`, so the device count is final for this step.
+      unsigned long long wrong_so_far = 0;
+      EPG_CHECK_CUDA(cudaMemcpy(&wrong_so_far, wrong.get(), sizeof wrong_so_far, cudaMemcpyDeviceToHost));
+      progress.print(s + 1, tokens, failures, wrong_so_far);
     }
   }
   unsigned long long device_wrong = 0;
@@ -133,7 +179,14 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
 
 int run(comm::mpi_context& mpi, int argc, char** argv) {
   std::string help;
-  auto parsed = demo::parse_options(std::vector<std::string>(argv + 1, argv + argc), &help);
+  std::optional<demo::options> parsed;
+  // Every option, the rank-count ones included (the rank count comes from MPI), is checked
+  // before the GPU check: a bad option is reported as such on any machine, once.
+  if (!cli::passes_on_every_rank(mpi, "epg-demo", [&] {
+        parsed = demo::parse_options(std::vector<std::string>(argv + 1, argv + argc), &help);
+        if (parsed) demo::validate(*parsed, mpi.size());
+      }))
+    return 1;
   if (!parsed) {
     if (mpi.rank() == 0) std::cout << help;
     return 0;
@@ -144,11 +197,17 @@ int run(comm::mpi_context& mpi, int argc, char** argv) {
   std::optional<comm::nccl_comm> joined = cli::join_gpus(mpi, "epg-demo");
   if (!joined) return 2;
   comm::nccl_comm& nccl = *joined;
-  if (mpi.rank() == 0)
-    std::printf("[epg-demo] %d ranks, max %d tokens/rank, hidden %d, top-%d of %d experts, %s, %s routing, %d steps\n",
+  if (mpi.rank() == 0) {
+    const std::string host_checks = o.host_check_every == 1
+                                        ? std::string("every step")
+                                        : "steps 1, " + std::to_string(1 + o.host_check_every) + ", ... and the last";
+    std::printf("[epg-demo] %d ranks, max %d tokens/rank, hidden %d, top-%d of %d experts, %s, %s routing, %d steps; "
+                "device check: every step, host check: %s\n",
                 mpi.size(), o.problem.max_tokens, o.problem.hidden, o.problem.top_k, o.problem.num_experts,
                 std::string(comm::to_string(o.problem.dtype)).c_str(),
-                std::string(sim::to_string(o.problem.dist)).c_str(), o.steps);
+                std::string(sim::to_string(o.problem.dist)).c_str(), o.steps, host_checks.c_str());
+    std::fflush(stdout);
+  }
 
   std::vector<variant_result> results;
   if (o.which != demo::variant::staged) results.push_back(run_variant(mpi, nccl, o, true));

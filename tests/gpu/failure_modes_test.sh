@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Failure modes a user can hit on a GPU machine, each must end with a clear message:
 #  1. the loaded libnccl is not the one whose headers were compiled in (device-API ABI),
-#  2. more ranks than GPUs on a node.
+#  2. more ranks than GPUs on a node,
+#  3. bad options: named as such before any GPU work, also when the ranks do not fit the GPUs
+#     (the option check comes first), and once per job, not once per rank.
 #   failure_modes_test.sh <bin-dir> [other-libnccl-dir] [mpirun]
 set -u
 bin=${1:?bin dir}; other=${2:-/usr/lib/x86_64-linux-gnu}; mpirun=${3:-mpirun}
@@ -19,11 +21,29 @@ if [ -f "$other/libnccl.so.2" ]; then
     echo "FAILED version mismatch: no clear message"; echo "$out" | tail -5; status=1
   fi
 fi
-out=$(timeout 120 "$mpirun" -np $((gpus + 1)) --oversubscribe --bind-to none "$bin/epg-demo" --steps 1 --tokens 8 --hidden 256 2>&1)
+np=$((gpus + 1))
+# --experts must split over np ranks (options are checked before the GPUs): 8 per rank.
+out=$(timeout 120 "$mpirun" -np $np --oversubscribe --bind-to none "$bin/epg-demo" --steps 1 --tokens 8 --hidden 256 \
+        --experts $((8 * np)) 2>&1)
 rc=$?
 if [ $rc = 2 ] && echo "$out" | grep -q "needs one NVIDIA GPU .* per rank"; then
   echo "PASSED more ranks than GPUs: $(echo "$out" | grep -o 'epg-demo needs.*visible' | head -1)"
 else
   echo "FAILED more ranks than GPUs (exit $rc)"; echo "$out" | tail -5; status=1
 fi
+# A bad option must exit 1 with one line (not one per rank) that names it, and no GPU message.
+bad_option() {  # ranks expected-text options...
+  local ranks=$1 want=$2; shift 2
+  out=$(timeout 120 "$mpirun" -np "$ranks" --oversubscribe --bind-to none "$bin/epg-demo" --steps 1 "$@" 2>&1)
+  rc=$?
+  lines=$(echo "$out" | grep -c "^epg-demo: epgraph: config error in ")
+  if [ $rc = 1 ] && [ "$lines" = 1 ] && echo "$out" | grep -qF "$want" && ! echo "$out" | grep -q "needs one NVIDIA GPU"; then
+    echo "PASSED bad option ($*, $ranks ranks): $(echo "$out" | grep -m1 "config error in " | sed 's/^epg-demo: epgraph: //; s/ \[[^]]*\]$//')"
+  else
+    echo "FAILED bad option ($*, $ranks ranks; exit $rc, $lines error lines)"; echo "$out" | tail -5; status=1
+  fi
+}
+bad_option "$gpus" "config error in --top-k: is 40, allowed range [1, 32]" --top-k 40
+bad_option "$gpus" "stray argument 'staged' that belongs to no option" --variant zero-copy staged
+bad_option $np "config error in --experts: is $((2 * np + 1)), not divisible by ep_size $np" --experts $((2 * np + 1))
 exit $status

@@ -1,4 +1,16 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
 #include "bench.hpp"
 #include "epgraph/comm/error.hpp"
@@ -92,4 +104,402 @@ TEST(BenchModel, ExpectedDestinationsMatchTheTrafficModelTable) {
 TEST(BenchModel, BandwidthIsBytesOverMicroseconds) {
   EXPECT_DOUBLE_EQ(bench::gbps(450e3, 1.0), 450.0);  // 450 kB in 1 us = 450 GB/s
   EXPECT_DOUBLE_EQ(bench::gbps(1e6, 0.0), 0.0);
+}
+
+// ---- Result files: the CSV and the JSON of a known report, read back exactly. ----
+
+namespace {
+namespace fs = std::filesystem;
+
+// A fresh folder per test, removed afterwards (kept when EPG_TEST_KEEP_TMP is set, to look
+// at the files).
+struct temp_dir {
+  fs::path path;
+  temp_dir() {
+    path = fs::temp_directory_path() / ("epg-bench-test-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~temp_dir() {
+    if (std::getenv("EPG_TEST_KEEP_TMP")) return;
+    std::error_code ec;
+    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// RFC 4180 reader: rows of fields; quoted fields may hold commas and doubled quotes.
+std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
+  const std::string text = read_text(p);
+  std::vector<std::vector<std::string>> rows(1, std::vector<std::string>(1));
+  bool quoted = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c != '"') {
+        rows.back().back() += c;
+      } else if (i + 1 < text.size() && text[i + 1] == '"') {
+        rows.back().back() += '"';
+        ++i;
+      } else {
+        quoted = false;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      rows.back().emplace_back();
+    } else if (c == '\n') {
+      rows.emplace_back(1);
+    } else {
+      rows.back().back() += c;
+    }
+  }
+  if (rows.back() == std::vector<std::string>(1)) rows.pop_back();  // after the last newline
+  return rows;
+}
+
+bench::result known_result() {
+  bench::result r;
+  r.gpu = "NVIDIA H200 \"test\", rev 1";  // a comma and quotes: escaped in both files
+  r.nccl_version = bench::nccl_version_string(22809);
+  r.ep = 4;
+  r.tokens = 128;
+  r.hidden = 7168;
+  r.top_k = 8;
+  r.experts = 256;
+  r.ctas = 64;
+  r.threads = 512;
+  r.ops_per_graph = 10;
+  r.replays = 200;
+  r.payload = "fp8";
+  r.routing = "uniform";
+  r.checked = "faults-only";
+  r.dispatch_bytes_per_token = 7456;
+  r.combine_bytes_per_token = 14336;
+  r.wire_dispatch_bytes = 0.1 + 0.2;  // 0.30000000000000004: needs all 17 digits
+  r.logical_dispatch_bytes = 1.0 / 3.0;
+  r.wire_combine_bytes = 5e6;
+  r.logical_combine_bytes = 6.25e6;
+  r.model_wire_dispatch_bytes = 2.0 / 3.0;
+  r.dispatch = {24.3808, 24.4608, 24.5728};
+  r.combine = {22.5184, 22.8032, 23.1296};
+  r.nccl_dispatch = {30.1, 30.5024, 30.9};
+  r.nccl_combine = {30.0, 30.3776, 30.7};
+  r.lsa_dispatch = {20.1, 20.3808, 20.6};
+  r.lsa_combine = {19.9, 20.0288, 20.2};
+  r.workspace = {{"window.counts", 16},
+                 {"window.combine", 28672},
+                 {"window.padding", 3984},
+                 {"local.faults", 64},
+                 {"local.padding", 192}};
+  return r;
+}
+constexpr std::int64_t known_window_bytes = 16 + 28672 + 3984, known_local_bytes = 64 + 192;
+
+// Every column of known_result(), written out by hand (not through columns()).
+std::map<std::string, std::string> expected_strings() {
+  return {{"gpu", "NVIDIA H200 \"test\", rev 1"},
+          {"nccl_version", "2.28.9"},
+          {"payload", "fp8"},
+          {"routing", "uniform"},
+          {"checked", "faults-only"}};
+}
+std::map<std::string, double> expected_numbers() {
+  return {{"ep", 4},
+          {"tokens", 128},
+          {"hidden", 7168},
+          {"top_k", 8},
+          {"experts", 256},
+          {"ctas", 64},
+          {"threads", 512},
+          {"ops_per_graph", 10},
+          {"replays", 200},
+          {"dispatch_us", 24.4608},
+          {"dispatch_p10_us", 24.3808},
+          {"dispatch_p90_us", 24.5728},
+          {"combine_us", 22.8032},
+          {"combine_p10_us", 22.5184},
+          {"combine_p90_us", 23.1296},
+          {"nccl_dispatch_us", 30.5024},
+          {"nccl_dispatch_p10_us", 30.1},
+          {"nccl_dispatch_p90_us", 30.9},
+          {"nccl_combine_us", 30.3776},
+          {"nccl_combine_p10_us", 30.0},
+          {"nccl_combine_p90_us", 30.7},
+          {"lsa_dispatch_us", 20.3808},
+          {"lsa_dispatch_p10_us", 20.1},
+          {"lsa_dispatch_p90_us", 20.6},
+          {"lsa_combine_us", 20.0288},
+          {"lsa_combine_p10_us", 19.9},
+          {"lsa_combine_p90_us", 20.2},
+          {"wire_dispatch_GBps", (0.1 + 0.2) / (24.4608 * 1e3)},
+          {"wire_combine_GBps", 5e6 / (22.8032 * 1e3)},
+          {"wire_nccl_dispatch_GBps", (0.1 + 0.2) / (30.5024 * 1e3)},
+          {"wire_nccl_combine_GBps", 5e6 / (30.3776 * 1e3)},
+          {"wire_lsa_dispatch_GBps", (0.1 + 0.2) / (20.3808 * 1e3)},
+          {"wire_lsa_combine_GBps", 5e6 / (20.0288 * 1e3)},
+          {"logical_dispatch_GBps", (1.0 / 3.0) / (24.4608 * 1e3)},
+          {"logical_combine_GBps", 6.25e6 / (22.8032 * 1e3)},
+          {"dispatch_bytes_per_token", 7456},
+          {"combine_bytes_per_token", 14336},
+          {"wire_dispatch_bytes", 0.1 + 0.2},
+          {"logical_dispatch_bytes", 1.0 / 3.0},
+          {"wire_combine_bytes", 5e6},
+          {"logical_combine_bytes", 6.25e6},
+          {"model_wire_dispatch_bytes", 2.0 / 3.0},
+          {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
+          {"floor_combine_us", 5e6 / 450e3},
+          // The total is the parts, each once: no window total counted on top of its regions.
+          {"workspace_bytes", double(known_window_bytes + known_local_bytes)},
+          {"workspace_window_bytes", double(known_window_bytes)},
+          {"workspace_local_bytes", double(known_local_bytes)}};
+}
+}  // namespace
+
+TEST(BenchReport, CsvAndJsonRoundTripAKnownReport) {
+  temp_dir dir;
+  const bench::result first = known_result();
+  bench::result second = known_result();
+  second.tokens = 4096;
+  const std::string prefix = (dir.path / "missing" / "folder" / "run").string();  // folders are created
+  {
+    bench::report_files files(prefix);
+    files.add(first);
+    files.add(second);
+    files.finish();
+    EXPECT_EQ(files.csv_path(), prefix + ".csv");
+    EXPECT_EQ(files.json_path(), prefix + ".json");
+  }
+  EXPECT_FALSE(fs::exists(prefix + ".json.tmp"));
+  const auto strings = expected_strings();
+  const auto numbers = expected_numbers();
+
+  // CSV: the header is exactly the expected keys, and every cell reads back to the same value.
+  const auto rows = read_csv(prefix + ".csv");
+  ASSERT_EQ(rows.size(), 3u);
+  const auto& header = rows[0];
+  EXPECT_EQ(header.size(), strings.size() + numbers.size());
+  for (const auto& key : header) EXPECT_TRUE(strings.count(key) + numbers.count(key) == 1) << "unexpected " << key;
+  for (std::size_t row = 1; row < rows.size(); ++row) {
+    ASSERT_EQ(rows[row].size(), header.size()) << "row " << row;
+    for (std::size_t i = 0; i < header.size(); ++i) {
+      const std::string& key = header[i];
+      if (strings.count(key)) {
+        EXPECT_EQ(rows[row][i], strings.at(key)) << key;
+      } else {
+        const double want = key == "tokens" ? (row == 1 ? 128 : 4096) : numbers.at(key);
+        EXPECT_EQ(std::strtod(rows[row][i].c_str(), nullptr), want) << key << " = " << rows[row][i];
+      }
+    }
+  }
+
+  // JSON: the same keys with the same values, plus the workspace parts.
+  const auto doc = nlohmann::json::parse(read_text(prefix + ".json"));
+  ASSERT_TRUE(doc.is_array());
+  ASSERT_EQ(doc.size(), 2u);
+  for (std::size_t row = 0; row < 2; ++row) {
+    const auto& object = doc[row];
+    EXPECT_EQ(object.size(), header.size() + 1);
+    for (const auto& [key, want] : strings) EXPECT_EQ(object.at(key).get<std::string>(), want) << key;
+    for (const auto& [key, want] : numbers) {
+      if (key == "tokens") continue;
+      EXPECT_EQ(object.at(key).get<double>(), want) << key;
+    }
+    EXPECT_EQ(object.at("tokens").get<int>(), row == 0 ? 128 : 4096);
+    std::int64_t parts = 0;
+    for (const auto& [name, bytes] : object.at("workspace_parts").items()) parts += bytes.get<std::int64_t>();
+    EXPECT_EQ(object.at("workspace_parts").size(), 5u);
+    EXPECT_EQ(parts, object.at("workspace_bytes").get<std::int64_t>());
+    EXPECT_EQ(object.at("workspace_parts").at("window.combine").get<int>(), 28672);
+  }
+}
+
+TEST(BenchReport, WorkspacePartsAddUpToTheSessionsAllocation) {
+  for (const char* payload : {"bf16", "fp8"})
+    for (int ranks : {2, 8}) {
+      const auto cfg = bench::make_config(bench::make_problem({7168, 8, 256, sim::routing::uniform}, ranks, 128, 1),
+                                          payload, 64, 512);
+      const auto layout = comm::plan_workspace(cfg);
+      bench::result r;
+      r.workspace = bench::workspace_parts(layout, cfg);
+      EXPECT_EQ(bench::workspace_bytes(r), comm::workspace_bytes_per_rank(cfg)) << payload << " " << ranks;
+      EXPECT_EQ(bench::workspace_bytes(r, "window."), layout.window_bytes);
+      EXPECT_EQ(bench::workspace_bytes(r, "local."), layout.local_bytes);
+      std::set<std::string> names;
+      for (const auto& part : r.workspace) {
+        EXPECT_TRUE(names.insert(part.name).second) << "twice: " << part.name;
+        EXPECT_LT(part.bytes, layout.window_bytes) << part.name;  // a negative padding would wrap around
+      }
+      EXPECT_TRUE(names.count("window.payload_weights"));
+    }
+}
+
+TEST(BenchReport, AnUnusableOutFailsBeforeTheSweep) {
+  temp_dir dir;
+  std::ofstream(dir.path / "blocker") << "a file where a folder must be";
+  try {
+    bench::report_files files((dir.path / "blocker" / "run").string());
+    FAIL() << "a prefix under a regular file was accepted";
+  } catch (const bench::output_error& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find((dir.path / "blocker").string()), std::string::npos) << text;
+    EXPECT_NE(text.find("output folder"), std::string::npos) << text;
+    EXPECT_NE(text.find("--out"), std::string::npos) << text;  // what to do
+  }
+  // The JSON's place is a folder: caught now, not after the sweep; no CSV is started.
+  fs::create_directories(dir.path / "run.json");
+  try {
+    bench::report_files files((dir.path / "run").string());
+    FAIL() << "a JSON path that is a folder was accepted";
+  } catch (const bench::output_error& e) {
+    EXPECT_NE(std::string(e.what()).find("run.json"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "run.csv"));
+  if (::geteuid() != 0) {  // root writes anywhere: the permission case only fails for users
+    fs::create_directories(dir.path / "locked");
+    fs::permissions(dir.path / "locked", fs::perms::owner_read | fs::perms::owner_exec);
+    try {
+      bench::report_files files((dir.path / "locked" / "run").string());
+      FAIL() << "a read-only folder was accepted";
+    } catch (const bench::output_error& e) {
+      EXPECT_NE(std::string(e.what()).find("Permission denied"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(BenchReport, AFailingWriteNamesThePathAndTheOsError) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this machine";
+  temp_dir dir;
+  fs::create_symlink("/dev/full", dir.path / "run.csv");  // every write fails with ENOSPC
+  try {
+    bench::report_files files((dir.path / "run").string());
+    FAIL() << "the CSV header was reported written to /dev/full";
+  } catch (const bench::output_error& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find("run.csv"), std::string::npos) << text;
+    EXPECT_NE(text.find(std::strerror(ENOSPC)), std::string::npos) << text;
+  }
+}
+
+TEST(BenchReport, AnAbortedSweepKeepsItsRowsAndLeavesNoJson) {
+  temp_dir dir;
+  const std::string prefix = (dir.path / "run").string();
+  std::ofstream(prefix + ".json") << "[] (an earlier run's)";
+  {
+    bench::report_files files(prefix);
+    EXPECT_FALSE(fs::exists(prefix + ".json")) << "an earlier run's JSON would pass for this run's";
+    files.add(known_result());
+    files.add(known_result());
+    EXPECT_EQ(read_csv(prefix + ".csv").size(), 3u) << "rows are flushed as they are added";
+  }  // destroyed without finish(): the sweep died
+  EXPECT_EQ(read_csv(prefix + ".csv").size(), 3u);
+  EXPECT_FALSE(fs::exists(prefix + ".json"));
+  EXPECT_FALSE(fs::exists(prefix + ".json.tmp"));
+}
+
+TEST(BenchReport, HelpExplainsEveryTableAndFileColumn) {
+  std::string help;
+  EXPECT_FALSE(bench::parse_options({"--help"}, &help));
+  for (const char* word : {"done", "elapsed", "EP", "H, k, E", "routing", "payload", "T ", "disp us", "comb us",
+                           "wire GB/s", "logicGB", "nccl d/c", "lsa d/c", "vsNCd/c", "busbw", "algbw"})
+    EXPECT_NE(help.find(word), std::string::npos) << word;
+  for (const auto& c : bench::columns()) EXPECT_NE(help.find(c.key), std::string::npos) << c.key;
+  for (std::size_t start = 0, end; start < help.size(); start = end + 1) {
+    end = help.find('\n', start);
+    if (end == std::string::npos) end = help.size();
+    EXPECT_LE(end - start, 100u) << help.substr(start, end - start);
+  }
+}
+
+TEST(BenchReport, RowsShowProgressAndElapsedTime) {
+  ::testing::internal::CaptureStdout();
+  bench::print_header();
+  bench::print_row(known_result(), 3, 8, 3725.0);
+  bench::print_row(known_result(), 4, 8, 65.0);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("elapsed"), std::string::npos) << out;
+  EXPECT_NE(out.find("3/8"), std::string::npos) << out;
+  EXPECT_NE(out.find("1:02:05"), std::string::npos) << out;
+  EXPECT_NE(out.find("1:05"), std::string::npos) << out;
+}
+
+TEST(BenchOptions, OutMustBeAFilePrefix) {
+  EXPECT_THROW(bench::parse_options({"--out", ""}), comm::error);
+  EXPECT_THROW(bench::parse_options({"--out", "results/"}), comm::error);
+  EXPECT_EQ(bench::nccl_version_string(22809), "2.28.9");
+}
+
+// ---- scripts/plot_bench.py on a CSV from the writer above ----
+
+namespace {
+// The repository root, found from this file's path (CMake compiles it by its absolute path).
+std::optional<fs::path> repo_root() {
+  const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  if (!fs::exists(root / "scripts" / "plot_bench.py")) return std::nullopt;
+  return root;
+}
+
+// Runs a shell command; its exit status, and its output in *out.
+int run_command(const std::string& command, const fs::path& log, std::string* out) {
+  const int status = std::system((command + " > '" + log.string() + "' 2>&1").c_str());
+  *out = read_text(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A small sweep as epg-bench would write it: two payloads, three token counts.
+void write_fixture(const std::string& prefix) {
+  bench::report_files files(prefix);
+  for (const char* payload : {"bf16", "fp8"})
+    for (int tokens : {1, 128, 4096}) {
+      bench::result r = known_result();
+      r.payload = payload;
+      r.tokens = tokens;
+      const double scale = 1 + tokens / 16.0;
+      for (bench::stats* s :
+           {&r.dispatch, &r.combine, &r.nccl_dispatch, &r.nccl_combine, &r.lsa_dispatch, &r.lsa_combine})
+        *s = {s->median * scale * 0.8, s->median * scale, s->median * scale * 1.3};  // a visible band
+      r.wire_dispatch_bytes = tokens * 3.61 * 0.75 * r.dispatch_bytes_per_token;
+      r.wire_combine_bytes = tokens * 3.61 * 0.75 * r.combine_bytes_per_token;
+      files.add(r);
+    }
+  files.finish();
+}
+}  // namespace
+
+TEST(BenchPlot, DrawsAWrittenCsvAndRejectsBadInput) {
+  const auto root = repo_root();
+  if (!root) GTEST_SKIP() << "scripts/plot_bench.py not found from " << __FILE__;
+  if (std::system("python3 --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "no python3 on PATH";
+  temp_dir dir;
+  const std::string script = "python3 '" + (*root / "scripts" / "plot_bench.py").string() + "'";
+  const fs::path log = dir.path / "log", png = dir.path / "plot.png";
+  std::string out;
+
+  // Usage errors come before matplotlib is needed: exit 2 and say what is wrong.
+  EXPECT_EQ(run_command(script, log, &out), 2) << out;
+  EXPECT_NE(out.find("usage:"), std::string::npos) << out;
+  EXPECT_EQ(run_command(script + " --help", log, &out), 0) << out;
+  EXPECT_NE(out.find("p10-p90"), std::string::npos) << out;
+  EXPECT_EQ(run_command(script + " x.png '" + (dir.path / "missing.csv").string() + "'", log, &out), 2) << out;
+  EXPECT_NE(out.find("missing.csv"), std::string::npos) << out;
+  { bench::report_files header_only((dir.path / "empty").string()); }  // a sweep that died before its first row
+  EXPECT_EQ(run_command(script + " x.png '" + (dir.path / "empty.csv").string() + "'", log, &out), 2) << out;
+  EXPECT_NE(out.find("no rows"), std::string::npos) << out;
+
+  write_fixture((dir.path / "fixture").string());
+  const int status =
+      run_command(script + " '" + png.string() + "' '" + (dir.path / "fixture.csv").string() + "'", log, &out);
+  if (status != 0 && out.find("needs matplotlib") != std::string::npos)
+    GTEST_SKIP() << "matplotlib is missing (scripts/deps.sh installs python3-matplotlib): "
+                 << out;
+  ASSERT_EQ(status, 0) << out;
+  const std::string image = read_text(png);
+  ASSERT_GT(image.size(), 1000u) << out;
+  EXPECT_EQ(image.substr(1, 3), "PNG");
 }

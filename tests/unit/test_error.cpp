@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/error.hpp"
 
 using namespace epgraph::comm;
@@ -53,4 +56,46 @@ TEST(Error, PeerDomainIsNamed) {
   EXPECT_NE(std::string(e.what()).find("epgraph: peer error in check_faults (rank 0) (code 0): rank 2 did not reach"),
             std::string::npos)
       << e.what();
+}
+
+// Errors end with [file:line] of the check that failed: the caller's file, as a path from the
+// source tree's root, never the throw helper's (error.cpp) and never an absolute build path.
+TEST(Error, ConfigErrorNamesTheCallersFileRelativeToTheTree) {
+  int line = 0;
+  try {
+    line = __LINE__ + 1;
+    throw_config_error("top_k", "is 40", "use at most 32");
+  } catch (const error& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find("[tests/unit/test_error.cpp:" + std::to_string(line) + "]"), std::string::npos) << text;
+    EXPECT_EQ(text.find("src/error.cpp"), std::string::npos) << text;
+    EXPECT_EQ(text.find(" [/"), std::string::npos) << "absolute path in: " << text;
+  }
+  EXPECT_NE(line, 0);
+}
+
+TEST(Error, LibraryConfigErrorsPointIntoTheLibraryNotAtTheHelper) {
+  ep_config c;
+  c.ep_size = 2;
+  c.max_tokens_per_rank = 128;
+  c.top_k = 8;
+  c.num_experts = 255;  // not divisible by ep_size
+  c.hidden = 1024;
+  try {
+    validate(c);
+    FAIL() << "num_experts 255 with ep_size 2 was accepted";
+  } catch (const error& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find("[modules/comm/src/ep_config.cpp:"), std::string::npos) << text;
+    EXPECT_EQ(text.find(" [/"), std::string::npos) << "absolute path in: " << text;
+  }
+}
+
+TEST(Error, CheckMacrosNameTheCallersFile) {
+  try {
+    EPG_CHECK_CUDA(cudaErrorInvalidValue);
+    FAIL();
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("[tests/unit/test_error.cpp:"), std::string::npos) << e.what();
+  }
 }

@@ -1,9 +1,29 @@
 #include <gtest/gtest.h>
 
+#include "bench.hpp"
 #include "demo_options.hpp"
 #include "epgraph/comm/error.hpp"
 
 using namespace epgraph;
+
+namespace {
+// Parses args and, with ranks > 0, validates them for that many MPI ranks as epg-demo does
+// before its GPU check; expects a config error whose text contains every fragment.
+void expect_rejected(const std::vector<std::string>& args, int ranks, const std::vector<std::string>& fragments) {
+  std::string joined;
+  for (const auto& a : args) joined += a + " ";
+  try {
+    auto o = demo::parse_options(args);
+    ASSERT_TRUE(o) << joined;
+    if (ranks > 0) demo::validate(*o, ranks);
+    ADD_FAILURE() << "accepted: " << joined << "on " << ranks << " ranks";
+  } catch (const comm::error& e) {
+    EXPECT_EQ(e.domain(), comm::error_domain::config) << e.what();
+    for (const auto& fragment : fragments)
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << joined << "\n" << e.what();
+  }
+}
+}  // namespace
 
 TEST(DemoOptions, DefaultsAreTheReadmeShape) {
   auto o = demo::parse_options({});
@@ -14,6 +34,7 @@ TEST(DemoOptions, DefaultsAreTheReadmeShape) {
   EXPECT_EQ(o->problem.dtype, comm::element_type::bf16);
   EXPECT_EQ(o->steps, 200);
   EXPECT_EQ(o->which, demo::variant::both);
+  EXPECT_EQ(o->host_check_every, 10);  // sampled: one host check takes seconds at T=4096
 }
 
 TEST(DemoOptions, ParsesEveryKnob) {
@@ -34,8 +55,24 @@ TEST(DemoOptions, ParsesEveryKnob) {
 TEST(DemoOptions, HelpListsEveryOptionWithItsDefault) {
   std::string help;
   EXPECT_FALSE(demo::parse_options({"--help"}, &help));
-  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--routing", "--watchdog", "--deadline"})
+  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--routing", "--watchdog", "--deadline",
+                           "--host-check-every", "(=10)"})
     EXPECT_NE(help.find(text), std::string::npos) << text;
+}
+
+TEST(DemoOptions, HelpSaysWhatIsCheckedWhen) {
+  std::string help;
+  EXPECT_FALSE(demo::parse_options({"--help"}, &help));
+  // Boost wraps long descriptions: compare with the line breaks and indentation removed.
+  std::string flat;
+  for (char c : help) {
+    if (c == '\n') c = ' ';
+    if (c != ' ' || flat.empty() || flat.back() != ' ') flat += c;
+  }
+  for (const char* text : {"on every step a GPU kernel compares every output element with the reference, bit-exactly",
+                           "on steps 1, 1+N, 1+2N, ... and the last, the output is also copied to the host",
+                           "(1 = every step)"})
+    EXPECT_NE(flat.find(text), std::string::npos) << text << "\n" << flat;
 }
 
 TEST(DemoOptions, BadValuesNameTheOption) {
@@ -53,6 +90,10 @@ TEST(DemoOptions, BadValuesNameTheOption) {
   rejects({"--steps", "0"}, "--steps");
   rejects({"--tokens", "many"}, "tokens");
   rejects({"--no-such-option"}, "no-such-option");
+  rejects({"--steps", "0"}, "config error in --steps: is 0 -- use at least 1");
+  rejects({"--host-check-every", "0"}, "config error in --host-check-every: is 0 -- use N >= 1");
+  rejects({"--inject-stall", "1"}, "config error in --inject-stall: is '1' -- use RANK:STEP");
+  rejects({"--steps", "5", "--inject-stall", "1:5"}, "--inject-stall: step 5 is not one of the 5 steps");
   // A NaN watchdog used to switch the watchdog off silently.
   for (const char* bad : {"nan", "inf", "-1"}) {
     rejects({"--watchdog", bad}, "--watchdog");
@@ -66,4 +107,73 @@ TEST(DemoOptions, DeadlineAndWatchdogAcceptZeroAsOff) {
   EXPECT_EQ(o->watchdog_seconds, 0.0);
   EXPECT_EQ(o->deadline_seconds, 0.0);
   EXPECT_EQ(demo::parse_options({})->deadline_seconds, 30.0);
+}
+
+// Stray words used to be dropped silently (`--tokens 64 128` ran with 64).
+TEST(DemoOptions, StrayWordsAreRejected) {
+  expect_rejected({"4096"}, 0,
+                  {"config error in command line: has a stray argument '4096' that belongs to no option",
+                   "see epg-demo --help"});
+  expect_rejected({"--tokens", "64", "128"}, 0, {"stray argument '128'"});
+  expect_rejected({"--steps", "5", "staged"}, 0, {"stray argument 'staged'"});
+  expect_rejected({"--", "--tokens"}, 0, {"stray argument '--tokens'"});
+}
+
+TEST(BenchOptions, StrayWordsAreRejectedByTheSharedParser) {
+  try {
+    bench::parse_options({"--tokens", "1", "128"});
+    ADD_FAILURE() << "accepted a stray word";
+  } catch (const comm::error& e) {
+    EXPECT_NE(std::string(e.what()).find("stray argument '128' that belongs to no option"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("see epg-bench --help"), std::string::npos) << e.what();
+  }
+}
+
+// Each of these used to pass parsing and only fail in the session, after the GPU check, so a
+// machine without GPUs said "needs a GPU" instead of naming the option.
+TEST(DemoOptions, RankCountChecksNameTheOption) {
+  expect_rejected({"--tokens", "-5"}, 4, {"config error in --tokens: is -5, allowed range [1, 1048576]",
+                                          "; session field max_tokens_per_rank, ep_size = 4 MPI ranks -- change --tokens to an allowed value"});
+  expect_rejected({"--tokens", "0"}, 1, {"config error in --tokens: is 0", "ep_size = 1 MPI rank --"});
+  expect_rejected({"--experts", "7"}, 4,
+                  {"config error in --experts: is 7, not divisible by ep_size 4",
+                   "; session field num_experts, ep_size = 4 MPI ranks", "choose a multiple of ep_size"});
+  expect_rejected({"--experts", "2"}, 4, {"config error in --experts: is 2, allowed range [4, "});
+  expect_rejected({"--top-k", "40"}, 4, {"config error in --top-k: is 40, allowed range [1, 32]",
+                                         "change --top-k to an allowed value; epg-demo --help lists every option"});
+  expect_rejected({"--top-k", "16", "--experts", "8"}, 2,
+                  {"config error in --top-k: is 16, allowed range [1, 8] (cannot pick more experts than exist)"});
+  expect_rejected({"--top-k", "0"}, 2, {"config error in --top-k: is 0"});
+  expect_rejected({"--hidden", "0"}, 2, {"config error in --hidden: is 0"});
+  expect_rejected({"--ctas", "0"}, 2, {"config error in --ctas: is 0"});
+  expect_rejected({"--threads", "100"}, 2, {"config error in --threads: is 100, not a multiple of 32"});
+  expect_rejected({"--threads", "1024"}, 2, {"config error in --threads: is 1024, allowed range [64, 512]"});
+  expect_rejected({"--deadline", "2e6"}, 2, {"config error in --deadline: is 2e+06"});
+  expect_rejected({}, 65, {"config error in the rank count (mpirun -np): is 65, allowed range [1, 64]",
+                             "run on fewer ranks: mpirun -np N with N <= 64"});
+  expect_rejected({"--inject-stall", "4:1"}, 4,
+                  {"config error in --inject-stall: rank 4 is not one of the 4 MPI ranks", "use a RANK in [0, 4)"});
+  expect_rejected({"--inject-stall", "-1:1"}, 4, {"--inject-stall: rank -1 is not one of the 4 MPI ranks"});
+}
+
+TEST(DemoOptions, ValidateAcceptsWhatTheSessionAccepts) {
+  const auto o = demo::parse_options({});
+  ASSERT_TRUE(o);
+  for (int ranks : {1, 2, 4, 8, 64}) EXPECT_NO_THROW(demo::validate(*o, ranks)) << ranks;  // 256 experts
+  expect_rejected({}, 3, {"--experts: is 256, not divisible by ep_size 3"});
+  EXPECT_NO_THROW(demo::validate(*demo::parse_options({"--experts", "6", "--top-k", "6", "--inject-stall", "2:0"}), 3));
+}
+
+TEST(DemoOptions, SessionConfigCarriesTheOptions) {
+  auto o = demo::parse_options({"--tokens", "64", "--ctas", "32", "--threads", "256", "--deadline", "5"});
+  ASSERT_TRUE(o);
+  o->problem.ep_size = 4;
+  const comm::ep_config c = demo::session_config(*o);
+  EXPECT_EQ(c.ep_size, 4);
+  EXPECT_EQ(c.max_tokens_per_rank, 64);
+  EXPECT_EQ(c.num_ctas, 32);
+  EXPECT_EQ(c.threads_per_cta, 256);
+  EXPECT_EQ(c.deadline_seconds, 5.0);
+  EXPECT_NO_THROW(comm::validate(c));
 }

@@ -1,6 +1,7 @@
 #include "epgraph/comm/ep_config.hpp"
 
 #include <cmath>
+#include <source_location>
 #include <sstream>
 
 #include "epgraph/comm/error.hpp"
@@ -33,12 +34,14 @@ element_type parse_element_type(std::string_view name) {
 }
 
 namespace {
-void require_range(const char* field, long long value, long long lo, long long hi, const char* why = "") {
+// The location is validate()'s line for this field, not this helper's.
+void require_range(const char* field, long long value, long long lo, long long hi, const char* why = "",
+                   std::source_location where = std::source_location::current()) {
   if (value < lo || value > hi) {
     std::ostringstream msg;
     msg << "is " << value << ", allowed range [" << lo << ", " << hi << "]";
     if (*why) msg << " (" << why << ")";
-    throw_config_error(field, msg.str());
+    throw_config_error(field, msg.str(), {}, where);
   }
 }
 }  // namespace

@@ -2,6 +2,11 @@
 
 #include <cstdio>
 #include <sstream>
+#include <string_view>
+
+#ifndef EPGRAPH_SOURCE_DIR  // built without it (another build system): print file names only
+#define EPGRAPH_SOURCE_DIR ""
+#endif
 
 namespace epgraph::comm {
 
@@ -19,6 +24,17 @@ std::string_view to_string(error_domain d) noexcept {
 }
 
 namespace {
+// Where an error was raised, without the path of the machine that built it (binaries are copied
+// to GPU machines, and a build path means nothing to a user there): a file of epgraph's source
+// tree as a path from its root, any other absolute path by its file name only. EPGRAPH_SOURCE_DIR
+// ("<checkout>/") is defined by the build.
+std::string_view shown_file(std::string_view file) {
+  constexpr std::string_view tree = EPGRAPH_SOURCE_DIR;
+  if (!tree.empty() && file.starts_with(tree)) return file.substr(tree.size());
+  if (file.starts_with('/')) return file.substr(file.find_last_of('/') + 1);
+  return file;
+}
+
 std::string format(error_domain domain, const std::string& call, int code, const std::string& message,
                    const std::string& hint, const std::source_location& where) {
   std::ostringstream out;
@@ -26,7 +42,7 @@ std::string format(error_domain domain, const std::string& call, int code, const
   if (domain != error_domain::config) out << " (code " << code << ")";
   out << ": " << message;
   if (!hint.empty()) out << " -- " << hint;
-  out << " [" << where.file_name() << ":" << where.line() << "]";
+  out << " [" << shown_file(where.file_name()) << ":" << where.line() << "]";
   return out.str();
 }
 
@@ -70,8 +86,8 @@ error::error(error_domain domain, std::string call, int code, std::string messag
       message_(std::move(message)),
       hint_(std::move(hint)) {}
 
-void throw_config_error(std::string field, std::string message, std::string hint) {
-  throw error(error_domain::config, std::move(field), 0, std::move(message), std::move(hint));
+void throw_config_error(std::string field, std::string message, std::string hint, std::source_location where) {
+  throw error(error_domain::config, std::move(field), 0, std::move(message), std::move(hint), where);
 }
 
 namespace detail {
@@ -82,13 +98,6 @@ void throw_cuda(cudaError_t code, const char* call, std::source_location where) 
 }
 void throw_nccl(ncclResult_t code, const char* call, std::source_location where) {
   throw error(error_domain::nccl, call, static_cast<int>(code), ncclGetErrorString(code), hint_for_nccl(code),
-              where);
-}
-void throw_mpi(int code, const char* call, std::source_location where) {
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int length = 0;
-  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) std::snprintf(text, sizeof text, "unknown MPI error");
-  throw error(error_domain::mpi, call, code, text, "check the mpirun command line and that all ranks started",
               where);
 }
 void report_cuda(cudaError_t code, const char* call) noexcept {

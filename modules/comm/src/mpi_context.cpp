@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/mpi_error.hpp"
 
 namespace epgraph::comm {
 namespace {

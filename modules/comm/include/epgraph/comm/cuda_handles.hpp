@@ -1,4 +1,5 @@
 #pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
 // unique_handle traits of the CUDA runtime objects epgraph owns: one home for each destroy
 // call. Destroying reports a failure to stderr and never throws.
 

@@ -1,4 +1,5 @@
 #pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
 // The expert-parallel configuration every rank must agree on, and its validation.
 //
 // Pure host code: no GPU, no communication. validate() throws epgraph::comm::error

@@ -1,4 +1,5 @@
 #pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
 // Device-side faults: what a kernel found wrong, recorded in the session's local state and
 // read by the host. One plain struct on both sides (no CUDA types), so the host never reads
 // the record through hand-counted words.

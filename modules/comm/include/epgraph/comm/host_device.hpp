@@ -1,4 +1,5 @@
 #pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
 // EPGRAPH_HD marks the few functions that host and device code both call (layout arithmetic,
 // the collective-word protocol, the dispatch work split), so that one definition serves both
 // and host unit tests cover what the kernels run. A plain host compiler sees nothing.

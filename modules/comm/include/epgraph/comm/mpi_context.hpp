@@ -6,12 +6,32 @@
 // Threads: it asks MPI for MPI_THREAD_SERIALIZED and refuses less than MPI_THREAD_FUNNELED
 // (CUDA and NCCL run threads of their own; only the thread that created the context may call
 // its methods).
+//
+// Part of epgraph's optional MPI part: target epgraph::mpi, find_package(epgraph COMPONENTS mpi).
+// A runtime that brings its own communicator uses nccl_comm_ref and needs neither.
+
+#if !__has_include(<mpi.h>)
+#error "epgraph/comm/mpi_context.hpp needs MPI: link epgraph::mpi (find_package(epgraph COMPONENTS mpi)), which brings MPI's include directories; without MPI, pass your own ncclComm_t as nccl_comm_ref"
+#endif
 
 #include <mpi.h>
 
+#include "epgraph/comm/mpi_error.hpp"
+#include "epgraph/comm/nccl_comm.hpp"
+#include "epgraph/comm/requires_cxx20.hpp"
 #include "epgraph/comm/unique_handle.hpp"
 
 namespace epgraph::comm {
+
+/// A borrowed MPI communicator, as nccl_comm::bootstrap(mpi.world()) takes it.
+class mpi_comm_ref {
+ public:
+  constexpr mpi_comm_ref(MPI_Comm comm) noexcept : comm_(comm) {}  // NOLINT: implicit by design
+  MPI_Comm get() const noexcept { return comm_; }
+
+ private:
+  MPI_Comm comm_;
+};
 
 struct mpi_lifetime_traits {
   struct value_type {

@@ -2,14 +2,19 @@
 // NCCL communicator: owning `nccl_comm` and non-owning `nccl_comm_ref` (CCCL naming).
 // Every constructor is collective over the ranks of the communicator; none is capture-safe.
 // A runtime that already has an ncclComm_t passes it as nccl_comm_ref (borrowed, never
-// destroyed by epgraph).
+// destroyed by epgraph). Needs no MPI: only bootstrap() does, and it lives in epgraph::mpi.
 
-#include <mpi.h>
 #include <nccl.h>
 
+#include "epgraph/comm/requires_cxx20.hpp"
 #include "epgraph/comm/unique_handle.hpp"
 
 namespace epgraph::comm {
+
+/// A borrowed MPI communicator (converts implicitly from MPI_Comm), as nccl_comm::bootstrap takes
+/// it. Defined in epgraph/comm/mpi_context.hpp: include that header and link epgraph::mpi
+/// (find_package(epgraph COMPONENTS mpi)) to call bootstrap.
+class mpi_comm_ref;
 
 /// Throws if the loaded libnccl is not the version whose headers were compiled in
 /// (the 2.28 device structs are unversioned: a mismatch faults at run time).
@@ -38,8 +43,9 @@ struct nccl_comm_traits {
 
 class nccl_comm {
  public:
-  /// Collective over `comm`: rank 0 creates the unique id, MPI broadcasts it.
-  static nccl_comm bootstrap(MPI_Comm comm);
+  /// Collective over `comm` (an MPI_Comm): rank 0 creates the unique id, MPI broadcasts it.
+  /// Part of epgraph::mpi: needs epgraph/comm/mpi_context.hpp (see mpi_comm_ref above).
+  static nccl_comm bootstrap(mpi_comm_ref comm);
   /// Collective: every rank passes the same id, its rank and the group size.
   static nccl_comm from_unique_id(const ncclUniqueId& id, int rank, int size);
   /// Takes ownership of a communicator created elsewhere (destroyed with this object).

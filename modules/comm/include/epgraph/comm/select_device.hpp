@@ -1,4 +1,5 @@
 #pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
 // Picking this rank's GPU. Local; not capture-safe.
 
 namespace epgraph::comm {

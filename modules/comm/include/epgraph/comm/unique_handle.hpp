@@ -1,4 +1,5 @@
 #pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
 // The one owning-handle template behind every RAII type of epgraph (streams, events, graphs,
 // device and symmetric memory, windows, device and NCCL communicators, the MPI lifetime), so
 // move, release and reset are written once. Host only; never throws.
