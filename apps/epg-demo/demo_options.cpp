@@ -39,8 +39,17 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("inject-stall", po::value(&stall), "fault injection RANK:STEP: that rank stops replaying at that step (tests the watchdog)");
   // clang-format on
   if (!cli::parse(desc, args, "epg-demo", help_text)) return std::nullopt;
-  o.problem.dtype = comm::parse_element_type(dtype);
-  o.problem.dist = sim::parse_routing(routing);
+  // The parsers name the library's field; the user typed the option.
+  try {
+    o.problem.dtype = comm::parse_element_type(dtype);
+  } catch (const comm::error& e) {
+    comm::throw_config_error("--dtype", e.message(), e.hint());
+  }
+  try {
+    o.problem.dist = sim::parse_routing(routing);
+  } catch (const comm::error& e) {
+    comm::throw_config_error("--routing", e.message(), e.hint());
+  }
   if (which == "zero-copy") o.which = variant::zero_copy;
   else if (which == "staged") o.which = variant::staged;
   else if (which == "both") o.which = variant::both;
