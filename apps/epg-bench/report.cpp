@@ -17,32 +17,21 @@ std::string nccl_version_string(int code) {
 }
 
 std::vector<workspace_part> workspace_parts(const comm::workspace_layout& l, const comm::ep_config& config) {
+  // The regions of each allocation, then its alignment and rounding gaps as one "padding" part,
+  // so the parts add up to the allocation without counting anything twice.
+  std::vector<std::string> payload_names;
+  for (const auto& p : config.payloads) payload_names.push_back(p.name);
   std::vector<workspace_part> parts;
-  // Regions in one allocation, then the alignment and rounding gaps as one "padding" part, so the
-  // parts add up to the allocation without counting anything twice.
-  auto add_section = [&](const std::string& section, const std::vector<std::pair<std::string, comm::region>>& regions,
-                         std::size_t allocated) {
+  const std::vector<comm::named_region> regions = comm::list_regions(l, payload_names);
+  for (const auto& [section, allocated] : {std::pair{"window", l.window_bytes}, std::pair{"local", l.local_bytes}}) {
     std::size_t used = 0;
-    for (const auto& [name, r] : regions) {
-      parts.push_back({section + "." + name, r.bytes});
-      used += r.bytes;
-    }
-    parts.push_back({section + ".padding", allocated - used});
-  };
-  std::vector<std::pair<std::string, comm::region>> window{
-      {"counts", l.counts}, {"arrivals", l.arrivals}, {"mailbox", l.mailbox}, {"topk_ids", l.topk_ids}};
-  for (int i = 0; i < l.num_payloads; ++i)
-    window.push_back({"payload_" + config.payloads[static_cast<std::size_t>(i)].name, l.payloads[i]});
-  window.push_back({"combine", l.combine});
-  add_section("window", window, l.window_bytes);
-  add_section("local",
-              {{"token_slots", l.token_slots},
-               {"lookback", l.lookback},
-               {"launches", l.launches},
-               {"dispatched", l.dispatched},
-               {"faults", l.faults},
-               {"expert_counts", l.expert_counts}},
-              l.local_bytes);
+    for (const comm::named_region& r : regions)
+      if (r.section == section) {
+        parts.push_back({r.section + "." + r.name, r.where.bytes});
+        used += r.where.bytes;
+      }
+    parts.push_back({std::string(section) + ".padding", allocated - used});
+  }
   return parts;
 }
 

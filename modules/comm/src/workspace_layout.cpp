@@ -85,25 +85,34 @@ std::size_t workspace_bytes_per_rank(const ep_config& config) {
   return l.window_bytes + l.local_bytes;
 }
 
+std::vector<named_region> list_regions(const workspace_layout& l, const std::vector<std::string>& payload_names) {
+  std::vector<named_region> out{
+      {"window", "counts", l.counts}, {"window", "arrivals", l.arrivals}, {"window", "mailbox", l.mailbox},
+      {"window", "topk_ids", l.topk_ids}};
+  for (int i = 0; i < l.num_payloads; ++i) {
+    const auto n = static_cast<std::size_t>(i);
+    out.push_back({"window", n < payload_names.size() ? "payload_" + payload_names[n] : "payload[" + std::to_string(i) + "]",
+                   l.payloads[i]});
+  }
+  out.push_back({"window", "combine", l.combine});
+  for (auto [name, r] : {std::pair{"token_slots", l.token_slots}, std::pair{"lookback", l.lookback},
+                         std::pair{"launches", l.launches}, std::pair{"dispatched", l.dispatched},
+                         std::pair{"faults", l.faults}, std::pair{"expert_counts", l.expert_counts}})
+    out.push_back({"local", name, r});
+  return out;
+}
+
 std::string describe(const workspace_layout& l) {
   std::ostringstream out;
-  auto row = [&](const std::string& name, const region& r) {
-    out << "  " << name << ": offset " << r.offset << ", " << r.bytes << " bytes\n";
-  };
-  out << "symmetric window (" << l.window_bytes << " bytes):\n";
-  row("counts", l.counts);
-  row("arrivals", l.arrivals);
-  row("mailbox", l.mailbox);
-  row("topk_ids", l.topk_ids);
-  for (int i = 0; i < l.num_payloads; ++i) row("payload[" + std::to_string(i) + "]", l.payloads[i]);
-  row("combine", l.combine);
-  out << "local state (" << l.local_bytes << " bytes):\n";
-  row("token_slots", l.token_slots);
-  row("lookback", l.lookback);
-  row("launches", l.launches);
-  row("dispatched", l.dispatched);
-  row("faults", l.faults);
-  row("expert_counts", l.expert_counts);
+  std::string section;
+  for (const named_region& r : list_regions(l)) {
+    if (r.section != section) {
+      section = r.section;
+      if (section == "window") out << "symmetric window (" << l.window_bytes << " bytes):\n";
+      else out << "local state (" << l.local_bytes << " bytes):\n";
+    }
+    out << "  " << r.name << ": offset " << r.where.offset << ", " << r.where.bytes << " bytes\n";
+  }
   return out.str();
 }
 

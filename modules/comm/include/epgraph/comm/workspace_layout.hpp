@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/host_device.hpp"
@@ -70,7 +71,18 @@ workspace_layout plan_workspace(const ep_config& config);
 /// so users can plan memory before creating one.
 std::size_t workspace_bytes_per_rank(const ep_config& config);
 
-/// Human-readable table of the regions (for logs and `epg-bench`).
+/// A region and its name, for listings (describe, epg-bench's workspace columns).
+struct named_region {
+  std::string section;  ///< "window" (symmetric) or "local"
+  std::string name;
+  region where;
+};
+/// Every region of the layout, the window's then the local state's. Payload i is named
+/// "payload_" + payload_names[i] when names are given, else "payload[i]".
+std::vector<named_region> list_regions(const workspace_layout& layout,
+                                       const std::vector<std::string>& payload_names = {});
+
+/// Human-readable table of the regions (for logs).
 std::string describe(const workspace_layout& layout);
 
 }  // namespace epgraph::comm
