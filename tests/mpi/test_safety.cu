@@ -454,6 +454,25 @@ TEST(Safety, OverlappingLaunchesOfOneSessionAreAFaultNotAHang) {
   EXPECT_TRUE(any_rank_says(text, "overlapping collective launches")) << text;
 }
 
+// Combine claims its CTA index beside NCCL's arrive, so a refused combine has arrived: the
+// second combine (another stream, beside the first one waiting for rank 0) must still end in
+// a fault on every rank, with no rank left waiting in NCCL's barrier.
+TEST(Safety, OverlappingCombinesAreAFaultNotAHang) {
+  world w(5.0);
+  graph::stream other;
+  graph::step_plan combine_only = w.plan;
+  combine_only.nodes.erase(combine_only.nodes.begin(), combine_only.nodes.end() - 1);
+  ASSERT_EQ(w.step_without_combine(0), cudaSuccess);
+  w.s.sync();
+  if (mpi().rank() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(graph::enqueue(combine_only, w.s.get()), cudaSuccess);
+  ASSERT_EQ(graph::enqueue(combine_only, other.get()), cudaSuccess);
+  sync_or_abort(w.s.get(), 15.0, "the first stream");
+  sync_or_abort(other.get(), 15.0, "the second stream");
+  const std::string text = faults_on_every_rank(w.session);
+  EXPECT_TRUE(any_rank_says(text, "overlapping collective launches")) << text;
+}
+
 // The interleaving the claim on a CTA index must cover to its very end: a dispatch on another
 // stream starts while combine pulls (after combine's barrier, before it ended). Were the claim
 // given back at the barrier, this dispatch would run with the barrier epoch combine had not

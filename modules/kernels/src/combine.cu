@@ -86,17 +86,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   __shared__ device::collective_state st;
   bool in_step = false;
   {
-    // Opened first, so the epoch load and the announcer's window lookup overlap the claim.
     // Closed (the epoch written back) before the pull; the claim is returned at the end.
     device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
     const device::announcer me = device::announcer_of(v);
-    device::begin_collective(v, comm::collective_kind::combine, st);
+    // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
+    // prepare-combine) finished before its combine launched. The claim runs beside the arrive.
+    device::arrive_and_claim(bar, v, comm::collective_kind::combine, st);
     if (st.refused) {
       device::stop_collective(v, st.seq);
     } else {
-      // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
-      // prepare-combine) finished before its combine launched.
-      in_step = device::sync_collective(bar, v, comm::collective_kind::combine, true, st, me);
+      in_step = device::announce_and_wait(bar, v, comm::collective_kind::combine, true, st, me);
     }
   }
   const int lane = threadIdx.x & 31;

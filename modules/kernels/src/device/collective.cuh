@@ -4,21 +4,25 @@
 //
 // Contract, per CTA b of a dispatch or combine launch:
 //  1. At kernel start the CTA issues the loads it needs soon (the barrier session's epoch, the
-//     announcer's window lookup, dispatch's T, combine's recorded count), then
-//     begin_collective(): thread 0 claims CTA index b with one atomic on its launch word
-//     (numbering the launch without NCCL's internal epoch) and reads whether the session has
-//     a fatal fault. A launch that finds CTA b claimed records overlapping_launch and marks
-//     the word overlapped for good, so every later launch is refused as well.
-//  2. A refused CTA (fatal fault, or overlap) never arrives or waits at NCCL's barrier;
-//     stop_collective() writes a stopped word into its slot at every rank, so their CTA b
-//     faults at once. (Its barrier session, opened at kernel start, writes back the epoch it
-//     read; after a refusal no launch of the session arrives again, so nothing uses it.)
-//  3. sync_collective(): arrive (NCCL, release), then write this CTA's progress word, from the
-//     thread that stored NCCL's arrival to the same peer; check every peer's word until the
-//     deadline; enter NCCL's wait only if all are in step. A peer writes its word only after
-//     its arrival store, so that wait is bounded even when a peer's process dies mid-kernel.
-//     Otherwise it records the fault, stops and returns false: the caller skips all work that
-//     needs the peers. No path spins without a deadline.
+//     announcer's window lookup, dispatch's T, combine's recorded count), then claims CTA
+//     index b with one atomic on its launch word (numbering the launch without NCCL's
+//     internal epoch) and reads whether the session has a fatal fault: dispatch before its
+//     work (begin_collective; its look-back needs the number), combine beside NCCL's arrive
+//     (arrive_and_claim; its barrier is its first act). A launch that finds CTA b claimed
+//     records overlapping_launch and marks the word overlapped for good, so every later
+//     launch is refused as well.
+//  2. A refused CTA (fatal fault, or overlap) never waits at NCCL's barrier and never writes
+//     an in-step word; stop_collective() writes a stopped word into its slot at every rank,
+//     so their CTA b faults at once. (A refused dispatch never arrives; a refused combine has
+//     arrived, see arrive_and_claim. Its barrier session writes back the epoch it read; after
+//     a refusal no launch of the session arrives again, so nothing uses it.)
+//  3. The barrier (sync_collective, or announce_and_wait after arrive_and_claim): arrive
+//     (NCCL, release), then write this CTA's progress word, from the thread that stored
+//     NCCL's arrival to the same peer; check every peer's word until the deadline; enter
+//     NCCL's wait only if all are in step. A peer writes its word only after its arrival
+//     store, so that wait is bounded even when a peer's process dies mid-kernel. Otherwise it
+//     records the fault, stops and returns false: the caller skips all work that needs the
+//     peers. No path spins without a deadline.
 //  4. end_collective(), the kernel's last act after the barrier session wrote its epoch back:
 //     returns the claim on CTA b once every warp is done.
 // Cost and the alternatives measured (a word announced before arriving is ~0.35 us cheaper
@@ -90,23 +94,27 @@ __device__ inline unsigned long long* launch_word(const comm::session_view& v) {
                                                blockIdx.x * comm::launch_word_stride);
 }
 
+/// Thread 0 of begin_collective, or the claiming thread of arrive_and_claim: claims CTA index b
+/// with one atomic on its launch word and reads whether the session has a fatal fault.
+__device__ inline void claim_cta(const comm::session_view& v, comm::collective_kind kind, collective_state& st) {
+  const unsigned long long before = atomicAdd(launch_word(v), comm::launch_claim_increment);
+  const bool fatal = comm::device::has_fatal_fault(faults_of(v));
+  const comm::launch_claim claim = comm::claim_launch(before);
+  if (claim.overlapping) {  // misuse: only this path pays a second atomic
+    atomicOr(launch_word(v), comm::launch_overlapped_bit);
+    record_fatal(v, comm::fault_code::overlapping_launch, kind, claim.seq);
+  }
+  st.seq = claim.seq;
+  st.missing = 0;
+  st.refused = fatal || claim.refused;
+  st.overlapped = claim.refused;
+}
+
 /// All threads. Ends with __syncthreads(): `st` is then valid in every thread. Callers issue
 /// the loads they need soon before this, so their latency overlaps the atomic's.
 __device__ inline void begin_collective(const comm::session_view& v, comm::collective_kind kind,
                                         collective_state& st) {
-  if (threadIdx.x == 0) {
-    const unsigned long long before = atomicAdd(launch_word(v), comm::launch_claim_increment);
-    const bool fatal = comm::device::has_fatal_fault(faults_of(v));
-    const comm::launch_claim claim = comm::claim_launch(before);
-    if (claim.overlapping) {  // misuse: only this path pays a second atomic
-      atomicOr(launch_word(v), comm::launch_overlapped_bit);
-      record_fatal(v, comm::fault_code::overlapping_launch, kind, claim.seq);
-    }
-    st.seq = claim.seq;
-    st.missing = 0;
-    st.refused = fatal || claim.refused;
-    st.overlapped = claim.refused;
-  }
+  if (threadIdx.x == 0) claim_cta(v, kind, st);
   __syncthreads();
 }
 
@@ -182,12 +190,13 @@ __device__ inline bool await_peer(const comm::session_view& v, int peer, comm::c
 ///   device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
 using barrier_session = ncclLsaBarrierSession<ncclCoopCta>;
 
-/// All threads: the CTA's LSA barrier with the step check (see the contract above). `ok` is
-/// false when this CTA already failed (its peers are then told to stop). Returns true when the
-/// barrier completed with every peer in step.
-__device__ inline bool sync_collective(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
-                                       bool ok, collective_state& st, const announcer& me) {
-  bar.arrive(ncclCoopCta(), cuda::memory_order_release);
+/// All threads, after arriving (and, for a refused CTA, never): writes this CTA's progress
+/// word, from the thread that stored NCCL's arrival to the same peer, checks every peer's word
+/// until the deadline and enters NCCL's wait only if all are in step. `ok` is false when this
+/// CTA already failed (its peers are then told to stop). Returns true when the barrier
+/// completed with every peer in step.
+__device__ inline bool announce_and_wait(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
+                                         bool ok, collective_state& st, const announcer& me) {
   if (me.slot) comm::device::raise_relaxed_sys(me.slot, comm::progress_word(st.seq, ok ? kind : comm::collective_kind::stopped));
   bool in_step = ok && (me.peer < 0 || await_peer(v, me.peer, kind, st));
   in_step = __syncthreads_and(in_step);
@@ -199,6 +208,33 @@ __device__ inline bool sync_collective(barrier_session& bar, const comm::session
     stop_collective(v, st.seq);
   }
   return in_step;
+}
+
+/// All threads: the CTA's LSA barrier with the step check (see the contract above), for a
+/// CTA that claimed at its start (dispatch: its look-back needs the number early).
+__device__ inline bool sync_collective(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
+                                       bool ok, collective_state& st, const announcer& me) {
+  bar.arrive(ncclCoopCta(), cuda::memory_order_release);
+  return announce_and_wait(bar, v, kind, ok, st, me);
+}
+
+/// All threads, for a kernel whose barrier is its first act (combine): NCCL's arrive, and the
+/// claim of CTA b taken beside it by a thread that stores no arrival. The arrival stores are
+/// release stores, which wait for every access of the CTA before the arrive's __syncthreads;
+/// a claim before it put the atomic's round trip in front of that fence (~0.75 us at T=1,
+/// perf-notes v8). Ends with __syncthreads(): `st` is then valid in every thread.
+/// A refused CTA has then arrived. That is harmless: it writes a stopped word and no in-step
+/// word, so no peer enters NCCL's wait on its account, and after a refusal no launch of the
+/// session arrives again. An overlapping launch of this kind arrives with the epoch the other
+/// launch also used or has written back; the outputs of that step are void either way (the
+/// fault is fatal and check_faults throws on every rank).
+__device__ inline void arrive_and_claim(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
+                                        collective_state& st) {
+  bar.arrive(ncclCoopCta(), cuda::memory_order_release);
+  // NCCL's arrive stores from threads 0 .. ep-2; the first thread of the next warp claims.
+  const unsigned claimer = ((static_cast<unsigned>(v.ep_size) + 30u) / 32u) * 32u;
+  if (threadIdx.x == (claimer < blockDim.x ? claimer : 0u)) claim_cta(v, kind, st);
+  __syncthreads();
 }
 
 }  // namespace epgraph::kernels::device
