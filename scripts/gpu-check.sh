@@ -3,8 +3,12 @@
 # at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
-#   stages: gpu mpi demo watchdog failmodes endurance sanitize bench compare
-#           (default: gpu mpi demo sanitize)
+#   stages: gpu mpi domains demo watchdog failmodes endurance sanitize bench compare
+#           (default: gpu mpi domains demo sanitize)
+#
+# domains: the MPI tests that take the domain size from the run (EPGRAPH_TEST_DOMAIN_SIZE), at
+# every domain size smaller than the rank count (4 GPUs: 2 and 1; 2 GPUs: 1), and
+# compute-sanitizer's memcheck at 2 ranks with domain size 1.
 #
 # compare: A/B timing of builds. EPG_COMPARE holds "name=dir" pairs; each dir has an
 # epg-bench. They run interleaved, EPG_COMPARE_ROUNDS times (default 2), at every GPU count
@@ -18,7 +22,7 @@
 # the lent GPU machines keep it).
 set -uo pipefail
 bin=${1:?bin dir}; logs=${2:?log dir}; shift 2
-stages=${*:-gpu mpi demo sanitize}
+stages=${*:-gpu mpi domains demo sanitize}
 mkdir -p "$logs"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
@@ -46,6 +50,18 @@ for stage in $stages; do
   case $stage in
     gpu) run gpu_tests 300 "$bin/epgraph_gpu_tests" ;;
     mpi) for np in $np_list; do run "mpi_tests_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests"; done ;;
+    domains)
+      domain_tests='*Dispatch.*:*Combine.*:StepGraph.*:Safety.AFailingExpert*'
+      for np in $np_list; do
+        for L in $(seq $((np / 2)) -1 1); do
+          [ $((np % L)) = 0 ] || continue
+          run "mpi_tests_np${np}_L$L" 600 mpirun -np "$np" --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE="$L" \
+            "$bin/epgraph_mpi_tests" --gtest_filter="$domain_tests"
+        done
+      done
+      run sanitize_memcheck_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 compute-sanitizer \
+        --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
+        --gtest_filter='*Dispatch*uniform*:*rows_not*:*Combine*h2880*:*fp32*:Safety.AFailingExpert*:Domains.AFailing*' ;;
     demo)
       for np in $np_list; do
         run "demo_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 --tokens 256

@@ -29,7 +29,7 @@ TEXT_COLUMNS = {"gpu", "payload", "routing", "nccl_version", "checked"}
 
 def is_plotted(key):
     """Whether the plot reads this column as a number."""
-    return key in REQUIRED or key == "ctas" or key.endswith(("_us", "_GBps"))
+    return key in REQUIRED or key in ("ctas", "domain_size") or key.endswith(("_us", "_GBps"))
 
 
 class InputError(Exception):
@@ -86,7 +86,7 @@ def group_rows(rows):
     """Columns of the figure: one per configuration apart from the token count. Files that
     measured the same configuration (A/B runs) get a column each."""
     def key(row, by_file):
-        k = tuple(row[c] for c in GROUP_KEYS) + (row.get("ctas", ""),)
+        k = tuple(row[c] for c in GROUP_KEYS) + (row.get("domain_size", ""), row.get("ctas", ""))
         return k + ((row["source"],) if by_file else ())
 
     seen = set()
@@ -112,7 +112,8 @@ def title_of(g):
     r = g[0]
     ctas = f", {int(r['ctas'])} CTAs" if "ctas" in r else ""
     nccl = f", NCCL {r['nccl_version']}" if r.get("nccl_version") else ""
-    return (f"EP={int(r['ep'])}, {r['payload']}, H={int(r['hidden'])}, top-{int(r['top_k'])}/"
+    domains = f" in domains of {int(r['domain_size'])}" if r.get("domain_size", r["ep"]) != r["ep"] else ""
+    return (f"EP={int(r['ep'])}{domains}, {r['payload']}, H={int(r['hidden'])}, top-{int(r['top_k'])}/"
             f"{int(r['experts'])}, {r['routing']}{ctas}\n{r['gpu']}{nccl} ({r['source']})")
 
 

@@ -19,6 +19,7 @@ namespace epgraph::bench {
 struct shape {
   int hidden = 7168, top_k = 8, experts = 256;
   sim::routing dist = sim::routing::uniform;
+  int domain_size = 0;  ///< ranks per NVLink domain (0 = the whole EP group)
   bool operator==(const shape&) const = default;
 };
 
@@ -28,16 +29,18 @@ struct options {
   std::vector<std::string> payloads{"bf16", "fp8"};  ///< fp8 = e4m3 bytes + 1x128 fp32 scales
   std::vector<int> hidden{7168}, top_k{8}, experts{256};
   std::vector<sim::routing> routings{sim::routing::uniform};
+  std::vector<int> domain_sizes{0};  ///< ranks per NVLink domain; 0 = the whole EP group
   // Fixed for the whole run.
   int replays = 200, warmup = 20, ctas = 64, threads = 512;
   int ops_per_graph = 10;  ///< back-to-back ops in each timed graph (time is per op)
   std::uint64_t seed = 1;
+  bool trace = false;  ///< every rank prints each phase of each configuration to stderr
   std::string out = "epg-bench";  ///< writes <out>.csv (row by row) and <out>.json (at the end)
 };
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help = nullptr);
 
-/// Every combination of the swept shape parameters, routing varying fastest, then experts,
-/// top-k and hidden. Pure.
+/// Every combination of the swept shape parameters, domain size varying fastest, then routing,
+/// experts, top-k and hidden. Pure.
 std::vector<shape> sweep_shapes(const options& o);
 
 /// The problem and session config of one measurement (fp8: e4m3 bytes + 1x128 fp32 scales).
@@ -63,7 +66,7 @@ struct workspace_part {
 std::vector<workspace_part> workspace_parts(const comm::workspace_layout& layout, const comm::ep_config& config);
 
 struct result {
-  int ep = 0, tokens = 0, hidden = 0, top_k = 0, experts = 0;
+  int ep = 0, domain_size = 0, tokens = 0, hidden = 0, top_k = 0, experts = 0;
   int ctas = 0, threads = 0, ops_per_graph = 0, replays = 0;
   std::string payload, routing, gpu, nccl_version;
   /// What the run verified; "faults-only": check_faults() passed after the timings (no out-of-step,

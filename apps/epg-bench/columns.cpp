@@ -44,6 +44,8 @@ std::vector<column> make_columns() {
   c.add("gpu", "card name (cudaGetDeviceProperties)", [](const result& r) { return r.gpu; });
   c.add("nccl_version", "loaded NCCL library (ncclGetVersion)", [](const result& r) { return r.nccl_version; });
   c.add("ep", "ranks (GPUs) in the EP group", [](const result& r) { return integer(r.ep); });
+  c.add("domain_size", "ranks per NVLink domain (the others are reached by NCCL send/recv of fixed slabs)",
+        [](const result& r) { return integer(r.domain_size); });
   c.add("tokens", "tokens per rank", [](const result& r) { return integer(r.tokens); });
   c.add("hidden", "hidden size", [](const result& r) { return integer(r.hidden); });
   c.add("top_k", "experts per token", [](const result& r) { return integer(r.top_k); });
@@ -92,10 +94,11 @@ std::vector<column> make_columns() {
   const std::string floor = "wire bytes at NVLink4's 450 GB/s line rate, microseconds";
   c.add("floor_dispatch_us", floor, [](const result& r) { return r.wire_dispatch_bytes / 450e3; });
   c.add("floor_combine_us", floor, [](const result& r) { return r.wire_combine_bytes / 450e3; });
-  const std::string workspace = "session GPU memory per rank: total = window (symmetric) + local state";
+  const std::string workspace = "session GPU memory per rank: total = window (symmetric) + local state + remote state (several domains)";
   c.add("workspace_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r)); });
   c.add("workspace_window_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r, "window.")); });
   c.add("workspace_local_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r, "local.")); });
+  c.add("workspace_remote_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r, "remote.")); });
   return c.take();
 }
 

@@ -74,7 +74,12 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   const int ep = mpi.size(), me = mpi.rank();
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
   const comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
+  const auto phase = [&](const char* what) {
+    if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.ranks_per_domain(), payload.c_str(), what);
+  };
+  phase("session");
   comm::ep_session session(nccl, cfg);
+  phase("planning");
 
   // Fresh routing for this configuration; two input sets (same routing) rotate.
   const auto routes = sim::draw_routing(p, 0);
@@ -99,12 +104,14 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   kernels::combine_op combine(session, {num_tokens.as<std::int32_t>(), output.get(), comm::element_type::bf16});
 
   graph::stream s;
+  phase("first dispatch");
   EPG_CHECK_CUDA(dispatches[0].run(s.get()));  // routing state for combine
   EPG_CHECK_CUDA(sim::fill_pattern(session.combine_region(), 1, session.layout().combine.bytes, 99, s.get()));
   s.sync();
 
   bench::result r;
   r.ep = ep;
+  r.domain_size = cfg.ranks_per_domain();
   r.tokens = tokens;
   r.hidden = shape.hidden;
   r.top_k = shape.top_k;
@@ -119,11 +126,16 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.replays = o.replays;
   r.dispatch_bytes_per_token = bytes_per_token;
   r.combine_bytes_per_token = double(shape.hidden) * 2;
+  phase("dispatch graph");
   replayer ours_d(s, {[&](cudaStream_t st) { return dispatches[0].run(st); },
                       [&](cudaStream_t st) { return dispatches[1].run(st); }}, o.ops_per_graph);
+  phase("dispatch timing");
   r.dispatch = ours_d.time(mpi, o.warmup, o.replays);
+  phase("combine graph");
   replayer ours_c(s, {[&](cudaStream_t st) { return combine.run(st); }}, o.ops_per_graph);
+  phase("combine timing");
   r.combine = ours_c.time(mpi, o.warmup, o.replays);
+  phase("baselines");
 
   // Exact pair traffic of this routing. Dispatch: me -> d; combine: rows flow back d -> me.
   bench::pair_bytes d_bytes, c_bytes;
@@ -163,6 +175,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
   r.workspace = bench::workspace_parts(session.layout(), cfg);
+  phase("check_faults");
   session.check_faults();  // throws on every rank if any rank saw a fault: then there is no row
   r.checked = "faults-only";  // the timed outputs are not compared with a reference
   return r;

@@ -42,7 +42,7 @@ std::string join(const std::vector<int>& values) {
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
   options o;
   std::string tokens = join(o.tokens), payloads = "bf16,fp8", hidden = join(o.hidden), top_k = join(o.top_k),
-              experts = join(o.experts), routing = "uniform";
+              experts = join(o.experts), routing = "uniform", domains = join(o.domain_sizes);
   po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
                                "usage: mpirun -np <gpus> epg-bench [options]\n"
                                "Lists are comma-separated; every combination is measured");
@@ -55,18 +55,22 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("top-k", po::value(&top_k)->default_value(top_k), "experts per token (list)")
     ("experts", po::value(&experts)->default_value(experts), "numbers of experts (list)")
     ("routing", po::value(&routing)->default_value(routing), "routing distributions (list): uniform, skewed, one-rank")
+    ("domain-size", po::value(&domains)->default_value(domains), "ranks per NVLink domain (list; 0 = all ranks): "
+                                                                 "peers in other domains are reached by NCCL send/recv")
     ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
     ("ops-per-graph", po::value(&o.ops_per_graph)->default_value(o.ops_per_graph), "back-to-back ops captured in each timed graph; times are per op")
     ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed replays first")
     ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
     ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
+    ("trace", po::bool_switch(&o.trace), "every rank prints each phase of each configuration to stderr (to find where "
+                                         "a run stalls)")
     ("out", po::value(&o.out)->default_value(o.out), "output prefix (rank 0 writes; missing folders are created): "
                                                       "<out>.csv gets each row as it finishes, <out>.json is written "
                                                       "complete at the end; both are checked before the sweep starts");
   // clang-format on
   if (!cli::parse(desc, args, "epg-bench", help)) {
-    if (help) *help += "\n" + table_legend() + "\n" + columns_legend();
+    if (help) help->append("\n").append(table_legend()).append("\n").append(columns_legend());
     return std::nullopt;
   }
   o.tokens = split<int>(tokens, "--tokens");
@@ -77,6 +81,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   require_positive(o.hidden, "--hidden");
   require_positive(o.top_k, "--top-k");
   require_positive(o.experts, "--experts");
+  o.domain_sizes = split<int>(domains, "--domain-size");
+  for (int L : o.domain_sizes)
+    if (L < 0) comm::throw_config_error("--domain-size", "has " + std::to_string(L), "use 0 (all ranks) or a divisor of the rank count");
   o.payloads = split<std::string>(payloads, "--payload");
   for (const auto& p : o.payloads)
     if (p != "bf16" && p != "fp8") comm::throw_config_error("--payload", "has '" + p + "'", "use bf16 or fp8");
@@ -94,7 +101,8 @@ std::vector<shape> sweep_shapes(const options& o) {
   for (int h : o.hidden)
     for (int k : o.top_k)
       for (int e : o.experts)
-        for (sim::routing r : o.routings) out.push_back({h, k, e, r});
+        for (sim::routing r : o.routings)
+          for (int L : o.domain_sizes) out.push_back({h, k, e, r, L});
   return out;
 }
 
@@ -106,6 +114,7 @@ sim::problem make_problem(const shape& s, int ep_size, int tokens, std::uint64_t
   p.num_experts = s.experts;
   p.hidden = s.hidden;
   p.dist = s.dist;
+  p.domain_size = s.domain_size;
   p.seed = seed * 1000 + static_cast<std::uint64_t>(tokens);
   return p;
 }
@@ -129,7 +138,8 @@ void check_sweep(const options& o, int ep_size) {
           comm::validate(make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads));
         } catch (const comm::error& e) {
           std::ostringstream what;
-          what << "for hidden " << s.hidden << ", top-k " << s.top_k << ", experts " << s.experts << ", " << payload
+          what << "for hidden " << s.hidden << ", top-k " << s.top_k << ", experts " << s.experts << ", domain size "
+               << s.domain_size << ", " << payload
                << ", T=" << tokens << " on " << ep_size << " ranks it " << e.message();
           comm::throw_config_error(e.call(), what.str(), e.hint());
         }

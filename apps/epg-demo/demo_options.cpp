@@ -27,6 +27,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("variant", po::value(&which)->default_value("both"), "expert output: zero-copy (in the workspace), staged (prepare-combine), both")
     ("routing", po::value(&routing)->default_value("uniform"), "routing distribution: uniform, skewed, one-rank")
     ("seed", po::value(&o.problem.seed)->default_value(1), "random seed")
+    ("domain-size", po::value(&o.problem.domain_size)->default_value(0), "ranks per NVLink domain (0 = all ranks); "
+                                                                     "ranks of other domains are reached by NCCL send/recv")
     ("ctas", po::value(&o.num_ctas)->default_value(64), "CTAs per dispatch/combine launch (== LSA barriers)")
     ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")
     ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)")
@@ -95,6 +97,7 @@ std::string option_for(const std::string& field) {
   if (field == "hidden" || field == "payloads[0].row_bytes") return "--hidden";
   if (field == "combine_type") return "--dtype";
   if (field == "num_ctas") return "--ctas";
+  if (field == "domain_size") return "--domain-size";
   if (field == "threads_per_cta") return "--threads";
   if (field == "deadline_seconds") return "--deadline";
   return field;

@@ -64,13 +64,16 @@ int main(int argc, char** argv) {
     const double deadlines[] = {30.0, 0.0, 0.5, max_deadline_seconds, -1.0, max_deadline_seconds * 2,
                                 std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()};
     c.deadline_seconds = rng() % 8 ? 30.0 : deadlines[rng() % 8];
+    c.domain_size = rng() % 2 ? 0 : as_int(pick(rng, 1, std::max(1, c.ep_size)));  // divisors or not
     try {
       const workspace_layout l = plan_workspace(c);
       ++accepted;
       const u128 ep = c.ep_size, tokens = c.max_tokens_per_rank;
+      const u128 L = c.ranks_per_domain(), R = ep - L;
+      if (c.domain_size != 0 && (c.domain_size < 0 || c.ep_size % c.domain_size != 0)) fail("domain_size accepted");
       std::vector<region> window, local;
       check_region(l.counts, ep * 4, l.window_bytes, "counts", window);
-      check_region(l.arrivals, ep * u128(c.num_ctas) * 8, l.window_bytes, "arrivals", window);
+      check_region(l.arrivals, L * u128(c.num_ctas) * 8, l.window_bytes, "arrivals", window);
       check_region(l.mailbox, 3 * ep * mailbox_slot_bytes, l.window_bytes, "mailbox", window);
       check_region(l.topk_ids, ep * tokens * c.top_k * 4, l.window_bytes, "topk_ids", window);
       if (static_cast<std::size_t>(l.num_payloads) != c.payloads.size()) fail("payload count");
@@ -84,7 +87,17 @@ int main(int argc, char** argv) {
       check_region(l.launches, u128(c.num_ctas) * launch_word_stride, l.local_bytes, "launches", local);
       check_region(l.dispatched, 4, l.local_bytes, "dispatched", local);
       check_region(l.faults, sizeof(device_faults), l.local_bytes, "faults", local);
+      check_region(l.dispatch_word, 8, l.local_bytes, "dispatch_word", local);
       check_region(l.expert_counts, u128(c.num_experts / c.ep_size) * 4, l.local_bytes, "expert_counts", local);
+      std::vector<region> far;
+      check_region(l.staged_topk_ids, R * tokens * c.top_k * 4, l.remote_bytes, "staged_topk_ids", far);
+      for (std::size_t i = 0; i < c.payloads.size(); ++i)
+        check_region(l.staged_payloads[i], R * tokens * c.payloads[i].row_bytes, l.remote_bytes, "staged payload", far);
+      check_region(l.staged_counts, R * 4, l.remote_bytes, "staged_counts", far);
+      check_region(l.remote_words, 2 * R * 8, l.remote_bytes, "remote_words", far);
+      check_region(l.remote_partials, R * tokens * u128(c.hidden) * element_size(c.combine_type), l.remote_bytes,
+                   "remote_partials", far);
+      if ((R == 0) != (l.remote_bytes == 0)) fail("remote state without remote ranks, or none with them");
     } catch (const error& e) {
       ++rejected;
       if (e.domain() != error_domain::config || e.call().empty() || std::string(e.what()).find(e.call()) == std::string::npos)

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "epgraph/comm/ep_session.hpp"
@@ -15,6 +16,7 @@ namespace epgraph::mpitest {
 namespace {
 comm::mpi_context* g_mpi = nullptr;
 comm::nccl_comm* g_nccl = nullptr;
+int g_domain_size = 0;
 
 // Ranks other than 0 print only their failures, prefixed with the rank.
 class failure_printer : public ::testing::EmptyTestEventListener {
@@ -34,6 +36,7 @@ class failure_printer : public ::testing::EmptyTestEventListener {
 comm::mpi_context& mpi() { return *g_mpi; }
 comm::nccl_comm& world_comm() { return *g_nccl; }
 bool all_ok(bool ok) { return g_mpi->all_agree(ok); }
+int domain_size() { return g_domain_size; }
 }  // namespace epgraph::mpitest
 
 int main(int argc, char** argv) {
@@ -53,6 +56,10 @@ int main(int argc, char** argv) {
     comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
     mpitest::g_mpi = &mpi;
     mpitest::g_nccl = &nccl;
+    if (const char* L = std::getenv("EPGRAPH_TEST_DOMAIN_SIZE")) mpitest::g_domain_size = std::atoi(L);
+    if (mpi.rank() == 0)
+      std::printf("MPI tests on %d ranks, domain size %d\n", mpi.size(),
+                  mpitest::g_domain_size > 0 ? mpitest::g_domain_size : mpi.size());
 
     ::testing::InitGoogleTest(&argc, argv);
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();

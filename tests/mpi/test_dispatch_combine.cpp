@@ -25,6 +25,7 @@ sim::problem problem_on_this_world(int max_tokens, int top_k, int experts_per_ra
   p.num_experts = experts_per_rank * p.ep_size;
   p.dist = dist;
   p.empty_ranks = empty_ranks;
+  p.domain_size = mpitest::domain_size();
   return p;
 }
 

@@ -36,6 +36,7 @@ sim::problem small_problem() {
   p.hidden = 512;
   p.min_tokens = 8;  // every rank has rows in every step
   p.seed = 4242;
+  p.domain_size = mpitest::domain_size();
   return p;
 }
 

@@ -57,6 +57,30 @@ TEST(BenchSweep, EveryCombinationOnceRoutingFastest) {
     for (std::size_t j = i + 1; j < shapes.size(); ++j) EXPECT_FALSE(shapes[i] == shapes[j]) << i << " " << j;
 }
 
+TEST(BenchSweep, DomainSizesVaryFastestAndReachTheSessionConfig) {
+  auto o = bench::parse_options({"--domain-size", "4,2,1", "--routing", "uniform,skewed"});
+  ASSERT_TRUE(o);
+  const auto shapes = bench::sweep_shapes(*o);
+  ASSERT_EQ(shapes.size(), 6u);
+  EXPECT_EQ(shapes[0], (bench::shape{7168, 8, 256, sim::routing::uniform, 4}));
+  EXPECT_EQ(shapes[1], (bench::shape{7168, 8, 256, sim::routing::uniform, 2}));
+  EXPECT_EQ(shapes[5], (bench::shape{7168, 8, 256, sim::routing::skewed, 1}));
+  const auto cfg = bench::make_config(bench::make_problem(shapes[1], 4, 128, 1), "bf16", 64, 512);
+  EXPECT_EQ(cfg.domain_size, 2);
+  EXPECT_EQ(cfg.remote_ranks(), 2);
+  EXPECT_THROW(bench::parse_options({"--domain-size", "-1"}), comm::error);
+  // A domain size that does not divide the ranks is caught before the sweep starts.
+  o = bench::parse_options({"--domain-size", "3"});
+  ASSERT_TRUE(o);
+  try {
+    bench::check_sweep(*o, 4);
+    FAIL() << "domain size 3 accepted on 4 ranks";
+  } catch (const comm::error& e) {
+    EXPECT_EQ(e.call(), "domain_size");
+    EXPECT_NE(std::string(e.what()).find("domain size 3"), std::string::npos) << e.what();
+  }
+}
+
 TEST(BenchSweep, ConfigOfOneMeasurement) {
   const bench::shape s{7168, 8, 256, sim::routing::uniform};
   const auto p = bench::make_problem(s, 4, 128, 1);
@@ -169,6 +193,7 @@ bench::result known_result() {
   r.gpu = "NVIDIA H200 \"test\", rev 1";  // a comma and quotes: escaped in both files
   r.nccl_version = bench::nccl_version_string(22809);
   r.ep = 4;
+  r.domain_size = 2;
   r.tokens = 128;
   r.hidden = 7168;
   r.top_k = 8;
@@ -197,10 +222,12 @@ bench::result known_result() {
                  {"window.combine", 28672},
                  {"window.padding", 3984},
                  {"local.faults", 64},
-                 {"local.padding", 192}};
+                 {"local.padding", 192},
+                 {"remote.remote_partials", 8192},
+                 {"remote.padding", 0}};
   return r;
 }
-constexpr std::int64_t known_window_bytes = 16 + 28672 + 3984, known_local_bytes = 64 + 192;
+constexpr std::int64_t known_window_bytes = 16 + 28672 + 3984, known_local_bytes = 64 + 192, known_remote_bytes = 8192;
 
 // Every column of known_result(), written out by hand (not through columns()).
 std::map<std::string, std::string> expected_strings() {
@@ -212,6 +239,7 @@ std::map<std::string, std::string> expected_strings() {
 }
 std::map<std::string, double> expected_numbers() {
   return {{"ep", 4},
+          {"domain_size", 2},
           {"tokens", 128},
           {"hidden", 7168},
           {"top_k", 8},
@@ -256,9 +284,10 @@ std::map<std::string, double> expected_numbers() {
           {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
           {"floor_combine_us", 5e6 / 450e3},
           // The total is the parts, each once: no window total counted on top of its regions.
-          {"workspace_bytes", double(known_window_bytes + known_local_bytes)},
+          {"workspace_bytes", double(known_window_bytes + known_local_bytes + known_remote_bytes)},
           {"workspace_window_bytes", double(known_window_bytes)},
-          {"workspace_local_bytes", double(known_local_bytes)}};
+          {"workspace_local_bytes", double(known_local_bytes)},
+          {"workspace_remote_bytes", double(known_remote_bytes)}};
 }
 }  // namespace
 
@@ -314,7 +343,7 @@ TEST(BenchReport, CsvAndJsonRoundTripAKnownReport) {
     EXPECT_EQ(object.at("tokens").get<int>(), row == 0 ? 128 : 4096);
     std::int64_t parts = 0;
     for (const auto& [name, bytes] : object.at("workspace_parts").items()) parts += bytes.get<std::int64_t>();
-    EXPECT_EQ(object.at("workspace_parts").size(), 5u);
+    EXPECT_EQ(object.at("workspace_parts").size(), 7u);
     EXPECT_EQ(parts, object.at("workspace_bytes").get<std::int64_t>());
     EXPECT_EQ(object.at("workspace_parts").at("window.combine").get<int>(), 28672);
   }
@@ -323,14 +352,16 @@ TEST(BenchReport, CsvAndJsonRoundTripAKnownReport) {
 TEST(BenchReport, WorkspacePartsAddUpToTheSessionsAllocation) {
   for (const char* payload : {"bf16", "fp8"})
     for (int ranks : {2, 8}) {
-      const auto cfg = bench::make_config(bench::make_problem({7168, 8, 256, sim::routing::uniform}, ranks, 128, 1),
-                                          payload, 64, 512);
+      const auto cfg = bench::make_config(
+          bench::make_problem({7168, 8, 256, sim::routing::uniform, ranks == 8 ? 2 : 0}, ranks, 128, 1), payload, 64, 512);
       const auto layout = comm::plan_workspace(cfg);
       bench::result r;
       r.workspace = bench::workspace_parts(layout, cfg);
       EXPECT_EQ(bench::workspace_bytes(r), comm::workspace_bytes_per_rank(cfg)) << payload << " " << ranks;
       EXPECT_EQ(bench::workspace_bytes(r, "window."), layout.window_bytes);
       EXPECT_EQ(bench::workspace_bytes(r, "local."), layout.local_bytes);
+      EXPECT_EQ(bench::workspace_bytes(r, "remote."), layout.remote_bytes);
+      EXPECT_EQ(layout.remote_bytes > 0, ranks == 8);  // 8 ranks in domains of 2
       std::set<std::string> names;
       for (const auto& part : r.workspace) {
         EXPECT_TRUE(names.insert(part.name).second) << "twice: " << part.name;

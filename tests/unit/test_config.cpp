@@ -104,25 +104,59 @@ TEST(Config, FingerprintCoversPayloadRowSizes) {
   EXPECT_EQ(differing, 1);
 }
 
-TEST(Config, LsaTeamMustBeTheEpGroup) {
-  EXPECT_NO_THROW(check_lsa_team(4, 2, 4, 2));
-  EXPECT_NO_THROW(check_lsa_team(1, 0, 1, 0));
-  // Two nodes of two GPUs: NCCL forms LSA teams of 2 for an EP group of 4.
+TEST(Config, LsaTeamMustBeTheDomain) {
+  EXPECT_NO_THROW(check_lsa_team(4, 0, 2, 4, 2));
+  EXPECT_NO_THROW(check_lsa_team(1, 0, 0, 1, 0));
+  EXPECT_NO_THROW(check_lsa_team(4, 2, 3, 2, 1));  // 2 x 2: rank 3 is LSA rank 1 of ranks 2..3
+  EXPECT_NO_THROW(check_lsa_team(4, 1, 2, 1, 0));  // 4 x 1: every rank is a domain of its own
+  // Two nodes of two GPUs: NCCL forms LSA teams of 2 for an EP group of 4 in one domain.
   try {
-    check_lsa_team(4, 3, 2, 1);
-    FAIL() << "a 2-rank LSA team was accepted for an EP group of 4";
+    check_lsa_team(4, 0, 3, 2, 1);
+    FAIL() << "a 2-rank LSA team was accepted for a domain of 4";
   } catch (const error& e) {
     EXPECT_EQ(e.domain(), error_domain::nccl);
     const std::string text = e.what();
     EXPECT_NE(text.find("team of rank 3 has 2 rank(s)"), std::string::npos) << text;
-    EXPECT_NE(text.find("EP group has 4 ranks"), std::string::npos) << text;
-    EXPECT_NE(text.find("one NVLink domain"), std::string::npos) << text;
+    EXPECT_NE(text.find("its domain is ranks 0..3 (4 of the EP group's 4)"), std::string::npos) << text;
+    EXPECT_NE(text.find("set ep_config::domain_size to the GPUs per node (2 here)"), std::string::npos) << text;
   }
   // Same size but a different order: kernels would address the wrong peers.
   try {
-    check_lsa_team(4, 1, 4, 2);
+    check_lsa_team(4, 0, 1, 4, 2);
     FAIL() << "an LSA rank that differs from the EP rank was accepted";
   } catch (const error& e) {
     EXPECT_NE(std::string(e.what()).find("LSA rank 2"), std::string::npos) << e.what();
   }
+  // A domain of 2 whose team NCCL formed over other ranks (ranks not numbered node by node).
+  try {
+    check_lsa_team(4, 2, 2, 2, 1);
+    FAIL() << "rank 2 at LSA rank 1 was accepted as the first rank of domain 2..3";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("its domain is ranks 2..3"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, DomainSizeMustDivideTheGroup) {
+  ep_config c = good();
+  for (int L : {0, 1, 2, 4}) {
+    c.domain_size = L;
+    EXPECT_NO_THROW(validate(c)) << L;
+    EXPECT_EQ(c.ranks_per_domain(), L == 0 ? 4 : L);
+    EXPECT_EQ(c.remote_ranks(), 4 - c.ranks_per_domain());
+  }
+  c.domain_size = 3;
+  expect_rejected(c, "domain_size", "is 3, which does not divide ep_size 4");
+  c.domain_size = 5;
+  expect_rejected(c, "domain_size", "allowed range [0, 4]");
+  c.domain_size = -1;
+  expect_rejected(c, "domain_size", "allowed range [0, 4]");
+}
+
+TEST(Config, FingerprintCarriesTheResolvedDomainSize) {
+  ep_config a = good(), b = good();
+  a.domain_size = 0;
+  b.domain_size = b.ep_size;  // the same thing spelled out: the ranks must still agree
+  EXPECT_EQ(fingerprint(a), fingerprint(b));
+  b.domain_size = 2;
+  EXPECT_NE(fingerprint(a), fingerprint(b));
 }

@@ -4,6 +4,7 @@
 
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/faults.hpp"
+#include "epgraph/comm/session_view.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
 
 using namespace epgraph::comm;
@@ -97,6 +98,78 @@ TEST(Layout, LargestAllowedConfigIsComputedWithoutWrapping) {
 TEST(Layout, DescribeListsEveryRegion) {
   auto text = describe(plan_workspace(shape(2, 64, 256)));
   for (const char* name : {"counts", "arrivals", "mailbox", "topk_ids", "payload[0]", "payload[1]", "combine",
-                           "token_slots", "lookback", "launches", "dispatched", "faults", "expert_counts"})
+                           "token_slots", "lookback", "launches", "dispatched", "dispatch_word", "faults",
+                           "expert_counts"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
+}
+
+TEST(Layout, OneDomainHasNoRemoteState) {
+  auto l = plan_workspace(shape(4, 256, 1024));
+  for (const region& r : {l.staged_topk_ids, l.staged_payloads[0], l.staged_counts, l.remote_words, l.remote_partials})
+    EXPECT_EQ(r.bytes, 0u);
+  EXPECT_EQ(l.remote_bytes, 0u);
+  for (const named_region& r : list_regions(l)) EXPECT_EQ(r.name.find("staged"), std::string::npos) << r.name;
+}
+
+TEST(Layout, SeveralDomainsStageFixedSlabsPerRemoteRank) {
+  auto c = shape(8, 512, 1024);
+  c.domain_size = 2;  // 4 domains of 2: every rank has 6 remote ranks
+  auto l = plan_workspace(c);
+  EXPECT_EQ(l.arrivals.bytes, 2u * 64 * 8);  // progress words only from the domain's ranks
+  EXPECT_EQ(l.topk_ids.bytes, 8u * 512 * 8 * 4);  // receive regions still have a block per source
+  EXPECT_EQ(l.staged_topk_ids.bytes, 6u * 512 * 8 * 4);
+  EXPECT_EQ(l.staged_payloads[0].bytes, 6u * 512 * 1024 * 2);
+  EXPECT_EQ(l.staged_payloads[1].bytes, 6u * 512 * 32);
+  EXPECT_EQ(l.staged_counts.bytes, 6u * 4);
+  EXPECT_EQ(l.remote_words.bytes, 2u * 6 * 8);
+  EXPECT_EQ(l.remote_partials.bytes, 6u * 512 * 1024 * 2);
+  // The remote state is an allocation of its own (cuMem, so NCCL can register it).
+  std::vector<region> remote = {l.staged_topk_ids, l.staged_payloads[0], l.staged_payloads[1], l.staged_counts,
+                                l.remote_words, l.remote_partials};
+  std::size_t sum = 0;
+  for (std::size_t i = 0; i < remote.size(); ++i) {
+    EXPECT_EQ(remote[i].offset % region_alignment, 0u) << i;
+    EXPECT_LE(remote[i].end(), l.remote_bytes) << i;
+    sum += remote[i].bytes;
+    for (std::size_t j = i + 1; j < remote.size(); ++j) EXPECT_FALSE(overlaps(remote[i], remote[j])) << i << "," << j;
+  }
+  EXPECT_EQ(l.remote_bytes % window_granularity, 0u);
+  EXPECT_LE(l.remote_bytes - sum, remote.size() * region_alignment + window_granularity);
+  EXPECT_EQ(workspace_bytes_per_rank(c), l.window_bytes + l.local_bytes + l.remote_bytes);
+  const std::string text = describe(l);
+  for (const char* name : {"staged_topk_ids", "staged_payload[0]", "staged_counts", "remote_words", "remote_partials"})
+    EXPECT_NE(text.find(name), std::string::npos) << name;
+}
+
+// The kernels' and the transport's indexing of domain members and remote ranks.
+TEST(Layout, DomainMembersAndRemoteRanksAreIndexedInRankOrder) {
+  for (int L : {1, 2, 4, 8}) {
+    for (int rank = 0; rank < 8; ++rank) {
+      session_view v{};
+      v.rank = rank;
+      v.ep_size = 8;
+      v.max_tokens = 16;
+      v.domain_size = L;
+      v.domain_first = rank - rank % L;
+      v.lsa_rank = rank % L;
+      int next_remote = 0;
+      for (int d = 0; d < 8; ++d) {
+        const bool member = d / L == rank / L;
+        EXPECT_EQ(v.in_domain(d), member) << L << " " << rank << " " << d;
+        if (member) {
+          EXPECT_EQ(v.lsa_peer(d), d % L);
+          continue;
+        }
+        EXPECT_EQ(v.remote_index(d), next_remote) << L << " " << rank << " " << d;
+        EXPECT_EQ(v.remote_rank(next_remote), d);
+        ++next_remote;
+      }
+      EXPECT_EQ(next_remote, 8 - L);
+      region r{1024, 0};
+      EXPECT_EQ(v.remote_row_offset(r, v.remote_rank(0), 3, 100), 1024u + 3 * 100);
+      if (8 - L > 1) {
+        EXPECT_EQ(v.remote_row_offset(r, v.remote_rank(1), 0, 100), 1024u + 16 * 100);
+      }
+    }
+  }
 }

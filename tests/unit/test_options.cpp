@@ -155,6 +155,9 @@ TEST(DemoOptions, RankCountChecksNameTheOption) {
   expect_rejected({"--inject-stall", "4:1"}, 4,
                   {"config error in --inject-stall: rank 4 is not one of the 4 MPI ranks", "use a RANK in [0, 4)"});
   expect_rejected({"--inject-stall", "-1:1"}, 4, {"--inject-stall: rank -1 is not one of the 4 MPI ranks"});
+  expect_rejected({"--domain-size", "3"}, 4, {"config error in --domain-size: is 3, which does not divide ep_size 4",
+                                              "session field domain_size, ep_size = 4 MPI ranks"});
+  expect_rejected({"--domain-size", "8"}, 4, {"config error in --domain-size: is 8, allowed range [0, 4]"});
 }
 
 TEST(DemoOptions, ValidateAcceptsWhatTheSessionAccepts) {
@@ -166,11 +169,13 @@ TEST(DemoOptions, ValidateAcceptsWhatTheSessionAccepts) {
 }
 
 TEST(DemoOptions, SessionConfigCarriesTheOptions) {
-  auto o = demo::parse_options({"--tokens", "64", "--ctas", "32", "--threads", "256", "--deadline", "5"});
+  auto o = demo::parse_options({"--tokens", "64", "--ctas", "32", "--threads", "256", "--deadline", "5",
+                                 "--domain-size", "2"});
   ASSERT_TRUE(o);
   o->problem.ep_size = 4;
   const comm::ep_config c = demo::session_config(*o);
   EXPECT_EQ(c.ep_size, 4);
+  EXPECT_EQ(c.domain_size, 2);
   EXPECT_EQ(c.max_tokens_per_rank, 64);
   EXPECT_EQ(c.num_ctas, 32);
   EXPECT_EQ(c.threads_per_cta, 256);

@@ -22,7 +22,7 @@ struct row {
 dispatch_params params_for(const std::vector<row>& rows) {
   dispatch_params p{};
   p.num_copies = static_cast<int>(rows.size());
-  for (std::size_t c = 0; c < rows.size(); ++c) p.copies[c] = copy_spec{nullptr, rows[c].bytes, {}, rows[c].vec};
+  for (std::size_t c = 0; c < rows.size(); ++c) p.copies[c] = copy_spec{nullptr, rows[c].bytes, {}, {}, rows[c].vec};
   return p;
 }
 

@@ -25,6 +25,7 @@ routing parse_routing(std::string_view name) {
 comm::ep_config make_config(const problem& p, int num_ctas, int threads_per_cta) {
   comm::ep_config c;
   c.ep_size = p.ep_size;
+  c.domain_size = p.domain_size;
   c.max_tokens_per_rank = p.max_tokens;
   c.top_k = p.top_k;
   c.num_experts = p.num_experts;

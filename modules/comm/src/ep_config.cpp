@@ -58,6 +58,13 @@ void validate(const ep_config& c) {
                        "expert e lives on rank e / (num_experts / ep_size): choose a multiple of ep_size");
   }
   require_range("top_k", c.top_k, 1, c.num_experts, "cannot pick more experts than exist");
+  require_range("domain_size", c.domain_size, 0, c.ep_size, "ranks per NVLink domain; 0 = ep_size");
+  if (c.domain_size > 0 && c.ep_size % c.domain_size != 0)
+    throw_config_error("domain_size",
+                       "is " + std::to_string(c.domain_size) + ", which does not divide ep_size " +
+                           std::to_string(c.ep_size),
+                       "the EP group is ep_size / domain_size domains of equal size: choose a divisor of ep_size "
+                       "(the GPUs per node, say), or 0 for one domain");
   require_range("hidden", c.hidden, 1, 1 << 18);
   if (element_size(c.combine_type) == 0) throw_config_error("combine_type", "is not bf16, fp16 or fp32");
   require_range("payloads.size()", static_cast<long long>(c.payloads.size()), 0, max_payloads);
@@ -80,6 +87,7 @@ void validate(const ep_config& c) {
 std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c) {
   std::vector<std::pair<std::string, std::int64_t>> f = {
       {"ep_size", c.ep_size},
+      {"domain_size", c.ranks_per_domain()},
       {"max_tokens_per_rank", c.max_tokens_per_rank},
       {"top_k", c.top_k},
       {"num_experts", c.num_experts},
@@ -110,15 +118,22 @@ std::string describe_mismatch(const std::vector<std::string>& names,
   return {};
 }
 
-void check_lsa_team(int ep_size, int rank, int lsa_size, int lsa_rank) {
-  if (lsa_size == ep_size && lsa_rank == rank) return;
+void check_lsa_team(int ep_size, int domain_size, int rank, int lsa_size, int lsa_rank) {
+  const int L = domain_size > 0 ? domain_size : ep_size;
+  const int first = rank - rank % L;
+  if (lsa_size == L && lsa_rank == rank % L) return;
   std::ostringstream msg;
   msg << "the NVLink (LSA) team of rank " << rank << " has " << lsa_size << " rank(s) and puts it at LSA rank "
-      << lsa_rank << ", but the EP group has " << ep_size << " ranks";
-  throw error(error_domain::nccl, "ncclDevCommCreate (LSA team)", 0, msg.str(),
-              lsa_size < ep_size ? "all EP ranks must be GPUs of one NVLink domain (one node with NVSwitch or "
-                                   "all-pairs NVLink); use an EP group that fits in one node"
-                                 : "the communicator must be exactly the EP group, ranked as the NVLink team");
+      << lsa_rank << ", but its domain is ranks " << first << ".." << first + L - 1 << " (" << L
+      << " of the EP group's " << ep_size << ")";
+  std::string hint;
+  if (lsa_size < L)
+    hint = "the ranks of one domain must all be GPUs of one NVLink domain (one node with NVSwitch or all-pairs "
+           "NVLink) with peer access between them: set ep_config::domain_size to the GPUs per node (" +
+           std::to_string(lsa_size) + " here) or fewer, with ranks numbered node by node";
+  else
+    hint = "the communicator must be exactly the EP group, ranked domain by domain as the NVLink team";
+  throw error(error_domain::nccl, "ncclDevCommCreate (LSA team)", 0, msg.str(), hint);
 }
 
 }  // namespace epgraph::comm

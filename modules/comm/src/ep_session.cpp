@@ -33,6 +33,9 @@ session_state::~session_state() {
   if (agree.stuck() || !release_nccl) {
     dev.leak();
     window.leak();
+    // Local: destroying would wait for peers that may never come.
+    domain.abort();
+    remote.abort();
   }
 }
 
@@ -42,6 +45,7 @@ void session_state::build_view() {
   view.window = window.window();
   view.window_local = static_cast<char*>(window.local());
   view.local = local.as<char>();
+  view.remote_state = static_cast<char*>(remote_memory.get());
   view.layout = layout;
   view.rank = rank;
   view.ep_size = c.ep_size;
@@ -53,6 +57,9 @@ void session_state::build_view() {
   view.num_ctas = c.num_ctas;
   view.threads_per_cta = c.threads_per_cta;
   view.combine_type = c.combine_type;
+  view.domain_size = c.ranks_per_domain();
+  view.domain_first = rank - rank % view.domain_size;
+  view.lsa_rank = rank - view.domain_first;
   // At least 1 ns: a positive deadline must never become 0 ("wait forever").
   view.deadline_ns = c.deadline_seconds > 0 ? std::max<std::uint64_t>(1, std::llround(c.deadline_seconds * 1e9)) : 0;
 }
@@ -103,6 +110,17 @@ void check_identical_config(detail::rank_agreement& agree, const ep_config& conf
     throw_config_error("ep_config", mismatch, "every rank must create its ep_session with the same config");
 }
 
+// Collective over `comm`: ncclCommSplit, which every rank reaches only after the agreement
+// before it, so it does not fail alone for a reason one rank sees.
+nccl_comm split_communicator(nccl_comm_ref comm, int color, int key, const char* what) {
+  ncclComm_t out = nullptr;
+  const ncclResult_t made = ncclCommSplit(comm.get(), color, key, &out, nullptr);
+  if (made != ncclSuccess)
+    throw error(error_domain::nccl, std::string("ncclCommSplit (") + what + ")", static_cast<int>(made),
+                ncclGetErrorString(made), "run with NCCL_DEBUG=WARN for the cause");
+  return nccl_comm::from_native_handle(out);
+}
+
 void check_device(const ep_config& c, const workspace_layout& l) {
   int device = 0, sms = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
@@ -112,11 +130,11 @@ void check_device(const ep_config& c, const workspace_layout& l) {
                        "all CTAs must be co-resident: use num_ctas <= SM count");
   std::size_t free_bytes = 0, total_bytes = 0;
   EPG_CHECK_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const std::size_t need = l.window_bytes + l.local_bytes;
+  const std::size_t need = l.window_bytes + l.local_bytes + l.remote_bytes;
   if (need > free_bytes) {
     std::ostringstream msg;
     msg << "the workspace needs " << need << " bytes per GPU (window " << l.window_bytes << ", local " << l.local_bytes
-        << ") but only " << free_bytes << " of " << total_bytes << " are free";
+        << ", remote " << l.remote_bytes << ") but only " << free_bytes << " of " << total_bytes << " are free";
     throw error(error_domain::config, "workspace", 0, msg.str(),
                 "reduce max_tokens_per_rank (" + std::to_string(c.max_tokens_per_rank) + "), hidden (" +
                     std::to_string(c.hidden) + "), the payload row sizes or use a narrower combine_type");
@@ -176,27 +194,41 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
     check_device(c, s->layout);
     memory = symmetric_memory(s->layout.window_bytes);
     s->local = device_buffer(s->layout.local_bytes);
+    if (s->layout.remote_bytes) s->remote_memory = symmetric_memory(s->layout.remote_bytes);
   });
-  s->window = symmetric_window(comm, std::move(memory));
-  s->dev = device_comm(comm, c.num_ctas);
+  // Several domains: the window and device communicator live on this rank's domain, split off
+  // the EP communicator (collective over it), the exchanges with other domains on a duplicate.
+  const int L = c.ranks_per_domain();
+  if (L < nranks) {
+    s->domain = split_communicator(comm, s->rank / L, s->rank % L, "this rank's domain");
+    s->remote = split_communicator(comm, 0, s->rank, "the exchanges between domains");
+  }
+  const nccl_comm_ref window_comm = L < nranks ? nccl_comm_ref(s->domain) : comm;
+  s->window = symmetric_window(window_comm, std::move(memory));
+  s->dev = device_comm(window_comm, c.num_ctas);
   // After this agreement every rank's memory is zeroed: from now on peers may write into it.
   s->agree.agreed("session setup: LSA team and zeroed workspace", [&] {
-    check_lsa_team(c.ep_size, s->rank, s->dev.lsa_size(), s->dev.lsa_rank());
+    check_lsa_team(c.ep_size, L, s->rank, s->dev.lsa_size(), s->dev.lsa_rank());
     EPG_CHECK_CUDA(cudaMemset(s->window.local(), 0, s->layout.window_bytes));
     EPG_CHECK_CUDA(cudaMemset(s->local.get(), 0, s->layout.local_bytes));
+    if (s->layout.remote_bytes) EPG_CHECK_CUDA(cudaMemset(s->remote_memory.get(), 0, s->layout.remote_bytes));
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
   });
   s->build_view();
-  detail::mailbox_view m;
-  m.window = s->view.window;
-  m.window_local = s->view.window_local;
-  m.mailbox_offset = s->layout.mailbox.offset;
-  m.arrivals_offset = s->layout.arrivals.offset;
-  m.faults = s->view.local_at<device_faults>(s->layout.faults);
-  m.rank = s->rank;
-  m.ranks = c.ep_size;
-  m.ctas = c.num_ctas;
-  s->agree.attach(m);
+  // The mailbox reaches every rank only when the window spans the EP group; with several
+  // domains the host agreements stay on NCCL (bounded the same way; see agreement.hpp).
+  if (L == nranks) {
+    detail::mailbox_view m;
+    m.window = s->view.window;
+    m.window_local = s->view.window_local;
+    m.mailbox_offset = s->layout.mailbox.offset;
+    m.arrivals_offset = s->layout.arrivals.offset;
+    m.faults = s->view.local_at<device_faults>(s->layout.faults);
+    m.rank = s->rank;
+    m.ranks = c.ep_size;
+    m.ctas = c.num_ctas;
+    s->agree.attach(m);
+  }
   state_ = std::move(s);
 }
 
@@ -226,6 +258,7 @@ int ep_session::rank() const noexcept { return state_->rank; }
 nccl_comm_ref ep_session::comm() const noexcept { return state_->comm; }
 const ncclDevComm& ep_session::dev_comm() const noexcept { return state_->dev.get(); }
 const session_view& ep_session::view() const noexcept { return state_->view; }
+ncclComm_t ep_session::remote_comm() const noexcept { return state_->remote.get(); }
 
 session_link ep_session::link() const noexcept {
   session_link l;
@@ -299,20 +332,21 @@ void ep_session::check_faults() {
 
 std::vector<collective_position> ep_session::peer_progress() const {
   const detail::session_state& s = state();
-  const int ep = s.config.ep_size, ctas = s.config.num_ctas;
-  std::vector<std::uint64_t> words(static_cast<std::size_t>(ep) * ctas);
+  const int L = s.view.domain_size, ctas = s.config.num_ctas;
+  std::vector<std::uint64_t> words(static_cast<std::size_t>(L) * ctas);
   EPG_CHECK_CUDA(cudaMemcpyAsync(words.data(), s.view.window_at<std::uint64_t>(s.layout.arrivals),
                                  words.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost, s.monitor.get()));
   EPG_CHECK_CUDA(cudaStreamSynchronize(s.monitor.get()));
-  std::vector<collective_position> seen(static_cast<std::size_t>(ep));
-  for (int r = 0; r < ep; ++r) {
+  std::vector<collective_position> seen(static_cast<std::size_t>(s.config.ep_size));
+  for (int p = 0; p < L; ++p) {
+    collective_position& r = seen[static_cast<std::size_t>(s.view.domain_first + p)];
     for (int b = 0; b < ctas; ++b) {
-      const std::uint64_t w = words[static_cast<std::size_t>(r) * ctas + b];
+      const std::uint64_t w = words[static_cast<std::size_t>(p) * ctas + b];
       if (progress_kind(w) == collective_kind::stopped) {
-        seen[r].stopped = true;
-      } else if (progress_seq(w) > seen[r].seq) {
-        seen[r].seq = progress_seq(w);
-        seen[r].kind = progress_kind(w);
+        r.stopped = true;
+      } else if (progress_seq(w) > r.seq) {
+        r.seq = progress_seq(w);
+        r.kind = progress_kind(w);
       }
     }
   }

@@ -24,7 +24,17 @@ struct session_state {
   rank_agreement agree;
   unique_handle<stream_traits> monitor;  ///< read_faults, peer_progress: never blocked by other work
   // Declared in setup order, so members are destroyed in the order NCCL asks for:
-  // local state, devComm, window (deregister + free).
+  // local state, devComm, window (deregister + free), then the communicators split off.
+  /// With several domains (else empty): this rank's domain, split off the EP communicator
+  /// (window and device communicator live on it, so LSA barriers stay inside the domain), and
+  /// a duplicate of the EP communicator for the point-to-point exchanges with the other
+  /// domains, so steps captured into graphs never share a communicator with the session's
+  /// host agreements.
+  /// Remote state (workspace_layout): freed after the communicators, which may hold NCCL's
+  /// graph registrations of it.
+  symmetric_memory remote_memory;
+  nccl_comm domain;
+  nccl_comm remote;
   symmetric_window window;
   device_comm dev;
   device_buffer local;

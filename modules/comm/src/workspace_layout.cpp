@@ -56,11 +56,13 @@ workspace_layout plan_workspace(const ep_config& c) {
   const auto ep = static_cast<std::size_t>(c.ep_size);
   const auto max_tokens = static_cast<std::size_t>(c.max_tokens_per_rank);
   const auto ctas = static_cast<std::size_t>(c.num_ctas);
+  const auto domain = static_cast<std::size_t>(c.ranks_per_domain());
+  const auto remote = static_cast<std::size_t>(c.remote_ranks());
 
   workspace_layout l;
   region_builder window(c);
   l.counts = window.add(ep, sizeof(std::int32_t));
-  l.arrivals = window.add(ep, ctas, sizeof(std::uint64_t));
+  l.arrivals = window.add(domain, ctas, sizeof(std::uint64_t));
   l.mailbox = window.add(3, ep, mailbox_slot_bytes);
   l.topk_ids = window.add(ep, max_tokens, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
   l.num_payloads = static_cast<int>(c.payloads.size());
@@ -74,15 +76,24 @@ workspace_layout plan_workspace(const ep_config& c) {
   l.lookback = local.add(ctas, ep, sizeof(std::uint64_t));
   l.launches = local.add(ctas, launch_word_stride);
   l.dispatched = local.add(1, sizeof(std::int32_t));
+  l.dispatch_word = local.add(1, sizeof(std::uint64_t));
   l.faults = local.add(1, sizeof(device_faults));
   l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
   l.local_bytes = local.total(region_alignment);
+
+  region_builder far(c);
+  l.staged_topk_ids = far.add(remote, max_tokens, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
+  for (int i = 0; i < l.num_payloads; ++i) l.staged_payloads[i] = far.add(remote, max_tokens, c.payloads[i].row_bytes);
+  l.staged_counts = far.add(remote, sizeof(std::int32_t));
+  l.remote_words = far.add(2, remote, sizeof(std::uint64_t));
+  l.remote_partials = far.add(remote, max_tokens, l.combine_row_bytes);
+  l.remote_bytes = remote ? far.total(window_granularity) : 0;
   return l;
 }
 
 std::size_t workspace_bytes_per_rank(const ep_config& config) {
   auto l = plan_workspace(config);
-  return l.window_bytes + l.local_bytes;
+  return l.window_bytes + l.local_bytes + l.remote_bytes;
 }
 
 std::vector<named_region> list_regions(const workspace_layout& l, const std::vector<std::string>& payload_names) {
@@ -97,8 +108,20 @@ std::vector<named_region> list_regions(const workspace_layout& l, const std::vec
   out.push_back({"window", "combine", l.combine});
   for (auto [name, r] : {std::pair{"token_slots", l.token_slots}, std::pair{"lookback", l.lookback},
                          std::pair{"launches", l.launches}, std::pair{"dispatched", l.dispatched},
-                         std::pair{"faults", l.faults}, std::pair{"expert_counts", l.expert_counts}})
+                         std::pair{"dispatch_word", l.dispatch_word}, std::pair{"faults", l.faults},
+                         std::pair{"expert_counts", l.expert_counts}})
     out.push_back({"local", name, r});
+  if (l.remote_bytes == 0) return out;  // one domain: no remote state
+  out.push_back({"remote", "staged_topk_ids", l.staged_topk_ids});
+  for (int i = 0; i < l.num_payloads; ++i) {
+    const auto n = static_cast<std::size_t>(i);
+    out.push_back({"remote",
+                   n < payload_names.size() ? "staged_payload_" + payload_names[n] : "staged_payload[" + std::to_string(i) + "]",
+                   l.staged_payloads[i]});
+  }
+  for (auto [name, r] : {std::pair{"staged_counts", l.staged_counts}, std::pair{"remote_words", l.remote_words},
+                         std::pair{"remote_partials", l.remote_partials}})
+    out.push_back({"remote", name, r});
   return out;
 }
 
@@ -109,7 +132,8 @@ std::string describe(const workspace_layout& l) {
     if (r.section != section) {
       section = r.section;
       if (section == "window") out << "symmetric window (" << l.window_bytes << " bytes):\n";
-      else out << "local state (" << l.local_bytes << " bytes):\n";
+      else if (section == "local") out << "local state (" << l.local_bytes << " bytes):\n";
+      else out << "remote state (" << l.remote_bytes << " bytes):\n";
     }
     out << "  " << r.name << ": offset " << r.where.offset << ", " << r.where.bytes << " bytes\n";
   }

@@ -28,8 +28,12 @@ std::string describe_progress(const comm::ep_session& session) {
   std::uint64_t most = 0;
   for (const auto& p : seen) most = std::max(most, p.seq);
   std::ostringstream out;
+  bool first = true;
   for (std::size_t r = 0; r < seen.size(); ++r) {
-    out << (r ? ", " : "") << "rank " << r << " #" << seen[r].seq << " (" << comm::to_string(seen[r].kind) << ")";
+    // Ranks of other NVLink domains leave no progress words here; NCCL carries their part.
+    if (!session.view().in_domain(static_cast<int>(r))) continue;
+    out << (first ? "" : ", ") << "rank " << r << " #" << seen[r].seq << " (" << comm::to_string(seen[r].kind) << ")";
+    first = false;
     if (seen[r].stopped) out << " (stopped)";
     else if (seen[r].seq < most) out << " (behind)";
   }
@@ -39,7 +43,7 @@ std::string describe_progress(const comm::ep_session& session) {
 std::string describe_hang(const comm::ep_session& session, long long step, std::chrono::duration<double> waited) {
   std::ostringstream out;
   out << "epgraph watchdog: rank " << session.rank() << " did not finish step " << step << " within "
-      << waited.count() << " s; last collective of every rank, as seen from this rank: ";
+      << waited.count() << " s; last collective of every rank of its NVLink domain, as seen from this rank: ";
   try {
     out << describe_progress(session)
         << ". Ranks marked behind never reached the latest collective: check that they are alive and replay the same "

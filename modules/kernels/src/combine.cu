@@ -1,5 +1,6 @@
 // Combine: LSA barrier at entry, then each token pulls its partial rows from the ranks it
-// was dispatched to and sums them in fp32 in ascending rank order (deterministic).
+// was dispatched to (NVLink loads in this rank's domain, local reads of the rows other domains
+// sent before the kernel) and sums them in fp32 in ascending rank order (deterministic).
 #include <nccl.h>
 #include <nccl_device.h>
 
@@ -22,11 +23,15 @@ template <int Sources>
 constexpr int kLoadsInFlight = Sources <= 4 ? 8 : 16;
 
 // Row `slot` of this rank's block in peer d's combine region: the partial sums that peer
-// computed for a token this rank dispatched to it.
+// computed for a token this rank dispatched to it. A peer in another domain sent that block
+// by NCCL before the kernel, into remote_partials.
 template <class In>
 __device__ inline const In* peer_combine_row(const comm::session_view& v, int d, int slot) {
-  return static_cast<const In*>(
-      ncclGetLsaPointer(v.window, v.row_offset(v.layout.combine, v.rank, slot, v.layout.combine_row_bytes), d));
+  if (!v.in_domain(d))
+    return reinterpret_cast<const In*>(v.remote_state + v.remote_row_offset(v.layout.remote_partials, d, slot,
+                                                                     v.layout.combine_row_bytes));
+  return static_cast<const In*>(ncclGetLsaPointer(
+      v.window, v.row_offset(v.layout.combine, v.rank, slot, v.layout.combine_row_bytes), v.lsa_peer(d)));
 }
 
 // A faulted combine writes NaN into the rows it owns: an output that cannot pass for a result.
@@ -83,6 +88,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   // The count the last dispatch used (and clamped): the slots below are its slots. Written by
   // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
   const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
+  const std::uint64_t dispatched_word = *v.local_at<std::uint64_t>(v.layout.dispatch_word);
   __shared__ device::collective_state st;
   bool in_step = false;
   {
@@ -96,6 +102,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
       device::stop_collective(v, st.seq);
     } else {
       in_step = device::announce_and_wait(bar, v, comm::collective_kind::combine, true, st, me);
+      // Other domains: their rows and combine rows must belong to this rank's last dispatch.
+      if (in_step && v.domain_size < v.ep_size) in_step = device::remote_in_step(v, dispatched_word, st);
     }
   }
   const int lane = threadIdx.x & 31;

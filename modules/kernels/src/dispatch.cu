@@ -1,5 +1,7 @@
 // Dispatch: deterministic slots by a per-CTA count + look-back, NVLink stores into the
-// peers' receive buffers, counts published by the last CTA, one LSA barrier per CTA.
+// receive buffers of the peers in this rank's domain (rows for other domains into staging in
+// the remote state, sent by NCCL after the kernel), counts published by the last CTA, one LSA barrier
+// per CTA.
 #include <nccl.h>
 #include <nccl_device.h>
 
@@ -41,8 +43,11 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
       if (!m) m = rest, rest = 0;
       const int d = __ffsll(static_cast<long long>(m)) - 1;
       const int slot = slots.slot(d);
-      V* dst = reinterpret_cast<V*>(
-          static_cast<char*>(ncclGetLsaPointer(v.window, v.row_offset(c.dst, rank, slot, c.row_bytes), d)));
+      // Domain peers: an NVLink store into their window. Other domains: this rank's staging
+      // rows, which NCCL sends after the kernel.
+      V* dst = v.in_domain(d) ? reinterpret_cast<V*>(static_cast<char*>(ncclGetLsaPointer(
+                                    v.window, v.row_offset(c.dst, rank, slot, c.row_bytes), v.lsa_peer(d))))
+                              : reinterpret_cast<V*>(v.remote_state + v.remote_row_offset(c.stage, d, slot, c.row_bytes));
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const std::size_t i = base + u * 32 + lane;
@@ -105,8 +110,14 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   device::begin_collective(v, comm::collective_kind::dispatch, st);
   const int T = device::clamp_token_count(requested_tokens, v.max_tokens, input, b == 0 && tid == 0 && !st.refused);
   // Combine uses this count, after a dispatch refused for a fatal fault too (it marks every
-  // row of the step NaN); a launch that overlaps another leaves the other's count alone.
-  if (b == 0 && tid == 0 && !st.overlapped) *v.local_at<std::int32_t>(v.layout.dispatched) = T;
+  // row of the step NaN); a launch that overlaps another leaves the other's count and word
+  // alone. The word goes to the other domains with the rows and comes back with their combine
+  // rows: combine compares both with it (a refused dispatch sends a stopped word).
+  if (b == 0 && tid == 0 && !st.overlapped) {
+    *v.local_at<std::int32_t>(v.layout.dispatched) = T;
+    *v.local_at<std::uint64_t>(v.layout.dispatch_word) =
+        comm::progress_word(st.seq, st.refused ? comm::collective_kind::stopped : comm::collective_kind::dispatch);
+  }
   // The look-back tag: this launch's number, the same in every CTA of the launch and never 0
   // (the value of unwritten entries) in the first 2^32 launches of a session.
   const unsigned int tag = static_cast<unsigned int>(st.seq);
@@ -198,8 +209,9 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     __syncthreads();
     if (!s_failed)
       for (int d = tid; d < ep; d += nthreads)
-        *static_cast<std::int32_t*>(ncclGetLsaPointer(v.window, v.layout.counts.offset + sizeof(std::int32_t) * v.rank,
-                                                      d)) = s_running[d];
+        *(v.in_domain(d) ? static_cast<std::int32_t*>(ncclGetLsaPointer(
+                               v.window, v.layout.counts.offset + sizeof(std::int32_t) * v.rank, v.lsa_peer(d)))
+                         : v.remote_at<std::int32_t>(v.layout.staged_counts) + v.remote_index(d)) = s_running[d];
   }
 
   // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire). s_failed

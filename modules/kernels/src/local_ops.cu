@@ -1,4 +1,5 @@
 // Local (non-collective) kernels: receive summary and prepare-combine.
+#include "epgraph/comm/progress.hpp"
 #include "device/common.cuh"
 #include "launch.hpp"
 
@@ -50,18 +51,22 @@ __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_vie
 }
 
 // One thread: a step node failed on this rank; the collectives that follow only keep the peers
-// in step (a fatal fault makes them stop at once and tell the peers).
-__global__ void stage_failed_kernel(comm::device_faults* faults, int node) {
+// in step (a fatal fault makes them stop at once and tell the peers). The dispatch word is
+// marked stopped too: the combine exchange carries it to the ranks of other domains, whose
+// combine then faults instead of summing this rank's unfinished rows.
+__global__ void stage_failed_kernel(comm::device_faults* faults, std::uint64_t* dispatch_word, int node) {
   comm::fault_record f;
   f.code = comm::fault_code::local_stage_failed;
   f.value = node;
   comm::device::record_fault(&faults->fatal, f);
+  *dispatch_word = comm::progress_word(comm::progress_seq(*dispatch_word), comm::collective_kind::stopped);
 }
 
 }  // namespace
 
 cudaError_t detail::launch_stage_failed(const comm::session_view& v, int node, cudaStream_t stream) noexcept {
-  stage_failed_kernel<<<1, 1, 0, stream>>>(v.local_at<comm::device_faults>(v.layout.faults), node);
+  stage_failed_kernel<<<1, 1, 0, stream>>>(v.local_at<comm::device_faults>(v.layout.faults),
+                                           v.local_at<std::uint64_t>(v.layout.dispatch_word), node);
   return cudaGetLastError();
 }
 

@@ -5,6 +5,7 @@
 
 #include "epgraph/comm/error.hpp"
 #include "launch.hpp"
+#include "remote_transport.hpp"
 
 namespace epgraph::kernels {
 
@@ -92,7 +93,7 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
     // Copy 0: the top-k ids travel with every token (the receiver needs its routing).
     const std::size_t id_row = sizeof(std::int32_t) * static_cast<std::size_t>(c.top_k);
     params_.copies[0] = {reinterpret_cast<const char*>(args.topk_ids), id_row, v.layout.topk_ids,
-                         static_cast<int>(natural_alignment(id_row))};
+                         v.layout.staged_topk_ids, static_cast<int>(natural_alignment(id_row))};
     if (!aligned(args.topk_ids, natural_alignment(id_row))) params_.copies[0].vec_bytes = alignof(std::int32_t);
     for (std::size_t i = 0; i < args.payloads.size(); ++i) {
       const auto& in = args.payloads[i];
@@ -105,16 +106,22 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
       require_device_pointer(in.data, field + ".data", vec);
       require_outside_session(in.data, max_tokens * in.row_bytes, v, field + ".data");
       params_.copies[i + 1] = {static_cast<const char*>(in.data), in.row_bytes, v.layout.payloads[i],
-                               static_cast<int>(vec)};
+                               v.layout.staged_payloads[i], static_cast<int>(vec)};
     }
     params_.num_copies = static_cast<int>(args.payloads.size()) + 1;
     dev_ = session.dev_comm();
+    remote_ = detail::make_remote_transport(session);
   });
 }
 
 cudaError_t dispatch_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
-  return detail::launch_dispatch(dev_, params_, stream);
+  const cudaError_t launched = detail::launch_dispatch(dev_, params_, stream);
+  // The exchange is enqueued even when the launch failed, so the other domains are not left
+  // waiting; what it sends then carries the previous dispatch word, which their combine
+  // rejects as out of step.
+  const cudaError_t exchanged = remote_ ? remote_->exchange_dispatch(stream) : cudaSuccess;
+  return launched != cudaSuccess ? launched : exchanged;
 }
 
 summarize_op::summarize_op(const comm::ep_session& session, bool sanitize_unused_slots)
@@ -162,12 +169,15 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
     cudaFuncAttributes attributes{};
     require_coresident(detail::combine_attributes(params_, &attributes), attributes, v, "combine");
     dev_ = session.dev_comm();
+    remote_ = detail::make_remote_transport(session);
   });
 }
 
 cudaError_t combine_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
-  return detail::launch_combine(dev_, params_, stream);
+  const cudaError_t exchanged = remote_ ? remote_->exchange_combine(stream) : cudaSuccess;
+  const cudaError_t launched = detail::launch_combine(dev_, params_, stream);
+  return exchanged != cudaSuccess ? exchanged : launched;
 }
 
 stage_failure_op::stage_failure_op(const comm::ep_session& session) : link_(session.link()), view_(session.view()) {}

@@ -130,15 +130,17 @@ __device__ inline void end_collective(const comm::session_view& v) {
     asm volatile("red.relaxed.gpu.global.add.u64 [%0], %1;" ::"l"(launch_word(v)), "l"(~0ull) : "memory");
 }
 
-/// Progress slot [this rank][this CTA] in rank `peer`'s window. Slots only rise (max
-/// reductions): a stopped word (top bit) stays, whatever a late kernel of this rank announces.
+/// Progress slot [this rank][this CTA] in the window of `peer` (an LSA rank of this domain).
+/// Slots only rise (max reductions): a stopped word (top bit) stays, whatever a late kernel of
+/// this rank announces.
 __device__ inline unsigned long long* own_slot_at(const comm::session_view& v, int peer) {
-  return static_cast<unsigned long long*>(ncclGetLsaPointer(v.window, v.arrival_offset(v.rank, blockIdx.x), peer));
+  return static_cast<unsigned long long*>(ncclGetLsaPointer(v.window, v.arrival_offset(v.lsa_rank, blockIdx.x), peer));
 }
 
-/// All threads: tells every rank (this one too) that this CTA stopped at collective `seq`.
+/// All threads: tells every rank of the domain (this one too) that this CTA stopped at
+/// collective `seq`. Ranks of other domains learn it from the word sent with the rows.
 __device__ inline void stop_collective(const comm::session_view& v, std::uint64_t seq) {
-  for (int peer = threadIdx.x; peer < v.ep_size; peer += blockDim.x)
+  for (int peer = threadIdx.x; peer < v.domain_size; peer += blockDim.x)
     comm::device::raise_release_sys(own_slot_at(v, peer), comm::progress_word(seq, comm::collective_kind::stopped));
 }
 
@@ -148,18 +150,19 @@ __device__ inline void stop_collective(const comm::session_view& v, std::uint64_
 /// the window lookup (a load of NCCL's window descriptor) overlaps the launch claim.
 struct announcer {
   unsigned long long* slot;  ///< nullptr: this thread does not announce
-  int peer;                  ///< whose word this thread checks, or -1
+  int peer;                  ///< whose word this thread checks (an LSA rank), or -1
 };
 __device__ inline announcer announcer_of(const comm::session_view& v) {
-  const int i = static_cast<int>(threadIdx.x), peers = v.ep_size - 1;
+  const int i = static_cast<int>(threadIdx.x), peers = v.domain_size - 1;
   if (i > peers) return {nullptr, -1};
-  if (i == peers) return {own_slot_at(v, v.rank), -1};
-  const int peer = i + (v.rank <= i ? 1 : 0);
+  if (i == peers) return {own_slot_at(v, v.lsa_rank), -1};
+  const int peer = i + (v.lsa_rank <= i ? 1 : 0);
   return {own_slot_at(v, peer), peer};
 }
 
-/// One thread per peer: polls the peer's progress word until it is in step, out of step,
-/// stopped, or the deadline passed. Records what it found; true when the peer is in step.
+/// One thread per domain peer (`peer`: its LSA rank): polls the peer's progress word until it
+/// is in step, out of step, stopped, or the deadline passed. Records what it found (naming the
+/// peer's EP rank); true when the peer is in step.
 __device__ inline bool await_peer(const comm::session_view& v, int peer, comm::collective_kind kind,
                                   collective_state& st) {
   auto* slot = v.window_at<unsigned long long>(v.layout.arrivals) + static_cast<std::size_t>(peer) * v.num_ctas +
@@ -168,22 +171,41 @@ __device__ inline bool await_peer(const comm::session_view& v, int peer, comm::c
   deadline clock(v.deadline_ns);
   for (;;) {
     const std::uint64_t w = word.load(cuda::memory_order_relaxed);
+    const int peer_rank = v.domain_first + peer;
     switch (comm::classify_peer(st.seq, kind, w)) {
       case comm::peer_state::arrived: return true;
       case comm::peer_state::out_of_step:
-        record_fatal(v, comm::fault_code::collective_out_of_step, kind, st.seq, peer, w);
+        record_fatal(v, comm::fault_code::collective_out_of_step, kind, st.seq, peer_rank, w);
         return false;
       case comm::peer_state::stopped:
-        record_fatal(v, comm::fault_code::peer_stopped, kind, st.seq, peer, w);
+        record_fatal(v, comm::fault_code::peer_stopped, kind, st.seq, peer_rank, w);
         return false;
       case comm::peer_state::waiting:
         if (clock.passed()) {
-          atomicOr(&st.missing, 1ull << peer);
+          atomicOr(&st.missing, 1ull << peer_rank);
           return false;
         }
         break;
     }
   }
+}
+
+/// Checks the words remote ranks (other domains) sent with this step's rows and combine rows
+/// against this rank's last dispatch word: the same number and kind means the exchange paired
+/// the same dispatch on both sides. One thread per remote rank; true when all match.
+__device__ inline bool remote_in_step(const comm::session_view& v, std::uint64_t mine, collective_state& st) {
+  const int remote = v.ep_size - v.domain_size;
+  const auto* words = v.remote_at<std::uint64_t>(v.layout.remote_words);
+  bool ok = true;
+  for (int i = threadIdx.x; i < 2 * remote; i += blockDim.x) {
+    const std::uint64_t w = words[i];
+    if (w == mine) continue;
+    const bool stopped = comm::progress_kind(w) == comm::collective_kind::stopped;
+    record_fatal(v, stopped ? comm::fault_code::peer_stopped : comm::fault_code::collective_out_of_step,
+                 comm::collective_kind::combine, st.seq, v.remote_rank(i % remote), w);
+    ok = false;
+  }
+  return __syncthreads_and(ok);
 }
 
 /// The session of this CTA's LSA barrier (index = CTA index); kernels open it at their start:
@@ -231,8 +253,8 @@ __device__ inline bool sync_collective(barrier_session& bar, const comm::session
 __device__ inline void arrive_and_claim(barrier_session& bar, const comm::session_view& v, comm::collective_kind kind,
                                         collective_state& st) {
   bar.arrive(ncclCoopCta(), cuda::memory_order_release);
-  // NCCL's arrive stores from threads 0 .. ep-2; the first thread of the next warp claims.
-  const unsigned claimer = ((static_cast<unsigned>(v.ep_size) + 30u) / 32u) * 32u;
+  // NCCL's arrive stores from threads 0 .. L-2; the first thread of the next warp claims.
+  const unsigned claimer = ((static_cast<unsigned>(v.domain_size) + 30u) / 32u) * 32u;
   if (threadIdx.x == (claimer < blockDim.x ? claimer : 0u)) claim_cta(v, kind, st);
   __syncthreads();
 }

@@ -29,7 +29,12 @@ struct payload_spec {
 };
 
 struct ep_config {
-  int ep_size = 0;                     ///< ranks in the EP group == LSA team size
+  int ep_size = 0;                     ///< ranks in the EP group
+  /// Ranks per NVLink domain, L: the group is ep_size / L domains of L consecutive ranks. Peers
+  /// in this rank's domain are reached by NVLink stores (LSA), the others through NCCL
+  /// point-to-point. 0 = ep_size (one domain). Each domain must be an NVLink (LSA) team or a
+  /// slice of one, so one machine can emulate several domains (4 GPUs as 2 x 2 or 4 x 1).
+  int domain_size = 0;
   int max_tokens_per_rank = 0;         ///< static stride of every receive slot array
   int top_k = 0;                       ///< experts per token
   int num_experts = 0;                 ///< global experts; expert e lives on rank e / (num_experts / ep_size)
@@ -45,6 +50,10 @@ struct ep_config {
   double deadline_seconds = 30.0;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }
+  /// L with 0 resolved: the ranks of one NVLink domain.
+  int ranks_per_domain() const noexcept { return domain_size > 0 ? domain_size : ep_size; }
+  /// Ranks outside this rank's domain (reached through NCCL point-to-point).
+  int remote_ranks() const noexcept { return ep_size - ranks_per_domain(); }
 };
 
 inline constexpr int max_ep_size = 64;    // destination sets are 64-bit masks
@@ -69,10 +78,12 @@ std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c
 std::string describe_mismatch(const std::vector<std::string>& field_names,
                               const std::vector<std::vector<std::int64_t>>& all_values);
 
-/// Checks that the NVLink (LSA) team NCCL formed for this rank is exactly the EP group in
-/// the same order: the kernels address peers by LSA rank. Throws an nccl-domain error naming
-/// both sizes and what to change. Pure; the session runs it as an agreed step on every rank,
-/// because teams can differ between ranks (e.g. two nodes of two GPUs each).
-void check_lsa_team(int ep_size, int rank, int lsa_size, int lsa_rank);
+/// Checks that the NVLink (LSA) team NCCL formed for this rank's domain is exactly the domain
+/// (`domain_size` ranks) in the same order: the kernels address domain peers by LSA rank.
+/// `lsa_size`/`lsa_rank` come from the device communicator of the domain (the EP communicator
+/// when there is one domain). Throws an nccl-domain error naming both sizes and what to
+/// change. Pure; the session runs it as an agreed step on every rank, because teams can differ
+/// between ranks (e.g. two nodes of two GPUs each).
+void check_lsa_team(int ep_size, int domain_size, int rank, int lsa_size, int lsa_rank);
 
 }  // namespace epgraph::comm

@@ -18,11 +18,18 @@
 //   work on this GPU.
 //
 // Construction validates the config, checks it is identical on every rank, the loaded NCCL
-// version, that the communicator is exactly the EP group and that its LSA team spans it.
-// Every failure, including those only one rank sees (out of memory, say), is agreed: every
-// rank throws together. NCCL's own collective calls inside (window registration,
+// version, that the communicator is exactly the EP group and that the LSA team of each
+// NVLink domain (ep_config::domain_size) spans that domain. Every failure, including those
+// only one rank sees (out of memory, say), is agreed: every rank throws together. NCCL's own
+// collective calls inside (ncclCommSplit with several domains, window registration,
 // ncclDevCommCreate) start only after every rank passed the agreement before them, and are not
 // bounded by epgraph.
+//
+// Several domains: the window and device communicator belong to this rank's domain (split off
+// the EP communicator); ranks of other domains are reached by NCCL point-to-point on a
+// communicator of the session's own (docs/domains.md). The host agreements then run over NCCL
+// on the EP communicator for the session's whole life (one domain: through the window's
+// mailbox after setup), so abort() cannot tell the peers: they fail at their deadline.
 //
 // Receive buffers (recv_*) hold this step's tokens from the end of dispatch until this rank's
 // combine starts: a peer's next dispatch may write them as soon as this rank entered combine.
@@ -95,6 +102,9 @@ class ep_session {
   const ncclDevComm& dev_comm() const noexcept;
   const session_view& view() const noexcept;
   session_link link() const noexcept;
+  /// The session's own communicator for the ranks outside this rank's NVLink domain (a
+  /// duplicate of the EP communicator); nullptr with one domain.
+  ncclComm_t remote_comm() const noexcept;
 
   // Receive side, this rank's memory: valid from the end of dispatch until this rank's combine starts.
   const std::int32_t* recv_counts() const noexcept;          ///< [ep]
@@ -117,8 +127,9 @@ class ep_session {
   /// Local: clears this rank's input fault (a fatal fault is never cleared).
   void clear_input_faults();
 
-  /// Where every rank was last seen from this rank (its progress words in this rank's
-  /// window). Local; any thread, also while a step hangs (a stream of its own).
+  /// Where every rank of this rank's domain was last seen from this rank (its progress words
+  /// in this rank's window; ranks of other domains show nothing). Local; any thread, also
+  /// while a step hangs (a stream of its own).
   std::vector<collective_position> peer_progress() const;
 
   /// Local, never throws: this session refuses further runs, every peer's kernels and host

@@ -43,6 +43,8 @@ struct nccl_comm_traits {
 
 class nccl_comm {
  public:
+  /// Owns nothing.
+  nccl_comm() noexcept = default;
   /// Collective over `comm` (an MPI_Comm): rank 0 creates the unique id, MPI broadcasts it.
   /// Part of epgraph::mpi: needs epgraph/comm/mpi_context.hpp (see mpi_comm_ref above).
   static nccl_comm bootstrap(mpi_comm_ref comm);

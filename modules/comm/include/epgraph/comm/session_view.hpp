@@ -18,14 +18,22 @@ struct session_view {
   ncclWindow_t window;
   char* window_local;  ///< this rank's window memory (the ncclMemAlloc alias)
   char* local;         ///< this rank's local state
+  char* remote_state;  ///< this rank's remote state (ranks of other domains); null with one domain
   workspace_layout layout;
   int rank, ep_size, max_tokens, top_k, num_experts, experts_per_rank, hidden, num_ctas, threads_per_cta;
+  /// This rank's NVLink domain: ranks domain_first .. domain_first + domain_size - 1, which are
+  /// LSA ranks 0 .. domain_size - 1 of the device communicator (lsa_rank is this rank's).
+  int domain_size, domain_first, lsa_rank;
   element_type combine_type;
   std::uint64_t deadline_ns;  ///< device waits give up after this long; 0 = never
 
   template <class T>
   EPGRAPH_HD T* local_at(const region& r) const {
     return reinterpret_cast<T*>(local + r.offset);
+  }
+  template <class T>
+  EPGRAPH_HD T* remote_at(const region& r) const {
+    return reinterpret_cast<T*>(remote_state + r.offset);
   }
   template <class T>
   EPGRAPH_HD T* window_at(const region& r) const {
@@ -36,7 +44,21 @@ struct session_view {
     return r.offset + (static_cast<std::size_t>(src) * static_cast<std::size_t>(max_tokens) +
                        static_cast<std::size_t>(slot)) * row_bytes;
   }
-  /// Window offset of progress slot [src][cta].
+  /// True when rank d is in this rank's domain (reached by NVLink stores and loads).
+  EPGRAPH_HD bool in_domain(int d) const { return d >= domain_first && d < domain_first + domain_size; }
+  /// The LSA rank of domain member d (what ncclGetLsaPointer takes).
+  EPGRAPH_HD int lsa_peer(int d) const { return d - domain_first; }
+  /// Index of rank d outside this domain among the remote ranks, in rank order: 0 .. ep - L - 1.
+  EPGRAPH_HD int remote_index(int d) const { return d < domain_first ? d : d - domain_size; }
+  /// The rank of remote index i (the inverse of remote_index).
+  EPGRAPH_HD int remote_rank(int i) const { return i < domain_first ? i : i + domain_size; }
+  /// Remote-state offset of row `slot` staged for (or received from) remote rank d in a region
+  /// laid out [remote][max_tokens][row_bytes].
+  EPGRAPH_HD std::size_t remote_row_offset(const region& r, int d, int slot, std::size_t row_bytes) const {
+    return r.offset + (static_cast<std::size_t>(remote_index(d)) * static_cast<std::size_t>(max_tokens) +
+                       static_cast<std::size_t>(slot)) * row_bytes;
+  }
+  /// Window offset of progress slot [src][cta], src an LSA rank of this domain.
   EPGRAPH_HD std::size_t arrival_offset(int src, int cta) const {
     return layout.arrivals.offset +
            (static_cast<std::size_t>(src) * static_cast<std::size_t>(num_ctas) + static_cast<std::size_t>(cta)) *

@@ -1,23 +1,36 @@
 #pragma once
 // Where everything lives: a pure host function of the EP config.
 //
-// Symmetric window (same layout on every rank; peers write into it):
+// Symmetric window (same layout on every rank of a domain; domain peers write into it):
 //   counts    int32 [ep]                     tokens received from each source this step
-//   arrivals  uint64 [ep][num_ctas]          progress words: slot [src][b] is written by CTA b of src
+//   arrivals  uint64 [L][num_ctas]           progress words: slot [lsa src][b] is written by CTA b of src
 //   mailbox   [3][ep] x mailbox_slot_bytes   host agreement after setup: two rounds, one "left" mark
 //   topk_ids  int32 [ep][max_tokens][k]      routing of every received token (travels implicitly)
 //   payload i bytes [ep][max_tokens][row_i]  one region per payload
 //   combine   elem  [ep][max_tokens][hidden] expert output read by combine (zero copy)
+// Rows of a source in another domain arrive in the same [src] blocks, by NCCL receive.
 // Local state (plain device memory, this rank only):
 //   token_slots   int32 [max_tokens][ep]     slot of each token at each destination, or -1
 //   lookback      uint64 [num_ctas][ep]      per-CTA destination counts, tagged by launch number
 //   launches      uint64 [num_ctas] x 128 B  per CTA, a line of its own: launches so far, running now (progress.hpp)
 //   dispatched    int32                      the token count the last dispatch used
+//   dispatch_word uint64                     the last dispatch's progress word (its number)
 //   faults        device_faults              first input fault, first fatal fault
 //   expert_counts int32 [experts_per_rank]   received tokens per local expert
+// Remote state, for the ranks outside this rank's domain (R = ep - L of them; empty when R = 0),
+// indexed by remote index (session_view::remote_index). ncclMemAlloc'd (cuMem) memory of this
+// rank, not a window: NCCL can register it for zero-copy send/recv inside CUDA graphs, as it
+// does the window (a mix of registrable and cudaMalloc'd buffers hung NCCL 2.28.9's graph
+// registration; docs/domains.md):
+//   staged_topk_ids, staged payload i  [R][max_tokens][row]  rows dispatch packs for each remote rank
+//   staged_counts        int32 [R]           tokens packed for each remote rank
+//   remote_words         uint64 [2][R]       dispatch_word of each remote rank, as sent with its
+//                                            rows (0) and with its combine rows (1)
+//   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never moves
-// between steps, which the two-barrier argument relies on. The layout is trivially copyable:
-// kernels receive it by value inside session_view, so offsets have one source.
+// between steps, which the two-barrier argument relies on, and NCCL's sizes are known when a
+// step is captured (fixed slabs: docs/domains.md). The layout is trivially copyable: kernels
+// receive it by value inside session_view, so offsets have one source.
 
 #include <cstddef>
 #include <string>
@@ -56,9 +69,17 @@ struct workspace_layout {
   region lookback;
   region launches;
   region dispatched;
+  region dispatch_word;
   region faults;
   region expert_counts;
   std::size_t local_bytes = 0;
+  // remote state (the ranks outside this rank's domain)
+  region staged_topk_ids;
+  region staged_payloads[max_payloads];
+  region staged_counts;
+  region remote_words;
+  region remote_partials;
+  std::size_t remote_bytes = 0;  ///< 0 with one domain
 
   std::size_t combine_row_bytes = 0;  ///< hidden * element_size(combine_type)
 };
@@ -67,17 +88,17 @@ struct workspace_layout {
 /// size overflows (the message gives the bytes asked for and the knobs that reduce them).
 workspace_layout plan_workspace(const ep_config& config);
 
-/// Bytes of GPU memory a session of this config needs on each rank (window + local state),
+/// Bytes of GPU memory a session of this config needs on each rank (window, local and remote state),
 /// so users can plan memory before creating one.
 std::size_t workspace_bytes_per_rank(const ep_config& config);
 
 /// A region and its name, for listings (describe, epg-bench's workspace columns).
 struct named_region {
-  std::string section;  ///< "window" (symmetric) or "local"
+  std::string section;  ///< "window" (symmetric), "local" or "remote"
   std::string name;
   region where;
 };
-/// Every region of the layout, the window's then the local state's. Payload i is named
+/// Every region of the layout: the window's, the local state's, then the remote state's. Payload i is named
 /// "payload_" + payload_names[i] when names are given, else "payload[i]".
 std::vector<named_region> list_regions(const workspace_layout& layout,
                                        const std::vector<std::string>& payload_names = {});

@@ -11,11 +11,14 @@
 namespace epgraph::kernels {
 
 /// One row stream a dispatch pushes: source rows [T][row_bytes] into the window region `dst`
-/// laid out [ep][max_tokens][row_bytes]. vec_bytes: 16/8/4/2/1.
+/// laid out [ep][max_tokens][row_bytes] of each destination in this rank's domain, and into
+/// the remote-state region `stage` laid out [remote][max_tokens][row_bytes] for the others (sent by
+/// NCCL after the kernel). vec_bytes: 16/8/4/2/1.
 struct copy_spec {
   const char* src;
   std::size_t row_bytes;
   comm::region dst;
+  comm::region stage;
   int vec_bytes;
 };
 

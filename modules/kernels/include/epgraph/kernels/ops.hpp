@@ -7,6 +7,8 @@
 //                          run: collective?       constructor           allocates?  capture-safe?
 //   dispatch_op            yes (LSA barrier/CTA)  collective (agreed)   no          run: yes
 //   combine_op             yes (LSA barrier/CTA)  collective (agreed)   no          run: yes
+//   (with several NVLink domains, their run() also enqueues an NCCL send/recv group: collective
+//    with the ranks of the other domains, capture-safe, not bounded by the session's deadline)
 //   summarize_op           no (local)             local                 no          run: yes
 //   prepare_combine_op     no (local)             local                 no          run: yes
 //   stage_failure_op       no (local)             local                 no          run: yes
@@ -39,12 +41,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "epgraph/comm/ep_session.hpp"
 #include "epgraph/kernels/launch_params.hpp"
 
 namespace epgraph::kernels {
+
+namespace detail {
+class remote_transport;  // the exchange with other NVLink domains (src/remote_transport.hpp)
+}  // namespace detail
 
 /// One dispatched payload row source: `data` is [T][row_bytes] in device memory.
 struct payload_input {
@@ -64,7 +71,8 @@ std::size_t natural_alignment(std::size_t row_bytes) noexcept;  ///< largest of 
 /// Pushes each token once per distinct destination rank into slot [rank][i] of that rank's
 /// receive buffers (i = the token's position among this rank's tokens routed there, so the
 /// result is deterministic), records (destination, slot) and the token count for combine,
-/// publishes per-source counts, and ends with one LSA barrier per CTA.
+/// publishes per-source counts, and ends with one LSA barrier per CTA. With several NVLink
+/// domains, run() also enqueues the NCCL exchange with the other domains after the kernel.
 class dispatch_op {
  public:
   dispatch_op(const comm::ep_session& session, dispatch_args args);
@@ -74,6 +82,7 @@ class dispatch_op {
   comm::session_link link_;
   ncclDevComm dev_{};
   dispatch_params params_{};
+  std::shared_ptr<const detail::remote_transport> remote_;  // null with one domain
 };
 
 /// Local, after dispatch: counts received tokens per local expert into
@@ -118,7 +127,8 @@ struct combine_args {
 
 /// LSA barrier at entry (every peer's expert output is complete), then each token pulls
 /// its rows from the ranks it was sent to and sums them in fp32 in ascending rank order.
-/// A faulted combine writes NaN into the output rows it owns.
+/// A faulted combine writes NaN into the output rows it owns. With several NVLink domains,
+/// run() first enqueues the NCCL exchange that brings the other domains' rows.
 class combine_op {
  public:
   combine_op(const comm::ep_session& session, combine_args args);
@@ -128,6 +138,7 @@ class combine_op {
   comm::session_link link_;
   ncclDevComm dev_{};
   combine_params params_{};
+  std::shared_ptr<const detail::remote_transport> remote_;  // null with one domain
 };
 
 /// Local: records that node `node` of a step failed on this rank (fatal fault

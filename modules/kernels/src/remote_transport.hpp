@@ -1,0 +1,35 @@
+#pragma once
+// The part of a step that crosses NVLink domains, behind one small interface: dispatch and
+// combine call it around their kernels, nothing else knows how rows reach the other domains.
+//
+//   exchange_dispatch (after the dispatch kernel): the rows the kernel staged for each remote
+//     rank, its token count and this rank's dispatch word go to that rank's receive regions
+//     ([this rank] blocks), count and remote_words[0]; the same arrive from it.
+//   exchange_combine (before the combine kernel): this rank's combine rows for each remote
+//     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
+//     remote_partials and remote_words[1]; the same arrive from it.
+//
+// Both only enqueue on the stream (capture-safe), never allocate, never throw. Sizes are
+// fixed slabs of max_tokens_per_rank rows per remote rank, so a captured graph serves every
+// token count (docs/domains.md says what that costs). Today's implementation is NCCL
+// point-to-point on the session's remote communicator; a device-initiated network path (GIN)
+// would implement the same two calls.
+#include <cuda_runtime_api.h>
+
+#include <memory>
+
+#include "epgraph/comm/ep_session.hpp"
+
+namespace epgraph::kernels::detail {
+
+class remote_transport {
+ public:
+  virtual ~remote_transport() = default;
+  [[nodiscard]] virtual cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept = 0;
+  [[nodiscard]] virtual cudaError_t exchange_combine(cudaStream_t stream) const noexcept = 0;
+};
+
+/// The transport of a session with several domains; nullptr with one domain (nothing crosses).
+std::shared_ptr<const remote_transport> make_remote_transport(const comm::ep_session& session);
+
+}  // namespace epgraph::kernels::detail
