@@ -37,6 +37,8 @@ std::string describe_progress(const comm::ep_session& session) {
     if (seen[r].stopped) out << " (stopped)";
     else if (seen[r].seq < most) out << " (behind)";
   }
+  if (session.view().domain_size < session.config().ep_size)
+    out << "; ranks of other NVLink domains are not visible here (they exchange through NCCL)";
   return out.str();
 }
 

@@ -117,9 +117,10 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
 cudaError_t dispatch_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   const cudaError_t launched = detail::launch_dispatch(dev_, params_, stream);
-  // The exchange is enqueued even when the launch failed, so the other domains are not left
-  // waiting; what it sends then carries the previous dispatch word, which their combine
-  // rejects as out of step.
+  // The exchange is enqueued even when the kernel launch failed, so the other domains are not
+  // left waiting; what it sends then carries the previous dispatch word, which their combine
+  // rejects as out of step. (A session that failed on the host enqueues nothing, above: with
+  // several domains the other domains' exchange then waits; docs/domains.md, failure modes.)
   const cudaError_t exchanged = remote_ ? remote_->exchange_dispatch(stream) : cudaSuccess;
   return launched != cudaSuccess ? launched : exchanged;
 }

@@ -9,58 +9,57 @@
 #include <vector>
 
 namespace epgraph::kernels::detail {
-namespace {
 
-struct message {
-  const void* send;
-  void* recv;
-  std::size_t bytes;
-};
+exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes) {
+  const comm::workspace_layout& l = v.layout;
+  const auto max_tokens = static_cast<std::size_t>(v.max_tokens);
+  const int remote = v.ep_size - v.domain_size;
+  auto* word = v.local_at<std::uint64_t>(l.dispatch_word);
+  auto* words_in = v.remote_at<std::uint64_t>(l.remote_words);
+  const std::size_t id_row = static_cast<std::size_t>(v.top_k) * sizeof(std::int32_t);
+  exchange_plan plan;
+  for (int i = 0; i < remote; ++i) {
+    const int d = v.remote_rank(i);
+    plan.peers.push_back(d);
+    std::vector<exchange_message> dispatch;
+    auto rows = [&](const comm::region& stage, const comm::region& recv, std::size_t row) {
+      dispatch.push_back({v.remote_state + v.remote_row_offset(stage, d, 0, row),
+                          v.window_local + v.row_offset(recv, d, 0, row), max_tokens * row});
+    };
+    rows(l.staged_topk_ids, l.topk_ids, id_row);
+    for (int p = 0; p < l.num_payloads; ++p) rows(l.staged_payloads[p], l.payloads[p], payload_row_bytes.at(p));
+    dispatch.push_back({v.remote_at<std::int32_t>(l.staged_counts) + i, v.window_at<std::int32_t>(l.counts) + d,
+                        sizeof(std::int32_t)});
+    dispatch.push_back({word, words_in + i, sizeof(std::uint64_t)});
+    plan.dispatch.push_back(std::move(dispatch));
+    plan.combine.push_back({{v.window_local + v.row_offset(l.combine, d, 0, l.combine_row_bytes),
+                             v.remote_state + v.remote_row_offset(l.remote_partials, d, 0, l.combine_row_bytes),
+                             max_tokens * l.combine_row_bytes},
+                            {word, words_in + remote + i, sizeof(std::uint64_t)}});
+  }
+  return plan;
+}
+
+namespace {
 
 class nccl_p2p_transport final : public remote_transport {
  public:
-  explicit nccl_p2p_transport(const comm::ep_session& session) : comm_(session.remote_comm()) {
-    const comm::session_view& v = session.view();
-    const comm::workspace_layout& l = v.layout;
-    const auto max_tokens = static_cast<std::size_t>(v.max_tokens);
-    const int remote = v.ep_size - v.domain_size;
-    auto* word = v.local_at<std::uint64_t>(l.dispatch_word);
-    auto* words_in = v.remote_at<std::uint64_t>(l.remote_words);
-    for (int i = 0; i < remote; ++i) {
-      const int d = v.remote_rank(i);
-      peers_.push_back(d);
-      std::vector<message> dispatch;
-      const std::size_t id_row = static_cast<std::size_t>(v.top_k) * sizeof(std::int32_t);
-      auto rows = [&](const comm::region& stage, const comm::region& recv, std::size_t row) {
-        dispatch.push_back({v.remote_state + v.remote_row_offset(stage, d, 0, row), v.window_local + v.row_offset(recv, d, 0, row),
-                            max_tokens * row});
-      };
-      rows(l.staged_topk_ids, l.topk_ids, id_row);
-      for (int p = 0; p < l.num_payloads; ++p) rows(l.staged_payloads[p], l.payloads[p], session.config().payloads[p].row_bytes);
-      dispatch.push_back({v.remote_at<std::int32_t>(l.staged_counts) + i, v.window_at<std::int32_t>(l.counts) + d,
-                          sizeof(std::int32_t)});
-      dispatch.push_back({word, words_in + i, sizeof(std::uint64_t)});
-      dispatch_.push_back(std::move(dispatch));
-      combine_.push_back({{v.window_local + v.row_offset(l.combine, d, 0, l.combine_row_bytes),
-                           v.remote_state + v.remote_row_offset(l.remote_partials, d, 0, l.combine_row_bytes),
-                           max_tokens * l.combine_row_bytes},
-                          {word, words_in + remote + i, sizeof(std::uint64_t)}});
-    }
-  }
+  nccl_p2p_transport(const comm::ep_session& session, exchange_plan plan)
+      : comm_(session.remote_comm()), plan_(std::move(plan)) {}
 
-  cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override { return exchange(dispatch_, stream); }
-  cudaError_t exchange_combine(cudaStream_t stream) const noexcept override { return exchange(combine_, stream); }
+  cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override { return exchange(plan_.dispatch, stream); }
+  cudaError_t exchange_combine(cudaStream_t stream) const noexcept override { return exchange(plan_.combine, stream); }
 
  private:
   // Every message to and from each remote rank, in one NCCL group. NCCL's errors become
   // cudaErrorLaunchFailure (run() returns a cudaError_t); the group is always ended.
-  cudaError_t exchange(const std::vector<std::vector<message>>& per_peer, cudaStream_t stream) const noexcept {
+  cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream) const noexcept {
     ncclResult_t first = ncclGroupStart();
     if (first != ncclSuccess) return cudaErrorLaunchFailure;
-    for (std::size_t i = 0; i < peers_.size(); ++i) {
-      for (const message& m : per_peer[i]) {
-        const ncclResult_t sent = ncclSend(m.send, m.bytes, ncclUint8, peers_[i], comm_, stream);
-        const ncclResult_t received = ncclRecv(m.recv, m.bytes, ncclUint8, peers_[i], comm_, stream);
+    for (std::size_t i = 0; i < plan_.peers.size(); ++i) {
+      for (const exchange_message& m : per_peer[i]) {
+        const ncclResult_t sent = ncclSend(m.send, m.bytes, ncclUint8, plan_.peers[i], comm_, stream);
+        const ncclResult_t received = ncclRecv(m.recv, m.bytes, ncclUint8, plan_.peers[i], comm_, stream);
         if (first == ncclSuccess) first = sent != ncclSuccess ? sent : received;
       }
     }
@@ -70,16 +69,16 @@ class nccl_p2p_transport final : public remote_transport {
   }
 
   ncclComm_t comm_;
-  std::vector<int> peers_;                        // remote ranks, ascending
-  std::vector<std::vector<message>> dispatch_;    // per remote rank
-  std::vector<std::vector<message>> combine_;
+  exchange_plan plan_;
 };
 
 }  // namespace
 
 std::shared_ptr<const remote_transport> make_remote_transport(const comm::ep_session& session) {
   if (session.view().domain_size == session.view().ep_size) return nullptr;
-  return std::make_shared<nccl_p2p_transport>(session);
+  std::vector<std::size_t> rows;
+  for (const auto& p : session.config().payloads) rows.push_back(p.row_bytes);
+  return std::make_shared<nccl_p2p_transport>(session, plan_exchanges(session.view(), rows));
 }
 
 }  // namespace epgraph::kernels::detail

@@ -16,11 +16,28 @@
 // would implement the same two calls.
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "epgraph/comm/ep_session.hpp"
 
 namespace epgraph::kernels::detail {
+
+/// One NCCL message of an exchange: what this rank sends to a remote rank, and where the same
+/// message from that rank lands here (both have `bytes`: the plans of two ranks pair).
+struct exchange_message {
+  const void* send;
+  void* recv;
+  std::size_t bytes;
+};
+/// Every message of both exchanges, per remote rank (ascending), in the order both sides post
+/// them. Pure: a function of the session view and the payload row sizes, unit-tested for pairing.
+struct exchange_plan {
+  std::vector<int> peers;
+  std::vector<std::vector<exchange_message>> dispatch, combine;  ///< [remote index][message]
+};
+exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 
 class remote_transport {
  public:

@@ -29,7 +29,9 @@
 // the EP communicator); ranks of other domains are reached by NCCL point-to-point on a
 // communicator of the session's own (docs/domains.md). The host agreements then run over NCCL
 // on the EP communicator for the session's whole life (one domain: through the window's
-// mailbox after setup), so abort() cannot tell the peers: they fail at their deadline.
+// mailbox after setup), so abort() cannot tell the peers: those of this domain fail at their
+// deadline, those of other domains wait in the NCCL exchange (not bounded yet; see
+// docs/domains.md, failure modes). Step graphs must be destroyed before such a session.
 //
 // Receive buffers (recv_*) hold this step's tokens from the end of dispatch until this rank's
 // combine starts: a peer's next dispatch may write them as soon as this rank entered combine.
