@@ -26,23 +26,13 @@ comm::ep_config group(int ep, int L) {
   return c;
 }
 
-// Rank r's view with fake, non-overlapping base addresses (never dereferenced).
+// Rank r's view, built as the session builds it, with fake, non-overlapping base addresses
+// (never dereferenced).
 comm::session_view view_of(const comm::ep_config& c, const comm::workspace_layout& l, int r) {
-  comm::session_view v{};
-  v.layout = l;
-  v.rank = r;
-  v.ep_size = c.ep_size;
-  v.max_tokens = c.max_tokens_per_rank;
-  v.top_k = c.top_k;
-  v.hidden = c.hidden;
-  v.domain_size = c.ranks_per_domain();
-  v.domain_first = r - r % v.domain_size;
-  v.lsa_rank = r % v.domain_size;
   const std::uintptr_t base = (std::uintptr_t{1} << 40) * static_cast<std::uintptr_t>(r + 1);
-  v.window_local = reinterpret_cast<char*>(base);
-  v.local = reinterpret_cast<char*>(base + (std::uintptr_t{1} << 36));
-  v.remote_state = reinterpret_cast<char*>(base + (std::uintptr_t{2} << 36));
-  return v;
+  return comm::make_session_view(c, l, r, nullptr, reinterpret_cast<char*>(base),
+                                 reinterpret_cast<char*>(base + (std::uintptr_t{1} << 36)),
+                                 reinterpret_cast<char*>(base + (std::uintptr_t{2} << 36)));
 }
 
 std::size_t offset(const void* p, const char* base) {
@@ -104,6 +94,26 @@ TEST(ExchangePlan, EveryPairPostsMatchingMessagesInTheSameOrder) {
       }
     }
   }
+}
+
+TEST(ExchangePlan, TheViewPlacesEveryRankInItsDomain) {
+  const comm::ep_config c = group(8, 2);
+  const comm::workspace_layout l = comm::plan_workspace(c);
+  for (int r = 0; r < 8; ++r) {
+    const comm::session_view v = view_of(c, l, r);
+    EXPECT_EQ(v.domain_size, 2);
+    EXPECT_EQ(v.domain_first, r / 2 * 2);
+    EXPECT_EQ(v.lsa_rank, r % 2);
+    EXPECT_TRUE(v.in_domain(r));
+    EXPECT_TRUE(v.in_domain(r ^ 1));
+    EXPECT_FALSE(v.in_domain((r + 2) % 8));
+  }
+  comm::ep_config one = group(8, 0);
+  const comm::session_view v = view_of(one, comm::plan_workspace(one), 5);
+  EXPECT_EQ(v.domain_size, 8);
+  EXPECT_EQ(v.domain_first, 0);
+  EXPECT_EQ(v.lsa_rank, 5);
+  EXPECT_EQ(v.deadline_ns, 30000000000ull);  // the default 30 s
 }
 
 TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {

@@ -40,28 +40,8 @@ session_state::~session_state() {
 }
 
 void session_state::build_view() {
-  const ep_config& c = config;
-  view = session_view{};
-  view.window = window.window();
-  view.window_local = static_cast<char*>(window.local());
-  view.local = local.as<char>();
-  view.remote_state = static_cast<char*>(remote_memory.get());
-  view.layout = layout;
-  view.rank = rank;
-  view.ep_size = c.ep_size;
-  view.max_tokens = c.max_tokens_per_rank;
-  view.top_k = c.top_k;
-  view.num_experts = c.num_experts;
-  view.experts_per_rank = c.experts_per_rank();
-  view.hidden = c.hidden;
-  view.num_ctas = c.num_ctas;
-  view.threads_per_cta = c.threads_per_cta;
-  view.combine_type = c.combine_type;
-  view.domain_size = c.ranks_per_domain();
-  view.domain_first = rank - rank % view.domain_size;
-  view.lsa_rank = rank - view.domain_first;
-  // At least 1 ns: a positive deadline must never become 0 ("wait forever").
-  view.deadline_ns = c.deadline_seconds > 0 ? std::max<std::uint64_t>(1, std::llround(c.deadline_seconds * 1e9)) : 0;
+  view = make_session_view(config, layout, rank, window.window(), static_cast<char*>(window.local()), local.as<char>(),
+                           static_cast<char*>(remote_memory.get()));
 }
 
 device_faults session_state::read_faults() const {

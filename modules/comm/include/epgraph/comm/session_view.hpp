@@ -66,4 +66,9 @@ struct session_view {
   }
 };
 
+/// The view of rank `rank` of a session with this config and layout, given its memory: the one
+/// place a view is built (ep_session::view; host tests build views of a whole group with it).
+session_view make_session_view(const ep_config& config, const workspace_layout& layout, int rank, ncclWindow_t window,
+                               char* window_local, char* local, char* remote_state);
+
 }  // namespace epgraph::comm
