@@ -38,7 +38,7 @@ sim::problem shape(int L, sim::routing dist, comm::element_type dtype, int hidde
   p.hidden = hidden;
   p.dtype = dtype;
   p.dist = dist;
-  p.seed = 9000 + L;
+  p.seed = 9000;  // the same routing at every domain size: each must give the one reference result
   return p;
 }
 
