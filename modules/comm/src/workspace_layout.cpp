@@ -100,11 +100,12 @@ std::vector<named_region> list_regions(const workspace_layout& l, const std::vec
   std::vector<named_region> out{
       {"window", "counts", l.counts}, {"window", "arrivals", l.arrivals}, {"window", "mailbox", l.mailbox},
       {"window", "topk_ids", l.topk_ids}};
-  for (int i = 0; i < l.num_payloads; ++i) {
+  // "payload_<name>", or "payload[i]" without names; the staged copies get the same names.
+  const auto payload_name = [&](const std::string& prefix, int i) {
     const auto n = static_cast<std::size_t>(i);
-    out.push_back({"window", n < payload_names.size() ? "payload_" + payload_names[n] : "payload[" + std::to_string(i) + "]",
-                   l.payloads[i]});
-  }
+    return n < payload_names.size() ? prefix + "_" + payload_names[n] : prefix + "[" + std::to_string(i) + "]";
+  };
+  for (int i = 0; i < l.num_payloads; ++i) out.push_back({"window", payload_name("payload", i), l.payloads[i]});
   out.push_back({"window", "combine", l.combine});
   for (auto [name, r] : {std::pair{"token_slots", l.token_slots}, std::pair{"lookback", l.lookback},
                          std::pair{"launches", l.launches}, std::pair{"dispatched", l.dispatched},
@@ -113,12 +114,8 @@ std::vector<named_region> list_regions(const workspace_layout& l, const std::vec
     out.push_back({"local", name, r});
   if (l.remote_bytes == 0) return out;  // one domain: no remote state
   out.push_back({"remote", "staged_topk_ids", l.staged_topk_ids});
-  for (int i = 0; i < l.num_payloads; ++i) {
-    const auto n = static_cast<std::size_t>(i);
-    out.push_back({"remote",
-                   n < payload_names.size() ? "staged_payload_" + payload_names[n] : "staged_payload[" + std::to_string(i) + "]",
-                   l.staged_payloads[i]});
-  }
+  for (int i = 0; i < l.num_payloads; ++i)
+    out.push_back({"remote", payload_name("staged_payload", i), l.staged_payloads[i]});
   for (auto [name, r] : {std::pair{"staged_counts", l.staged_counts}, std::pair{"remote_words", l.remote_words},
                          std::pair{"remote_partials", l.remote_partials}})
     out.push_back({"remote", name, r});
