@@ -29,6 +29,7 @@ session_state::~session_state() {
     // wait for it forever. The error that reported it asked the user to abort the communicator.
     std::fprintf(stderr, "epgraph: rank %d leaks its session's GPU memory: a setup collective never finished\n", rank);
     (void)local.release();
+    (void)remote_memory.release();
   }
   if (agree.stuck() || !release_nccl) {
     dev.leak();
