@@ -160,6 +160,45 @@ TEST(Domains, AFailingExpertStageInAnotherDomainFailsEveryRank) {
   }
 }
 
+// 2 x 2: rank 1 has a fatal fault of its own before a step, so its dispatch is refused and
+// stops its domain peer, rank 0, at the dispatch barrier. Rank 0's dispatch then marks its
+// word stopped, and the other domain learns it from rank 0's rows (not only from rank 1's).
+TEST(Domains, ADispatchStoppedAtItsBarrierTellsTheOtherDomain) {
+  if (mpi().size() != 4) GTEST_SKIP() << "needs 4 ranks (2 x 2)";
+  sim::problem p = shape(2, sim::routing::uniform, comm::element_type::bf16, 512, 8);
+  p.min_tokens = 8;
+  comm::ep_config cfg = sim::make_config(p, 16, 256);
+  cfg.deadline_seconds = 20;
+  comm::ep_session session(world_comm(), cfg);
+  sim::batch_storage buffers(p);
+  graph::step_spec spec;
+  spec.dispatch = buffers.dispatch_args();
+  spec.combine = buffers.combine_args();
+  spec.experts = sim::reference_expert_stage(p);
+  spec.expert_output = session.combine_region();
+  const graph::step_plan plan = graph::plan_step(session, spec);
+  kernels::stage_failure_op fail(session);
+  graph::stream s;
+  ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
+  ASSERT_EQ(graph::enqueue(plan, s.get()), cudaSuccess);
+  if (mpi().rank() == 1) {
+    ASSERT_EQ(fail.run(s.get(), 7), cudaSuccess);
+  }
+  ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 1, buffers.inputs(), s.get()), cudaSuccess);
+  (void)graph::enqueue(plan, s.get());
+  s.sync();
+  std::string text;
+  try {
+    session.check_faults();
+  } catch (const comm::error& e) {
+    text = e.what();
+  }
+  EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
+  if (mpi().rank() >= 2) {
+    EXPECT_NE(text.find("rank " + std::to_string(mpi().rank()) + ": peer stopped: rank 0"), std::string::npos) << text;
+  }
+}
+
 TEST(Domains, ADomainSizeThatDoesNotDivideTheGroupIsRejectedOnEveryRank) {
   if (mpi().size() < 3) GTEST_SKIP() << "every L divides 2 ranks";
   sim::problem p = shape(0, sim::routing::uniform, comm::element_type::bf16, 512, 8);

@@ -88,7 +88,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   // The count the last dispatch used (and clamped): the slots below are its slots. Written by
   // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
   const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
-  const std::uint64_t dispatched_word = *v.local_at<std::uint64_t>(v.layout.dispatch_word);
+  // Only several domains compare words: one domain skips the load (perf-notes v10, small T).
+  const std::uint64_t dispatched_word =
+      v.domain_size < v.ep_size ? *v.local_at<std::uint64_t>(v.layout.dispatch_word) : 0;
   __shared__ device::collective_state st;
   bool in_step = false;
   {

@@ -115,8 +115,10 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   // rows: combine compares both with it (a refused dispatch sends a stopped word).
   if (b == 0 && tid == 0 && !st.overlapped) {
     *v.local_at<std::int32_t>(v.layout.dispatched) = T;
-    *v.local_at<std::uint64_t>(v.layout.dispatch_word) =
-        comm::progress_word(st.seq, st.refused ? comm::collective_kind::stopped : comm::collective_kind::dispatch);
+    // A max, as the failing CTAs' below: whichever lands last, a stopped word stays.
+    atomicMax(reinterpret_cast<unsigned long long*>(v.local_at<std::uint64_t>(v.layout.dispatch_word)),
+              static_cast<unsigned long long>(comm::progress_word(
+                  st.seq, st.refused ? comm::collective_kind::stopped : comm::collective_kind::dispatch)));
   }
   // The look-back tag: this launch's number, the same in every CTA of the launch and never 0
   // (the value of unwritten entries) in the first 2^32 launches of a session.
@@ -216,7 +218,14 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
 
   // 6. Exit barrier: CTA b of every rank has finished its stores (release/acquire). s_failed
   //    was last written before one of the __syncthreads() above.
-  (void)device::sync_collective(bar, v, comm::collective_kind::dispatch, !s_failed, st, me);
+  const bool in_step = device::sync_collective(bar, v, comm::collective_kind::dispatch, !s_failed, st, me);
+  // A CTA that failed (its look-back, or a domain peer out of step, stopped or missing) marks
+  // this dispatch's word stopped, so the rows the exchange sends to other domains say so and
+  // their combine faults instead of summing them. A max: the stopped bit is the top bit, and a
+  // word never goes back. NCCL reads the word after the kernel (stream order).
+  if (!in_step && threadIdx.x == 0 && v.domain_size < v.ep_size && !st.overlapped)
+    atomicMax(reinterpret_cast<unsigned long long*>(v.local_at<std::uint64_t>(v.layout.dispatch_word)),
+              static_cast<unsigned long long>(comm::progress_word(st.seq, comm::collective_kind::stopped)));
 }
 
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,

@@ -192,20 +192,26 @@ __device__ inline bool await_peer(const comm::session_view& v, int peer, comm::c
 
 /// Checks the words remote ranks (other domains) sent with this step's rows and combine rows
 /// against this rank's last dispatch word: the same number and kind means the exchange paired
-/// the same dispatch on both sides. One thread per remote rank; true when all match.
+/// the same dispatch on both sides. All threads; true when all match. A mismatch records one
+/// fault, for the lowest remote rank (dispatch words before combine words), so the error
+/// names the same rank every time.
 __device__ inline bool remote_in_step(const comm::session_view& v, std::uint64_t mine, collective_state& st) {
+  __shared__ int s_first;
   const int remote = v.ep_size - v.domain_size;
   const auto* words = v.remote_at<std::uint64_t>(v.layout.remote_words);
-  bool ok = true;
-  for (int i = threadIdx.x; i < 2 * remote; i += blockDim.x) {
-    const std::uint64_t w = words[i];
-    if (w == mine) continue;
+  if (threadIdx.x == 0) s_first = 2 * remote;
+  __syncthreads();
+  for (int i = threadIdx.x; i < 2 * remote; i += blockDim.x)
+    if (words[i] != mine) atomicMin(&s_first, i);
+  __syncthreads();
+  const int first = s_first;
+  if (first < 2 * remote && threadIdx.x == 0) {
+    const std::uint64_t w = words[first];
     const bool stopped = comm::progress_kind(w) == comm::collective_kind::stopped;
     record_fatal(v, stopped ? comm::fault_code::peer_stopped : comm::fault_code::collective_out_of_step,
-                 comm::collective_kind::combine, st.seq, v.remote_rank(i % remote), w);
-    ok = false;
+                 comm::collective_kind::combine, st.seq, v.remote_rank(first % remote), w);
   }
-  return __syncthreads_and(ok);
+  return first == 2 * remote;
 }
 
 /// The session of this CTA's LSA barrier (index = CTA index); kernels open it at their start:
