@@ -4,6 +4,7 @@
 // domains travel by NCCL point-to-point.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -196,6 +197,68 @@ TEST(Domains, ADispatchStoppedAtItsBarrierTellsTheOtherDomain) {
   EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
   if (mpi().rank() >= 2) {
     EXPECT_NE(text.find("rank " + std::to_string(mpi().rank()) + ": peer stopped: rank 0"), std::string::npos) << text;
+  }
+}
+
+// The last rank skips one step (it never launches it) while every other rank runs it: the
+// ranks of other domains wait in NCCL's exchange, which has no deadline of its own. Each rank's
+// exchange guard ends the wait after the agreements' time (2 x deadline + 1 s), aborting its
+// communicator between domains; every rank then gets an error, no rank hangs, and the session
+// refuses to run again. Eager steps and a replayed graph.
+TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  const int late = mpi().size() - 1;
+  for (const int L : domain_sizes()) {
+    if (L == mpi().size()) continue;
+    for (const bool replay : {false, true}) {
+      SCOPED_TRACE("L " + std::to_string(L) + (replay ? ", graph" : ", eager"));
+      sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 512, 8);
+      p.min_tokens = 8;
+      comm::ep_config cfg = sim::make_config(p, 16, 256);
+      cfg.deadline_seconds = 1;  // the guard waits 3 s
+      comm::ep_session session(world_comm(), cfg);
+      sim::batch_storage buffers(p);
+      graph::step_spec spec;
+      spec.dispatch = buffers.dispatch_args();
+      spec.combine = buffers.combine_args();
+      spec.experts = sim::reference_expert_stage(p);
+      spec.expert_output = session.combine_region();
+      const graph::step_plan plan = graph::plan_step(session, spec);
+      graph::stream s;
+      std::optional<graph::step_graph> captured;  // destroyed before the session (NCCL waits for it)
+      if (replay) captured.emplace(plan, s);
+      const auto launch = [&] { return captured ? captured->replay(s) : graph::enqueue(plan, s.get()); };
+      ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
+      ASSERT_EQ(launch(), cudaSuccess);
+      s.sync();
+      const auto start = std::chrono::steady_clock::now();
+      if (mpi().rank() != late) {
+        ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 1, buffers.inputs(), s.get()), cudaSuccess);
+        ASSERT_EQ(launch(), cudaSuccess);
+      }
+      s.sync();
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      mpi().barrier();  // the late rank must not time out check_faults' agreement
+      std::string text;
+      try {
+        session.check_faults();
+      } catch (const comm::error& e) {
+        text = e.what();
+      }
+      EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
+      // Rank 0 is in another domain than the late rank: its guard fired, naming the late rank.
+      const std::string head = "rank 0: an exchange with other NVLink domains timed out: nothing came from rank";
+      const std::size_t at = text.find(head);
+      ASSERT_NE(at, std::string::npos) << text;
+      const std::string named = text.substr(at + head.size(), text.find(" in the ", at) - at - head.size());
+      EXPECT_NE(named.find(std::to_string(late)), std::string::npos) << text;
+      if (mpi().rank() == 0) {
+        EXPECT_GT(waited, 2.5) << "the guard fired before its time";
+        EXPECT_LT(waited, 30.0);
+      }
+      EXPECT_TRUE(session.failed());
+      EXPECT_EQ(launch(), cudaErrorNotPermitted);
+    }
   }
 }
 

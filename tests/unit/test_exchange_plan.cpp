@@ -122,9 +122,12 @@ TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {
   const comm::session_view v = view_of(c, l, 5);
   const auto plan = kernels::detail::plan_exchanges(v, {640, 12, 16});
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
+  std::vector<kernels::detail::exchange_message> all;
   for (const auto* exchange : {&plan.dispatch, &plan.combine})
-    for (const auto& peer : *exchange)
-      for (const auto& m : peer) {
+    for (const auto& peer : *exchange) all.insert(all.end(), peer.begin(), peer.end());
+  all.push_back(plan.combine_mark);
+  {
+    for (const auto& m : all) {
         const auto b = reinterpret_cast<std::uintptr_t>(m.recv);
         ranges.push_back({b, b + m.bytes});
         // Inside the buffer it belongs to.
@@ -132,10 +135,27 @@ TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {
         const bool in_remote = m.recv >= v.remote_state && b + m.bytes <= reinterpret_cast<std::uintptr_t>(v.remote_state) + l.remote_bytes;
         EXPECT_TRUE(in_window || in_remote);
       }
+  }
   for (std::size_t i = 0; i < ranges.size(); ++i)
     for (std::size_t j = i + 1; j < ranges.size(); ++j)
       EXPECT_FALSE(ranges[i].first < ranges[j].second && ranges[j].first < ranges[i].second) << i << " " << j;
   // One domain: nothing to exchange.
   comm::ep_config one = group(8, 0);
   EXPECT_TRUE(kernels::detail::plan_exchanges(view_of(one, comm::plan_workspace(one), 3), {640, 12, 16}).peers.empty());
+}
+
+// The combine exchange's first message goes to the rank itself: its dispatch word (which the
+// dispatch exchange sends every remote rank) into its exchange_mark, the guard's sign that the
+// combine exchange runs (exchange_guard.hpp).
+TEST(ExchangePlan, TheCombineExchangeMarksItsStartWithACopyToItself) {
+  const comm::ep_config c = group(6, 3);
+  const comm::workspace_layout l = comm::plan_workspace(c);
+  for (int r = 0; r < 6; ++r) {
+    const comm::session_view v = view_of(c, l, r);
+    const auto plan = kernels::detail::plan_exchanges(v, {640, 12, 16});
+    EXPECT_EQ(plan.self, r);
+    EXPECT_EQ(plan.combine_mark.bytes, sizeof(std::uint64_t));
+    EXPECT_EQ(plan.combine_mark.send, plan.dispatch.at(0).back().send) << "not the dispatch word";
+    EXPECT_EQ(offset(plan.combine_mark.recv, v.remote_state), l.exchange_mark.offset);
+  }
 }

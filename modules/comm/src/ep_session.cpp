@@ -24,6 +24,13 @@ session_state::session_state(nccl_comm_ref c, ep_config cfg)
 }
 
 session_state::~session_state() {
+  if (guard) {
+    guard->stop();  // waits for an abort it started (NCCL waits for the graphs that captured the communicator)
+    if (guard->aborted()) (void)remote.release();
+  }
+  // A failed session's exchanges may have stopped half-way on some rank: only aborting the
+  // communicator between domains is sure not to wait for a peer.
+  if (failed && remote.get()) remote.abort();
   if (agree.stuck()) {
     // A setup collective never finished and still runs on the device: freeing memory would
     // wait for it forever. The error that reported it asked the user to abort the communicator.
@@ -76,6 +83,26 @@ void session_state::teardown(bool local_only) noexcept {
 }  // namespace detail
 
 namespace {
+
+// The guard of a session with several domains: it watches this rank's exchange words and
+// aborts the session's communicator between domains when an exchange outlasts the agreements'
+// wait (no deadline: it only carries out abort()).
+std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_state& s) {
+  const workspace_layout& l = s.layout;
+  auto* remote = static_cast<char*>(s.remote_memory.get());
+  detail::exchange_guard::watched w;
+  w.dispatch_word = reinterpret_cast<const std::uint64_t*>(s.local.as<char>() + l.dispatch_word.offset);
+  w.remote_words = reinterpret_cast<const std::uint64_t*>(remote + l.remote_words.offset);
+  w.mark = reinterpret_cast<const std::uint64_t*>(remote + l.exchange_mark.offset);
+  w.faults = reinterpret_cast<device_faults*>(s.local.as<char>() + l.faults.offset);
+  const int L = s.config.ranks_per_domain(), first = s.rank / L * L;
+  for (int r = 0; r < s.config.ep_size; ++r)
+    if (r < first || r >= first + L) w.remote_ranks.push_back(r);
+  int device = 0;
+  EPG_CHECK_CUDA(cudaGetDevice(&device));
+  return std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), device, s.rank,
+                                                  s.agree.wait_seconds(), s.failed);
+}
 
 void check_identical_config(detail::rank_agreement& agree, const ep_config& config) {
   const auto mine = fingerprint(config);
@@ -194,6 +221,7 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
     EPG_CHECK_CUDA(cudaMemset(s->local.get(), 0, s->layout.local_bytes));
     if (s->layout.remote_bytes) EPG_CHECK_CUDA(cudaMemset(s->remote_memory.get(), 0, s->layout.remote_bytes));
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
+    if (L < nranks) s->guard = make_exchange_guard(*s);
   });
   s->build_view();
   // The mailbox reaches every rank only when the window spans the EP group; with several
@@ -335,7 +363,9 @@ std::vector<collective_position> ep_session::peer_progress() const {
 }
 
 void ep_session::abort() noexcept {
-  if (state_) state_->agree.leave(fault_code::session_left);
+  if (!state_) return;
+  state_->agree.leave(fault_code::session_left);
+  if (state_->guard) state_->guard->request_abort();  // the exchanges between domains end now
 }
 
 bool ep_session::failed() const noexcept { return state_ && state_->failed; }

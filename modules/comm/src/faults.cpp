@@ -19,6 +19,7 @@ std::string_view to_string(fault_code c) noexcept {
     case fault_code::overlapping_launch: return "overlapping collective launches";
     case fault_code::local_stage_failed: return "a step node failed on this rank";
     case fault_code::session_left: return "this rank left the session";
+    case fault_code::exchange_timeout: return "an exchange with other NVLink domains timed out";
   }
   return "unknown fault";
 }
@@ -87,6 +88,16 @@ std::string describe(const fault_record& f) {
     case fault_code::session_left:
       out << " (abort(), or its teardown while unwinding from an error)";
       break;
+    case fault_code::exchange_timeout: {
+      out << ": nothing came from rank";
+      int named = 0;
+      for (int p = 0; p < 64; ++p)
+        if ((f.missing >> p) & 1u) out << (named++ ? ", " : " ") << p;
+      out << " in the " << (f.op == collective_kind::combine ? "combine" : "dispatch") << " exchange of collective #"
+          << f.seq << " within " << f.value
+          << " s (stalled, dead, or launching another sequence); this rank aborted its communicator between domains";
+      break;
+    }
   }
   return out.str();
 }

@@ -3,8 +3,10 @@
 #include <nccl.h>
 
 #include <atomic>
+#include <memory>
 
 #include "agreement.hpp"
+#include "exchange_guard.hpp"
 #include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/comm/device_comm.hpp"
 #include "epgraph/comm/ep_config.hpp"
@@ -39,6 +41,9 @@ struct session_state {
   device_comm dev;
   device_buffer local;
   session_view view{};
+  /// With several domains: the deadline of the exchanges (exchange_guard.hpp). Stopped first
+  /// in ~session_state; when it aborted `remote`, that communicator is only released.
+  std::unique_ptr<exchange_guard> guard;
   /// NCCL's release calls (ncclDevCommDestroy, ncclCommWindowDeregister) may wait for the
   /// peers. They run only when every rank is known to be in teardown (or failed setup
   /// together); otherwise the window and device communicator are left to the communicator,

@@ -18,6 +18,8 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   auto* words_in = v.remote_at<std::uint64_t>(l.remote_words);
   const std::size_t id_row = static_cast<std::size_t>(v.top_k) * sizeof(std::int32_t);
   exchange_plan plan;
+  plan.self = v.rank;
+  plan.combine_mark = {word, v.remote_at<std::uint64_t>(l.exchange_mark), sizeof(std::uint64_t)};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);
     plan.peers.push_back(d);
@@ -48,14 +50,23 @@ class nccl_p2p_transport final : public remote_transport {
       : comm_(session.remote_comm()), plan_(std::move(plan)) {}
 
   cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override { return exchange(plan_.dispatch, stream); }
-  cudaError_t exchange_combine(cudaStream_t stream) const noexcept override { return exchange(plan_.combine, stream); }
+  cudaError_t exchange_combine(cudaStream_t stream) const noexcept override {
+    return exchange(plan_.combine, stream, &plan_.combine_mark);
+  }
 
  private:
   // Every message to and from each remote rank, in one NCCL group. NCCL's errors become
   // cudaErrorLaunchFailure (run() returns a cudaError_t); the group is always ended.
-  cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream) const noexcept {
+  cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream,
+                       const exchange_message* to_self = nullptr) const noexcept {
     ncclResult_t first = ncclGroupStart();
     if (first != ncclSuccess) return cudaErrorLaunchFailure;
+    if (to_self) {
+      // A copy inside NCCL's kernel that waits for no peer: done as soon as the exchange runs.
+      first = ncclSend(to_self->send, to_self->bytes, ncclUint8, plan_.self, comm_, stream);
+      const ncclResult_t received = ncclRecv(to_self->recv, to_self->bytes, ncclUint8, plan_.self, comm_, stream);
+      if (first == ncclSuccess) first = received;
+    }
     for (std::size_t i = 0; i < plan_.peers.size(); ++i) {
       for (const exchange_message& m : per_peer[i]) {
         const ncclResult_t sent = ncclSend(m.send, m.bytes, ncclUint8, plan_.peers[i], comm_, stream);

@@ -7,7 +7,8 @@
 //     ([this rank] blocks), count and remote_words[0]; the same arrive from it.
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
-//     remote_partials and remote_words[1]; the same arrive from it.
+//     remote_partials and remote_words[1]; the same arrive from it. First of all, the dispatch
+//     word goes to this rank itself (exchange_mark): the exchange guard's sign that it started.
 //
 // Both only enqueue on the stream (capture-safe), never allocate, never throw. Sizes are
 // fixed slabs of max_tokens_per_rank rows per remote rank, so a captured graph serves every
@@ -36,6 +37,10 @@ struct exchange_message {
 struct exchange_plan {
   std::vector<int> peers;
   std::vector<std::vector<exchange_message>> dispatch, combine;  ///< [remote index][message]
+  /// Posted first in the combine exchange, to this rank itself: its dispatch word into its
+  /// exchange_mark, which tells the exchange guard that the combine exchange started.
+  int self = -1;
+  exchange_message combine_mark{};
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 

@@ -31,6 +31,7 @@ enum class fault_code : std::int32_t {
   overlapping_launch = 20,      ///< two collective launches of this session ran at the same time
   local_stage_failed = 21,      ///< a step node failed on this rank; its combine ran only to keep peers in step
   session_left = 22,            ///< this rank left the session (abort(), or teardown while unwinding)
+  exchange_timeout = 23,        ///< ranks of other domains did not complete an exchange within the deadline
 };
 
 constexpr bool is_fatal(fault_code c) noexcept { return static_cast<std::int32_t>(c) >= 16; }
@@ -44,12 +45,13 @@ struct fault_record {
   fault_code code = fault_code::none;
   std::int32_t token = -1;  ///< input faults: the token (or -1)
   std::int32_t entry = -1;  ///< input faults: the top-k entry (or -1)
-  std::int32_t value = 0;   ///< input faults: the offending value; local_stage_failed: the node's position
+  std::int32_t value = 0;   ///< input faults: the offending value; local_stage_failed: the node's position;
+                            ///< exchange_timeout: the seconds waited
   std::int32_t peer = -1;   ///< fatal faults: the peer involved (or -1)
   collective_kind op = collective_kind::none;  ///< fatal faults: this rank's op
   std::uint64_t seq = 0;        ///< fatal faults: this rank's collective number (1 = the first launch)
   std::uint64_t peer_word = 0;  ///< out of step, stopped: the peer's progress word (progress.hpp)
-  std::uint64_t missing = 0;    ///< peer_timeout: bit p set for every peer p that did not arrive
+  std::uint64_t missing = 0;    ///< peer_timeout, exchange_timeout: bit p set for every peer p that did not arrive
 };
 
 struct device_faults {

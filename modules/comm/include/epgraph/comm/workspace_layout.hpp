@@ -25,7 +25,11 @@
 //   staged_topk_ids, staged payload i  [R][max_tokens][row]  rows dispatch packs for each remote rank
 //   staged_counts        int32 [R]           tokens packed for each remote rank
 //   remote_words         uint64 [2][R]       dispatch_word of each remote rank, as sent with its
-//                                            rows (0) and with its combine rows (1)
+//                                            rows (0) and with its combine rows (1); zeroed
+//                                            by each dispatch, so 0 means "not arrived yet"
+//   exchange_mark        uint64              this rank's dispatch_word, copied by its own
+//                                            combine exchange as it starts (zeroed by dispatch)
+//   The last two are what the exchange guard watches (docs/domains.md, failure modes).
 //   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never moves
 // between steps, which the two-barrier argument relies on, and NCCL's sizes are known when a
@@ -78,6 +82,7 @@ struct workspace_layout {
   region staged_payloads[max_payloads];
   region staged_counts;
   region remote_words;
+  region exchange_mark;
   region remote_partials;
   std::size_t remote_bytes = 0;  ///< 0 with one domain
 
