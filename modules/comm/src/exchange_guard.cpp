@@ -5,7 +5,6 @@
 
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/progress.hpp"
-#include "mailbox.hpp"
 
 namespace epgraph::comm::detail {
 
@@ -136,8 +135,16 @@ void exchange_guard::fire(const exchange_stall& stall) noexcept {
   f.value = static_cast<std::int32_t>(std::lround(limit_seconds_));
   std::fprintf(stderr, "epgraph: rank %d: %s\n", rank_, describe(f).c_str());
   failed_ = true;  // refuse launches before NCCL's kernels end and the stream moves on
-  cudaError_t st = post_fault(what_.faults, f, stream_);
+  // Copies, not a kernel: loading a kernel's module lazily (CUDA's default) would wait for the
+  // stuck NCCL kernel. The first fatal fault stays (kernels of this session's stream cannot
+  // write one meanwhile: NCCL's kernel holds the stream).
+  fault_record first;
+  cudaError_t st = cudaMemcpyAsync(&first, &what_.faults->fatal, sizeof first, cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess) st = cudaStreamSynchronize(stream_);
+  if (st == cudaSuccess && first.code == fault_code::none) {
+    st = cudaMemcpyAsync(&what_.faults->fatal, &f, sizeof f, cudaMemcpyHostToDevice, stream_);
+    if (st == cudaSuccess) st = cudaStreamSynchronize(stream_);
+  }
   if (st != cudaSuccess)
     std::fprintf(stderr, "epgraph: rank %d could not record the exchange timeout: %s\n", rank_, cudaGetErrorString(st));
   abort_comm();

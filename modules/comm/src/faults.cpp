@@ -89,13 +89,14 @@ std::string describe(const fault_record& f) {
       out << " (abort(), or its teardown while unwinding from an error)";
       break;
     case fault_code::exchange_timeout: {
-      out << ": nothing came from rank";
+      out << ": still waiting for rank";
       int named = 0;
       for (int p = 0; p < 64; ++p)
         if ((f.missing >> p) & 1u) out << (named++ ? ", " : " ") << p;
       out << " in the " << (f.op == collective_kind::combine ? "combine" : "dispatch") << " exchange of collective #"
-          << f.seq << " within " << f.value
-          << " s (stalled, dead, or launching another sequence); this rank aborted its communicator between domains";
+          << f.seq << " after " << f.value
+          << " s (a rank of another domain stalled, died, or launched another sequence of ops); this rank aborted "
+             "its communicator between domains";
       break;
     }
   }

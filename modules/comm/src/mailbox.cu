@@ -42,14 +42,7 @@ __global__ void leave_kernel(const mailbox_view m, fault_code reason) {
   for (int peer = threadIdx.x; peer < m.ranks; peer += blockDim.x) store_slot(m, left, mailbox_left_row, peer);
 }
 
-__global__ void fault_kernel(device_faults* faults, const fault_record f) { device::record_fault(&faults->fatal, f); }
-
 }  // namespace
-
-cudaError_t post_fault(device_faults* faults, const fault_record& f, cudaStream_t stream) noexcept {
-  fault_kernel<<<1, 1, 0, stream>>>(faults, f);  // one thread: fits beside whatever still runs
-  return cudaGetLastError();
-}
 
 cudaError_t post_mail(const mailbox_view& m, const mailbox_slot& slot, cudaStream_t stream) noexcept {
   post_kernel<<<1, 32, 0, stream>>>(m, slot);  // one warp: fits beside a running collective

@@ -54,8 +54,4 @@ cudaError_t post_mail(const mailbox_view& m, const mailbox_slot& slot, cudaStrea
 /// once instead of waiting for the deadline), and posts left_round into row 2 of every mailbox.
 cudaError_t post_leave(const mailbox_view& m, fault_code reason, cudaStream_t stream) noexcept;
 
-/// Records `f` as this rank's fatal fault (if it has none yet), for faults the host finds
-/// (the exchange guard). Returns the launch status.
-cudaError_t post_fault(device_faults* faults, const fault_record& f, cudaStream_t stream) noexcept;
-
 }  // namespace epgraph::comm::detail
