@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <cstdio>
 #include <optional>
 #include <string>
 
 #include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/comm/error.hpp"
 #include "epgraph/graph/step.hpp"
+#include "epgraph/kernels/ops.hpp"
 #include "epgraph/sim/device.hpp"
 #include "epgraph/sim/reference.hpp"
 #include "world.hpp"
@@ -205,7 +205,8 @@ TEST(Domains, ADispatchStoppedAtItsBarrierTellsTheOtherDomain) {
 // ranks of other domains wait in NCCL's exchange, which has no deadline of its own. Each rank's
 // exchange guard ends the wait after the agreements' time (2 x deadline + 1 s), aborting its
 // communicator between domains; every rank then gets an error, no rank hangs, and the session
-// refuses to run again. Eager steps and a replayed graph.
+// refuses to run again. Eager steps and a replayed graph. The skipping rank goes straight to
+// check_faults: its agreement outwaits the guard of the ranks that are stuck.
 TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
   if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
   const int late = mpi().size() - 1;
@@ -239,7 +240,6 @@ TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
       }
       s.sync();
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      mpi().barrier();  // the late rank must not time out check_faults' agreement
       std::string text;
       try {
         session.check_faults();
@@ -251,8 +251,9 @@ TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
       const std::string head = "rank 0: an exchange with other NVLink domains timed out: still waiting for rank";
       const std::size_t at = text.find(head);
       ASSERT_NE(at, std::string::npos) << text;
-      const std::string named = text.substr(at + head.size(), text.find(" in the ", at) - at - head.size());
+      const std::string named = text.substr(at + head.size(), text.find(" in the exchange of dispatch #3", at) - at - head.size());
       EXPECT_NE(named.find(std::to_string(late)), std::string::npos) << text;
+      EXPECT_NE(text.find(" in the exchange of dispatch #3 (3 s;"), std::string::npos) << text;
       if (mpi().rank() == 0) {
         EXPECT_GT(waited, 2.5) << "the guard fired before its time";
         EXPECT_LT(waited, 30.0);
@@ -260,6 +261,56 @@ TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
       EXPECT_TRUE(session.failed());
       EXPECT_EQ(launch(), cudaErrorNotPermitted);
     }
+  }
+}
+
+// The last rank launches one combine more than the others after a step: its combine exchange
+// waits for ranks that never post theirs. Its guard sees the exchange's mark (no dispatch
+// came before it) and ends the wait; every rank then gets the error.
+TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  const int late = mpi().size() - 1;
+  for (const int L : domain_sizes()) {
+    if (L == mpi().size()) continue;
+    SCOPED_TRACE("L " + std::to_string(L));
+    sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 512, 8);
+    p.min_tokens = 8;
+    comm::ep_config cfg = sim::make_config(p, 16, 256);
+    cfg.deadline_seconds = 1;
+    comm::ep_session session(world_comm(), cfg);
+    sim::batch_storage buffers(p);
+    graph::step_spec spec;
+    spec.dispatch = buffers.dispatch_args();
+    spec.combine = buffers.combine_args();
+    spec.experts = sim::reference_expert_stage(p);
+    spec.expert_output = session.combine_region();
+    const graph::step_plan plan = graph::plan_step(session, spec);
+    const kernels::combine_op extra(session, buffers.combine_args());
+    graph::stream s;
+    ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
+    ASSERT_EQ(graph::enqueue(plan, s.get()), cudaSuccess);
+    s.sync();
+    const auto start = std::chrono::steady_clock::now();
+    if (mpi().rank() == late) {
+      ASSERT_EQ(extra.run(s.get()), cudaSuccess);
+    }
+    s.sync();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string text;
+    try {
+      session.check_faults();
+    } catch (const comm::error& e) {
+      text = e.what();
+    }
+    EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
+    EXPECT_NE(text.find("rank " + std::to_string(late) + ": an exchange with other NVLink domains timed out"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find(" in the combine exchange after dispatch #1 ("), std::string::npos) << text;
+    if (mpi().rank() == late) {
+      EXPECT_GT(waited, 2.5) << "the guard fired before its time";
+      EXPECT_LT(waited, 30.0);
+    }
+    EXPECT_TRUE(session.failed());
   }
 }
 

@@ -126,6 +126,7 @@ TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {
   for (const auto* exchange : {&plan.dispatch, &plan.combine})
     for (const auto& peer : *exchange) all.insert(all.end(), peer.begin(), peer.end());
   all.push_back(plan.combine_mark);
+  all.push_back(plan.dispatch_done);
   {
     for (const auto& m : all) {
         const auto b = reinterpret_cast<std::uintptr_t>(m.recv);
@@ -157,5 +158,7 @@ TEST(ExchangePlan, TheCombineExchangeMarksItsStartWithACopyToItself) {
     EXPECT_EQ(plan.combine_mark.bytes, sizeof(std::uint64_t));
     EXPECT_EQ(plan.combine_mark.send, plan.dispatch.at(0).back().send) << "not the dispatch word";
     EXPECT_EQ(offset(plan.combine_mark.recv, v.remote_state), l.exchange_mark.offset);
+    EXPECT_EQ(plan.dispatch_done.send, plan.combine_mark.send);
+    EXPECT_EQ(offset(plan.dispatch_done.recv, v.remote_state), l.dispatch_done.offset);
   }
 }

@@ -64,7 +64,7 @@ TEST(Faults, StoppedPeerSaysWhetherItLeftOrFaulted) {
 
 TEST(Faults, EveryFatalCodeHasItsOwnText) {
   for (auto code : {fault_code::lookback_timeout, fault_code::overlapping_launch, fault_code::local_stage_failed,
-                    fault_code::session_left}) {
+                    fault_code::session_left, fault_code::exchange_timeout}) {
     fault_record f;
     f.code = code;
     f.seq = 3;
@@ -188,4 +188,22 @@ TEST(Progress, LaunchNumbersUseTheWholeCounter) {
   EXPECT_EQ(c.seq, launches + 1);
   EXPECT_FALSE(c.refused);
   EXPECT_EQ(progress_seq(progress_word(c.seq, collective_kind::dispatch)), launches + 1);
+}
+
+TEST(Faults, AnExchangeTimeoutNamesTheRanksTheExchangeAndTheWait) {
+  fault_record f;
+  f.code = fault_code::exchange_timeout;
+  f.op = collective_kind::dispatch;
+  f.seq = 5;
+  f.peer = 2;
+  f.missing = (std::uint64_t{1} << 2) | (std::uint64_t{1} << 3);
+  f.value = 61;
+  EXPECT_NE(describe(f).find("still waiting for rank 2, 3 in the exchange of dispatch #5 (61 s;"), std::string::npos)
+      << describe(f);
+  f.op = collective_kind::combine;
+  f.missing = std::uint64_t{1} << 3;
+  EXPECT_NE(describe(f).find("still waiting for rank 3 in the combine exchange after dispatch #5 (61 s;"),
+            std::string::npos)
+      << describe(f);
+  EXPECT_NE(describe(f).find("revoked"), std::string::npos) << describe(f);
 }

@@ -60,7 +60,9 @@ class rank_agreement {
   void leave(fault_code reason) noexcept;
 
   /// How long one agreement waits for the peers (0 = forever).
-  double wait_seconds() const noexcept { return deadline_seconds_ > 0 ? 2 * deadline_seconds_ + 1 : 0; }
+  double wait_seconds() const noexcept { return deadline_seconds_ > 0 ? 2 * deadline_seconds_ + 1 + extra_wait_ : 0; }
+  /// Several domains: a peer may first wait out the exchange guard's limit (exchange_guard.hpp).
+  void extend_wait(double seconds) noexcept { extra_wait_ = seconds; }
   bool stuck() const noexcept { return stuck_; }
   /// An exchange failed or this rank left: the ranks' rounds may differ, so no further
   /// agreement can be trusted.
@@ -78,6 +80,7 @@ class rank_agreement {
   ncclComm_t comm_;
   int rank_, ranks_;
   double deadline_seconds_;
+  double extra_wait_ = 0;
   std::atomic<bool>& failed_;
   unique_handle<stream_traits> stream_;
   device_buffer scratch_;  // NCCL phase: [ranks + 1][mailbox_values] int64

@@ -24,12 +24,9 @@ session_state::session_state(nccl_comm_ref c, ep_config cfg)
 }
 
 session_state::~session_state() {
-  if (guard) {
-    guard->stop();  // waits for an abort it started (NCCL waits for the graphs that captured the communicator)
-    if (guard->aborted()) (void)remote.release();
-  }
-  // A failed session's exchanges may have stopped half-way on some rank: only aborting the
-  // communicator between domains is sure not to wait for a peer.
+  if (guard) guard->stop();  // before the communicator it may be revoking goes
+  // A failed session's exchanges may have stopped half-way on some rank (or were revoked):
+  // only aborting the communicator between domains is sure not to wait for a peer.
   if (failed && remote.get()) remote.abort();
   if (agree.stuck()) {
     // A setup collective never finished and still runs on the device: freeing memory would
@@ -85,8 +82,8 @@ void session_state::teardown(bool local_only) noexcept {
 namespace {
 
 // The guard of a session with several domains: it watches this rank's exchange words and
-// aborts the session's communicator between domains when an exchange outlasts the agreements'
-// wait (no deadline: it only carries out abort()).
+// revokes the session's communicator between domains when an exchange outlasts its limit,
+// twice the deadline plus a second (no deadline: it only carries out abort()).
 std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_state& s) {
   const workspace_layout& l = s.layout;
   auto* remote = static_cast<char*>(s.remote_memory.get());
@@ -94,14 +91,19 @@ std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_stat
   w.dispatch_word = reinterpret_cast<const std::uint64_t*>(s.local.as<char>() + l.dispatch_word.offset);
   w.remote_words = reinterpret_cast<const std::uint64_t*>(remote + l.remote_words.offset);
   w.mark = reinterpret_cast<const std::uint64_t*>(remote + l.exchange_mark.offset);
+  w.dispatch_done = reinterpret_cast<const std::uint64_t*>(remote + l.dispatch_done.offset);
   w.faults = reinterpret_cast<device_faults*>(s.local.as<char>() + l.faults.offset);
   const int L = s.config.ranks_per_domain(), first = s.rank / L * L;
   for (int r = 0; r < s.config.ep_size; ++r)
     if (r < first || r >= first + L) w.remote_ranks.push_back(r);
   int device = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
-  return std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), device, s.rank,
-                                                  s.agree.wait_seconds(), s.failed);
+  const double limit = s.config.deadline_seconds > 0 ? 2 * s.config.deadline_seconds + 1 : 0;
+  auto guard = std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), device, s.rank, limit, s.failed);
+  // A peer stuck in an exchange reaches the next host agreement only after its guard fired:
+  // the agreements wait that much longer, so the rank that skipped a step does not give up first.
+  s.agree.extend_wait(limit);
+  return guard;
 }
 
 void check_identical_config(detail::rank_agreement& agree, const ep_config& config) {

@@ -9,27 +9,26 @@
 namespace epgraph::comm::detail {
 
 std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::span<const int> remote_ranks) {
-  if (s.dispatch_word == 0) return std::nullopt;  // no dispatch yet
   const std::size_t remote = remote_ranks.size();
   if (s.words.size() != 2 * remote) return std::nullopt;
-  const auto missing_in = [&](std::size_t row) {
-    std::uint64_t missing = 0;
-    for (std::size_t i = 0; i < remote; ++i)
-      if (s.words[row * remote + i] == 0) missing |= std::uint64_t{1} << remote_ranks[i];
-    return missing;
-  };
   exchange_stall stall;
   stall.dispatch_word = s.dispatch_word;
-  if ((stall.missing = missing_in(0)) != 0) {
+  if (s.dispatch_word != 0 && s.dispatch_word != s.dispatch_done) {
     stall.op = collective_kind::dispatch;
-    return stall;
-  }
-  // Between the exchanges (the expert stage) nothing is watched: the mark is still 0.
-  if (s.mark != 0 && (stall.missing = missing_in(1)) != 0) {
+  } else if (s.mark != 0) {
     stall.op = collective_kind::combine;
-    return stall;
+  } else {
+    return std::nullopt;  // idle, or between the exchanges (the expert stage is not watched)
   }
-  return std::nullopt;
+  const std::size_t row = stall.op == collective_kind::combine ? 1 : 0;
+  std::uint64_t all = 0;
+  for (std::size_t i = 0; i < remote; ++i) {
+    const std::uint64_t bit = std::uint64_t{1} << remote_ranks[i];
+    all |= bit;
+    if (s.words[row * remote + i] == 0) stall.missing |= bit;
+  }
+  if (stall.missing == 0) stall.missing = all;
+  return stall;
 }
 
 std::optional<exchange_stall> stall_timer::observe(const std::optional<exchange_stall>& running,
@@ -50,7 +49,12 @@ exchange_guard::exchange_guard(watched what, ncclComm_t comm, int device, int ra
                                std::atomic<bool>& failed)
     : what_(std::move(what)), comm_(comm), device_(device), rank_(rank), limit_seconds_(limit_seconds), failed_(failed) {
   EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (...) {
+    (void)cudaStreamDestroy(stream_);
+    throw;
+  }
 }
 
 void exchange_guard::request_abort() noexcept {
@@ -75,11 +79,13 @@ void exchange_guard::stop() noexcept {
 }
 
 bool exchange_guard::poll(exchange_snapshot& s) noexcept {
-  const std::size_t remote = what_.remote_ranks.size();
-  s.words.resize(2 * remote);
-  // Pageable destinations: the copies wait for this stream only, never for the device.
+  // s.words is sized once, before the loop. Pageable destinations: the copies wait for this
+  // stream only, never for the device.
   cudaError_t st = cudaMemcpyAsync(&s.dispatch_word, what_.dispatch_word, sizeof(std::uint64_t),
                                    cudaMemcpyDeviceToHost, stream_);
+  if (st == cudaSuccess)
+    st = cudaMemcpyAsync(&s.dispatch_done, what_.dispatch_done, sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
+                         stream_);
   if (st == cudaSuccess)
     st = cudaMemcpyAsync(&s.mark, what_.mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)
@@ -95,37 +101,44 @@ bool exchange_guard::poll(exchange_snapshot& s) noexcept {
 void exchange_guard::run() noexcept {
   // This thread's CUDA calls must not be refused while another thread captures a graph in
   // global mode (they never touch a capturing stream).
-  if (cudaSetDevice(device_) != cudaSuccess) return;
+  bool watching = limit_seconds_ > 0 && cudaSetDevice(device_) == cudaSuccess;
   cudaStreamCaptureMode relaxed = cudaStreamCaptureModeRelaxed;
   (void)cudaThreadExchangeStreamCaptureMode(&relaxed);
   stall_timer timer{std::chrono::duration<double>(limit_seconds_)};
   exchange_snapshot s;
-  bool watching = true;
+  s.words.resize(2 * what_.remote_ranks.size());  // before any poll: poll never allocates
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stopping_ || abort_requested_; });
+      if (watching) wake_.wait_for(lock, std::chrono::milliseconds(10), [this] { return stopping_ || abort_requested_; });
+      else wake_.wait(lock, [this] { return stopping_ || abort_requested_; });
       if (abort_requested_) break;
       if (stopping_) return;
     }
-    if (!watching || limit_seconds_ <= 0) continue;  // deadline 0: no deadline, wait for stop or abort
+    if (!poll(s)) {
+      watching = false;  // still serves request_abort()
+      continue;
+    }
+    const auto stall = timer.observe(running_exchange(s, what_.remote_ranks), std::chrono::steady_clock::now());
+    if (!stall) continue;
+    // A last look, so that an exchange that completed since the poll is not revoked.
     if (!poll(s)) {
       watching = false;
       continue;
     }
-    if (const auto stall = timer.observe(running_exchange(s, what_.remote_ranks), std::chrono::steady_clock::now())) {
-      fire(*stall);
-      return;
-    }
+    const auto still = running_exchange(s, what_.remote_ranks);
+    if (!still || still->dispatch_word != stall->dispatch_word || still->op != stall->op) continue;
+    fire(*still);
+    return;
   }
-  abort_comm();
+  revoke();
 }
 
 void exchange_guard::fire(const exchange_stall& stall) noexcept {
   fault_record f;
   f.code = fault_code::exchange_timeout;
   f.op = stall.op;
-  f.seq = progress_seq(stall.dispatch_word);
+  f.seq = progress_seq(stall.dispatch_word);  // the dispatch the exchange belongs to (or follows)
   f.missing = stall.missing;
   for (int p = 0; p < 64; ++p)
     if ((stall.missing >> p) & 1u) {
@@ -133,7 +146,10 @@ void exchange_guard::fire(const exchange_stall& stall) noexcept {
       break;
     }
   f.value = static_cast<std::int32_t>(std::lround(limit_seconds_));
-  std::fprintf(stderr, "epgraph: rank %d: %s\n", rank_, describe(f).c_str());
+  try {
+    std::fprintf(stderr, "epgraph: rank %d: %s\n", rank_, describe(f).c_str());
+  } catch (...) {  // no memory for the text: the fault record still says it
+  }
   failed_ = true;  // refuse launches before NCCL's kernels end and the stream moves on
   // Copies, not a kernel: loading a kernel's module lazily (CUDA's default) would wait for the
   // stuck NCCL kernel. The first fatal fault stays (kernels of this session's stream cannot
@@ -147,15 +163,18 @@ void exchange_guard::fire(const exchange_stall& stall) noexcept {
   }
   if (st != cudaSuccess)
     std::fprintf(stderr, "epgraph: rank %d could not record the exchange timeout: %s\n", rank_, cudaGetErrorString(st));
-  abort_comm();
+  revoke();
 }
 
-void exchange_guard::abort_comm() noexcept {
-  failed_ = true;
-  if (aborted_.exchange(true)) return;
-  const ncclResult_t r = ncclCommAbort(comm_);
-  if (r != ncclSuccess)
-    std::fprintf(stderr, "epgraph: rank %d: ncclCommAbort of the communicator between domains: %s\n", rank_,
+void exchange_guard::revoke() noexcept {
+  failed_ = true;  // launches are refused from here on
+  if (revoked_) return;
+  revoked_ = true;
+  // Revoke, not abort: the communicator stays a valid handle for the threads that may still
+  // hold it (the session's ops); the owner aborts it later on its own thread.
+  const ncclResult_t r = ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT);
+  if (r != ncclSuccess && r != ncclInProgress)
+    std::fprintf(stderr, "epgraph: rank %d: ncclCommRevoke of the communicator between domains: %s\n", rank_,
                  ncclGetErrorString(r));
 }
 

@@ -4,20 +4,22 @@
 // NCCL point-to-point waits forever for a peer that never posts its half (a rank of another
 // domain that stopped launching, died, or launches another sequence of ops). A session with
 // several domains therefore runs one host thread that watches its own exchanges through words
-// of its remote state (workspace_layout.hpp), each dispatch zeroing them first:
-//   dispatch exchange running: the dispatch word is set and a remote_words[0] entry is still 0
-//     (NCCL's receive of that remote rank's word fills it);
-//   combine exchange running: exchange_mark is set (the exchange's first, peer-free copy) and
-//     a remote_words[1] entry is still 0.
-// Seen running for the same dispatch word longer than the limit (the agreements' wait: twice
-// the deadline plus a second, as a healthy peer may first spend a deadline inside a kernel),
-// the guard records an exchange_timeout fault naming the remote ranks that sent nothing,
-// marks the session failed (launches are refused) and aborts the communicator between domains:
-// NCCL's kernels end, the rest of the stream runs, and the combine kernel faults on the words
-// that never came (its rows are NaN). request_abort() aborts it at once (ep_session::abort).
+// of its remote state (workspace_layout.hpp), written in stream order around each exchange:
+//   dispatch exchange running: dispatch_word (written by the dispatch kernel) differs from
+//     dispatch_done (a copy of it, enqueued after the exchange's NCCL group);
+//   combine exchange running: exchange_mark is set (the group's first, peer-free copy, to
+//     this rank itself) and not yet cleared (by the combine kernel, which runs after the group).
+// The remote words still 0 (each dispatch zeroes them; NCCL's receives fill them) name the
+// ranks it waits for. Seen running for the same dispatch word longer than the limit (twice
+// the deadline plus a second, as a healthy peer may first spend a deadline inside a kernel)
+// and still running at a last look, the exchange gets an exchange_timeout fault (unless the
+// rank has a fatal fault already), the session is marked failed (launches are refused) and
+// the communicator between domains is revoked (ncclCommRevoke): NCCL's kernels end, the rest
+// of the stream runs, and the combine kernel faults on the words that never came (NaN rows).
+// request_abort() revokes it at once (ep_session::abort). The owner aborts (frees) the
+// communicator later, on its own thread; the handle stays valid until then.
 //
-// ncclCommAbort waits until every CUDA graph that captured operations of the communicator is
-// destroyed (NCCL >= 2.26): it runs on the guard thread, and stop() waits for it.
+// A deadline of 0 watches nothing (no deadline anywhere), but request_abort() still works.
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
@@ -38,12 +40,14 @@ namespace epgraph::comm::detail {
 /// What the guard reads in one poll. words: [2][remote] (dispatch, combine), as in the layout.
 struct exchange_snapshot {
   std::uint64_t dispatch_word = 0;
+  std::uint64_t dispatch_done = 0;
   std::uint64_t mark = 0;
   std::vector<std::uint64_t> words;
 };
 
-/// An exchange that has not completed: its op, this rank's collective number, and the remote
-/// ranks (EP ranks, bit p = rank p) that sent nothing yet.
+/// An exchange that has not completed: its op, the dispatch word it belongs to, and the remote
+/// ranks (EP ranks, bit p = rank p) whose word has not come (all of them when every word came:
+/// then this rank's own sends are what is unfinished).
 struct exchange_stall {
   collective_kind op = collective_kind::none;
   std::uint64_t dispatch_word = 0;
@@ -74,6 +78,7 @@ class exchange_guard {
     const std::uint64_t* dispatch_word = nullptr;  ///< device memory (local state)
     const std::uint64_t* remote_words = nullptr;   ///< device memory, [2][remote]
     const std::uint64_t* mark = nullptr;           ///< device memory
+    const std::uint64_t* dispatch_done = nullptr;  ///< device memory
     device_faults* faults = nullptr;               ///< device memory: where the timeout is recorded
     std::vector<int> remote_ranks;                 ///< EP rank of each remote index
   };
@@ -83,18 +88,16 @@ class exchange_guard {
   exchange_guard(const exchange_guard&) = delete;
   exchange_guard& operator=(const exchange_guard&) = delete;
 
-  /// Asks the thread to abort the communicator now. Local, never throws, never waits.
+  /// Asks the thread to revoke the communicator now. Local, never throws, never waits.
   void request_abort() noexcept;
-  /// Ends the thread (waits for an abort in progress). Never throws; idempotent.
+  /// Ends the thread (waits for a revoke in progress). Never throws; idempotent.
   void stop() noexcept;
-  /// The communicator was aborted (the owner must not destroy it again). Read after stop().
-  bool aborted() const noexcept { return aborted_; }
 
  private:
   void run() noexcept;
   bool poll(exchange_snapshot& s) noexcept;
   void fire(const exchange_stall& stall) noexcept;
-  void abort_comm() noexcept;
+  void revoke() noexcept;
 
   watched what_;
   ncclComm_t comm_;
@@ -102,11 +105,9 @@ class exchange_guard {
   double limit_seconds_;
   std::atomic<bool>& failed_;
   cudaStream_t stream_ = nullptr;
-  std::uint64_t* host_ = nullptr;  // pinned: dispatch word, mark, words
   std::mutex mutex_;
   std::condition_variable wake_;
-  bool stopping_ = false, abort_requested_ = false;
-  std::atomic<bool> aborted_{false};
+  bool stopping_ = false, abort_requested_ = false, revoked_ = false;
   std::thread thread_;
 };
 

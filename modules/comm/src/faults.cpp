@@ -93,9 +93,9 @@ std::string describe(const fault_record& f) {
       int named = 0;
       for (int p = 0; p < 64; ++p)
         if ((f.missing >> p) & 1u) out << (named++ ? ", " : " ") << p;
-      out << " in the " << (f.op == collective_kind::combine ? "combine" : "dispatch") << " exchange of collective #"
-          << f.seq << " after " << f.value
-          << " s (a rank of another domain stalled, died, or launched another sequence of ops); this rank aborted "
+      out << (f.op == collective_kind::combine ? " in the combine exchange after dispatch #" : " in the exchange of dispatch #")
+          << f.seq << " (" << f.value
+          << " s; a rank of another domain stalled, died, or launched another sequence of ops); this rank revoked "
              "its communicator between domains";
       break;
     }

@@ -120,13 +120,13 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
               static_cast<unsigned long long>(comm::progress_word(
                   st.seq, st.refused ? comm::collective_kind::stopped : comm::collective_kind::dispatch)));
   }
-  // Several domains: the words the exchanges bring from the other domains and the combine
-  // exchange's mark start at 0, "not arrived", which the exchange guard watches while NCCL
-  // moves this step (docs/domains.md, failure modes). NCCL writes them after this kernel.
+  // Several domains: the words the exchanges bring from the other domains start at 0, "not
+  // arrived": a word that never comes is then a fault in combine, and the exchange guard names
+  // the ranks it still waits for (docs/domains.md, failure modes). NCCL writes them after this
+  // kernel (stream order).
   if (b == 0 && !st.overlapped && v.domain_size < v.ep_size) {
     auto* words = v.remote_at<std::uint64_t>(v.layout.remote_words);
     for (int i = tid; i < 2 * (ep - v.domain_size); i += nthreads) words[i] = 0;
-    if (tid == 0) *v.remote_at<std::uint64_t>(v.layout.exchange_mark) = 0;
   }
   // The look-back tag: this launch's number, the same in every CTA of the launch and never 0
   // (the value of unwritten entries) in the first 2^32 launches of a session.

@@ -20,6 +20,7 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   exchange_plan plan;
   plan.self = v.rank;
   plan.combine_mark = {word, v.remote_at<std::uint64_t>(l.exchange_mark), sizeof(std::uint64_t)};
+  plan.dispatch_done = {word, v.remote_at<std::uint64_t>(l.dispatch_done), sizeof(std::uint64_t)};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);
     plan.peers.push_back(d);
@@ -49,7 +50,12 @@ class nccl_p2p_transport final : public remote_transport {
   nccl_p2p_transport(const comm::ep_session& session, exchange_plan plan)
       : comm_(session.remote_comm()), plan_(std::move(plan)) {}
 
-  cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override { return exchange(plan_.dispatch, stream); }
+  cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override {
+    const cudaError_t exchanged = exchange(plan_.dispatch, stream);
+    if (exchanged != cudaSuccess) return exchanged;
+    const exchange_message& done = plan_.dispatch_done;
+    return cudaMemcpyAsync(done.recv, done.send, done.bytes, cudaMemcpyDeviceToDevice, stream);
+  }
   cudaError_t exchange_combine(cudaStream_t stream) const noexcept override {
     return exchange(plan_.combine, stream, &plan_.combine_mark);
   }

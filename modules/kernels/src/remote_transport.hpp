@@ -4,7 +4,8 @@
 //
 //   exchange_dispatch (after the dispatch kernel): the rows the kernel staged for each remote
 //     rank, its token count and this rank's dispatch word go to that rank's receive regions
-//     ([this rank] blocks), count and remote_words[0]; the same arrive from it.
+//     ([this rank] blocks), count and remote_words[0]; the same arrive from it. Then a copy of
+//     the dispatch word into dispatch_done marks the exchange complete (for the guard).
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
 //     remote_partials and remote_words[1]; the same arrive from it. First of all, the dispatch
@@ -41,6 +42,9 @@ struct exchange_plan {
   /// exchange_mark, which tells the exchange guard that the combine exchange started.
   int self = -1;
   exchange_message combine_mark{};
+  /// Copied (cudaMemcpyAsync) after the dispatch exchange's group: the dispatch word into
+  /// dispatch_done, the guard's sign that the whole exchange, sends included, completed.
+  exchange_message dispatch_done{};
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 

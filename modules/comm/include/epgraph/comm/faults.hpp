@@ -49,7 +49,8 @@ struct fault_record {
                             ///< exchange_timeout: the seconds waited
   std::int32_t peer = -1;   ///< fatal faults: the peer involved (or -1)
   collective_kind op = collective_kind::none;  ///< fatal faults: this rank's op
-  std::uint64_t seq = 0;        ///< fatal faults: this rank's collective number (1 = the first launch)
+  std::uint64_t seq = 0;        ///< fatal faults: this rank's collective number (1 = the first launch);
+                                ///< exchange_timeout: that of the dispatch the exchange follows
   std::uint64_t peer_word = 0;  ///< out of step, stopped: the peer's progress word (progress.hpp)
   std::uint64_t missing = 0;    ///< peer_timeout, exchange_timeout: bit p set for every peer p that did not arrive
 };

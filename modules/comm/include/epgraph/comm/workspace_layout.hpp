@@ -28,8 +28,11 @@
 //                                            rows (0) and with its combine rows (1); zeroed
 //                                            by each dispatch, so 0 means "not arrived yet"
 //   exchange_mark        uint64              this rank's dispatch_word, copied by its own
-//                                            combine exchange as it starts (zeroed by dispatch)
-//   The last two are what the exchange guard watches (docs/domains.md, failure modes).
+//                                            combine exchange as it starts; zeroed by the
+//                                            combine kernel (so: set = combine exchange running)
+//   dispatch_done        uint64              dispatch_word, copied after the dispatch exchange
+//                                            (so: dispatch_word != dispatch_done = it runs)
+//   The last three are what the exchange guard watches (docs/domains.md, failure modes).
 //   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never moves
 // between steps, which the two-barrier argument relies on, and NCCL's sizes are known when a
@@ -83,6 +86,7 @@ struct workspace_layout {
   region staged_counts;
   region remote_words;
   region exchange_mark;
+  region dispatch_done;
   region remote_partials;
   std::size_t remote_bytes = 0;  ///< 0 with one domain
 
