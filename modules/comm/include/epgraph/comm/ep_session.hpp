@@ -27,11 +27,15 @@
 //
 // Several domains: the window and device communicator belong to this rank's domain (split off
 // the EP communicator); ranks of other domains are reached by NCCL point-to-point on a
-// communicator of the session's own (docs/domains.md). The host agreements then run over NCCL
-// on the EP communicator for the session's whole life (one domain: through the window's
-// mailbox after setup), so abort() cannot tell the peers: those of this domain fail at their
-// deadline, those of other domains wait in the NCCL exchange (not bounded yet; see
-// docs/domains.md, failure modes). Step graphs must be destroyed before such a session.
+// communicator of the session's own (docs/domains.md). NCCL's exchanges have no deadline of
+// their own: an exchange guard (a thread of the session) revokes that communicator when an
+// exchange runs longer than twice the deadline plus a second, recording exchange_timeout and
+// failing the session; the host agreements, which run over NCCL on the EP communicator for the
+// session's whole life (one domain: through the window's mailbox after setup), wait that much
+// longer. abort() cannot tell the peers there: those of this domain fail at their deadline,
+// those of other domains at their guard's limit; it revokes the session's communicator between
+// domains at once. Step graphs must be destroyed before such a session (NCCL waits for them
+// when the session aborts or destroys that communicator).
 //
 // Receive buffers (recv_*) hold this step's tokens from the end of dispatch until this rank's
 // combine starts: a peer's next dispatch may write them as soon as this rank entered combine.
@@ -105,7 +109,8 @@ class ep_session {
   const session_view& view() const noexcept;
   session_link link() const noexcept;
   /// The session's own communicator for the ranks outside this rank's NVLink domain (a
-  /// duplicate of the EP communicator); nullptr with one domain.
+  /// duplicate of the EP communicator); nullptr with one domain. Revoked (never freed) by the
+  /// exchange guard or abort(); valid until the session is destroyed.
   ncclComm_t remote_comm() const noexcept;
 
   // Receive side, this rank's memory: valid from the end of dispatch until this rank's combine starts.
@@ -136,10 +141,14 @@ class ep_session {
 
   /// Local, never throws: this session refuses further runs, every peer's kernels and host
   /// collectives of this session fail at once (instead of at their deadline) naming this
-  /// rank, and the destructor skips its collective step. If a collective of the communicator
-  /// itself was left unfinished, also abort the communicator (nccl_comm::abort).
+  /// rank, and the destructor skips its collective step. With several domains only this
+  /// rank's domain learns it at once; the session's communicator between domains is revoked
+  /// (its exchanges end), and the other domains fail at their exchange guard's limit. If a
+  /// collective of the communicator itself was left unfinished, also abort the communicator
+  /// (nccl_comm::abort).
   void abort() noexcept;
-  /// True once a fatal fault was seen by the host, an agreement failed, or abort() ran.
+  /// True once a fatal fault was seen by the host, an agreement failed, abort() ran, or (several
+  /// domains) the exchange guard ended an exchange that ran out of time.
   bool failed() const noexcept;
 
   /// Collective (bounded by the deadline): runs `step` on every rank; if it throws on any
