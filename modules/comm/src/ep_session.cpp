@@ -85,17 +85,14 @@ namespace {
 // revokes the session's communicator between domains when an exchange outlasts its limit,
 // twice the deadline plus a second (no deadline: it only carries out abort()).
 std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_state& s) {
-  const workspace_layout& l = s.layout;
-  auto* remote = static_cast<char*>(s.remote_memory.get());
+  const session_view& v = s.view;
   detail::exchange_guard::watched w;
-  w.dispatch_word = reinterpret_cast<const std::uint64_t*>(s.local.as<char>() + l.dispatch_word.offset);
-  w.remote_words = reinterpret_cast<const std::uint64_t*>(remote + l.remote_words.offset);
-  w.mark = reinterpret_cast<const std::uint64_t*>(remote + l.exchange_mark.offset);
-  w.dispatch_done = reinterpret_cast<const std::uint64_t*>(remote + l.dispatch_done.offset);
-  w.faults = reinterpret_cast<device_faults*>(s.local.as<char>() + l.faults.offset);
-  const int L = s.config.ranks_per_domain(), first = s.rank / L * L;
-  for (int r = 0; r < s.config.ep_size; ++r)
-    if (r < first || r >= first + L) w.remote_ranks.push_back(r);
+  w.dispatch_word = v.local_at<std::uint64_t>(s.layout.dispatch_word);
+  w.remote_words = v.remote_at<std::uint64_t>(s.layout.remote_words);
+  w.mark = v.remote_at<std::uint64_t>(s.layout.exchange_mark);
+  w.dispatch_done = v.remote_at<std::uint64_t>(s.layout.dispatch_done);
+  w.faults = v.local_at<device_faults>(s.layout.faults);
+  for (int i = 0; i < v.ep_size - v.domain_size; ++i) w.remote_ranks.push_back(v.remote_rank(i));
   int device = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
   const double limit = s.config.deadline_seconds > 0 ? 2 * s.config.deadline_seconds + 1 : 0;
@@ -216,6 +213,7 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
   const nccl_comm_ref window_comm = L < nranks ? nccl_comm_ref(s->domain) : comm;
   s->window = symmetric_window(window_comm, std::move(memory));
   s->dev = device_comm(window_comm, c.num_ctas);
+  s->build_view();
   // After this agreement every rank's memory is zeroed: from now on peers may write into it.
   s->agree.agreed("session setup: LSA team and zeroed workspace", [&] {
     check_lsa_team(c.ep_size, L, s->rank, s->dev.lsa_size(), s->dev.lsa_rank());
@@ -225,7 +223,6 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
     if (L < nranks) s->guard = make_exchange_guard(*s);
   });
-  s->build_view();
   // The mailbox reaches every rank only when the window spans the EP group; with several
   // domains the host agreements stay on NCCL (bounded the same way; see agreement.hpp).
   if (L == nranks) {
