@@ -4,6 +4,7 @@
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
 #   stages: gpu mpi domains demo watchdog failmodes endurance sanitize bench compare
+#           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
 # domains: the MPI tests that take the domain size from the run (EPGRAPH_TEST_DOMAIN_SIZE), at
@@ -13,7 +14,8 @@
 # compare: A/B timing of builds. EPG_COMPARE holds "name=dir" pairs; each dir has an
 # epg-bench. They run interleaved, EPG_COMPARE_ROUNDS times (default 2), at every GPU count
 # (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
-# alike.
+# alike. "name=dir@--option=value" adds one option for that entry only (e.g. the same build
+# with --deadline=0).
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -66,6 +68,12 @@ for stage in $stages; do
       for np in $np_list; do
         run "demo_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 --tokens 256
         tail -6 "$logs/demo_np$np.log"
+        for L in $(seq $((np - 1)) -1 1); do  # several domains: every smaller divisor of np
+          [ $((np % L)) = 0 ] || continue
+          run "demo_np${np}_L$L" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 --tokens 256 \
+            --domain-size "$L"
+          tail -3 "$logs/demo_np${np}_L$L.log"
+        done
       done ;;
     failmodes) run failure_modes 300 "$(dirname "$0")/../tests/gpu/failure_modes_test.sh" "$bin"; cat "$logs/failure_modes.log" ;;
     watchdog) run watchdog_np2 240 "$(dirname "$0")/../tests/mpi/watchdog_test.sh" "$bin/epg-demo" mpirun ;;
@@ -102,9 +110,10 @@ for stage in $stages; do
       for np in ${EPG_COMPARE_NP:-$np_list}; do
         for round in $(seq "${EPG_COMPARE_ROUNDS:-2}"); do
           for pair in ${EPG_COMPARE:?name=dir pairs}; do
-            name=${pair%%=*} dir=${pair#*=}
+            name=${pair%%=*} dir=${pair#*=} extra=()
+            [[ $dir == *@* ]] && { extra=("${dir#*@}"); dir=${dir%%@*}; }
             run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none "$dir/epg-bench" \
-              --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-}
+              --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} "${extra[@]}"
           done
         done
       done ;;

@@ -19,7 +19,7 @@ namespace epgraph::bench {
 struct shape {
   int hidden = 7168, top_k = 8, experts = 256;
   sim::routing dist = sim::routing::uniform;
-  int domain_size = 0;  ///< ranks per NVLink domain (0 = the whole EP group)
+  int domain_size = 0;  ///< ranks per NVLink domain (0 = the NVLink team NCCL finds)
   bool operator==(const shape&) const = default;
 };
 
@@ -29,11 +29,14 @@ struct options {
   std::vector<std::string> payloads{"bf16", "fp8"};  ///< fp8 = e4m3 bytes + 1x128 fp32 scales
   std::vector<int> hidden{7168}, top_k{8}, experts{256};
   std::vector<sim::routing> routings{sim::routing::uniform};
-  std::vector<int> domain_sizes{0};  ///< ranks per NVLink domain; 0 = the whole EP group
+  std::vector<int> domain_sizes{0};  ///< ranks per NVLink domain; 0 = the NVLink team NCCL finds
   // Fixed for the whole run.
   int replays = 200, warmup = 20, ctas = 64, threads = 512;
   int ops_per_graph = 10;  ///< back-to-back ops in each timed graph (time is per op)
   std::uint64_t seed = 1;
+  /// ep_config::deadline_seconds of every session (0 = off: no device deadline, and with
+  /// several domains no exchange guard), so their cost can be measured.
+  double deadline_seconds = 30.0;
   bool trace = false;  ///< every rank prints each phase of each configuration to stderr
   std::string out = "epg-bench";  ///< writes <out>.csv (row by row) and <out>.json (at the end)
 };

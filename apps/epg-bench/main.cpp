@@ -73,7 +73,8 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
                          const std::string& nccl_version) {
   const int ep = mpi.size(), me = mpi.rank();
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
-  const comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
+  comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
+  cfg.deadline_seconds = o.deadline_seconds;
   const auto phase = [&](const char* what) {
     if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.ranks_per_domain(), payload.c_str(), what);
   };
@@ -111,7 +112,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
 
   bench::result r;
   r.ep = ep;
-  r.domain_size = cfg.ranks_per_domain();
+  r.domain_size = session.config().domain_size;  // 0 resolved to the NVLink team
   r.tokens = tokens;
   r.hidden = shape.hidden;
   r.top_k = shape.top_k;

@@ -55,7 +55,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("top-k", po::value(&top_k)->default_value(top_k), "experts per token (list)")
     ("experts", po::value(&experts)->default_value(experts), "numbers of experts (list)")
     ("routing", po::value(&routing)->default_value(routing), "routing distributions (list): uniform, skewed, one-rank")
-    ("domain-size", po::value(&domains)->default_value(domains), "ranks per NVLink domain (list; 0 = all ranks): "
+    ("domain-size", po::value(&domains)->default_value(domains), "ranks per NVLink domain (list; 0 = the NVLink team NCCL finds): "
                                                                  "peers in other domains are reached by NCCL send/recv")
     ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
     ("ops-per-graph", po::value(&o.ops_per_graph)->default_value(o.ops_per_graph), "back-to-back ops captured in each timed graph; times are per op")
@@ -63,6 +63,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
     ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
+    ("deadline", po::value(&o.deadline_seconds)->default_value(o.deadline_seconds), "session deadline in seconds (0 = "
+                                                                                     "off: no device deadline, no exchange guard)")
     ("trace", po::bool_switch(&o.trace), "every rank prints each phase of each configuration to stderr (to find where "
                                          "a run stalls)")
     ("out", po::value(&o.out)->default_value(o.out), "output prefix (rank 0 writes; missing folders are created): "
@@ -83,13 +85,15 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   require_positive(o.experts, "--experts");
   o.domain_sizes = split<int>(domains, "--domain-size");
   for (int L : o.domain_sizes)
-    if (L < 0) comm::throw_config_error("--domain-size", "has " + std::to_string(L), "use 0 (all ranks) or a divisor of the rank count");
+    if (L < 0) comm::throw_config_error("--domain-size", "has " + std::to_string(L), "use 0 (the NVLink team) or a divisor of the rank count");
   o.payloads = split<std::string>(payloads, "--payload");
   for (const auto& p : o.payloads)
     if (p != "bf16" && p != "fp8") comm::throw_config_error("--payload", "has '" + p + "'", "use bf16 or fp8");
   o.routings.clear();
   for (const auto& name : split<std::string>(routing, "--routing")) o.routings.push_back(sim::parse_routing(name));
   if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
+  if (!(o.deadline_seconds >= 0 && o.deadline_seconds <= comm::max_deadline_seconds))
+    comm::throw_config_error("--deadline", "must be between 0 and " + std::to_string(comm::max_deadline_seconds) + " seconds");
   if (o.ops_per_graph < 1) comm::throw_config_error("--ops-per-graph", "must be at least 1");
   if (o.out.empty() || o.out.back() == '/')
     comm::throw_config_error("--out", "is '" + o.out + "', not a file prefix", "give one such as results/run");

@@ -27,7 +27,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("variant", po::value(&which)->default_value("both"), "expert output: zero-copy (in the workspace), staged (prepare-combine), both")
     ("routing", po::value(&routing)->default_value("uniform"), "routing distribution: uniform, skewed, one-rank")
     ("seed", po::value(&o.problem.seed)->default_value(1), "random seed")
-    ("domain-size", po::value(&o.problem.domain_size)->default_value(0), "ranks per NVLink domain (0 = all ranks); "
+    ("domain-size", po::value(&o.problem.domain_size)->default_value(0), "ranks per NVLink domain (0 = the NVLink team NCCL finds); "
                                                                      "ranks of other domains are reached by NCCL send/recv")
     ("ctas", po::value(&o.num_ctas)->default_value(64), "CTAs per dispatch/combine launch (== LSA barriers)")
     ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")

@@ -3,6 +3,7 @@
 // host reference exactly, i.e. the one-domain result for the same routing; the rows of other
 // domains travel by NCCL point-to-point.
 #include <gtest/gtest.h>
+#include <nccl_device/core.h>  // ncclTeamLsa (host)
 
 #include <chrono>
 #include <optional>
@@ -78,6 +79,57 @@ void run_steps(const sim::problem& p, bool zero_copy, std::uint64_t steps, bool 
   EXPECT_NO_THROW(session.check_faults());
 }
 
+// One session for the failure tests: L ranks per domain, small rows, at least 8 tokens per
+// rank, a zero-copy step with `experts` (default: the reference stage), and its stream.
+struct failure_rig {
+  sim::problem p;
+  comm::ep_session session;
+  sim::batch_storage buffers;
+  graph::step_plan plan;
+  graph::stream s;
+
+  failure_rig(int L, double deadline_seconds, graph::expert_stage experts = {})
+      : p(problem_of(L)), session(world_comm(), config_of(p, deadline_seconds)), buffers(p),
+        plan(graph::plan_step(session, spec(std::move(experts)))) {}
+
+  /// Step `k`'s batch, then the step (eager, or `graph` replayed).
+  cudaError_t step(std::uint64_t k, const graph::step_graph* graph = nullptr) {
+    const cudaError_t generated = sim::generate_batch(p, mpi().rank(), k, buffers.inputs(), s.get());
+    if (generated != cudaSuccess) return generated;
+    return graph ? graph->replay(s) : graph::enqueue(plan, s.get());
+  }
+
+ private:
+  static sim::problem problem_of(int L) {
+    sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 512, 8);
+    p.min_tokens = 8;
+    return p;
+  }
+  static comm::ep_config config_of(const sim::problem& p, double deadline_seconds) {
+    comm::ep_config cfg = sim::make_config(p, 16, 256);
+    cfg.deadline_seconds = deadline_seconds;
+    return cfg;
+  }
+  graph::step_spec spec(graph::expert_stage experts) {
+    graph::step_spec out;
+    out.dispatch = buffers.dispatch_args();
+    out.combine = buffers.combine_args();
+    out.experts = experts ? std::move(experts) : sim::reference_expert_stage(p);
+    out.expert_output = session.combine_region();
+    return out;
+  }
+};
+
+// check_faults()'s message on this rank ("" when it did not throw).
+std::string fault_text(comm::ep_session& session) {
+  try {
+    session.check_faults();
+  } catch (const comm::error& e) {
+    return e.what();
+  }
+  return {};
+}
+
 }  // namespace
 
 TEST(Domains, EveryDomainSizeGivesTheReferenceResult) {
@@ -121,40 +173,23 @@ TEST(Domains, MegabyteSlabsInCapturedGraphs) {
   }
 }
 
+
 // A failing expert stage on the last rank, which is in another domain than rank 0: its
 // stopped word travels with the combine rows, and every rank fails together.
 TEST(Domains, AFailingExpertStageInAnotherDomainFailsEveryRank) {
   const int last = mpi().size() - 1;
-  sim::problem p = shape(1, sim::routing::uniform, comm::element_type::bf16, 512, 8);
-  p.min_tokens = 8;
-  comm::ep_config cfg = sim::make_config(p, 16, 256);
-  cfg.deadline_seconds = 20;
-  comm::ep_session session(world_comm(), cfg);
-  sim::batch_storage buffers(p);
   bool fail = false;
-  graph::step_spec spec;
-  spec.dispatch = buffers.dispatch_args();
-  spec.combine = buffers.combine_args();
+  const sim::problem p = shape(1, sim::routing::uniform, comm::element_type::bf16, 512, 8);
   const auto experts = sim::reference_expert_stage(p);
-  spec.experts = [&](const graph::expert_stage_io& io, cudaStream_t st) {
+  failure_rig rig(1, 20, [&](const graph::expert_stage_io& io, cudaStream_t st) {
     return fail ? cudaErrorInvalidValue : experts(io, st);
-  };
-  spec.expert_output = session.combine_region();
-  const graph::step_plan plan = graph::plan_step(session, spec);
-  graph::stream s;
-  ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
-  ASSERT_EQ(graph::enqueue(plan, s.get()), cudaSuccess);
-  s.sync();
+  });
+  ASSERT_EQ(rig.step(0), cudaSuccess);
+  rig.s.sync();
   fail = mpi().rank() == last;
-  ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 1, buffers.inputs(), s.get()), cudaSuccess);
-  (void)graph::enqueue(plan, s.get());
-  s.sync();
-  std::string text;
-  try {
-    session.check_faults();
-  } catch (const comm::error& e) {
-    text = e.what();
-  }
+  (void)rig.step(1);
+  rig.s.sync();
+  const std::string text = fault_text(rig.session);
   EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
   EXPECT_NE(text.find("rank " + std::to_string(last) + ": a step node failed on this rank"), std::string::npos) << text;
   if (mpi().rank() != last) {
@@ -167,34 +202,15 @@ TEST(Domains, AFailingExpertStageInAnotherDomainFailsEveryRank) {
 // word stopped, and the other domain learns it from rank 0's rows (not only from rank 1's).
 TEST(Domains, ADispatchStoppedAtItsBarrierTellsTheOtherDomain) {
   if (mpi().size() != 4) GTEST_SKIP() << "needs 4 ranks (2 x 2)";
-  sim::problem p = shape(2, sim::routing::uniform, comm::element_type::bf16, 512, 8);
-  p.min_tokens = 8;
-  comm::ep_config cfg = sim::make_config(p, 16, 256);
-  cfg.deadline_seconds = 20;
-  comm::ep_session session(world_comm(), cfg);
-  sim::batch_storage buffers(p);
-  graph::step_spec spec;
-  spec.dispatch = buffers.dispatch_args();
-  spec.combine = buffers.combine_args();
-  spec.experts = sim::reference_expert_stage(p);
-  spec.expert_output = session.combine_region();
-  const graph::step_plan plan = graph::plan_step(session, spec);
-  kernels::stage_failure_op fail(session);
-  graph::stream s;
-  ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
-  ASSERT_EQ(graph::enqueue(plan, s.get()), cudaSuccess);
+  failure_rig rig(2, 20);
+  kernels::stage_failure_op fail(rig.session);
+  ASSERT_EQ(rig.step(0), cudaSuccess);
   if (mpi().rank() == 1) {
-    ASSERT_EQ(fail.run(s.get(), 7), cudaSuccess);
+    ASSERT_EQ(fail.run(rig.s.get(), 7), cudaSuccess);
   }
-  ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 1, buffers.inputs(), s.get()), cudaSuccess);
-  (void)graph::enqueue(plan, s.get());
-  s.sync();
-  std::string text;
-  try {
-    session.check_faults();
-  } catch (const comm::error& e) {
-    text = e.what();
-  }
+  (void)rig.step(1);
+  rig.s.sync();
+  const std::string text = fault_text(rig.session);
   EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
   if (mpi().rank() >= 2) {
     EXPECT_NE(text.find("rank " + std::to_string(mpi().rank()) + ": peer stopped: rank 0"), std::string::npos) << text;
@@ -203,7 +219,7 @@ TEST(Domains, ADispatchStoppedAtItsBarrierTellsTheOtherDomain) {
 
 // The last rank skips one step (it never launches it) while every other rank runs it: the
 // ranks of other domains wait in NCCL's exchange, which has no deadline of its own. Each rank's
-// exchange guard ends the wait after the agreements' time (2 x deadline + 1 s), aborting its
+// exchange guard ends the wait after the agreements' time (2 x deadline + 1 s), revoking its
 // communicator between domains; every rank then gets an error, no rank hangs, and the session
 // refuses to run again. Eager steps and a replayed graph. The skipping rank goes straight to
 // check_faults: its agreement outwaits the guard of the ranks that are stuck.
@@ -214,38 +230,19 @@ TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
     if (L == mpi().size()) continue;
     for (const bool replay : {false, true}) {
       SCOPED_TRACE("L " + std::to_string(L) + (replay ? ", graph" : ", eager"));
-      sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 512, 8);
-      p.min_tokens = 8;
-      comm::ep_config cfg = sim::make_config(p, 16, 256);
-      cfg.deadline_seconds = 1;  // the guard waits 3 s
-      comm::ep_session session(world_comm(), cfg);
-      sim::batch_storage buffers(p);
-      graph::step_spec spec;
-      spec.dispatch = buffers.dispatch_args();
-      spec.combine = buffers.combine_args();
-      spec.experts = sim::reference_expert_stage(p);
-      spec.expert_output = session.combine_region();
-      const graph::step_plan plan = graph::plan_step(session, spec);
-      graph::stream s;
+      failure_rig rig(L, 1);  // the guard waits 3 s
       std::optional<graph::step_graph> captured;  // destroyed before the session (NCCL waits for it)
-      if (replay) captured.emplace(plan, s);
-      const auto launch = [&] { return captured ? captured->replay(s) : graph::enqueue(plan, s.get()); };
-      ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
-      ASSERT_EQ(launch(), cudaSuccess);
-      s.sync();
+      if (replay) captured.emplace(rig.plan, rig.s);
+      const graph::step_graph* g = captured ? &*captured : nullptr;
+      ASSERT_EQ(rig.step(0, g), cudaSuccess);
+      rig.s.sync();
       const auto start = std::chrono::steady_clock::now();
       if (mpi().rank() != late) {
-        ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 1, buffers.inputs(), s.get()), cudaSuccess);
-        ASSERT_EQ(launch(), cudaSuccess);
+        ASSERT_EQ(rig.step(1, g), cudaSuccess);
       }
-      s.sync();
+      rig.s.sync();
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::string text;
-      try {
-        session.check_faults();
-      } catch (const comm::error& e) {
-        text = e.what();
-      }
+      const std::string text = fault_text(rig.session);
       EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
       // Rank 0 is in another domain than the late rank: its guard fired, naming the late rank.
       const std::string head = "rank 0: an exchange with other NVLink domains timed out: still waiting for rank";
@@ -258,8 +255,8 @@ TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
         EXPECT_GT(waited, 2.5) << "the guard fired before its time";
         EXPECT_LT(waited, 30.0);
       }
-      EXPECT_TRUE(session.failed());
-      EXPECT_EQ(launch(), cudaErrorNotPermitted);
+      EXPECT_TRUE(rig.session.failed());
+      EXPECT_EQ(rig.step(2, g), cudaErrorNotPermitted);
     }
   }
 }
@@ -273,35 +270,17 @@ TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
   for (const int L : domain_sizes()) {
     if (L == mpi().size()) continue;
     SCOPED_TRACE("L " + std::to_string(L));
-    sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 512, 8);
-    p.min_tokens = 8;
-    comm::ep_config cfg = sim::make_config(p, 16, 256);
-    cfg.deadline_seconds = 1;
-    comm::ep_session session(world_comm(), cfg);
-    sim::batch_storage buffers(p);
-    graph::step_spec spec;
-    spec.dispatch = buffers.dispatch_args();
-    spec.combine = buffers.combine_args();
-    spec.experts = sim::reference_expert_stage(p);
-    spec.expert_output = session.combine_region();
-    const graph::step_plan plan = graph::plan_step(session, spec);
-    const kernels::combine_op extra(session, buffers.combine_args());
-    graph::stream s;
-    ASSERT_EQ(sim::generate_batch(p, mpi().rank(), 0, buffers.inputs(), s.get()), cudaSuccess);
-    ASSERT_EQ(graph::enqueue(plan, s.get()), cudaSuccess);
-    s.sync();
+    failure_rig rig(L, 1);
+    const kernels::combine_op extra(rig.session, rig.buffers.combine_args());
+    ASSERT_EQ(rig.step(0), cudaSuccess);
+    rig.s.sync();
     const auto start = std::chrono::steady_clock::now();
     if (mpi().rank() == late) {
-      ASSERT_EQ(extra.run(s.get()), cudaSuccess);
+      ASSERT_EQ(extra.run(rig.s.get()), cudaSuccess);
     }
-    s.sync();
+    rig.s.sync();
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::string text;
-    try {
-      session.check_faults();
-    } catch (const comm::error& e) {
-      text = e.what();
-    }
+    const std::string text = fault_text(rig.session);
     EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
     EXPECT_NE(text.find("rank " + std::to_string(late) + ": an exchange with other NVLink domains timed out"),
               std::string::npos) << text;
@@ -310,8 +289,57 @@ TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
       EXPECT_GT(waited, 2.5) << "the guard fired before its time";
       EXPECT_LT(waited, 30.0);
     }
-    EXPECT_TRUE(session.failed());
+    EXPECT_TRUE(rig.session.failed());
   }
+}
+
+// With several domains the host agreements run over NCCL on the session's own communicator.
+// The last rank skips one (a barrier) and aborts its session: the others' agreement ends at
+// its deadline, revoking their own communicator, the sessions are destroyed, and the caller's
+// communicator still runs a collective correctly on every rank (an unfinished all-gather left
+// on it, as before this communicator existed, would pair with that all-reduce).
+TEST(Domains, AMissedAgreementLeavesTheCallersCommunicatorUsable) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  const int late = mpi().size() - 1;
+  {
+    failure_rig rig(1, 1);  // agreements wait 2 x (2 x 1 + 1) = 6 s
+    ASSERT_EQ(rig.step(0), cudaSuccess);
+    rig.s.sync();
+    std::string text;
+    if (mpi().rank() != late) {
+      try {
+        rig.session.barrier();
+      } catch (const comm::error& e) {
+        text = e.what();
+      }
+      EXPECT_NE(text.find("not every rank reached 'barrier' (over NCCL) within 6 s"), std::string::npos) << text;
+      EXPECT_NE(text.find("the communicator you passed is untouched"), std::string::npos) << text;
+    }
+    if (mpi().rank() == late) rig.session.abort();  // leaves: its teardown waits for nobody
+    mpi().barrier();
+  }
+  comm::device_buffer sum(sizeof(std::int64_t));
+  const std::int64_t mine = mpi().rank() + 1;
+  graph::stream s;
+  EPG_CHECK_CUDA(cudaMemcpyAsync(sum.get(), &mine, sizeof mine, cudaMemcpyHostToDevice, s.get()));
+  ASSERT_EQ(ncclAllReduce(sum.get(), sum.get(), 1, ncclInt64, ncclSum, world_comm().get(), s.get()), ncclSuccess);
+  std::int64_t total = 0;
+  EPG_CHECK_CUDA(cudaMemcpyAsync(&total, sum.get(), sizeof total, cudaMemcpyDeviceToHost, s.get()));
+  s.sync();
+  const std::int64_t n = mpi().size();
+  EXPECT_EQ(total, n * (n + 1) / 2);
+}
+
+// domain_size 0 is the NVLink (LSA) team NCCL finds for the EP communicator: the session
+// reports the size it resolved, and one node's ranks are one domain without any exchange.
+TEST(Domains, DomainSizeZeroIsTheNvlinkTeam) {
+  const int team = ncclTeamLsa(world_comm().get()).nRanks;
+  sim::problem p = shape(0, sim::routing::uniform, comm::element_type::bf16, 512, 8);
+  comm::ep_session session(world_comm(), sim::make_config(p, 16, 256));
+  EXPECT_EQ(session.config().domain_size, team);
+  EXPECT_EQ(session.view().domain_size, team);
+  EXPECT_EQ(session.remote_comm() != nullptr, team < mpi().size());
+  EXPECT_NO_THROW(session.barrier());
 }
 
 TEST(Domains, ADomainSizeThatDoesNotDivideTheGroupIsRejectedOnEveryRank) {

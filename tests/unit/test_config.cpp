@@ -160,3 +160,26 @@ TEST(Config, FingerprintCarriesTheResolvedDomainSize) {
   b.domain_size = 2;
   EXPECT_NE(fingerprint(a), fingerprint(b));
 }
+
+// domain_size 0 takes NCCL's NVLink team of the EP communicator: two nodes of 8 GPUs give
+// domains of 8; a set size wins over the team; a team that is no domain is an error that says
+// what to set.
+TEST(Config, DomainSizeZeroTakesTheNvlinkTeam) {
+  EXPECT_EQ(resolve_domain_size(0, 16, 8), 8);  // two nodes of 8
+  EXPECT_EQ(resolve_domain_size(0, 4, 4), 4);   // one node: one domain
+  EXPECT_EQ(resolve_domain_size(0, 12, 4), 4);  // nodes of 8 and 4: NCCL's team is their gcd
+  EXPECT_EQ(resolve_domain_size(2, 16, 8), 2);  // set: a slice of the team, as asked
+  EXPECT_EQ(resolve_domain_size(1, 4, 4), 1);
+  for (const int team : {0, -1, 3, 32}) {
+    try {
+      (void)resolve_domain_size(0, 16, team);
+      FAIL() << "an NVLink team of " << team << " became the domain size of 16 ranks";
+    } catch (const error& e) {
+      const std::string text = e.what();
+      EXPECT_EQ(e.domain(), error_domain::nccl);
+      EXPECT_NE(text.find("has " + std::to_string(team) + " rank(s), which is no domain size for an EP group of 16"),
+                std::string::npos) << text;
+      EXPECT_NE(text.find("set ep_config::domain_size to the GPUs per node"), std::string::npos) << text;
+    }
+  }
+}

@@ -115,10 +115,15 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
     EPG_CHECK_NCCL(ncclCommGetAsyncError(comm_, &async));
     if (async != ncclSuccess && async != ncclInProgress) EPG_CHECK_NCCL(async);
     if (past_deadline(start)) {
+      const std::string missed =
+          "not every rank reached '" + std::string(what) + "' (over NCCL) within " + seconds(wait_seconds());
+      if (own_comm_ && revoke_unfinished())
+        fail(what, missed,
+             "a peer failed before this step (see its message), is stalled, or ran another sequence of session "
+             "calls. The session's own agreement communicator was revoked (the communicator you passed is "
+             "untouched): destroy the session on every rank");
       stuck_ = true;
-      fail(what,
-           "not every rank reached '" + std::string(what) + "' (session setup, over NCCL) within " +
-               seconds(wait_seconds()),
+      fail(what, missed,
            "a peer failed before this step (see its message) or is stalled. This rank's NCCL collective stays "
            "unfinished and the session's GPU memory is leaked: abort the communicator (nccl_comm::abort, "
            "ncclCommAbort) before exiting");
@@ -136,6 +141,17 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
     all[r].assign(first, first + mine.size());
   }
   return all;
+}
+
+bool rank_agreement::revoke_unfinished() noexcept {
+  if (ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT) != ncclSuccess) return false;
+  // NCCL's kernels see the revocation at once; a few seconds cover a busy GPU.
+  const auto start = std::chrono::steady_clock::now();
+  for (backoff wait; std::chrono::steady_clock::now() - start < std::chrono::seconds(10); wait.pause()) {
+    const cudaError_t done = cudaStreamQuery(stream_.get());
+    if (done != cudaErrorNotReady) return done == cudaSuccess;
+  }
+  return false;
 }
 
 void rank_agreement::read_mailbox(std::vector<mailbox_slot>& out) {

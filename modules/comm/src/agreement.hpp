@@ -2,11 +2,14 @@
 // Rank agreement: every host-side collective decision of a session, each with a deadline.
 //
 // Until attach(), it runs NCCL all-gathers on a stream of its own and polls them (session
-// setup, before the window exists). A peer that never arrives leaves that NCCL collective
-// unfinished: the agreement then reports stuck(), and its owner must not free GPU memory
-// (cudaFree would wait for the collective forever) but leak it and tell the user to abort the
-// communicator. After attach(), it runs through the window's mailbox (mailbox.hpp), where
-// nothing waits on the device.
+// setup, before the window exists; with several domains for the session's whole life, since
+// the window spans one domain only). A peer that never arrives leaves that NCCL collective
+// unfinished. On the caller's communicator the agreement then reports stuck(), and its owner
+// must not free GPU memory (cudaFree would wait for the collective forever) but leak it and
+// tell the user to abort the communicator. On a communicator of the session's own
+// (use_own_communicator) it revokes that communicator instead, which ends the collective:
+// nothing is left behind. After attach(), it runs through the window's mailbox (mailbox.hpp),
+// where nothing waits on the device.
 //
 // Every operation is collective: all ranks call the same ones in the same order; both phases
 // compare the names and throw on every rank that sees another. One thread at a time.
@@ -44,6 +47,12 @@ class rank_agreement {
   /// From now on, through the mailbox. Every rank's window must be zeroed and every rank
   /// past its zeroing (the last NCCL agreement of setup ensures both).
   void attach(const mailbox_view& m) noexcept { mailbox_ = m; }
+  /// From now on the NCCL all-gathers run on `comm`, a communicator the session owns (split
+  /// off the caller's, same ranks). Between agreements only.
+  void use_own_communicator(ncclComm_t comm) noexcept {
+    comm_ = comm;
+    own_comm_ = true;
+  }
   bool attached() const noexcept { return mailbox_.window != nullptr; }
 
   /// Every rank's values: result[r] holds what rank r passed (every rank passes as many, at
@@ -75,6 +84,8 @@ class rank_agreement {
                                                           bool left_is_arrived);
   void read_mailbox(std::vector<mailbox_slot>& out);
   [[noreturn]] void fail(std::string_view what, std::string message, std::string hint);
+  /// Revokes the own communicator and waits (bounded) for the unfinished all-gather to end.
+  bool revoke_unfinished() noexcept;
   bool past_deadline(std::chrono::steady_clock::time_point start) const;
 
   ncclComm_t comm_;
@@ -86,7 +97,7 @@ class rank_agreement {
   device_buffer scratch_;  // NCCL phase: [ranks + 1][mailbox_values] int64
   mailbox_view mailbox_{};
   std::uint64_t round_ = 0;
-  bool stuck_ = false, left_ = false, broken_ = false;
+  bool own_comm_ = false, stuck_ = false, left_ = false, broken_ = false;
 };
 
 }  // namespace epgraph::comm::detail

@@ -58,13 +58,13 @@ void validate(const ep_config& c) {
                        "expert e lives on rank e / (num_experts / ep_size): choose a multiple of ep_size");
   }
   require_range("top_k", c.top_k, 1, c.num_experts, "cannot pick more experts than exist");
-  require_range("domain_size", c.domain_size, 0, c.ep_size, "ranks per NVLink domain; 0 = ep_size");
+  require_range("domain_size", c.domain_size, 0, c.ep_size, "ranks per NVLink domain; 0 = the NVLink team NCCL finds");
   if (c.domain_size > 0 && c.ep_size % c.domain_size != 0)
     throw_config_error("domain_size",
                        "is " + std::to_string(c.domain_size) + ", which does not divide ep_size " +
                            std::to_string(c.ep_size),
                        "the EP group is ep_size / domain_size domains of equal size: choose a divisor of ep_size "
-                       "(the GPUs per node, say), or 0 for one domain");
+                       "(the GPUs per node, say), or 0 for the NVLink team NCCL finds");
   require_range("hidden", c.hidden, 1, 1 << 18);
   if (element_size(c.combine_type) == 0) throw_config_error("combine_type", "is not bf16, fp16 or fp32");
   require_range("payloads.size()", static_cast<long long>(c.payloads.size()), 0, max_payloads);
@@ -116,6 +116,17 @@ std::string describe_mismatch(const std::vector<std::string>& names,
     return msg.str();
   }
   return {};
+}
+
+int resolve_domain_size(int requested, int ep_size, int lsa_team_size) {
+  if (requested > 0) return requested;
+  if (lsa_team_size < 1 || lsa_team_size > ep_size || ep_size % lsa_team_size != 0)
+    throw error(error_domain::nccl, "ncclTeamLsa (domain_size 0)", 0,
+                "NCCL's NVLink (LSA) team of the EP communicator has " + std::to_string(lsa_team_size) +
+                    " rank(s), which is no domain size for an EP group of " + std::to_string(ep_size),
+                "set ep_config::domain_size to the GPUs per node (a divisor of ep_size), with ranks numbered node "
+                "by node");
+  return lsa_team_size;
 }
 
 void check_lsa_team(int ep_size, int domain_size, int rank, int lsa_size, int lsa_rank) {

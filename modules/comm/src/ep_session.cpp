@@ -1,6 +1,7 @@
 #include "epgraph/comm/ep_session.hpp"
 
 #include <cuda_runtime_api.h>
+#include <nccl_device/core.h>  // ncclTeamLsa (host)
 
 #include <algorithm>
 #include <cmath>
@@ -28,6 +29,8 @@ session_state::~session_state() {
   // A failed session's exchanges may have stopped half-way on some rank (or were revoked):
   // only aborting the communicator between domains is sure not to wait for a peer.
   if (failed && remote.get()) remote.abort();
+  // Likewise its agreements' communicator, when an agreement failed or was revoked.
+  if ((failed || agree.broken()) && agreement.get()) agreement.abort();
   if (agree.stuck()) {
     // A setup collective never finished and still runs on the device: freeing memory would
     // wait for it forever. The error that reported it asked the user to abort the communicator.
@@ -41,6 +44,7 @@ session_state::~session_state() {
     // Local: destroying would wait for peers that may never come.
     domain.abort();
     remote.abort();
+    agreement.abort();
   }
 }
 
@@ -184,6 +188,10 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
   const int nranks = comm.size();
   auto s = std::make_shared<detail::session_state>(comm, std::move(config));
   ep_config& c = s->config;
+  // domain_size 0: NCCL's NVLink team of the EP communicator (local, and the same on every
+  // rank: NCCL derives it from the ranks per node), resolved before the configs are compared.
+  if (c.domain_size == 0 && nranks == c.ep_size)
+    c.domain_size = resolve_domain_size(0, c.ep_size, ncclTeamLsa(comm.get()).nRanks);
 
   // Identical configs give identical results for every pure check after this: every rank
   // throws together.
@@ -209,6 +217,10 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
   if (L < nranks) {
     s->domain = split_communicator(comm, s->rank / L, s->rank % L, "this rank's domain");
     s->remote = split_communicator(comm, 0, s->rank, "the exchanges between domains");
+    // The host agreements leave the caller's communicator: one that misses its deadline is
+    // revoked, and nothing unfinished stays behind on a communicator the user still owns.
+    s->agreement = split_communicator(comm, 0, s->rank, "the session's host agreements");
+    s->agree.use_own_communicator(s->agreement.get());
   }
   const nccl_comm_ref window_comm = L < nranks ? nccl_comm_ref(s->domain) : comm;
   s->window = symmetric_window(window_comm, std::move(memory));
@@ -224,7 +236,8 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
     if (L < nranks) s->guard = make_exchange_guard(*s);
   });
   // The mailbox reaches every rank only when the window spans the EP group; with several
-  // domains the host agreements stay on NCCL (bounded the same way; see agreement.hpp).
+  // domains the host agreements stay on NCCL, on the session's own communicator (bounded the
+  // same way; see agreement.hpp).
   if (L == nranks) {
     detail::mailbox_view m;
     m.window = s->view.window;

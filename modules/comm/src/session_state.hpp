@@ -37,6 +37,9 @@ struct session_state {
   symmetric_memory remote_memory;
   nccl_comm domain;
   nccl_comm remote;
+  /// With several domains: the communicator of the host agreements after setup (another
+  /// duplicate of the EP communicator; rank_agreement::use_own_communicator).
+  nccl_comm agreement;
   symmetric_window window;
   device_comm dev;
   device_buffer local;

@@ -32,8 +32,10 @@ struct ep_config {
   int ep_size = 0;                     ///< ranks in the EP group
   /// Ranks per NVLink domain, L: the group is ep_size / L domains of L consecutive ranks. Peers
   /// in this rank's domain are reached by NVLink stores (LSA), the others through NCCL
-  /// point-to-point. 0 = ep_size (one domain). Each domain must be an NVLink (LSA) team or a
-  /// slice of one, so one machine can emulate several domains (4 GPUs as 2 x 2 or 4 x 1).
+  /// point-to-point. 0 = the NVLink (LSA) team NCCL finds for the EP communicator: the GPUs of
+  /// one node (ep_size on a single node); the session's config() reports the size it resolved.
+  /// Each domain must be an NVLink (LSA) team or a slice of one, so one machine can emulate
+  /// several domains (4 GPUs as 2 x 2 or 4 x 1).
   int domain_size = 0;
   int max_tokens_per_rank = 0;         ///< static stride of every receive slot array
   int top_k = 0;                       ///< experts per token
@@ -50,7 +52,8 @@ struct ep_config {
   double deadline_seconds = 30.0;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }
-  /// L with 0 resolved: the ranks of one NVLink domain.
+  /// L: the ranks of one NVLink domain (an unresolved 0 counts as one domain; a session's
+  /// config has it resolved).
   int ranks_per_domain() const noexcept { return domain_size > 0 ? domain_size : ep_size; }
   /// Ranks outside this rank's domain (reached through NCCL point-to-point).
   int remote_ranks() const noexcept { return ep_size - ranks_per_domain(); }
@@ -77,6 +80,13 @@ std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c
 /// values per rank. Pure; the session calls it on every rank so every rank throws.
 std::string describe_mismatch(const std::vector<std::string>& field_names,
                               const std::vector<std::vector<std::int64_t>>& all_values);
+
+/// The domain size a session uses: `requested` (ep_config::domain_size) when it is set, else
+/// `lsa_team_size`, the size of the NVLink (LSA) team NCCL found for the EP communicator
+/// (ncclTeamLsa: the GPUs per node, or their greatest common divisor when nodes differ; the
+/// same on every rank). Throws a config error when that team is unknown or does not divide
+/// ep_size. Pure.
+int resolve_domain_size(int requested, int ep_size, int lsa_team_size);
 
 /// Checks that the NVLink (LSA) team NCCL formed for this rank's domain is exactly the domain
 /// (`domain_size` ranks) in the same order: the kernels address domain peers by LSA rank.
