@@ -105,8 +105,8 @@ TEST(Layout, DescribeListsEveryRegion) {
 
 TEST(Layout, OneDomainHasNoRemoteState) {
   auto l = plan_workspace(shape(4, 256, 1024));
-  for (const region& r : {l.staged_topk_ids, l.staged_payloads[0], l.staged_counts, l.remote_words, l.exchange_mark,
-                          l.dispatch_done, l.remote_partials})
+  for (const region& r : {l.staged_topk_ids, l.staged_payloads[0], l.staged_counts, l.remote_words, l.combine_mark,
+                          l.dispatch_mark, l.remote_partials})
     EXPECT_EQ(r.bytes, 0u);
   EXPECT_EQ(l.remote_bytes, 0u);
   for (const named_region& r : list_regions(l)) EXPECT_EQ(r.name.find("staged"), std::string::npos) << r.name;
@@ -123,12 +123,12 @@ TEST(Layout, SeveralDomainsStageFixedSlabsPerRemoteRank) {
   EXPECT_EQ(l.staged_payloads[1].bytes, 6u * 512 * 32);
   EXPECT_EQ(l.staged_counts.bytes, 6u * 4);
   EXPECT_EQ(l.remote_words.bytes, 2u * 6 * 8);
-  EXPECT_EQ(l.exchange_mark.bytes, 8u);
-  EXPECT_EQ(l.dispatch_done.bytes, 8u);
+  EXPECT_EQ(l.combine_mark.bytes, 8u);
+  EXPECT_EQ(l.dispatch_mark.bytes, 8u);
   EXPECT_EQ(l.remote_partials.bytes, 6u * 512 * 1024 * 2);
   // The remote state is an allocation of its own (cuMem, so NCCL can register it).
   std::vector<region> remote = {l.staged_topk_ids, l.staged_payloads[0], l.staged_payloads[1], l.staged_counts,
-                                l.remote_words, l.exchange_mark, l.dispatch_done, l.remote_partials};
+                                l.remote_words, l.combine_mark, l.dispatch_mark, l.remote_partials};
   std::size_t sum = 0;
   for (std::size_t i = 0; i < remote.size(); ++i) {
     EXPECT_EQ(remote[i].offset % region_alignment, 0u) << i;
@@ -140,8 +140,8 @@ TEST(Layout, SeveralDomainsStageFixedSlabsPerRemoteRank) {
   EXPECT_LE(l.remote_bytes - sum, remote.size() * region_alignment + window_granularity);
   EXPECT_EQ(workspace_bytes_per_rank(c), l.window_bytes + l.local_bytes + l.remote_bytes);
   const std::string text = describe(l);
-  for (const char* name : {"staged_topk_ids", "staged_payload[0]", "staged_counts", "remote_words", "exchange_mark",
-                           "dispatch_done", "remote_partials"})
+  for (const char* name : {"staged_topk_ids", "staged_payload[0]", "staged_counts", "remote_words", "combine_mark",
+                           "dispatch_mark", "remote_partials"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
 }
 

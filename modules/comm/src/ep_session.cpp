@@ -91,16 +91,16 @@ namespace {
 std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_state& s) {
   const session_view& v = s.view;
   detail::exchange_guard::watched w;
-  w.dispatch_word = v.local_at<std::uint64_t>(s.layout.dispatch_word);
+  w.dispatch_mark = v.remote_at<std::uint64_t>(s.layout.dispatch_mark);
+  w.combine_mark = v.remote_at<std::uint64_t>(s.layout.combine_mark);
   w.remote_words = v.remote_at<std::uint64_t>(s.layout.remote_words);
-  w.mark = v.remote_at<std::uint64_t>(s.layout.exchange_mark);
-  w.dispatch_done = v.remote_at<std::uint64_t>(s.layout.dispatch_done);
   w.faults = v.local_at<device_faults>(s.layout.faults);
   for (int i = 0; i < v.ep_size - v.domain_size; ++i) w.remote_ranks.push_back(v.remote_rank(i));
   int device = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
   const double limit = s.config.deadline_seconds > 0 ? 2 * s.config.deadline_seconds + 1 : 0;
-  auto guard = std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), device, s.rank, limit, s.failed);
+  auto guard = std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), s.remote_calls, device, s.rank, limit,
+                                                       s.failed);
   // A peer stuck in an exchange reaches the next host agreement only after its guard fired:
   // the agreements wait that much longer, so the rank that skipped a step does not give up first.
   s.agree.extend_wait(limit);
@@ -280,6 +280,7 @@ nccl_comm_ref ep_session::comm() const noexcept { return state_->comm; }
 const ncclDevComm& ep_session::dev_comm() const noexcept { return state_->dev.get(); }
 const session_view& ep_session::view() const noexcept { return state_->view; }
 ncclComm_t ep_session::remote_comm() const noexcept { return state_->remote.get(); }
+std::timed_mutex& ep_session::remote_calls() const noexcept { return state_->remote_calls; }
 
 session_link ep_session::link() const noexcept {
   session_link l;

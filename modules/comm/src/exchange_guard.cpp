@@ -12,13 +12,14 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
   const std::size_t remote = remote_ranks.size();
   if (s.words.size() != 2 * remote) return std::nullopt;
   exchange_stall stall;
-  stall.dispatch_word = s.dispatch_word;
-  if (s.dispatch_word != 0 && s.dispatch_word != s.dispatch_done) {
+  if (s.dispatch_mark != 0) {
     stall.op = collective_kind::dispatch;
-  } else if (s.mark != 0) {
+    stall.dispatch_word = s.dispatch_mark;
+  } else if (s.combine_mark != 0) {
     stall.op = collective_kind::combine;
+    stall.dispatch_word = s.combine_mark;
   } else {
-    return std::nullopt;  // idle, or between the exchanges (the expert stage is not watched)
+    return std::nullopt;  // idle, in a kernel, or in the expert stage (not watched)
   }
   const std::size_t row = stall.op == collective_kind::combine ? 1 : 0;
   std::uint64_t all = 0;
@@ -45,9 +46,15 @@ std::optional<exchange_stall> stall_timer::observe(const std::optional<exchange_
   return std::nullopt;
 }
 
-exchange_guard::exchange_guard(watched what, ncclComm_t comm, int device, int rank, double limit_seconds,
-                               std::atomic<bool>& failed)
-    : what_(std::move(what)), comm_(comm), device_(device), rank_(rank), limit_seconds_(limit_seconds), failed_(failed) {
+exchange_guard::exchange_guard(watched what, ncclComm_t comm, std::timed_mutex& calls, int device, int rank,
+                               double limit_seconds, std::atomic<bool>& failed)
+    : what_(std::move(what)),
+      comm_(comm),
+      calls_(calls),
+      device_(device),
+      rank_(rank),
+      limit_seconds_(limit_seconds),
+      failed_(failed) {
   EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   try {
     thread_ = std::thread([this] { run(); });
@@ -81,13 +88,10 @@ void exchange_guard::stop() noexcept {
 bool exchange_guard::poll(exchange_snapshot& s) noexcept {
   // s.words is sized once, before the loop. Pageable destinations: the copies wait for this
   // stream only, never for the device.
-  cudaError_t st = cudaMemcpyAsync(&s.dispatch_word, what_.dispatch_word, sizeof(std::uint64_t),
+  cudaError_t st = cudaMemcpyAsync(&s.dispatch_mark, what_.dispatch_mark, sizeof(std::uint64_t),
                                    cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)
-    st = cudaMemcpyAsync(&s.dispatch_done, what_.dispatch_done, sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
-                         stream_);
-  if (st == cudaSuccess)
-    st = cudaMemcpyAsync(&s.mark, what_.mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
+    st = cudaMemcpyAsync(&s.combine_mark, what_.combine_mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)
     st = cudaMemcpyAsync(s.words.data(), what_.remote_words, s.words.size() * sizeof(std::uint64_t),
                          cudaMemcpyDeviceToHost, stream_);
@@ -171,7 +175,14 @@ void exchange_guard::revoke() noexcept {
   if (revoked_) return;
   revoked_ = true;
   // Revoke, not abort: the communicator stays a valid handle for the threads that may still
-  // hold it (the session's ops); the owner aborts it later on its own thread.
+  // hold it (the session's ops); the owner aborts it later on its own thread. Alone on it:
+  // an exchange being enqueued finishes first, the next sees the session failed. A thread
+  // blocked inside NCCL on it (a connection to a peer that never comes) is what revoking
+  // must end, so after a while it revokes anyway.
+  std::unique_lock<std::timed_mutex> alone(calls_, std::defer_lock);
+  if (!alone.try_lock_for(std::chrono::seconds(2)))
+    std::fprintf(stderr, "epgraph: rank %d revokes its communicator between domains while another thread has been "
+                         "inside an NCCL call on it for 2 s\n", rank_);
   const ncclResult_t r = ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT);
   if (r != ncclSuccess && r != ncclInProgress)
     std::fprintf(stderr, "epgraph: rank %d: ncclCommRevoke of the communicator between domains: %s\n", rank_,

@@ -5,16 +5,17 @@
 // domain that stopped launching, died, or launches another sequence of ops). A session with
 // several domains therefore runs one host thread that watches its own exchanges through words
 // of its remote state (workspace_layout.hpp), written in stream order around each exchange:
-//   dispatch exchange running: dispatch_word (written by the dispatch kernel) differs from
-//     dispatch_done (a copy of it, enqueued after the exchange's NCCL group);
-//   combine exchange running: exchange_mark is set (the group's first, peer-free copy, to
-//     this rank itself) and not yet cleared (by the combine kernel, which runs after the group).
-// The remote words still 0 (each dispatch zeroes them; NCCL's receives fill them) name the
-// ranks it waits for. Seen running for the same dispatch word longer than the limit (twice
+// an exchange runs while its mark is set. Each NCCL group first copies this rank's dispatch
+// word into the mark (a send and receive to this rank itself, which waits for no peer); the
+// dispatch mark is cleared by a memset after its group, the combine mark by the combine kernel.
+// So an exchange is watched whatever the kernel before it did (a dispatch kernel that failed
+// to launch included). The remote words still 0 (each dispatch zeroes them; NCCL's receives
+// fill them) name the ranks it waits for. Seen running for the same dispatch word longer than the limit (twice
 // the deadline plus a second, as a healthy peer may first spend a deadline inside a kernel)
 // and still running at a last look, the exchange gets an exchange_timeout fault (unless the
 // rank has a fatal fault already), the session is marked failed (launches are refused) and
-// the communicator between domains is revoked (ncclCommRevoke): NCCL's kernels end, the rest
+// the communicator between domains is revoked (ncclCommRevoke, under the session's lock of
+// that communicator, which its exchanges hold while they enqueue): NCCL's kernels end, the rest
 // of the stream runs, and the combine kernel faults on the words that never came (NaN rows).
 // request_abort() revokes it at once (ep_session::abort). The owner aborts (frees) the
 // communicator later, on its own thread; the handle stays valid until then.
@@ -39,9 +40,8 @@ namespace epgraph::comm::detail {
 
 /// What the guard reads in one poll. words: [2][remote] (dispatch, combine), as in the layout.
 struct exchange_snapshot {
-  std::uint64_t dispatch_word = 0;
-  std::uint64_t dispatch_done = 0;
-  std::uint64_t mark = 0;
+  std::uint64_t dispatch_mark = 0;
+  std::uint64_t combine_mark = 0;
   std::vector<std::uint64_t> words;
 };
 
@@ -75,15 +75,16 @@ class stall_timer {
 class exchange_guard {
  public:
   struct watched {
-    const std::uint64_t* dispatch_word = nullptr;  ///< device memory (local state)
+    const std::uint64_t* dispatch_mark = nullptr;  ///< device memory (remote state)
+    const std::uint64_t* combine_mark = nullptr;   ///< device memory
     const std::uint64_t* remote_words = nullptr;   ///< device memory, [2][remote]
-    const std::uint64_t* mark = nullptr;           ///< device memory
-    const std::uint64_t* dispatch_done = nullptr;  ///< device memory
     device_faults* faults = nullptr;               ///< device memory: where the timeout is recorded
     std::vector<int> remote_ranks;                 ///< EP rank of each remote index
   };
-  /// Starts the thread (on `device`). `comm` and `failed` must outlive the guard.
-  exchange_guard(watched what, ncclComm_t comm, int device, int rank, double limit_seconds, std::atomic<bool>& failed);
+  /// Starts the thread (on `device`). `comm`, `calls` (held around every NCCL call on
+  /// `comm`) and `failed` must outlive the guard.
+  exchange_guard(watched what, ncclComm_t comm, std::timed_mutex& calls, int device, int rank, double limit_seconds,
+                 std::atomic<bool>& failed);
   ~exchange_guard() { stop(); }
   exchange_guard(const exchange_guard&) = delete;
   exchange_guard& operator=(const exchange_guard&) = delete;
@@ -101,6 +102,7 @@ class exchange_guard {
 
   watched what_;
   ncclComm_t comm_;
+  std::timed_mutex& calls_;
   int device_, rank_;
   double limit_seconds_;
   std::atomic<bool>& failed_;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 
 #include "agreement.hpp"
 #include "exchange_guard.hpp"
@@ -23,6 +24,7 @@ struct session_state {
   ncclComm_t comm;
   int rank;
   std::atomic<bool> failed{false};  ///< launches are refused (launch_status)
+  std::timed_mutex remote_calls;    ///< held around every NCCL call on `remote` (ep_session::remote_calls)
   rank_agreement agree;
   unique_handle<stream_traits> monitor;  ///< read_faults, peer_progress: never blocked by other work
   // Declared in setup order, so members are destroyed in the order NCCL asks for:

@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   // Several domains: the combine exchange (before this kernel, stream order) has completed;
   // its mark goes back to 0 for the exchange guard.
   if (v.domain_size < v.ep_size && blockIdx.x == 0 && threadIdx.x == 0)
-    *v.remote_at<std::uint64_t>(v.layout.exchange_mark) = 0;
+    *v.remote_at<std::uint64_t>(v.layout.combine_mark) = 0;
   __shared__ device::collective_state st;
   bool in_step = false;
   {

@@ -6,6 +6,7 @@
 #include <nccl.h>
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 namespace epgraph::kernels::detail {
@@ -19,8 +20,8 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   const std::size_t id_row = static_cast<std::size_t>(v.top_k) * sizeof(std::int32_t);
   exchange_plan plan;
   plan.self = v.rank;
-  plan.combine_mark = {word, v.remote_at<std::uint64_t>(l.exchange_mark), sizeof(std::uint64_t)};
-  plan.dispatch_done = {word, v.remote_at<std::uint64_t>(l.dispatch_done), sizeof(std::uint64_t)};
+  plan.combine_mark = {word, v.remote_at<std::uint64_t>(l.combine_mark), sizeof(std::uint64_t)};
+  plan.dispatch_mark = {word, v.remote_at<std::uint64_t>(l.dispatch_mark), sizeof(std::uint64_t)};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);
     plan.peers.push_back(d);
@@ -48,31 +49,34 @@ namespace {
 class nccl_p2p_transport final : public remote_transport {
  public:
   nccl_p2p_transport(const comm::ep_session& session, exchange_plan plan)
-      : comm_(session.remote_comm()), plan_(std::move(plan)) {}
+      : comm_(session.remote_comm()), calls_(&session.remote_calls()), link_(session.link()), plan_(std::move(plan)) {}
 
   cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override {
-    const cudaError_t exchanged = exchange(plan_.dispatch, stream);
+    const cudaError_t exchanged = exchange(plan_.dispatch, stream, plan_.dispatch_mark);
     if (exchanged != cudaSuccess) return exchanged;
-    const exchange_message& done = plan_.dispatch_done;
-    return cudaMemcpyAsync(done.recv, done.send, done.bytes, cudaMemcpyDeviceToDevice, stream);
+    // Ends the guard's watch: every send and receive of the group completed.
+    return cudaMemsetAsync(plan_.dispatch_mark.recv, 0, plan_.dispatch_mark.bytes, stream);
   }
   cudaError_t exchange_combine(cudaStream_t stream) const noexcept override {
-    return exchange(plan_.combine, stream, &plan_.combine_mark);
+    return exchange(plan_.combine, stream, plan_.combine_mark);
   }
 
  private:
-  // Every message to and from each remote rank, in one NCCL group. NCCL's errors become
-  // cudaErrorLaunchFailure (run() returns a cudaError_t); the group is always ended.
+  // The exchange's mark first (to this rank itself: a copy inside NCCL's kernel that waits
+  // for no peer, so the mark is set as soon as the exchange runs), then every message to and
+  // from each remote rank, in one NCCL group. NCCL's errors become cudaErrorLaunchFailure
+  // (run() returns a cudaError_t); the group is always ended. Under the session's lock of
+  // the communicator, which the exchange guard takes to revoke it: an exchange never starts
+  // on a communicator that is being revoked, and a revoked session enqueues nothing.
   cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream,
-                       const exchange_message* to_self = nullptr) const noexcept {
+                       const exchange_message& mark) const noexcept {
+    const std::lock_guard<std::timed_mutex> alone(*calls_);
+    if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
     ncclResult_t first = ncclGroupStart();
     if (first != ncclSuccess) return cudaErrorLaunchFailure;
-    if (to_self) {
-      // A copy inside NCCL's kernel that waits for no peer: done as soon as the exchange runs.
-      first = ncclSend(to_self->send, to_self->bytes, ncclUint8, plan_.self, comm_, stream);
-      const ncclResult_t received = ncclRecv(to_self->recv, to_self->bytes, ncclUint8, plan_.self, comm_, stream);
-      if (first == ncclSuccess) first = received;
-    }
+    first = ncclSend(mark.send, mark.bytes, ncclUint8, plan_.self, comm_, stream);
+    const ncclResult_t marked = ncclRecv(mark.recv, mark.bytes, ncclUint8, plan_.self, comm_, stream);
+    if (first == ncclSuccess) first = marked;
     for (std::size_t i = 0; i < plan_.peers.size(); ++i) {
       for (const exchange_message& m : per_peer[i]) {
         const ncclResult_t sent = ncclSend(m.send, m.bytes, ncclUint8, plan_.peers[i], comm_, stream);
@@ -86,6 +90,8 @@ class nccl_p2p_transport final : public remote_transport {
   }
 
   ncclComm_t comm_;
+  std::timed_mutex* calls_;
+  comm::session_link link_;
   exchange_plan plan_;
 };
 

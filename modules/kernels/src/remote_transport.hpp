@@ -4,12 +4,13 @@
 //
 //   exchange_dispatch (after the dispatch kernel): the rows the kernel staged for each remote
 //     rank, its token count and this rank's dispatch word go to that rank's receive regions
-//     ([this rank] blocks), count and remote_words[0]; the same arrive from it. Then a copy of
-//     the dispatch word into dispatch_done marks the exchange complete (for the guard).
+//     ([this rank] blocks), count and remote_words[0]; the same arrive from it.
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
-//     remote_partials and remote_words[1]; the same arrive from it. First of all, the dispatch
-//     word goes to this rank itself (exchange_mark): the exchange guard's sign that it started.
+//     remote_partials and remote_words[1]; the same arrive from it.
+//   Each starts with a message to this rank itself, its dispatch word into the exchange's mark
+//   (dispatch_mark, combine_mark): the exchange guard's sign that it runs. The dispatch mark is
+//   cleared by a memset after the group, the combine mark by the combine kernel.
 //
 // Both only enqueue on the stream (capture-safe), never allocate, never throw. Sizes are
 // fixed slabs of max_tokens_per_rank rows per remote rank, so a captured graph serves every
@@ -38,13 +39,10 @@ struct exchange_message {
 struct exchange_plan {
   std::vector<int> peers;
   std::vector<std::vector<exchange_message>> dispatch, combine;  ///< [remote index][message]
-  /// Posted first in the combine exchange, to this rank itself: its dispatch word into its
-  /// exchange_mark, which tells the exchange guard that the combine exchange started.
+  /// Posted first in each exchange, to this rank itself: its dispatch word into the
+  /// exchange's mark, which tells the exchange guard that the exchange runs.
   int self = -1;
-  exchange_message combine_mark{};
-  /// Copied (cudaMemcpyAsync) after the dispatch exchange's group: the dispatch word into
-  /// dispatch_done, the guard's sign that the whole exchange, sends included, completed.
-  exchange_message dispatch_done{};
+  exchange_message dispatch_mark{}, combine_mark{};
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 

@@ -55,6 +55,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -112,6 +113,9 @@ class ep_session {
   /// duplicate of the EP communicator); nullptr with one domain. Revoked (never freed) by the
   /// exchange guard or abort(); valid until the session is destroyed.
   ncclComm_t remote_comm() const noexcept;
+  /// Held around every NCCL call on remote_comm(): the exchanges' enqueue and the exchange
+  /// guard's revoke (NCCL lets one thread use a communicator at a time). Internal to epgraph.
+  std::timed_mutex& remote_calls() const noexcept;
 
   // Receive side, this rank's memory: valid from the end of dispatch until this rank's combine starts.
   const std::int32_t* recv_counts() const noexcept;          ///< [ep]
