@@ -3,7 +3,7 @@
 # at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
-#   stages: gpu mpi domains demo watchdog failmodes endurance sanitize bench compare
+#   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
@@ -75,6 +75,11 @@ for stage in $stages; do
           tail -3 "$logs/demo_np${np}_L$L.log"
         done
       done ;;
+    twohosts)  # NCCL sees two hosts (scripts/as-two-hosts.sh): --domain-size 0 must resolve to half the ranks
+      for np in $np_list; do :; done
+      run "twohosts_np$np" 300 mpirun -np "$np" --bind-to none "$(dirname "$0")/as-two-hosts.sh" "$bin/epg-demo" \
+        --steps 20 --tokens 128 --domain-size 0
+      grep -h "NVLink domains" "$logs/twohosts_np$np.log" | head -1 ;;
     failmodes) run failure_modes 300 "$(dirname "$0")/../tests/gpu/failure_modes_test.sh" "$bin"; cat "$logs/failure_modes.log" ;;
     watchdog) run watchdog_np2 240 "$(dirname "$0")/../tests/mpi/watchdog_test.sh" "$bin/epg-demo" mpirun ;;
     endurance)
@@ -113,7 +118,7 @@ for stage in $stages; do
             name=${pair%%=*} dir=${pair#*=} extra=()
             [[ $dir == *@* ]] && { extra=("${dir#*@}"); dir=${dir%%@*}; }
             run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none "$dir/epg-bench" \
-              --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} "${extra[@]}"
+              --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
           done
         done
       done ;;

@@ -99,6 +99,9 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   graph::stream stream;
   graph::step_graph step(graph::plan_step(session, spec), stream);
   if (mpi.rank() == 0) {
+    const int L = session.config().domain_size;  // --domain-size 0 resolved to NCCL's NVLink team
+    std::printf("[epg-demo] NVLink domains: %d of %d rank(s)%s\n", p.ep_size / L, L,
+                p.domain_size == 0 ? " (--domain-size 0: NCCL's NVLink team)" : "");
     std::printf("[epg-demo] step graph:\n%s", step.plan().explain().c_str());
     std::fflush(stdout);
   }

@@ -152,27 +152,26 @@ TEST(Config, DomainSizeMustDivideTheGroup) {
   expect_rejected(c, "domain_size", "allowed range [0, 4]");
 }
 
-TEST(Config, FingerprintCarriesTheResolvedDomainSize) {
+TEST(Config, FingerprintCarriesTheDomainSizeAsGiven) {
   ep_config a = good(), b = good();
   a.domain_size = 0;
-  b.domain_size = b.ep_size;  // the same thing spelled out: the ranks must still agree
-  EXPECT_EQ(fingerprint(a), fingerprint(b));
-  b.domain_size = 2;
+  b.domain_size = b.ep_size;  // 0 is NCCL's NVLink team, which is ep_size on one node only
   EXPECT_NE(fingerprint(a), fingerprint(b));
+  b.domain_size = 0;
+  EXPECT_EQ(fingerprint(a), fingerprint(b));
 }
 
-// domain_size 0 takes NCCL's NVLink team of the EP communicator: two nodes of 8 GPUs give
-// domains of 8; a set size wins over the team; a team that is no domain is an error that says
-// what to set.
+// domain_size 0 takes NCCL's NVLink team of the EP communicator, which every rank reports:
+// two nodes of 8 GPUs give domains of 8; a set size wins over the team; teams that differ
+// between ranks, or a team that is no domain, are an error that says what to set.
 TEST(Config, DomainSizeZeroTakesTheNvlinkTeam) {
-  EXPECT_EQ(resolve_domain_size(0, 16, 8), 8);  // two nodes of 8
-  EXPECT_EQ(resolve_domain_size(0, 4, 4), 4);   // one node: one domain
-  EXPECT_EQ(resolve_domain_size(0, 12, 4), 4);  // nodes of 8 and 4: NCCL's team is their gcd
-  EXPECT_EQ(resolve_domain_size(2, 16, 8), 2);  // set: a slice of the team, as asked
-  EXPECT_EQ(resolve_domain_size(1, 4, 4), 1);
+  EXPECT_EQ(resolve_domain_size(0, 16, std::vector<int>(16, 8)), 8);  // two nodes of 8
+  EXPECT_EQ(resolve_domain_size(0, 4, std::vector<int>(4, 4)), 4);    // one node: one domain
+  EXPECT_EQ(resolve_domain_size(0, 12, std::vector<int>(12, 4)), 4);  // nodes of 8 and 4: their gcd
+  EXPECT_EQ(resolve_domain_size(2, 16, std::vector<int>(16, 0)), 2);  // set: the teams are not asked
   for (const int team : {0, -1, 3, 32}) {
     try {
-      (void)resolve_domain_size(0, 16, team);
+      (void)resolve_domain_size(0, 16, std::vector<int>(16, team));
       FAIL() << "an NVLink team of " << team << " became the domain size of 16 ranks";
     } catch (const error& e) {
       const std::string text = e.what();
@@ -181,5 +180,14 @@ TEST(Config, DomainSizeZeroTakesTheNvlinkTeam) {
                 std::string::npos) << text;
       EXPECT_NE(text.find("set ep_config::domain_size to the GPUs per node"), std::string::npos) << text;
     }
+  }
+  std::vector<int> teams(8, 4);
+  teams[5] = 0;  // rank 5's query failed
+  try {
+    (void)resolve_domain_size(0, 8, teams);
+    FAIL() << "teams that differ between ranks were accepted";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("differ between ranks: rank 0 has 4 rank(s), rank 5 has 0"),
+              std::string::npos) << e.what();
   }
 }

@@ -123,6 +123,11 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
              "calls. The session's own agreement communicator was revoked (the communicator you passed is "
              "untouched): destroy the session on every rank");
       stuck_ = true;
+      if (own_comm_)
+        fail(what, missed,
+             "a peer failed before this step (see its message) or is stalled. The session's own agreement "
+             "communicator was revoked but its collective did not end: it and the session's GPU memory are leaked "
+             "(the communicator you passed is untouched)");
       fail(what, missed,
            "a peer failed before this step (see its message) or is stalled. This rank's NCCL collective stays "
            "unfinished and the session's GPU memory is leaked: abort the communicator (nccl_comm::abort, "
@@ -136,15 +141,18 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
   for (int r = 0; r < ranks_; ++r) {
     const auto* first = host.data() + static_cast<std::size_t>(r) * mailbox_values;
     if (first[mailbox_values - 1] != padded.back())
-      fail(what, "rank " + std::to_string(r) + " is in another step of session setup than '" + std::string(what) + "'",
-           "every rank must create its sessions in the same order, with the same epgraph");
+      fail(what, "rank " + std::to_string(r) + " is in another host agreement than '" + std::string(what) + "'",
+           "every rank must create its sessions, plan ops and step graphs, check faults, barrier and tear down in "
+           "the same order, with the same epgraph");
     all[r].assign(first, first + mine.size());
   }
   return all;
 }
 
 bool rank_agreement::revoke_unfinished() noexcept {
-  if (ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT) != ncclSuccess) return false;
+  // Still failed: the deadline has passed, even if the all-gather completed since the last look.
+  const ncclResult_t revoked = ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT);
+  if (revoked != ncclSuccess && revoked != ncclInProgress) return false;
   // NCCL's kernels see the revocation at once; a few seconds cover a busy GPU.
   const auto start = std::chrono::steady_clock::now();
   for (backoff wait; std::chrono::steady_clock::now() - start < std::chrono::seconds(10); wait.pause()) {

@@ -87,7 +87,7 @@ void validate(const ep_config& c) {
 std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c) {
   std::vector<std::pair<std::string, std::int64_t>> f = {
       {"ep_size", c.ep_size},
-      {"domain_size", c.ranks_per_domain()},
+      {"domain_size", c.domain_size},
       {"max_tokens_per_rank", c.max_tokens_per_rank},
       {"top_k", c.top_k},
       {"num_experts", c.num_experts},
@@ -118,15 +118,23 @@ std::string describe_mismatch(const std::vector<std::string>& names,
   return {};
 }
 
-int resolve_domain_size(int requested, int ep_size, int lsa_team_size) {
+int resolve_domain_size(int requested, int ep_size, const std::vector<int>& lsa_team_sizes) {
   if (requested > 0) return requested;
-  if (lsa_team_size < 1 || lsa_team_size > ep_size || ep_size % lsa_team_size != 0)
+  const int team = lsa_team_sizes.empty() ? 0 : lsa_team_sizes.front();
+  const char* hint =
+      "set ep_config::domain_size to the GPUs per node (a divisor of ep_size), with ranks numbered node by node";
+  for (std::size_t r = 0; r < lsa_team_sizes.size(); ++r)
+    if (lsa_team_sizes[r] != team)
+      throw error(error_domain::nccl, "ncclTeamLsa (domain_size 0)", 0,
+                  "the NVLink (LSA) teams NCCL found differ between ranks: rank 0 has " + std::to_string(team) +
+                      " rank(s), rank " + std::to_string(r) + " has " + std::to_string(lsa_team_sizes[r]),
+                  hint);
+  if (team < 1 || team > ep_size || ep_size % team != 0)
     throw error(error_domain::nccl, "ncclTeamLsa (domain_size 0)", 0,
-                "NCCL's NVLink (LSA) team of the EP communicator has " + std::to_string(lsa_team_size) +
+                "NCCL's NVLink (LSA) team of the EP communicator has " + std::to_string(team) +
                     " rank(s), which is no domain size for an EP group of " + std::to_string(ep_size),
-                "set ep_config::domain_size to the GPUs per node (a divisor of ep_size), with ranks numbered node "
-                "by node");
-  return lsa_team_size;
+                hint);
+  return team;
 }
 
 void check_lsa_team(int ep_size, int domain_size, int rank, int lsa_size, int lsa_rank) {

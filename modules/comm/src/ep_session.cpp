@@ -29,14 +29,16 @@ session_state::~session_state() {
   // A failed session's exchanges may have stopped half-way on some rank (or were revoked):
   // only aborting the communicator between domains is sure not to wait for a peer.
   if (failed && remote.get()) remote.abort();
-  // Likewise its agreements' communicator, when an agreement failed or was revoked.
-  if ((failed || agree.broken()) && agreement.get()) agreement.abort();
   if (agree.stuck()) {
-    // A setup collective never finished and still runs on the device: freeing memory would
-    // wait for it forever. The error that reported it asked the user to abort the communicator.
-    std::fprintf(stderr, "epgraph: rank %d leaks its session's GPU memory: a setup collective never finished\n", rank);
+    // Its all-gather did not end when revoked: aborting the communicator could wait for it.
+    (void)agreement.release();
+    // A host agreement's collective never finished and still runs on the device: freeing
+    // memory would wait for it forever. The error that reported it said what to do.
+    std::fprintf(stderr, "epgraph: rank %d leaks its session's GPU memory: a host agreement never finished\n", rank);
     (void)local.release();
     (void)remote_memory.release();
+  } else if ((failed || agree.broken()) && agreement.get()) {
+    agreement.abort();  // an agreement failed (and was revoked) or this rank left
   }
   if (agree.stuck() || !release_nccl) {
     dev.leak();
@@ -91,6 +93,7 @@ namespace {
 std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_state& s) {
   const session_view& v = s.view;
   detail::exchange_guard::watched w;
+  w.dispatch_word = v.local_at<std::uint64_t>(s.layout.dispatch_word);
   w.dispatch_mark = v.remote_at<std::uint64_t>(s.layout.dispatch_mark);
   w.combine_mark = v.remote_at<std::uint64_t>(s.layout.combine_mark);
   w.remote_words = v.remote_at<std::uint64_t>(s.layout.remote_words);
@@ -99,7 +102,7 @@ std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_stat
   int device = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
   const double limit = s.config.deadline_seconds > 0 ? 2 * s.config.deadline_seconds + 1 : 0;
-  auto guard = std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), s.remote_calls, device, s.rank, limit,
+  auto guard = std::make_unique<detail::exchange_guard>(std::move(w), s.remote.get(), *s.remote_calls, device, s.rank, limit,
                                                        s.failed);
   // A peer stuck in an exchange reaches the next host agreement only after its guard fired:
   // the agreements wait that much longer, so the rank that skipped a step does not give up first.
@@ -107,7 +110,8 @@ std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_stat
   return guard;
 }
 
-void check_identical_config(detail::rank_agreement& agree, const ep_config& config) {
+// Returns every rank's `lsa_team` (sent along, not compared).
+std::vector<int> check_identical_config(detail::rank_agreement& agree, const ep_config& config, int lsa_team) {
   const auto mine = fingerprint(config);
   std::vector<std::int64_t> values;
   std::vector<std::string> names;
@@ -115,10 +119,21 @@ void check_identical_config(detail::rank_agreement& agree, const ep_config& conf
     names.push_back(name);
     values.push_back(value);
   }
-  const auto all = agree.exchange("session setup: config", values);
+  values.push_back(lsa_team);
+  auto all = agree.exchange("session setup: config", values);
+  std::vector<int> teams;
+  for (auto& rank_values : all) {
+    teams.push_back(static_cast<int>(rank_values.back()));
+    rank_values.pop_back();
+  }
   const std::string mismatch = describe_mismatch(names, all);
   if (!mismatch.empty())
-    throw_config_error("ep_config", mismatch, "every rank must create its ep_session with the same config");
+    throw_config_error("ep_config", mismatch,
+                       mismatch.find("'domain_size'") != std::string::npos
+                           ? "every rank must create its ep_session with the same config (domain_size 0 means NCCL's "
+                             "NVLink team, which is not the same as a size given)"
+                           : "every rank must create its ep_session with the same config");
+  return teams;
 }
 
 // Collective over `comm`: ncclCommSplit, which every rank reaches only after the agreement
@@ -188,19 +203,22 @@ ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creat
   const int nranks = comm.size();
   auto s = std::make_shared<detail::session_state>(comm, std::move(config));
   ep_config& c = s->config;
-  // domain_size 0: NCCL's NVLink team of the EP communicator (local, and the same on every
-  // rank: NCCL derives it from the ranks per node), resolved before the configs are compared.
-  if (c.domain_size == 0 && nranks == c.ep_size)
-    c.domain_size = resolve_domain_size(0, c.ep_size, ncclTeamLsa(comm.get()).nRanks);
-
   // Identical configs give identical results for every pure check after this: every rank
-  // throws together.
-  check_identical_config(s->agree, c);
-  s->layout = plan_workspace(c);
+  // throws together. domain_size 0 resolves from the NVLink teams every rank reported with
+  // its config (ncclTeamLsa is local; a rank whose query failed reports 0).
+  const int lsa_team = c.domain_size == 0 ? ncclTeamLsa(comm.get()).nRanks : 0;
+  const std::vector<int> lsa_teams = check_identical_config(s->agree, c, lsa_team);
   if (nranks != c.ep_size)
     throw_config_error("ep_size", "is " + std::to_string(c.ep_size) + " but the communicator has " +
                                       std::to_string(nranks) + " ranks",
                        "the communicator must be exactly the EP group");
+  const bool resolved = c.domain_size == 0;
+  c.domain_size = resolve_domain_size(c.domain_size, c.ep_size, lsa_teams);
+  if (resolved && c.domain_size == 1 && c.ep_size > 1 && s->rank == 0)
+    std::fprintf(stderr,
+                 "epgraph: domain_size 0 resolved to 1: NCCL's NVLink team is this rank alone, so every peer is reached "
+                 "through NCCL send/recv. If GPUs of one node share NVLink, number the ranks node by node\n");
+  s->layout = plan_workspace(c);
 
   // What can fail on one rank only (device limits, out of memory) is agreed before NCCL's
   // collective setup calls, which must then not fail alone.
@@ -280,7 +298,7 @@ nccl_comm_ref ep_session::comm() const noexcept { return state_->comm; }
 const ncclDevComm& ep_session::dev_comm() const noexcept { return state_->dev.get(); }
 const session_view& ep_session::view() const noexcept { return state_->view; }
 ncclComm_t ep_session::remote_comm() const noexcept { return state_->remote.get(); }
-std::timed_mutex& ep_session::remote_calls() const noexcept { return state_->remote_calls; }
+std::shared_ptr<std::timed_mutex> ep_session::remote_calls() const noexcept { return state_->remote_calls; }
 
 session_link ep_session::link() const noexcept {
   session_link l;

@@ -12,12 +12,11 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
   const std::size_t remote = remote_ranks.size();
   if (s.words.size() != 2 * remote) return std::nullopt;
   exchange_stall stall;
+  stall.dispatch_word = s.dispatch_word;
   if (s.dispatch_mark != 0) {
     stall.op = collective_kind::dispatch;
-    stall.dispatch_word = s.dispatch_mark;
   } else if (s.combine_mark != 0) {
     stall.op = collective_kind::combine;
-    stall.dispatch_word = s.combine_mark;
   } else {
     return std::nullopt;  // idle, in a kernel, or in the expert stage (not watched)
   }
@@ -88,8 +87,11 @@ void exchange_guard::stop() noexcept {
 bool exchange_guard::poll(exchange_snapshot& s) noexcept {
   // s.words is sized once, before the loop. Pageable destinations: the copies wait for this
   // stream only, never for the device.
-  cudaError_t st = cudaMemcpyAsync(&s.dispatch_mark, what_.dispatch_mark, sizeof(std::uint64_t),
+  cudaError_t st = cudaMemcpyAsync(&s.dispatch_word, what_.dispatch_word, sizeof(std::uint64_t),
                                    cudaMemcpyDeviceToHost, stream_);
+  if (st == cudaSuccess)
+    st = cudaMemcpyAsync(&s.dispatch_mark, what_.dispatch_mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
+                         stream_);
   if (st == cudaSuccess)
     st = cudaMemcpyAsync(&s.combine_mark, what_.combine_mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)

@@ -5,12 +5,13 @@
 // domain that stopped launching, died, or launches another sequence of ops). A session with
 // several domains therefore runs one host thread that watches its own exchanges through words
 // of its remote state (workspace_layout.hpp), written in stream order around each exchange:
-// an exchange runs while its mark is set. Each NCCL group first copies this rank's dispatch
-// word into the mark (a send and receive to this rank itself, which waits for no peer); the
-// dispatch mark is cleared by a memset after its group, the combine mark by the combine kernel.
-// So an exchange is watched whatever the kernel before it did (a dispatch kernel that failed
-// to launch included). The remote words still 0 (each dispatch zeroes them; NCCL's receives
-// fill them) name the ranks it waits for. Seen running for the same dispatch word longer than the limit (twice
+// an exchange runs while its mark is set. A memset sets the mark right before the exchange's
+// NCCL group; the dispatch mark is cleared by a memset after its group, the combine mark by
+// the combine kernel. So an exchange is watched whatever the kernel before it did (a dispatch
+// kernel that failed to launch, a combine before any dispatch). The dispatch word names the
+// exchange (the dispatch it belongs to or follows); the remote words still 0 (each dispatch
+// zeroes them; NCCL's receives fill them) name the ranks it waits for. Seen running for the
+// same exchange longer than the limit (twice
 // the deadline plus a second, as a healthy peer may first spend a deadline inside a kernel)
 // and still running at a last look, the exchange gets an exchange_timeout fault (unless the
 // rank has a fatal fault already), the session is marked failed (launches are refused) and
@@ -40,6 +41,7 @@ namespace epgraph::comm::detail {
 
 /// What the guard reads in one poll. words: [2][remote] (dispatch, combine), as in the layout.
 struct exchange_snapshot {
+  std::uint64_t dispatch_word = 0;
   std::uint64_t dispatch_mark = 0;
   std::uint64_t combine_mark = 0;
   std::vector<std::uint64_t> words;
@@ -75,6 +77,7 @@ class stall_timer {
 class exchange_guard {
  public:
   struct watched {
+    const std::uint64_t* dispatch_word = nullptr;  ///< device memory (local state)
     const std::uint64_t* dispatch_mark = nullptr;  ///< device memory (remote state)
     const std::uint64_t* combine_mark = nullptr;   ///< device memory
     const std::uint64_t* remote_words = nullptr;   ///< device memory, [2][remote]

@@ -24,7 +24,9 @@ struct session_state {
   ncclComm_t comm;
   int rank;
   std::atomic<bool> failed{false};  ///< launches are refused (launch_status)
-  std::timed_mutex remote_calls;    ///< held around every NCCL call on `remote` (ep_session::remote_calls)
+  /// Held around every NCCL call on `remote` (ep_session::remote_calls); shared with the ops'
+  /// transports, which may outlive the session.
+  std::shared_ptr<std::timed_mutex> remote_calls = std::make_shared<std::timed_mutex>();
   rank_agreement agree;
   unique_handle<stream_traits> monitor;  ///< read_faults, peer_progress: never blocked by other work
   // Declared in setup order, so members are destroyed in the order NCCL asks for:

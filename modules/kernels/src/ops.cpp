@@ -179,6 +179,8 @@ cudaError_t combine_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   const cudaError_t exchanged = remote_ ? remote_->exchange_combine(stream) : cudaSuccess;
   const cudaError_t launched = detail::launch_combine(dev_, params_, stream);
+  // The kernel clears the exchange's mark; without it the guard would see the exchange run on.
+  if (launched != cudaSuccess && remote_) (void)remote_->clear_combine_mark(stream);
   return exchanged != cudaSuccess ? exchanged : launched;
 }
 

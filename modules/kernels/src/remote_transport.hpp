@@ -8,9 +8,10 @@
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
 //     remote_partials and remote_words[1]; the same arrive from it.
-//   Each starts with a message to this rank itself, its dispatch word into the exchange's mark
-//   (dispatch_mark, combine_mark): the exchange guard's sign that it runs. The dispatch mark is
-//   cleared by a memset after the group, the combine mark by the combine kernel.
+//   Each sets its mark first (dispatch_mark, combine_mark; a memset right before the NCCL
+//   group): the exchange guard's sign that it runs. The dispatch mark is cleared by a memset
+//   after the group, the combine mark by the combine kernel (clear_combine_mark when that
+//   kernel could not be launched).
 //
 // Both only enqueue on the stream (capture-safe), never allocate, never throw. Sizes are
 // fixed slabs of max_tokens_per_rank rows per remote rank, so a captured graph serves every
@@ -20,6 +21,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -39,10 +41,9 @@ struct exchange_message {
 struct exchange_plan {
   std::vector<int> peers;
   std::vector<std::vector<exchange_message>> dispatch, combine;  ///< [remote index][message]
-  /// Posted first in each exchange, to this rank itself: its dispatch word into the
-  /// exchange's mark, which tells the exchange guard that the exchange runs.
-  int self = -1;
-  exchange_message dispatch_mark{}, combine_mark{};
+  /// Set while the exchange runs (remote state; exchange_guard.hpp).
+  std::uint64_t* dispatch_mark = nullptr;
+  std::uint64_t* combine_mark = nullptr;
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 
@@ -51,6 +52,8 @@ class remote_transport {
   virtual ~remote_transport() = default;
   [[nodiscard]] virtual cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept = 0;
   [[nodiscard]] virtual cudaError_t exchange_combine(cudaStream_t stream) const noexcept = 0;
+  /// After exchange_combine when the combine kernel (which clears the mark) failed to launch.
+  [[nodiscard]] virtual cudaError_t clear_combine_mark(cudaStream_t stream) const noexcept = 0;
 };
 
 /// The transport of a session with several domains; nullptr with one domain (nothing crosses).

@@ -72,7 +72,8 @@ inline constexpr double max_deadline_seconds = 1e6;
 void validate(const ep_config& config);
 
 /// Every field that must be identical on all ranks, as (name, value). Payload fields are
-/// named "payloads[i].row_bytes". Used by the cross-rank check at session creation.
+/// named "payloads[i].row_bytes"; domain_size as given (0 and ep_size differ: 0 is the NVLink
+/// team, which may be smaller). Used by the cross-rank check at session creation.
 std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& config);
 
 /// Compares fingerprints gathered from every rank (all_values[rank][field]). Returns an
@@ -82,11 +83,12 @@ std::string describe_mismatch(const std::vector<std::string>& field_names,
                               const std::vector<std::vector<std::int64_t>>& all_values);
 
 /// The domain size a session uses: `requested` (ep_config::domain_size) when it is set, else
-/// `lsa_team_size`, the size of the NVLink (LSA) team NCCL found for the EP communicator
-/// (ncclTeamLsa: the GPUs per node, or their greatest common divisor when nodes differ; the
-/// same on every rank). Throws a config error when that team is unknown or does not divide
-/// ep_size. Pure.
-int resolve_domain_size(int requested, int ep_size, int lsa_team_size);
+/// the size of the NVLink (LSA) team NCCL found for the EP communicator (ncclTeamLsa: the
+/// GPUs per node, or their greatest common divisor when nodes differ), which every rank
+/// reports in `lsa_team_sizes` (indexed by rank). Throws an nccl-domain error when the ranks'
+/// teams differ, or a team is unknown (0) or does not divide ep_size. Pure: every rank
+/// resolves the same gathered sizes, so all throw together.
+int resolve_domain_size(int requested, int ep_size, const std::vector<int>& lsa_team_sizes);
 
 /// Checks that the NVLink (LSA) team NCCL formed for this rank's domain is exactly the domain
 /// (`domain_size` ranks) in the same order: the kernels address domain peers by LSA rank.

@@ -27,9 +27,9 @@
 //   remote_words         uint64 [2][R]       dispatch_word of each remote rank, as sent with its
 //                                            rows (0) and with its combine rows (1); zeroed
 //                                            by each dispatch, so 0 means "not arrived yet"
-//   combine_mark         uint64              this rank's dispatch_word, copied by its own
-//                                            combine exchange as it starts; zeroed by the
-//                                            combine kernel (so: set = combine exchange running)
+//   combine_mark         uint64              set by a memset right before the combine
+//                                            exchange's NCCL group, zeroed by the combine
+//                                            kernel (so: set = combine exchange running)
 //   dispatch_mark        uint64              the same for the dispatch exchange; zeroed by a
 //                                            memset right after its NCCL group
 //   The last three are what the exchange guard watches (docs/domains.md, failure modes).
