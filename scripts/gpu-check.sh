@@ -77,7 +77,7 @@ for stage in $stages; do
       done ;;
     twohosts)  # NCCL sees two hosts (scripts/as-two-hosts.sh): --domain-size 0 must resolve to half the ranks
       for np in $np_list; do :; done
-      run "twohosts_np$np" 300 mpirun -np "$np" --bind-to none "$(dirname "$0")/as-two-hosts.sh" "$bin/epg-demo" \
+      run "twohosts_np$np" 90 mpirun -np "$np" --bind-to none "$(dirname "$0")/as-two-hosts.sh" "$bin/epg-demo" \
         --steps 20 --tokens 128 --domain-size 0
       grep -h "NVLink domains" "$logs/twohosts_np$np.log" | head -1 ;;
     failmodes) run failure_modes 300 "$(dirname "$0")/../tests/gpu/failure_modes_test.sh" "$bin"; cat "$logs/failure_modes.log" ;;
