@@ -5,8 +5,8 @@
 # by scripts/gpu-check.sh (stage twohosts) to run epg-demo with --domain-size 0 as a two-host
 # job would. Usage: mpirun -np N scripts/as-two-hosts.sh <program> [args...]
 set -euo pipefail
-rank=${OMPI_COMM_WORLD_RANK:?run under Open MPI's mpirun}
-size=${OMPI_COMM_WORLD_SIZE:?run under Open MPI's mpirun}
+rank=${OMPI_COMM_WORLD_RANK:?run under the mpirun of Open MPI}
+size=${OMPI_COMM_WORLD_SIZE:?run under the mpirun of Open MPI}
 export NCCL_HOSTID="epgraph-host-$((rank * 2 / size))"
 export NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-lo}
 exec "$@"

@@ -312,8 +312,14 @@ TEST(Domains, AMissedAgreementLeavesTheCallersCommunicatorUsable) {
       } catch (const comm::error& e) {
         text = e.what();
       }
-      EXPECT_NE(text.find("not every rank reached 'barrier' (over NCCL) within 6 s"), std::string::npos) << text;
-      EXPECT_NE(text.find("the communicator you passed is untouched"), std::string::npos) << text;
+      // At its deadline (revoking its own communicator), or earlier: a peer that revoked first can
+      // end this rank's all-gather with the peer's half missing, which the agreement's name check
+      // catches.
+      const bool at_deadline = text.find("not every rank reached 'barrier' (over NCCL) within 6 s") != std::string::npos &&
+                               text.find("the communicator you passed is untouched") != std::string::npos;
+      const bool peer_gave_up = text.find("is not in 'barrier' (it is in another host agreement, or it gave up") !=
+                                std::string::npos;
+      EXPECT_TRUE(at_deadline || peer_gave_up) << text;
     }
     if (mpi().rank() == late) rig.session.abort();  // leaves: its teardown waits for nobody
     mpi().barrier();

@@ -141,7 +141,9 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
   for (int r = 0; r < ranks_; ++r) {
     const auto* first = host.data() + static_cast<std::size_t>(r) * mailbox_values;
     if (first[mailbox_values - 1] != padded.back())
-      fail(what, "rank " + std::to_string(r) + " is in another host agreement than '" + std::string(what) + "'",
+      fail(what,
+           "rank " + std::to_string(r) + " is not in '" + std::string(what) +
+               "' (it is in another host agreement, or it gave up on this one at its deadline)",
            "every rank must create its sessions, plan ops and step graphs, check faults, barrier and tear down in "
            "the same order, with the same epgraph");
     all[r].assign(first, first + mine.size());
