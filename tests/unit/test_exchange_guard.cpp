@@ -19,70 +19,59 @@ const std::vector<int> remote_ranks = {2, 3};
 const std::uint64_t word5 = progress_word(5, collective_kind::dispatch);
 const std::uint64_t word6 = progress_word(6, collective_kind::dispatch);
 
-// The dispatch word, the dispatch exchange's mark, the combine exchange's mark, the remote words.
-exchange_snapshot snap(std::uint64_t dispatch_word, std::uint64_t dispatch_mark, std::uint64_t combine_mark,
+// Dispatch word, what the copy after the dispatch exchange left, the combine mark, words.
+exchange_snapshot snap(std::uint64_t dispatch_word, std::uint64_t done, std::uint64_t mark,
                        std::vector<std::uint64_t> words) {
-  return {dispatch_word, dispatch_mark, combine_mark, std::move(words)};
+  return {dispatch_word, done, mark, std::move(words)};
 }
-const std::uint64_t set = 0x0101010101010101;  // a mark as the memset leaves it
 
 const std::uint64_t both = (std::uint64_t{1} << 2) | (std::uint64_t{1} << 3);
 
 }  // namespace
 
 TEST(ExchangeGuard, ReadsWhichExchangeRunsAndWhoIsMissing) {
-  // Nothing ran yet, or a kernel or the expert stage runs: no mark.
+  // No dispatch yet.
   EXPECT_FALSE(running_exchange(snap(0, 0, 0, {0, 0, 0, 0}), remote_ranks));
-  EXPECT_FALSE(running_exchange(snap(word6, 0, 0, {word6, word6, 0, 0}), remote_ranks));
-  // Dispatch exchange of dispatch 6 (its mark): rank 3's word has not come.
-  auto s = running_exchange(snap(word6, set, 0, {word6, 0, 0, 0}), remote_ranks);
+  // Dispatch exchange (dispatch 6 written, the copy after its exchange not yet): rank 3's word
+  // has not come.
+  auto s = running_exchange(snap(word6, word5, 0, {word6, 0, 0, 0}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->op, collective_kind::dispatch);
   EXPECT_EQ(s->missing, std::uint64_t{1} << 3);
   EXPECT_EQ(s->dispatch_word, word6);
   // Every word came but the exchange has not completed (this rank's sends): all are named.
-  s = running_exchange(snap(word6, set, 0, {word6, word6, 0, 0}), remote_ranks);
+  s = running_exchange(snap(word6, word5, 0, {word6, word6, 0, 0}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->missing, both);
-  // A dispatch kernel that failed to launch left the previous word, which its exchange
-  // carries: that exchange is watched all the same, under dispatch 5.
-  s = running_exchange(snap(word5, set, 0, {0, 0, 0, 0}), remote_ranks);
-  ASSERT_TRUE(s);
-  EXPECT_EQ(s->op, collective_kind::dispatch);
-  EXPECT_EQ(s->dispatch_word, word5);
+  // Expert stage: the dispatch exchange completed, the combine exchange has not started.
+  EXPECT_FALSE(running_exchange(snap(word6, word6, 0, {word6, word6, 0, 0}), remote_ranks));
   // Combine exchange started (its mark), nothing back yet.
-  s = running_exchange(snap(word6, 0, set, {word6, word6, 0, 0}), remote_ranks);
+  s = running_exchange(snap(word6, word6, word6, {word6, word6, 0, 0}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->op, collective_kind::combine);
-  EXPECT_EQ(s->dispatch_word, word6);
   EXPECT_EQ(s->missing, both);
-  s = running_exchange(snap(word6, 0, set, {word6, word6, word6, 0}), remote_ranks);
+  s = running_exchange(snap(word6, word6, word6, {word6, word6, word6, 0}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->missing, std::uint64_t{1} << 3);
   // Done: the combine kernel cleared the mark (whatever the words: combine judges them).
   const std::uint64_t stopped = progress_word(6, collective_kind::stopped);
-  EXPECT_FALSE(running_exchange(snap(word6, 0, 0, {word6, stopped, 0, word5}), remote_ranks));
-  // A combine before any dispatch (word 0): watched too.
-  s = running_exchange(snap(0, 0, set, {0, 0, 0, 0}), remote_ranks);
-  ASSERT_TRUE(s);
-  EXPECT_EQ(s->op, collective_kind::combine);
-  EXPECT_EQ(s->missing, both);
+  EXPECT_FALSE(running_exchange(snap(word6, word6, 0, {word6, stopped, 0, word5}), remote_ranks));
   // A second combine after the step (no new dispatch): its exchange is watched too.
-  s = running_exchange(snap(word6, 0, set, {word6, word6, word6, word6}), remote_ranks);
+  s = running_exchange(snap(word6, word6, word6, {word6, word6, word6, word6}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->op, collective_kind::combine);
   // A snapshot of the wrong size (never read) shows nothing rather than a false stall.
-  EXPECT_FALSE(running_exchange(snap(word6, set, 0, {0, 0}), remote_ranks));
+  EXPECT_FALSE(running_exchange(snap(word6, 0, 0, {0, 0}), remote_ranks));
 }
 
 TEST(ExchangeGuard, FiresOnlyWhenTheSameExchangeRunsPastTheLimit) {
   const auto t0 = std::chrono::steady_clock::time_point{} + 100s;
   stall_timer timer{5s};
-  const auto dispatch6 = running_exchange(snap(word6, set, 0, {0, 0, 0, 0}), remote_ranks);
+  const auto dispatch6 = running_exchange(snap(word6, word5, 0, {0, 0, 0, 0}), remote_ranks);
   EXPECT_FALSE(timer.observe(dispatch6, t0));
   EXPECT_FALSE(timer.observe(dispatch6, t0 + 4s));
   // Rank 2's word came meanwhile: the same exchange, only rank 3 is named when it fires.
-  const auto only3 = running_exchange(snap(word6, set, 0, {word6, 0, 0, 0}), remote_ranks);
+  const auto only3 = running_exchange(snap(word6, word5, 0, {word6, 0, 0, 0}), remote_ranks);
   const auto fired = timer.observe(only3, t0 + 5100ms);
   ASSERT_TRUE(fired);
   EXPECT_EQ(fired->missing, std::uint64_t{1} << 3);
@@ -91,10 +80,10 @@ TEST(ExchangeGuard, FiresOnlyWhenTheSameExchangeRunsPastTheLimit) {
   // Progress between polls restarts the clock: the next dispatch (another word), the combine
   // exchange of the same dispatch, or a poll that sees nothing running.
   const std::uint64_t word7 = progress_word(7, collective_kind::dispatch);
-  const auto combine7 = running_exchange(snap(word7, 0, set, {word7, word7, 0, 0}), remote_ranks);
+  const auto combine7 = running_exchange(snap(word7, word7, word7, {word7, word7, 0, 0}), remote_ranks);
   stall_timer busy{5s};
   EXPECT_FALSE(busy.observe(dispatch6, t0));
-  EXPECT_FALSE(busy.observe(running_exchange(snap(word7, set, 0, {0, 0, 0, 0}), remote_ranks), t0 + 4s));
+  EXPECT_FALSE(busy.observe(running_exchange(snap(word7, word6, 0, {0, 0, 0, 0}), remote_ranks), t0 + 4s));
   EXPECT_FALSE(busy.observe(combine7, t0 + 8s));
   EXPECT_FALSE(busy.observe(std::nullopt, t0 + 12s));
   EXPECT_FALSE(busy.observe(combine7, t0 + 16s));

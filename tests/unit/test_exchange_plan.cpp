@@ -125,8 +125,8 @@ TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {
   std::vector<kernels::detail::exchange_message> all;
   for (const auto* exchange : {&plan.dispatch, &plan.combine})
     for (const auto& peer : *exchange) all.insert(all.end(), peer.begin(), peer.end());
-  all.push_back({nullptr, plan.dispatch_mark, sizeof(std::uint64_t)});
-  all.push_back({nullptr, plan.combine_mark, sizeof(std::uint64_t)});
+  all.push_back(plan.combine_mark);
+  all.push_back(plan.dispatch_done);
   {
     for (const auto& m : all) {
         const auto b = reinterpret_cast<std::uintptr_t>(m.recv);
@@ -145,15 +145,20 @@ TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {
   EXPECT_TRUE(kernels::detail::plan_exchanges(view_of(one, comm::plan_workspace(one), 3), {640, 12, 16}).peers.empty());
 }
 
-// Each exchange has a mark of its own in the remote state (set while it runs; the guard
-// watches them), apart from every message.
-TEST(ExchangePlan, EachExchangeHasAMarkOfItsOwn) {
+// The combine exchange's first message goes to the rank itself: its dispatch word (which the
+// dispatch exchange sends every remote rank) into its combine_mark, the guard's sign that the
+// combine exchange runs (exchange_guard.hpp).
+TEST(ExchangePlan, TheCombineExchangeMarksItsStartWithACopyToItself) {
   const comm::ep_config c = group(6, 3);
   const comm::workspace_layout l = comm::plan_workspace(c);
   for (int r = 0; r < 6; ++r) {
     const comm::session_view v = view_of(c, l, r);
     const auto plan = kernels::detail::plan_exchanges(v, {640, 12, 16});
-    EXPECT_EQ(offset(plan.dispatch_mark, v.remote_state), l.dispatch_mark.offset);
-    EXPECT_EQ(offset(plan.combine_mark, v.remote_state), l.combine_mark.offset);
+    EXPECT_EQ(plan.self, r);
+    EXPECT_EQ(plan.combine_mark.bytes, sizeof(std::uint64_t));
+    EXPECT_EQ(plan.combine_mark.send, plan.dispatch.at(0).back().send) << "not the dispatch word";
+    EXPECT_EQ(offset(plan.combine_mark.recv, v.remote_state), l.combine_mark.offset);
+    EXPECT_EQ(plan.dispatch_done.send, plan.combine_mark.send);
+    EXPECT_EQ(offset(plan.dispatch_done.recv, v.remote_state), l.dispatch_done.offset);
   }
 }

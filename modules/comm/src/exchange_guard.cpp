@@ -13,12 +13,12 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
   if (s.words.size() != 2 * remote) return std::nullopt;
   exchange_stall stall;
   stall.dispatch_word = s.dispatch_word;
-  if (s.dispatch_mark != 0) {
+  if (s.dispatch_word != 0 && s.dispatch_word != s.dispatch_done) {
     stall.op = collective_kind::dispatch;
-  } else if (s.combine_mark != 0) {
+  } else if (s.mark != 0) {
     stall.op = collective_kind::combine;
   } else {
-    return std::nullopt;  // idle, in a kernel, or in the expert stage (not watched)
+    return std::nullopt;  // idle, or between the exchanges (the expert stage is not watched)
   }
   const std::size_t row = stall.op == collective_kind::combine ? 1 : 0;
   std::uint64_t all = 0;
@@ -90,10 +90,10 @@ bool exchange_guard::poll(exchange_snapshot& s) noexcept {
   cudaError_t st = cudaMemcpyAsync(&s.dispatch_word, what_.dispatch_word, sizeof(std::uint64_t),
                                    cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)
-    st = cudaMemcpyAsync(&s.dispatch_mark, what_.dispatch_mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
+    st = cudaMemcpyAsync(&s.dispatch_done, what_.dispatch_done, sizeof(std::uint64_t), cudaMemcpyDeviceToHost,
                          stream_);
   if (st == cudaSuccess)
-    st = cudaMemcpyAsync(&s.combine_mark, what_.combine_mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
+    st = cudaMemcpyAsync(&s.mark, what_.mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)
     st = cudaMemcpyAsync(s.words.data(), what_.remote_words, s.words.size() * sizeof(std::uint64_t),
                          cudaMemcpyDeviceToHost, stream_);

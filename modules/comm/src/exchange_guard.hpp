@@ -5,13 +5,12 @@
 // domain that stopped launching, died, or launches another sequence of ops). A session with
 // several domains therefore runs one host thread that watches its own exchanges through words
 // of its remote state (workspace_layout.hpp), written in stream order around each exchange:
-// an exchange runs while its mark is set. A memset sets the mark right before the exchange's
-// NCCL group; the dispatch mark is cleared by a memset after its group, the combine mark by
-// the combine kernel. So an exchange is watched whatever the kernel before it did (a dispatch
-// kernel that failed to launch, a combine before any dispatch). The dispatch word names the
-// exchange (the dispatch it belongs to or follows); the remote words still 0 (each dispatch
-// zeroes them; NCCL's receives fill them) name the ranks it waits for. Seen running for the
-// same exchange longer than the limit (twice
+//   dispatch exchange running: dispatch_word (written by the dispatch kernel) differs from
+//     dispatch_done (a copy of it, enqueued after the exchange's NCCL group);
+//   combine exchange running: combine_mark is set (the group's first, peer-free copy, to
+//     this rank itself) and not yet cleared (by the combine kernel, which runs after the group).
+// The remote words still 0 (each dispatch zeroes them; NCCL's receives fill them) name the
+// ranks it waits for. Seen running for the same dispatch word longer than the limit (twice
 // the deadline plus a second, as a healthy peer may first spend a deadline inside a kernel)
 // and still running at a last look, the exchange gets an exchange_timeout fault (unless the
 // rank has a fatal fault already), the session is marked failed (launches are refused) and
@@ -42,8 +41,8 @@ namespace epgraph::comm::detail {
 /// What the guard reads in one poll. words: [2][remote] (dispatch, combine), as in the layout.
 struct exchange_snapshot {
   std::uint64_t dispatch_word = 0;
-  std::uint64_t dispatch_mark = 0;
-  std::uint64_t combine_mark = 0;
+  std::uint64_t dispatch_done = 0;
+  std::uint64_t mark = 0;
   std::vector<std::uint64_t> words;
 };
 
@@ -78,9 +77,9 @@ class exchange_guard {
  public:
   struct watched {
     const std::uint64_t* dispatch_word = nullptr;  ///< device memory (local state)
-    const std::uint64_t* dispatch_mark = nullptr;  ///< device memory (remote state)
-    const std::uint64_t* combine_mark = nullptr;   ///< device memory
     const std::uint64_t* remote_words = nullptr;   ///< device memory, [2][remote]
+    const std::uint64_t* mark = nullptr;           ///< device memory
+    const std::uint64_t* dispatch_done = nullptr;  ///< device memory
     device_faults* faults = nullptr;               ///< device memory: where the timeout is recorded
     std::vector<int> remote_ranks;                 ///< EP rank of each remote index
   };

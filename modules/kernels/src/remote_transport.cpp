@@ -19,8 +19,9 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   auto* words_in = v.remote_at<std::uint64_t>(l.remote_words);
   const std::size_t id_row = static_cast<std::size_t>(v.top_k) * sizeof(std::int32_t);
   exchange_plan plan;
-  plan.dispatch_mark = v.remote_at<std::uint64_t>(l.dispatch_mark);
-  plan.combine_mark = v.remote_at<std::uint64_t>(l.combine_mark);
+  plan.self = v.rank;
+  plan.combine_mark = {word, v.remote_at<std::uint64_t>(l.combine_mark), sizeof(std::uint64_t)};
+  plan.dispatch_done = {word, v.remote_at<std::uint64_t>(l.dispatch_done), sizeof(std::uint64_t)};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);
     plan.peers.push_back(d);
@@ -50,35 +51,37 @@ class nccl_p2p_transport final : public remote_transport {
   nccl_p2p_transport(const comm::ep_session& session, exchange_plan plan)
       : comm_(session.remote_comm()), calls_(session.remote_calls()), link_(session.link()), plan_(std::move(plan)) {}
 
-  // Each exchange: its mark set (a memset, stream-ordered right before the NCCL group: the
-  // exchange guard's sign that it runs, whatever the kernel before it did), then the group.
-  // The dispatch mark is cleared right after the group, the combine mark by the combine
-  // kernel (or by clear_combine_mark when that kernel could not be launched).
   cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override {
-    const cudaError_t exchanged = exchange(plan_.dispatch, stream, plan_.dispatch_mark);
+    const cudaError_t exchanged = exchange(plan_.dispatch, stream);
     if (exchanged != cudaSuccess) return exchanged;
-    return cudaMemsetAsync(plan_.dispatch_mark, 0, sizeof(std::uint64_t), stream);
+    const exchange_message& done = plan_.dispatch_done;
+    return cudaMemcpyAsync(done.recv, done.send, done.bytes, cudaMemcpyDeviceToDevice, stream);
   }
   cudaError_t exchange_combine(cudaStream_t stream) const noexcept override {
-    return exchange(plan_.combine, stream, plan_.combine_mark);
+    return exchange(plan_.combine, stream, &plan_.combine_mark);
   }
   cudaError_t clear_combine_mark(cudaStream_t stream) const noexcept override {
-    return cudaMemsetAsync(plan_.combine_mark, 0, sizeof(std::uint64_t), stream);
+    return cudaMemsetAsync(plan_.combine_mark.recv, 0, plan_.combine_mark.bytes, stream);
   }
 
  private:
-  // The mark, then every message to and from each remote rank in one NCCL group. NCCL's
-  // errors become cudaErrorLaunchFailure (run() returns a cudaError_t); the group is always
-  // ended. Under the session's lock of the communicator (shared, so it outlives a session
-  // destroyed meanwhile), which the exchange guard takes to revoke it: an exchange never
-  // starts on a communicator being revoked, and a failed session enqueues nothing.
+  // Every message to and from each remote rank, in one NCCL group. NCCL's errors become
+  // cudaErrorLaunchFailure (run() returns a cudaError_t); the group is always ended. Under
+  // the session's lock of the communicator (shared, so it outlives a session destroyed
+  // meanwhile), which the exchange guard takes to revoke it: an exchange never starts on a
+  // communicator being revoked, and a failed session enqueues nothing.
   cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream,
-                       std::uint64_t* mark) const noexcept {
+                       const exchange_message* to_self = nullptr) const noexcept {
     const std::lock_guard<std::timed_mutex> alone(*calls_);
     if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
-    if (const cudaError_t st = cudaMemsetAsync(mark, 1, sizeof(std::uint64_t), stream); st != cudaSuccess) return st;
     ncclResult_t first = ncclGroupStart();
     if (first != ncclSuccess) return cudaErrorLaunchFailure;
+    if (to_self) {
+      // A copy inside NCCL's kernel that waits for no peer: done as soon as the exchange runs.
+      first = ncclSend(to_self->send, to_self->bytes, ncclUint8, plan_.self, comm_, stream);
+      const ncclResult_t received = ncclRecv(to_self->recv, to_self->bytes, ncclUint8, plan_.self, comm_, stream);
+      if (first == ncclSuccess) first = received;
+    }
     for (std::size_t i = 0; i < plan_.peers.size(); ++i) {
       for (const exchange_message& m : per_peer[i]) {
         const ncclResult_t sent = ncclSend(m.send, m.bytes, ncclUint8, plan_.peers[i], comm_, stream);

@@ -4,14 +4,12 @@
 //
 //   exchange_dispatch (after the dispatch kernel): the rows the kernel staged for each remote
 //     rank, its token count and this rank's dispatch word go to that rank's receive regions
-//     ([this rank] blocks), count and remote_words[0]; the same arrive from it.
+//     ([this rank] blocks), count and remote_words[0]; the same arrive from it. Then a copy of
+//     the dispatch word into dispatch_done marks the exchange complete (for the guard).
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
-//     remote_partials and remote_words[1]; the same arrive from it.
-//   Each sets its mark first (dispatch_mark, combine_mark; a memset right before the NCCL
-//   group): the exchange guard's sign that it runs. The dispatch mark is cleared by a memset
-//   after the group, the combine mark by the combine kernel (clear_combine_mark when that
-//   kernel could not be launched).
+//     remote_partials and remote_words[1]; the same arrive from it. First of all, the dispatch
+//     word goes to this rank itself (combine_mark): the exchange guard's sign that it started.
 //
 // Both only enqueue on the stream (capture-safe), never allocate, never throw. Sizes are
 // fixed slabs of max_tokens_per_rank rows per remote rank, so a captured graph serves every
@@ -21,7 +19,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
-#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -41,9 +38,13 @@ struct exchange_message {
 struct exchange_plan {
   std::vector<int> peers;
   std::vector<std::vector<exchange_message>> dispatch, combine;  ///< [remote index][message]
-  /// Set while the exchange runs (remote state; exchange_guard.hpp).
-  std::uint64_t* dispatch_mark = nullptr;
-  std::uint64_t* combine_mark = nullptr;
+  /// Posted first in the combine exchange, to this rank itself: its dispatch word into its
+  /// combine_mark, which tells the exchange guard that the combine exchange started.
+  int self = -1;
+  exchange_message combine_mark{};
+  /// Copied (cudaMemcpyAsync) after the dispatch exchange's group: the dispatch word into
+  /// dispatch_done, the guard's sign that the whole exchange, sends included, completed.
+  exchange_message dispatch_done{};
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 
@@ -52,7 +53,7 @@ class remote_transport {
   virtual ~remote_transport() = default;
   [[nodiscard]] virtual cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept = 0;
   [[nodiscard]] virtual cudaError_t exchange_combine(cudaStream_t stream) const noexcept = 0;
-  /// After exchange_combine when the combine kernel (which clears the mark) failed to launch.
+  /// After exchange_combine when the combine kernel (which clears combine_mark) failed to launch.
   [[nodiscard]] virtual cudaError_t clear_combine_mark(cudaStream_t stream) const noexcept = 0;
 };
 

@@ -27,11 +27,11 @@
 //   remote_words         uint64 [2][R]       dispatch_word of each remote rank, as sent with its
 //                                            rows (0) and with its combine rows (1); zeroed
 //                                            by each dispatch, so 0 means "not arrived yet"
-//   combine_mark         uint64              set by a memset right before the combine
-//                                            exchange's NCCL group, zeroed by the combine
-//                                            kernel (so: set = combine exchange running)
-//   dispatch_mark        uint64              the same for the dispatch exchange; zeroed by a
-//                                            memset right after its NCCL group
+//   combine_mark         uint64              this rank's dispatch_word, copied by its own
+//                                            combine exchange as it starts; zeroed by the
+//                                            combine kernel (so: set = combine exchange running)
+//   dispatch_done        uint64              dispatch_word, copied after the dispatch exchange
+//                                            (so: dispatch_word != dispatch_done = it runs)
 //   The last three are what the exchange guard watches (docs/domains.md, failure modes).
 //   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never moves
@@ -86,7 +86,7 @@ struct workspace_layout {
   region staged_counts;
   region remote_words;
   region combine_mark;
-  region dispatch_mark;
+  region dispatch_done;
   region remote_partials;
   std::size_t remote_bytes = 0;  ///< 0 with one domain
 
