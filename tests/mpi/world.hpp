@@ -9,6 +9,7 @@ comm::nccl_comm& world_comm();
 /// Collective: true only if every rank passes true (so ranks branch together).
 bool all_ok(bool ok);
 /// Ranks per NVLink domain for the tests that take it from the run (EPGRAPH_TEST_DOMAIN_SIZE;
-/// 0 or unset: one domain), so scripts/gpu-check.sh runs them at every domain size.
+/// 0 or unset: NCCL's NVLink team, one domain on one machine), so scripts/gpu-check.sh runs
+/// them at every domain size.
 int domain_size();
 }  // namespace epgraph::mpitest

@@ -19,7 +19,8 @@
 //
 // Construction validates the config, checks it is identical on every rank, the loaded NCCL
 // version, that the communicator is exactly the EP group and that the LSA team of each
-// NVLink domain (ep_config::domain_size) spans that domain. Every failure, including those
+// NVLink domain (ep_config::domain_size; 0 resolves to the NVLink team NCCL found, the same
+// on every rank, and config() reports it) spans that domain. Every failure, including those
 // only one rank sees (out of memory, say), is agreed: every rank throws together. NCCL's own
 // collective calls inside (ncclCommSplit with several domains, window registration,
 // ncclDevCommCreate) start only after every rank passed the agreement before them, and are not
@@ -30,9 +31,10 @@
 // communicator of the session's own (docs/domains.md). NCCL's exchanges have no deadline of
 // their own: an exchange guard (a thread of the session) revokes that communicator when an
 // exchange runs longer than twice the deadline plus a second, recording exchange_timeout and
-// failing the session; the host agreements, which run over NCCL on the EP communicator for the
-// session's whole life (one domain: through the window's mailbox after setup), wait that much
-// longer. abort() cannot tell the peers there: those of this domain fail at their deadline,
+// failing the session; the host agreements after setup run over NCCL on another communicator
+// of the session's own (one domain: through the window's mailbox), wait that much longer, and
+// revoke that communicator when one misses its deadline, so nothing unfinished is left on the
+// communicator the user passed. abort() cannot tell the peers there: those of this domain fail at their deadline,
 // those of other domains at their guard's limit; it revokes the session's communicator between
 // domains at once. Step graphs must be destroyed before such a session (NCCL waits for them
 // when the session aborts or destroys that communicator).
