@@ -76,7 +76,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
   cfg.deadline_seconds = o.deadline_seconds;
   const auto phase = [&](const char* what) {
-    if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.ranks_per_domain(), payload.c_str(), what);
+    if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.domain_size, payload.c_str(), what);
   };
   phase("session");
   comm::ep_session session(nccl, cfg);

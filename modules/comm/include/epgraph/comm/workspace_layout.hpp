@@ -98,7 +98,8 @@ struct workspace_layout {
 workspace_layout plan_workspace(const ep_config& config);
 
 /// Bytes of GPU memory a session of this config needs on each rank (window, local and remote state),
-/// so users can plan memory before creating one.
+/// so users can plan memory before creating one. domain_size 0 counts as one domain (no remote
+/// state): pass the size the session will resolve (the GPUs per node) when the job spans nodes.
 std::size_t workspace_bytes_per_rank(const ep_config& config);
 
 /// A region and its name, for listings (describe, epg-bench's workspace columns).
