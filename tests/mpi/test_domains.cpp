@@ -173,7 +173,6 @@ TEST(Domains, MegabyteSlabsInCapturedGraphs) {
   }
 }
 
-
 // A failing expert stage on the last rank, which is in another domain than rank 0: its
 // stopped word travels with the combine rows, and every rank fails together.
 TEST(Domains, AFailingExpertStageInAnotherDomainFailsEveryRank) {
