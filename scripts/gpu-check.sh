@@ -82,7 +82,11 @@ for stage in $stages; do
       for np in $np_list; do :; done
       run "twohosts_np$np" 90 mpirun -np "$np" --bind-to none "$(dirname "$0")/as-two-hosts.sh" "$bin/epg-demo" \
         --steps 20 --tokens 128 --domain-size 0
-      grep -h "NVLink domains" "$logs/twohosts_np$np.log" | head -1 ;;
+      if grep -q "NVLink domains: 2 of $((np / 2)) rank(s)" "$logs/twohosts_np$np.log"; then
+        record "twohosts_np${np}_domains" PASS "domain size 0 resolved to $((np / 2))"
+      else
+        record "twohosts_np${np}_domains" FAIL "$(grep -h 'NVLink domains' "$logs/twohosts_np$np.log" | head -1)"
+      fi ;;
     failmodes) run failure_modes 300 "$(dirname "$0")/../tests/gpu/failure_modes_test.sh" "$bin"; cat "$logs/failure_modes.log" ;;
     watchdog) run watchdog_np2 240 "$(dirname "$0")/../tests/mpi/watchdog_test.sh" "$bin/epg-demo" mpirun ;;
     endurance)

@@ -105,6 +105,9 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
   cudaStream_t s = stream_.get();
   EPG_CHECK_CUDA(cudaMemcpyAsync(mine_d, padded.data(), padded.size() * sizeof(std::int64_t),
                                  cudaMemcpyHostToDevice, s));
+  // The rows of an earlier round must not pass for this one's: an all-gather that a peer's
+  // revocation ended early leaves that peer's row unwritten, and its name hash is then 0.
+  EPG_CHECK_CUDA(cudaMemsetAsync(all_d, 0, static_cast<std::size_t>(ranks_) * mailbox_values * sizeof(std::int64_t), s));
   EPG_CHECK_NCCL(ncclAllGather(mine_d, all_d, mailbox_values, ncclInt64, comm_, s));
   const auto start = std::chrono::steady_clock::now();
   for (backoff wait;; wait.pause()) {

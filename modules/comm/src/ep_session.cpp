@@ -195,78 +195,90 @@ const char* input_hint =
     "fix the routing or token count passed to dispatch; offending entries were skipped or clamped, nothing was "
     "written out of bounds";
 
-}  // namespace
-
-ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creation_(std::uncaught_exceptions()) {
-  check_nccl_version();
-  validate(config);  // local, before anything collective: deadline_seconds bounds the setup agreements
+// Everything collective of session creation, in order (ep_session's constructor).
+void set_up(detail::session_state& s, nccl_comm_ref comm) {
   const int nranks = comm.size();
-  auto s = std::make_shared<detail::session_state>(comm, std::move(config));
-  ep_config& c = s->config;
+  ep_config& c = s.config;
   // Identical configs give identical results for every pure check after this: every rank
   // throws together. domain_size 0 resolves from the NVLink teams every rank reported with
   // its config (ncclTeamLsa is local; a rank whose query failed reports 0).
   const int lsa_team = c.domain_size == 0 ? ncclTeamLsa(comm.get()).nRanks : 0;
-  const std::vector<int> lsa_teams = check_identical_config(s->agree, c, lsa_team);
+  const std::vector<int> lsa_teams = check_identical_config(s.agree, c, lsa_team);
   if (nranks != c.ep_size)
     throw_config_error("ep_size", "is " + std::to_string(c.ep_size) + " but the communicator has " +
                                       std::to_string(nranks) + " ranks",
                        "the communicator must be exactly the EP group");
   const bool resolved = c.domain_size == 0;
   c.domain_size = resolve_domain_size(c.domain_size, c.ep_size, lsa_teams);
-  if (resolved && c.domain_size == 1 && c.ep_size > 1 && s->rank == 0)
+  if (resolved && c.domain_size == 1 && c.ep_size > 1 && s.rank == 0)
     std::fprintf(stderr,
                  "epgraph: domain_size 0 resolved to 1: NCCL's NVLink team is this rank alone, so every peer is reached "
                  "through NCCL send/recv. If GPUs of one node share NVLink, number the ranks node by node\n");
-  s->layout = plan_workspace(c);
+  s.layout = plan_workspace(c);
 
   // What can fail on one rank only (device limits, out of memory) is agreed before NCCL's
   // collective setup calls, which must then not fail alone.
   symmetric_memory memory;
-  s->agree.agreed("session setup: device checks and allocation", [&] {
-    check_device(c, s->layout);
-    memory = symmetric_memory(s->layout.window_bytes);
-    s->local = device_buffer(s->layout.local_bytes);
-    if (s->layout.remote_bytes) s->remote_memory = symmetric_memory(s->layout.remote_bytes);
+  s.agree.agreed("session setup: device checks and allocation", [&] {
+    check_device(c, s.layout);
+    memory = symmetric_memory(s.layout.window_bytes);
+    s.local = device_buffer(s.layout.local_bytes);
+    if (s.layout.remote_bytes) s.remote_memory = symmetric_memory(s.layout.remote_bytes);
   });
   // Several domains: the window and device communicator live on this rank's domain, split off
   // the EP communicator (collective over it), the exchanges with other domains on a duplicate.
   const int L = c.ranks_per_domain();
   if (L < nranks) {
-    s->domain = split_communicator(comm, s->rank / L, s->rank % L, "this rank's domain");
-    s->remote = split_communicator(comm, 0, s->rank, "the exchanges between domains");
+    s.domain = split_communicator(comm, s.rank / L, s.rank % L, "this rank's domain");
+    s.remote = split_communicator(comm, 0, s.rank, "the exchanges between domains");
     // The host agreements leave the caller's communicator: one that misses its deadline is
     // revoked, and nothing unfinished stays behind on a communicator the user still owns.
-    s->agreement = split_communicator(comm, 0, s->rank, "the session's host agreements");
-    s->agree.use_own_communicator(s->agreement.get());
+    s.agreement = split_communicator(comm, 0, s.rank, "the session's host agreements");
+    s.agree.use_own_communicator(s.agreement.get());
   }
-  const nccl_comm_ref window_comm = L < nranks ? nccl_comm_ref(s->domain) : comm;
-  s->window = symmetric_window(window_comm, std::move(memory));
-  s->dev = device_comm(window_comm, c.num_ctas);
-  s->build_view();
+  const nccl_comm_ref window_comm = L < nranks ? nccl_comm_ref(s.domain) : comm;
+  s.window = symmetric_window(window_comm, std::move(memory));
+  s.dev = device_comm(window_comm, c.num_ctas);
+  s.build_view();
   // After this agreement every rank's memory is zeroed: from now on peers may write into it.
-  s->agree.agreed("session setup: LSA team and zeroed workspace", [&] {
-    check_lsa_team(c.ep_size, L, s->rank, s->dev.lsa_size(), s->dev.lsa_rank());
-    EPG_CHECK_CUDA(cudaMemset(s->window.local(), 0, s->layout.window_bytes));
-    EPG_CHECK_CUDA(cudaMemset(s->local.get(), 0, s->layout.local_bytes));
-    if (s->layout.remote_bytes) EPG_CHECK_CUDA(cudaMemset(s->remote_memory.get(), 0, s->layout.remote_bytes));
+  s.agree.agreed("session setup: LSA team and zeroed workspace", [&] {
+    check_lsa_team(c.ep_size, L, s.rank, s.dev.lsa_size(), s.dev.lsa_rank());
+    EPG_CHECK_CUDA(cudaMemset(s.window.local(), 0, s.layout.window_bytes));
+    EPG_CHECK_CUDA(cudaMemset(s.local.get(), 0, s.layout.local_bytes));
+    if (s.layout.remote_bytes) EPG_CHECK_CUDA(cudaMemset(s.remote_memory.get(), 0, s.layout.remote_bytes));
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
-    if (L < nranks) s->guard = make_exchange_guard(*s);
+    if (L < nranks) s.guard = make_exchange_guard(s);
   });
   // The mailbox reaches every rank only when the window spans the EP group; with several
   // domains the host agreements stay on NCCL, on the session's own communicator (bounded the
   // same way; see agreement.hpp).
   if (L == nranks) {
     detail::mailbox_view m;
-    m.window = s->view.window;
-    m.window_local = s->view.window_local;
-    m.mailbox_offset = s->layout.mailbox.offset;
-    m.arrivals_offset = s->layout.arrivals.offset;
-    m.faults = s->view.local_at<device_faults>(s->layout.faults);
-    m.rank = s->rank;
+    m.window = s.view.window;
+    m.window_local = s.view.window_local;
+    m.mailbox_offset = s.layout.mailbox.offset;
+    m.arrivals_offset = s.layout.arrivals.offset;
+    m.faults = s.view.local_at<device_faults>(s.layout.faults);
+    m.rank = s.rank;
     m.ranks = c.ep_size;
     m.ctas = c.num_ctas;
-    s->agree.attach(m);
+    s.agree.attach(m);
+  }
+}
+
+}  // namespace
+
+ep_session::ep_session(nccl_comm_ref comm, ep_config config) : uncaught_at_creation_(std::uncaught_exceptions()) {
+  check_nccl_version();
+  validate(config);  // local, before anything collective: deadline_seconds bounds the setup agreements
+  auto s = std::make_shared<detail::session_state>(comm, std::move(config));
+  try {
+    set_up(*s, comm);
+  } catch (...) {
+    // A setup agreement that broke (a peer missing or out of step): NCCL's release calls
+    // could wait for that peer, so the state is torn down locally, as after a failed teardown.
+    if (s->agree.broken()) s->release_nccl = false;
+    throw;
   }
   state_ = std::move(s);
 }

@@ -53,9 +53,11 @@ class nccl_p2p_transport final : public remote_transport {
 
   cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override {
     const cudaError_t exchanged = exchange(plan_.dispatch, stream);
-    if (exchanged != cudaSuccess) return exchanged;
+    // Also after a failed enqueue: the caller gets that error, and the guard must not report a
+    // timeout for an exchange that never started.
     const exchange_message& done = plan_.dispatch_done;
-    return cudaMemcpyAsync(done.recv, done.send, done.bytes, cudaMemcpyDeviceToDevice, stream);
+    const cudaError_t copied = cudaMemcpyAsync(done.recv, done.send, done.bytes, cudaMemcpyDeviceToDevice, stream);
+    return exchanged != cudaSuccess ? exchanged : copied;
   }
   cudaError_t exchange_combine(cudaStream_t stream) const noexcept override {
     return exchange(plan_.combine, stream, &plan_.combine_mark);
@@ -67,9 +69,10 @@ class nccl_p2p_transport final : public remote_transport {
  private:
   // Every message to and from each remote rank, in one NCCL group. NCCL's errors become
   // cudaErrorLaunchFailure (run() returns a cudaError_t); the group is always ended. Under
-  // the session's lock of the communicator (shared, so it outlives a session destroyed
-  // meanwhile), which the exchange guard takes to revoke it: an exchange never starts on a
-  // communicator being revoked, and a failed session enqueues nothing.
+  // the session's lock of the communicator, which the exchange guard takes to revoke it: an
+  // exchange never starts on a communicator being revoked, and a failed session enqueues
+  // nothing. (The lock is shared so that locking it is safe; destroying a session while
+  // another thread runs its ops is not supported.)
   cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream,
                        const exchange_message* to_self = nullptr) const noexcept {
     const std::lock_guard<std::timed_mutex> alone(*calls_);

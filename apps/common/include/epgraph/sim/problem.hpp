@@ -30,7 +30,7 @@ struct problem {
   routing dist = routing::uniform;
   int min_tokens = 0;  ///< token counts are drawn from [min_tokens, max_tokens]
   std::uint64_t empty_ranks = 0;  ///< bit r set: rank r has no tokens in any step
-  int domain_size = 0;            ///< ranks per NVLink domain (ep_config::domain_size; 0 = all)
+  int domain_size = 0;            ///< ranks per NVLink domain (ep_config::domain_size; 0 = NCCL's NVLink team)
 };
 
 EPGRAPH_HD inline std::uint32_t mix(std::uint64_t x) {

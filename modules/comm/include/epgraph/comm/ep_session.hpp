@@ -117,6 +117,7 @@ class ep_session {
   ncclComm_t remote_comm() const noexcept;
   /// Held around every NCCL call on remote_comm(): the exchanges' enqueue and the exchange
   /// guard's revoke (NCCL lets one thread use a communicator at a time). Internal to epgraph.
+  /// Shared, so that an op holding it never outlives the mutex.
   std::shared_ptr<std::timed_mutex> remote_calls() const noexcept;
 
   // Receive side, this rank's memory: valid from the end of dispatch until this rank's combine starts.
