@@ -71,6 +71,7 @@ std::vector<workspace_part> workspace_parts(const comm::workspace_layout& layout
 struct result {
   int ep = 0, domain_size = 0, tokens = 0, hidden = 0, top_k = 0, experts = 0;
   int ctas = 0, threads = 0, ops_per_graph = 0, replays = 0;
+  double deadline_seconds = 0;  ///< the sessions' deadline (0 = off, and no exchange guard)
   std::string payload, routing, gpu, nccl_version;
   /// What the run verified; "faults-only": check_faults() passed after the timings (no out-of-step,
   /// deadline or bad-id fault), the output data were not compared.

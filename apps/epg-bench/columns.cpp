@@ -58,6 +58,8 @@ std::vector<column> make_columns() {
   c.add("threads", "threads per CTA", [](const result& r) { return integer(r.threads); });
   c.add("ops_per_graph", "back-to-back ops per timed graph", [](const result& r) { return integer(r.ops_per_graph); });
   c.add("replays", "timed graph replays", [](const result& r) { return integer(r.replays); });
+  c.add("deadline_s", "the sessions' deadline_seconds (--deadline; 0 = off: no device deadline, no exchange guard)",
+        [](const result& r) -> cell { return r.deadline_seconds; });
   c.add("checked",
         "what the run verified: faults-only = check_faults() passed after the timings (no out-of-step, deadline "
         "or bad-id fault); the output data are not compared (epg-demo does that)",

@@ -125,6 +125,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.threads = o.threads;
   r.ops_per_graph = o.ops_per_graph;
   r.replays = o.replays;
+  r.deadline_seconds = o.deadline_seconds;
   r.dispatch_bytes_per_token = bytes_per_token;
   r.combine_bytes_per_token = double(shape.hidden) * 2;
   phase("dispatch graph");

@@ -202,6 +202,7 @@ bench::result known_result() {
   r.threads = 512;
   r.ops_per_graph = 10;
   r.replays = 200;
+  r.deadline_seconds = 30;
   r.payload = "fp8";
   r.routing = "uniform";
   r.checked = "faults-only";
@@ -248,6 +249,7 @@ std::map<std::string, double> expected_numbers() {
           {"threads", 512},
           {"ops_per_graph", 10},
           {"replays", 200},
+          {"deadline_s", 30},
           {"dispatch_us", 24.4608},
           {"dispatch_p10_us", 24.3808},
           {"dispatch_p90_us", 24.5728},
