@@ -53,6 +53,7 @@ class nccl_p2p_transport final : public remote_transport {
 
   cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override {
     const cudaError_t exchanged = exchange(plan_.dispatch, stream);
+    if (exchanged == cudaErrorInvalidResourceHandle) return exchanged;  // the session is gone, and its memory
     // Also after a failed enqueue: the caller gets that error, and the guard must not report a
     // timeout for an exchange that never started.
     const exchange_message& done = plan_.dispatch_done;
