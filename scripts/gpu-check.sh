@@ -51,8 +51,8 @@ np_list="2"; [ "$gpus" -ge 4 ] && np_list="2 $gpus"
 for stage in $stages; do
   case $stage in
     gpu) run gpu_tests 300 "$bin/epgraph_gpu_tests" ;;
-    mpi) for np in $np_list; do  # EPG_MPI_FILTER: a gtest filter (default: every test)
-        run "mpi_tests_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" \
+    mpi) for np in $np_list; do  # EPG_MPI_FILTER: a gtest filter (default: every test); EPG_MPI_TIMEOUT: s per run
+        run "mpi_tests_np$np" "${EPG_MPI_TIMEOUT:-600}" mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" \
           --gtest_filter="${EPG_MPI_FILTER:-*}"
       done ;;
     domains)

@@ -260,6 +260,33 @@ TEST(Domains, ARankThatSkipsAStepEndsTheOtherDomainsExchangesByTheDeadline) {
   }
 }
 
+// The last rank skips the session's first step. NCCL would connect the exchanges' peers in that
+// step's ncclGroupEnd, holding the other ranks' host threads until the late rank connects too;
+// the session connects them at setup instead, so the others' enqueue returns at once and their
+// guard ends the exchange at its deadline.
+TEST(Domains, ARankThatSkipsTheFirstStepHoldsNoOtherRanksHostThread) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  const int late = mpi().size() - 1;
+  for (const int L : domain_sizes()) {
+    if (L == mpi().size()) continue;
+    SCOPED_TRACE("L " + std::to_string(L));
+    failure_rig rig(L, 1);  // the guard waits 3 s
+    const auto start = std::chrono::steady_clock::now();
+    if (mpi().rank() != late) {
+      ASSERT_EQ(rig.step(0), cudaSuccess);
+    }
+    const double enqueued = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rig.s.sync();
+    const std::string text = fault_text(rig.session);
+    EXPECT_LT(enqueued, 2.0) << "the host thread waited inside the step's enqueue";
+    EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
+    EXPECT_NE(text.find("rank 0: an exchange with other NVLink domains timed out: still waiting for rank"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find(" in the exchange of dispatch #1 (3 s;"), std::string::npos) << text;
+    EXPECT_TRUE(rig.session.failed());
+  }
+}
+
 // The last rank launches one combine more than the others after a step: its combine exchange
 // waits for ranks that never post theirs. Its guard sees the exchange's mark (no dispatch
 // came before it) and ends the wait; every rank then gets the error.
@@ -285,6 +312,36 @@ TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
               std::string::npos) << text;
     EXPECT_NE(text.find(" in the combine exchange after dispatch #1 ("), std::string::npos) << text;
     if (mpi().rank() == late) {
+      EXPECT_GT(waited, 2.5) << "the guard fired before its time";
+      EXPECT_LT(waited, 30.0);
+    }
+    EXPECT_TRUE(rig.session.failed());
+  }
+}
+
+// A combine before the session's first dispatch (misuse on one rank): its exchange has no
+// dispatch word to carry, and is watched all the same (its mark is a constant), so it ends at
+// the guard's deadline instead of waiting forever for ranks that never post their half.
+TEST(Domains, ACombineBeforeAnyDispatchEndsItsExchangeByTheDeadline) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  const int early = mpi().size() - 1;
+  for (const int L : domain_sizes()) {
+    if (L == mpi().size()) continue;
+    SCOPED_TRACE("L " + std::to_string(L));
+    failure_rig rig(L, 1);
+    const kernels::combine_op combine(rig.session, rig.buffers.combine_args());
+    const auto start = std::chrono::steady_clock::now();
+    if (mpi().rank() == early) {
+      ASSERT_EQ(combine.run(rig.s.get()), cudaSuccess);
+    }
+    rig.s.sync();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const std::string text = fault_text(rig.session);
+    EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
+    EXPECT_NE(text.find("rank " + std::to_string(early) + ": an exchange with other NVLink domains timed out"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find(" in the combine exchange before any dispatch ("), std::string::npos) << text;
+    if (mpi().rank() == early) {
       EXPECT_GT(waited, 2.5) << "the guard fired before its time";
       EXPECT_LT(waited, 30.0);
     }

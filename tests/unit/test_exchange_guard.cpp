@@ -20,6 +20,8 @@ const std::uint64_t word5 = progress_word(5, collective_kind::dispatch);
 const std::uint64_t word6 = progress_word(6, collective_kind::dispatch);
 
 // Dispatch word, what the copy after the dispatch exchange left, the combine mark, words.
+// The combine exchange sets its mark to 1 (combine_started); the guard reads any non-zero mark.
+const std::uint64_t started = 1;
 exchange_snapshot snap(std::uint64_t dispatch_word, std::uint64_t done, std::uint64_t mark,
                        std::vector<std::uint64_t> words) {
   return {dispatch_word, done, mark, std::move(words)};
@@ -46,20 +48,27 @@ TEST(ExchangeGuard, ReadsWhichExchangeRunsAndWhoIsMissing) {
   // Expert stage: the dispatch exchange completed, the combine exchange has not started.
   EXPECT_FALSE(running_exchange(snap(word6, word6, 0, {word6, word6, 0, 0}), remote_ranks));
   // Combine exchange started (its mark), nothing back yet.
-  s = running_exchange(snap(word6, word6, word6, {word6, word6, 0, 0}), remote_ranks);
+  s = running_exchange(snap(word6, word6, started, {word6, word6, 0, 0}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->op, collective_kind::combine);
   EXPECT_EQ(s->missing, both);
-  s = running_exchange(snap(word6, word6, word6, {word6, word6, word6, 0}), remote_ranks);
+  s = running_exchange(snap(word6, word6, started, {word6, word6, word6, 0}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->missing, std::uint64_t{1} << 3);
   // Done: the combine kernel cleared the mark (whatever the words: combine judges them).
   const std::uint64_t stopped = progress_word(6, collective_kind::stopped);
   EXPECT_FALSE(running_exchange(snap(word6, word6, 0, {word6, stopped, 0, word5}), remote_ranks));
   // A second combine after the step (no new dispatch): its exchange is watched too.
-  s = running_exchange(snap(word6, word6, word6, {word6, word6, word6, word6}), remote_ranks);
+  s = running_exchange(snap(word6, word6, started, {word6, word6, word6, word6}), remote_ranks);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->op, collective_kind::combine);
+  // A combine before any dispatch (dispatch word 0): its exchange is watched as well, and names
+  // every remote rank until their words come.
+  s = running_exchange(snap(0, 0, started, {0, 0, 0, 0}), remote_ranks);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->op, collective_kind::combine);
+  EXPECT_EQ(s->dispatch_word, 0u);
+  EXPECT_EQ(s->missing, both);
   // A snapshot of the wrong size (never read) shows nothing rather than a false stall.
   EXPECT_FALSE(running_exchange(snap(word6, 0, 0, {0, 0}), remote_ranks));
 }
@@ -80,7 +89,7 @@ TEST(ExchangeGuard, FiresOnlyWhenTheSameExchangeRunsPastTheLimit) {
   // Progress between polls restarts the clock: the next dispatch (another word), the combine
   // exchange of the same dispatch, or a poll that sees nothing running.
   const std::uint64_t word7 = progress_word(7, collective_kind::dispatch);
-  const auto combine7 = running_exchange(snap(word7, word7, word7, {word7, word7, 0, 0}), remote_ranks);
+  const auto combine7 = running_exchange(snap(word7, word7, started, {word7, word7, 0, 0}), remote_ranks);
   stall_timer busy{5s};
   EXPECT_FALSE(busy.observe(dispatch6, t0));
   EXPECT_FALSE(busy.observe(running_exchange(snap(word7, word6, 0, {0, 0, 0, 0}), remote_ranks), t0 + 4s));

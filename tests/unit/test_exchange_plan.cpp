@@ -145,9 +145,9 @@ TEST(ExchangePlan, NoTwoMessagesOfARankLandOnTheSameBytes) {
   EXPECT_TRUE(kernels::detail::plan_exchanges(view_of(one, comm::plan_workspace(one), 3), {640, 12, 16}).peers.empty());
 }
 
-// The combine exchange's first message goes to the rank itself: its dispatch word (which the
-// dispatch exchange sends every remote rank) into its combine_mark, the guard's sign that the
-// combine exchange runs (exchange_guard.hpp).
+// The combine exchange's first message goes to the rank itself: combine_started (a constant 1,
+// not the dispatch word, which is 0 before the first dispatch) into its combine_mark, the
+// guard's sign that the combine exchange runs (exchange_guard.hpp).
 TEST(ExchangePlan, TheCombineExchangeMarksItsStartWithACopyToItself) {
   const comm::ep_config c = group(6, 3);
   const comm::workspace_layout l = comm::plan_workspace(c);
@@ -156,9 +156,9 @@ TEST(ExchangePlan, TheCombineExchangeMarksItsStartWithACopyToItself) {
     const auto plan = kernels::detail::plan_exchanges(v, {640, 12, 16});
     EXPECT_EQ(plan.self, r);
     EXPECT_EQ(plan.combine_mark.bytes, sizeof(std::uint64_t));
-    EXPECT_EQ(plan.combine_mark.send, plan.dispatch.at(0).back().send) << "not the dispatch word";
+    EXPECT_EQ(offset(plan.combine_mark.send, v.remote_state), l.combine_started.offset);
     EXPECT_EQ(offset(plan.combine_mark.recv, v.remote_state), l.combine_mark.offset);
-    EXPECT_EQ(plan.dispatch_done.send, plan.combine_mark.send);
+    EXPECT_EQ(plan.dispatch_done.send, plan.dispatch.at(0).back().send) << "not the dispatch word";
     EXPECT_EQ(offset(plan.dispatch_done.recv, v.remote_state), l.dispatch_done.offset);
   }
 }

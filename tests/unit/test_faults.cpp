@@ -206,4 +206,8 @@ TEST(Faults, AnExchangeTimeoutNamesTheRanksTheExchangeAndTheWait) {
             std::string::npos)
       << describe(f);
   EXPECT_NE(describe(f).find("revoked"), std::string::npos) << describe(f);
+  f.seq = 0;  // a combine before the session's first dispatch
+  EXPECT_NE(describe(f).find("still waiting for rank 3 in the combine exchange before any dispatch (61 s;"),
+            std::string::npos)
+      << describe(f);
 }

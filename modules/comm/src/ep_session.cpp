@@ -11,7 +11,9 @@
 #include <sstream>
 #include <vector>
 
+#include "epgraph/comm/cuda_handles.hpp"
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/unique_handle.hpp"
 #include "session_state.hpp"
 
 namespace epgraph::comm {
@@ -195,6 +197,46 @@ const char* input_hint =
     "fix the routing or token count passed to dispatch; offending entries were skipped or clamped, nothing was "
     "written out of bounds";
 
+// NCCL connects point-to-point peers at their first exchange, inside ncclGroupEnd, where the
+// host thread waits for the peer to connect too. One small exchange with every remote rank
+// while all ranks are in setup (the agreement before it saw every one) makes those
+// connections here (NCCL connects all of a peer's point-to-point channels at once, whatever
+// the size), so a step's exchange never holds the caller's thread on a peer that died before
+// its first step; the guard cannot end a wait on the host. Each rank sends combine_started to
+// every remote rank and receives into its dispatch row of remote_words, zeroed again after.
+void connect_remote_ranks(detail::session_state& s) {
+  const session_view& v = s.view;
+  const int remote = v.ep_size - v.domain_size;
+  auto* words = v.remote_at<std::uint64_t>(s.layout.remote_words);
+  const auto* word = v.remote_at<std::uint64_t>(s.layout.combine_started);
+  cudaStream_t raw = nullptr;
+  EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
+  const unique_handle<stream_traits> stream(raw);
+  {
+    const std::lock_guard<std::timed_mutex> alone(*s.remote_calls);
+    EPG_CHECK_NCCL(ncclGroupStart());
+    ncclResult_t first = ncclSuccess;
+    for (int i = 0; i < remote; ++i) {
+      const ncclResult_t sent = ncclSend(word, 1, ncclUint64, v.remote_rank(i), s.remote.get(), stream.get());
+      const ncclResult_t received = ncclRecv(words + i, 1, ncclUint64, v.remote_rank(i), s.remote.get(), stream.get());
+      if (first == ncclSuccess) first = sent != ncclSuccess ? sent : received;
+    }
+    const ncclResult_t ended = ncclGroupEnd();  // always ended, also after a failed send or recv
+    EPG_CHECK_NCCL(first);
+    EPG_CHECK_NCCL(ended);
+  }
+  EPG_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
+  for (int i = 0; i < remote; ++i) {
+    std::uint64_t got = 0;
+    EPG_CHECK_CUDA(cudaMemcpy(&got, words + i, sizeof got, cudaMemcpyDeviceToHost));
+    if (got != 1)
+      throw error(error_domain::nccl, "session setup: first exchange with rank " + std::to_string(v.remote_rank(i)), 0,
+                  "received " + std::to_string(got) + " instead of 1", "run with NCCL_DEBUG=WARN for the cause");
+  }
+  EPG_CHECK_CUDA(cudaMemset(words, 0, s.layout.remote_words.bytes));
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+}
+
 // Everything collective of session creation, in order (ep_session's constructor).
 void set_up(detail::session_state& s, nccl_comm_ref comm) {
   const int nranks = comm.size();
@@ -245,10 +287,16 @@ void set_up(detail::session_state& s, nccl_comm_ref comm) {
     check_lsa_team(c.ep_size, L, s.rank, s.dev.lsa_size(), s.dev.lsa_rank());
     EPG_CHECK_CUDA(cudaMemset(s.window.local(), 0, s.layout.window_bytes));
     EPG_CHECK_CUDA(cudaMemset(s.local.get(), 0, s.layout.local_bytes));
-    if (s.layout.remote_bytes) EPG_CHECK_CUDA(cudaMemset(s.remote_memory.get(), 0, s.layout.remote_bytes));
+    if (s.layout.remote_bytes) {
+      EPG_CHECK_CUDA(cudaMemset(s.remote_memory.get(), 0, s.layout.remote_bytes));
+      const std::uint64_t started = 1;  // the combine exchange's mark (workspace_layout.hpp)
+      EPG_CHECK_CUDA(cudaMemcpy(static_cast<char*>(s.remote_memory.get()) + s.layout.combine_started.offset, &started, sizeof started,
+                                cudaMemcpyHostToDevice));
+    }
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
     if (L < nranks) s.guard = make_exchange_guard(s);
   });
+  if (L < nranks) s.agree.agreed("session setup: connections between domains", [&] { connect_remote_ranks(s); });
   // The mailbox reaches every rank only when the window spans the EP group; with several
   // domains the host agreements stay on NCCL, on the session's own communicator (bounded the
   // same way; see agreement.hpp).

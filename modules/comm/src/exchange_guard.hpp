@@ -7,8 +7,9 @@
 // of its remote state (workspace_layout.hpp), written in stream order around each exchange:
 //   dispatch exchange running: dispatch_word (written by the dispatch kernel) differs from
 //     dispatch_done (a copy of it, enqueued after the exchange's NCCL group);
-//   combine exchange running: combine_mark is set (the group's first, peer-free copy, to
-//     this rank itself) and not yet cleared (by the combine kernel, which runs after the group).
+//   combine exchange running: combine_mark is set (the group's first, peer-free copy of a
+//     constant, to this rank itself; so also before any dispatch) and not yet cleared (by the
+//     combine kernel, which runs after the group).
 // The remote words still 0 (each dispatch zeroes them; NCCL's receives fill them) name the
 // ranks it waits for. Seen running for the same dispatch word longer than the limit (twice
 // the deadline plus a second, as a healthy peer may first spend a deadline inside a kernel)

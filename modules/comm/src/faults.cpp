@@ -93,8 +93,10 @@ std::string describe(const fault_record& f) {
       int named = 0;
       for (int p = 0; p < 64; ++p)
         if ((f.missing >> p) & 1u) out << (named++ ? ", " : " ") << p;
-      out << (f.op == collective_kind::combine ? " in the combine exchange after dispatch #" : " in the exchange of dispatch #")
-          << f.seq << " (" << f.value
+      if (f.op != collective_kind::combine) out << " in the exchange of dispatch #" << f.seq;
+      else if (f.seq == 0) out << " in the combine exchange before any dispatch";
+      else out << " in the combine exchange after dispatch #" << f.seq;
+      out << " (" << f.value
           << " s; a rank of another domain stalled, died, or launched another sequence of ops); this rank revoked "
              "its communicator between domains";
       break;

@@ -20,7 +20,8 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   const std::size_t id_row = static_cast<std::size_t>(v.top_k) * sizeof(std::int32_t);
   exchange_plan plan;
   plan.self = v.rank;
-  plan.combine_mark = {word, v.remote_at<std::uint64_t>(l.combine_mark), sizeof(std::uint64_t)};
+  plan.combine_mark = {v.remote_at<std::uint64_t>(l.combine_started), v.remote_at<std::uint64_t>(l.combine_mark),
+                       sizeof(std::uint64_t)};
   plan.dispatch_done = {word, v.remote_at<std::uint64_t>(l.dispatch_done), sizeof(std::uint64_t)};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);

@@ -8,8 +8,9 @@
 //     the dispatch word into dispatch_done marks the exchange complete (for the guard).
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
-//     remote_partials and remote_words[1]; the same arrive from it. First of all, the dispatch
-//     word goes to this rank itself (combine_mark): the exchange guard's sign that it started.
+//     remote_partials and remote_words[1]; the same arrive from it. First of all, a constant
+//     word (combine_started, 1) goes to this rank itself (combine_mark): the exchange guard's
+//     sign that it started, also for a combine before any dispatch.
 //
 // Both only enqueue on the stream (capture-safe), never allocate, never throw. Sizes are
 // fixed slabs of max_tokens_per_rank rows per remote rank, so a captured graph serves every
@@ -38,7 +39,7 @@ struct exchange_message {
 struct exchange_plan {
   std::vector<int> peers;
   std::vector<std::vector<exchange_message>> dispatch, combine;  ///< [remote index][message]
-  /// Posted first in the combine exchange, to this rank itself: its dispatch word into its
+  /// Posted first in the combine exchange, to this rank itself: combine_started (1) into its
   /// combine_mark, which tells the exchange guard that the combine exchange started.
   int self = -1;
   exchange_message combine_mark{};

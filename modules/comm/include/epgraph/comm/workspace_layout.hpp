@@ -27,12 +27,15 @@
 //   remote_words         uint64 [2][R]       dispatch_word of each remote rank, as sent with its
 //                                            rows (0) and with its combine rows (1); zeroed
 //                                            by each dispatch, so 0 means "not arrived yet"
-//   combine_mark         uint64              this rank's dispatch_word, copied by its own
-//                                            combine exchange as it starts; zeroed by the
-//                                            combine kernel (so: set = combine exchange running)
+//   combine_mark         uint64              combine_started, copied by this rank's own combine
+//                                            exchange as it starts; zeroed by the combine
+//                                            kernel (so: set = combine exchange running)
+//   combine_started      uint64              1, written at setup: a constant, so that a combine
+//                                            before any dispatch also sets its mark
 //   dispatch_done        uint64              dispatch_word, copied after the dispatch exchange
 //                                            (so: dispatch_word != dispatch_done = it runs)
-//   The last three are what the exchange guard watches (docs/domains.md, failure modes).
+//   remote_words, combine_mark, dispatch_done are what the exchange guard watches
+//   (docs/domains.md, failure modes).
 //   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
 // Strides are static (max_tokens_per_rank), never a per-step maximum: a region never moves
 // between steps, which the two-barrier argument relies on, and NCCL's sizes are known when a
@@ -86,6 +89,7 @@ struct workspace_layout {
   region staged_counts;
   region remote_words;
   region combine_mark;
+  region combine_started;
   region dispatch_done;
   region remote_partials;
   std::size_t remote_bytes = 0;  ///< 0 with one domain
