@@ -200,10 +200,12 @@ const char* input_hint =
 // NCCL connects point-to-point peers at their first exchange, inside ncclGroupEnd, where the
 // host thread waits for the peer to connect too. One small exchange with every remote rank
 // while all ranks are in setup (the agreement before it saw every one) makes those
-// connections here (NCCL connects all of a peer's point-to-point channels at once, whatever
-// the size), so a step's exchange never holds the caller's thread on a peer that died before
-// its first step; the guard cannot end a wait on the host. Each rank sends combine_started to
-// every remote rank and receives into its dispatch row of remote_words, zeroed again after.
+// connections here (NCCL 2.28 marks all of a peer's point-to-point channels for connection at
+// its first send or receive, whatever the size: p2pTaskAppend), so no step's exchange waits on
+// the host for a connection to a peer that stopped before its first step; the guard cannot end
+// a wait on the host. This exchange itself has no deadline: a rank that fails inside it leaves
+// the others waiting here (docs/domains.md, not covered yet). Each rank sends combine_started
+// to every remote rank and receives into its dispatch row of remote_words, zeroed again after.
 void connect_remote_ranks(detail::session_state& s) {
   const session_view& v = s.view;
   const int remote = v.ep_size - v.domain_size;
@@ -290,7 +292,8 @@ void set_up(detail::session_state& s, nccl_comm_ref comm) {
     if (s.layout.remote_bytes) {
       EPG_CHECK_CUDA(cudaMemset(s.remote_memory.get(), 0, s.layout.remote_bytes));
       const std::uint64_t started = 1;  // the combine exchange's mark (workspace_layout.hpp)
-      EPG_CHECK_CUDA(cudaMemcpy(static_cast<char*>(s.remote_memory.get()) + s.layout.combine_started.offset, &started, sizeof started,
+      char* remote = static_cast<char*>(s.remote_memory.get());
+      EPG_CHECK_CUDA(cudaMemcpy(remote + s.layout.combine_started.offset, &started, sizeof started,
                                 cudaMemcpyHostToDevice));
     }
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
