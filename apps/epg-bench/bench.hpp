@@ -80,6 +80,10 @@ struct result {
   double wire_dispatch_bytes = 0, logical_dispatch_bytes = 0;  ///< per rank (mean)
   double wire_combine_bytes = 0, logical_combine_bytes = 0;
   stats dispatch, combine, nccl_dispatch, nccl_combine, lsa_dispatch, lsa_combine;
+  /// Several domains: NCCL send/recv of the slabs the exchanges move between domains, alone
+  /// (0 with one domain), and those slabs' bytes per rank (sent to other domains).
+  stats slab_dispatch, slab_combine;
+  double slab_dispatch_bytes = 0, slab_combine_bytes = 0;
   double model_wire_dispatch_bytes = 0;  ///< traffic model: T * U * (N-1)/N * bytes_per_token
   /// Bytes per GPU, every part once (no totals).
   std::vector<workspace_part> workspace;

@@ -74,6 +74,14 @@ std::vector<column> make_columns() {
               &result::wire_dispatch_bytes);
   c.add_timed("lsa_combine", "raw LSA copy + barrier of combine's bytes", &result::lsa_combine,
               &result::wire_combine_bytes);
+  c.add_timed("slab_dispatch",
+              "several domains: NCCL grouped send/recv of the fixed slabs dispatch's exchange moves (max_tokens "
+              "rows of ids and payloads to and from each rank of another domain), alone; 0 with one domain",
+              &result::slab_dispatch, &result::slab_dispatch_bytes);
+  c.add_timed("slab_combine",
+              "several domains: NCCL grouped send/recv of the fixed slabs combine's exchange moves (max_tokens "
+              "bf16 rows to and from each rank of another domain), alone; 0 with one domain",
+              &result::slab_combine, &result::slab_combine_bytes);
   c.add_wire_bandwidths();
   const std::string logical = "logical bytes (all received, own tokens included) / median time, GB/s";
   c.add("logical_dispatch_GBps", logical,
@@ -91,6 +99,9 @@ std::vector<column> make_columns() {
   c.add("logical_dispatch_bytes", bytes, [](const result& r) { return r.logical_dispatch_bytes; });
   c.add("wire_combine_bytes", bytes, [](const result& r) { return r.wire_combine_bytes; });
   c.add("logical_combine_bytes", bytes, [](const result& r) { return r.logical_combine_bytes; });
+  const std::string slab = "several domains: slab bytes per rank and op sent to other domains (0 with one domain)";
+  c.add("slab_dispatch_bytes", slab, [](const result& r) { return r.slab_dispatch_bytes; });
+  c.add("slab_combine_bytes", slab, [](const result& r) { return r.slab_combine_bytes; });
   c.add("model_wire_dispatch_bytes", "traffic model's wire bytes: T * U * (N-1)/N * dispatch_bytes_per_token",
         [](const result& r) { return r.model_wire_dispatch_bytes; });
   const std::string floor = "wire bytes at NVLink4's 450 GB/s line rate, microseconds";

@@ -176,6 +176,27 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }}, o.ops_per_graph);
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
+  // Several domains: the exchanges' own traffic, alone (fixed slabs to and from every rank of
+  // another domain), so a row splits dispatch and combine into their kernel and NCCL parts.
+  const int L = session.config().domain_size;
+  if (L < ep) {
+    const auto max_tokens = static_cast<std::size_t>(cfg.max_tokens_per_rank);
+    bench::pair_bytes sd, sc;
+    for (int d = 0; d < ep; ++d) {
+      const bool remote = d / L != me / L;
+      sd.send.push_back(remote ? max_tokens * std::size_t(bytes_per_token) : 0);
+      sc.send.push_back(remote ? max_tokens * std::size_t(shape.hidden) * 2 : 0);
+    }
+    sd.recv = sd.send;
+    sc.recv = sc.send;
+    r.slab_dispatch_bytes = double(max_tokens) * bytes_per_token * (ep - L);
+    r.slab_combine_bytes = double(max_tokens) * shape.hidden * 2 * (ep - L);
+    bench::nccl_alltoallv nd(nccl, sd), nc(nccl, sc);
+    replayer rd(s, {[&](cudaStream_t st) { return nd.run(st); }}, o.ops_per_graph);
+    r.slab_dispatch = rd.time(mpi, o.warmup, o.replays);
+    replayer rc(s, {[&](cudaStream_t st) { return nc.run(st); }}, o.ops_per_graph);
+    r.slab_combine = rc.time(mpi, o.warmup, o.replays);
+  }
   r.workspace = bench::workspace_parts(session.layout(), cfg);
   phase("check_faults");
   session.check_faults();  // throws on every rank if any rank saw a fault: then there is no row

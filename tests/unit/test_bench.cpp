@@ -219,6 +219,10 @@ bench::result known_result() {
   r.nccl_combine = {30.0, 30.3776, 30.7};
   r.lsa_dispatch = {20.1, 20.3808, 20.6};
   r.lsa_combine = {19.9, 20.0288, 20.2};
+  r.slab_dispatch = {40.5, 41.25, 42.0};
+  r.slab_combine = {38.0, 39.5, 40.25};
+  r.slab_dispatch_bytes = 2.5e6;
+  r.slab_combine_bytes = 4.75e6;
   r.workspace = {{"window.counts", 16},
                  {"window.combine", 28672},
                  {"window.padding", 3984},
@@ -268,12 +272,20 @@ std::map<std::string, double> expected_numbers() {
           {"lsa_combine_us", 20.0288},
           {"lsa_combine_p10_us", 19.9},
           {"lsa_combine_p90_us", 20.2},
+          {"slab_dispatch_us", 41.25},
+          {"slab_dispatch_p10_us", 40.5},
+          {"slab_dispatch_p90_us", 42.0},
+          {"slab_combine_us", 39.5},
+          {"slab_combine_p10_us", 38.0},
+          {"slab_combine_p90_us", 40.25},
           {"wire_dispatch_GBps", (0.1 + 0.2) / (24.4608 * 1e3)},
           {"wire_combine_GBps", 5e6 / (22.8032 * 1e3)},
           {"wire_nccl_dispatch_GBps", (0.1 + 0.2) / (30.5024 * 1e3)},
           {"wire_nccl_combine_GBps", 5e6 / (30.3776 * 1e3)},
           {"wire_lsa_dispatch_GBps", (0.1 + 0.2) / (20.3808 * 1e3)},
           {"wire_lsa_combine_GBps", 5e6 / (20.0288 * 1e3)},
+          {"wire_slab_dispatch_GBps", 2.5e6 / (41.25 * 1e3)},
+          {"wire_slab_combine_GBps", 4.75e6 / (39.5 * 1e3)},
           {"logical_dispatch_GBps", (1.0 / 3.0) / (24.4608 * 1e3)},
           {"logical_combine_GBps", 6.25e6 / (22.8032 * 1e3)},
           {"dispatch_bytes_per_token", 7456},
@@ -282,6 +294,8 @@ std::map<std::string, double> expected_numbers() {
           {"logical_dispatch_bytes", 1.0 / 3.0},
           {"wire_combine_bytes", 5e6},
           {"logical_combine_bytes", 6.25e6},
+          {"slab_dispatch_bytes", 2.5e6},
+          {"slab_combine_bytes", 4.75e6},
           {"model_wire_dispatch_bytes", 2.0 / 3.0},
           {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
           {"floor_combine_us", 5e6 / 450e3},
