@@ -287,66 +287,50 @@ TEST(Domains, ARankThatSkipsTheFirstStepHoldsNoOtherRanksHostThread) {
   }
 }
 
-// The last rank launches one combine more than the others after a step: its combine exchange
-// waits for ranks that never post theirs. Its guard sees the exchange's mark (no dispatch
-// came before it) and ends the wait; every rank then gets the error.
-TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
-  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
-  const int late = mpi().size() - 1;
+// The last rank runs one combine the others do not run: one combine more after a step, or (misuse)
+// a combine before any dispatch. Its combine exchange waits for ranks that never post theirs; its
+// guard sees the exchange's mark (a constant, so also before any dispatch) and ends the wait by
+// its deadline; every rank then gets the error, which names the exchange by `where`.
+namespace {
+void expect_a_lone_combine_to_end_by_the_deadline(bool after_a_step, const std::string& where) {
+  const int lone = mpi().size() - 1;
   for (const int L : domain_sizes()) {
     if (L == mpi().size()) continue;
     SCOPED_TRACE("L " + std::to_string(L));
-    failure_rig rig(L, 1);
-    const kernels::combine_op extra(rig.session, rig.buffers.combine_args());
-    ASSERT_EQ(rig.step(0), cudaSuccess);
-    rig.s.sync();
-    const auto start = std::chrono::steady_clock::now();
-    if (mpi().rank() == late) {
-      ASSERT_EQ(extra.run(rig.s.get()), cudaSuccess);
-    }
-    rig.s.sync();
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const std::string text = fault_text(rig.session);
-    EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
-    EXPECT_NE(text.find("rank " + std::to_string(late) + ": an exchange with other NVLink domains timed out"),
-              std::string::npos) << text;
-    EXPECT_NE(text.find(" in the combine exchange after dispatch #1 ("), std::string::npos) << text;
-    if (mpi().rank() == late) {
-      EXPECT_GT(waited, 2.5) << "the guard fired before its time";
-      EXPECT_LT(waited, 30.0);
-    }
-    EXPECT_TRUE(rig.session.failed());
-  }
-}
-
-// A combine before the session's first dispatch (misuse on one rank): its exchange has no
-// dispatch word to carry, and is watched all the same (its mark is a constant), so it ends at
-// the guard's deadline instead of waiting forever for ranks that never post their half.
-TEST(Domains, ACombineBeforeAnyDispatchEndsItsExchangeByTheDeadline) {
-  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
-  const int early = mpi().size() - 1;
-  for (const int L : domain_sizes()) {
-    if (L == mpi().size()) continue;
-    SCOPED_TRACE("L " + std::to_string(L));
-    failure_rig rig(L, 1);
+    failure_rig rig(L, 1);  // the guard waits 3 s
     const kernels::combine_op combine(rig.session, rig.buffers.combine_args());
+    if (after_a_step) {
+      ASSERT_EQ(rig.step(0), cudaSuccess);
+      rig.s.sync();
+    }
     const auto start = std::chrono::steady_clock::now();
-    if (mpi().rank() == early) {
+    if (mpi().rank() == lone) {
       ASSERT_EQ(combine.run(rig.s.get()), cudaSuccess);
     }
     rig.s.sync();
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const std::string text = fault_text(rig.session);
     EXPECT_TRUE(all_ok(!text.empty())) << "a rank got no error";
-    EXPECT_NE(text.find("rank " + std::to_string(early) + ": an exchange with other NVLink domains timed out"),
+    EXPECT_NE(text.find("rank " + std::to_string(lone) + ": an exchange with other NVLink domains timed out"),
               std::string::npos) << text;
-    EXPECT_NE(text.find(" in the combine exchange before any dispatch ("), std::string::npos) << text;
-    if (mpi().rank() == early) {
+    EXPECT_NE(text.find(where), std::string::npos) << text;
+    if (mpi().rank() == lone) {
       EXPECT_GT(waited, 2.5) << "the guard fired before its time";
       EXPECT_LT(waited, 30.0);
     }
     EXPECT_TRUE(rig.session.failed());
   }
+}
+}  // namespace
+
+TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  expect_a_lone_combine_to_end_by_the_deadline(true, " in the combine exchange after dispatch #1 (");
+}
+
+TEST(Domains, ACombineBeforeAnyDispatchEndsItsExchangeByTheDeadline) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  expect_a_lone_combine_to_end_by_the_deadline(false, " in the combine exchange before any dispatch (");
 }
 
 // With several domains the host agreements run over NCCL on the session's own communicator.
