@@ -8,6 +8,7 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <numeric>
 #include <optional>
 
 #include "baselines.hpp"
@@ -189,8 +190,8 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     }
     sd.recv = sd.send;
     sc.recv = sc.send;
-    r.slab_dispatch_bytes = double(max_tokens) * bytes_per_token * (ep - L);
-    r.slab_combine_bytes = double(max_tokens) * shape.hidden * 2 * (ep - L);
+    r.slab_dispatch_bytes = double(std::accumulate(sd.send.begin(), sd.send.end(), std::size_t{0}));
+    r.slab_combine_bytes = double(std::accumulate(sc.send.begin(), sc.send.end(), std::size_t{0}));
     bench::nccl_alltoallv nd(nccl, sd), nc(nccl, sc);
     replayer rd(s, {[&](cudaStream_t st) { return nd.run(st); }}, o.ops_per_graph);
     r.slab_dispatch = rd.time(mpi, o.warmup, o.replays);

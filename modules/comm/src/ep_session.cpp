@@ -228,13 +228,12 @@ void connect_remote_ranks(detail::session_state& s) {
     EPG_CHECK_NCCL(ended);
   }
   EPG_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
-  for (int i = 0; i < remote; ++i) {
-    std::uint64_t got = 0;
-    EPG_CHECK_CUDA(cudaMemcpy(&got, words + i, sizeof got, cudaMemcpyDeviceToHost));
-    if (got != 1)
+  std::vector<std::uint64_t> got(static_cast<std::size_t>(remote));
+  EPG_CHECK_CUDA(cudaMemcpy(got.data(), words, got.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < remote; ++i)
+    if (got[i] != 1)
       throw error(error_domain::nccl, "session setup: first exchange with rank " + std::to_string(v.remote_rank(i)), 0,
-                  "received " + std::to_string(got) + " instead of 1", "run with NCCL_DEBUG=WARN for the cause");
-  }
+                  "received " + std::to_string(got[i]) + " instead of 1", "run with NCCL_DEBUG=WARN for the cause");
   EPG_CHECK_CUDA(cudaMemset(words, 0, s.layout.remote_words.bytes));
   EPG_CHECK_CUDA(cudaDeviceSynchronize());
 }
