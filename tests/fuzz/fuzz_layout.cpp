@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
       check_region(l.remote_words, 2 * R * 8, l.remote_bytes, "remote_words", far);
       check_region(l.combine_mark, R ? 8 : 0, l.remote_bytes, "combine_mark", far);
       check_region(l.combine_started, R ? 8 : 0, l.remote_bytes, "combine_started", far);
+      check_region(l.combines_done, R ? 8 : 0, l.remote_bytes, "combines_done", far);
       check_region(l.dispatch_done, R ? 8 : 0, l.remote_bytes, "dispatch_done", far);
       check_region(l.remote_partials, R * tokens * u128(c.hidden) * element_size(c.combine_type), l.remote_bytes,
                    "remote_partials", far);

@@ -23,8 +23,8 @@ const std::uint64_t word6 = progress_word(6, collective_kind::dispatch);
 // The combine exchange sets its mark to 1 (combine_started); the guard reads any non-zero mark.
 const std::uint64_t started = 1;
 exchange_snapshot snap(std::uint64_t dispatch_word, std::uint64_t done, std::uint64_t mark,
-                       std::vector<std::uint64_t> words) {
-  return {dispatch_word, done, mark, std::move(words)};
+                       std::vector<std::uint64_t> words, std::uint64_t combines = 0) {
+  return {dispatch_word, done, mark, combines, std::move(words)};
 }
 
 const std::uint64_t both = (std::uint64_t{1} << 2) | (std::uint64_t{1} << 3);
@@ -98,4 +98,23 @@ TEST(ExchangeGuard, FiresOnlyWhenTheSameExchangeRunsPastTheLimit) {
   EXPECT_FALSE(busy.observe(combine7, t0 + 16s));
   EXPECT_FALSE(busy.observe(combine7, t0 + 20s));
   EXPECT_TRUE(busy.observe(combine7, t0 + 21100ms));
+}
+
+// Two combines after one dispatch (a legal sequence): the first one's exchange waits almost the
+// limit for a slow peer, the second starts before the next poll. The count of combines run
+// (bumped by the combine kernel) tells them apart, so the second one's clock starts afresh.
+TEST(ExchangeGuard, TwoCombinesOfOneDispatchAreTwoExchanges) {
+  const auto t0 = std::chrono::steady_clock::time_point{} + 100s;
+  stall_timer timer{3s};
+  const auto first = running_exchange(snap(word6, word6, started, {word6, word6, 0, 0}, 5), remote_ranks);
+  EXPECT_FALSE(timer.observe(first, t0));
+  EXPECT_FALSE(timer.observe(first, t0 + 2900ms));
+  const auto second = running_exchange(snap(word6, word6, started, {word6, word6, 0, 0}, 6), remote_ranks);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->combines, 6u);
+  EXPECT_FALSE(timer.observe(second, t0 + 2910ms));
+  EXPECT_FALSE(timer.observe(second, t0 + 5800ms));
+  const auto fired = timer.observe(second, t0 + 6000ms);  // the second one's own limit
+  ASSERT_TRUE(fired);
+  EXPECT_EQ(fired->combines, 6u);
 }

@@ -106,7 +106,7 @@ TEST(Layout, DescribeListsEveryRegion) {
 TEST(Layout, OneDomainHasNoRemoteState) {
   auto l = plan_workspace(shape(4, 256, 1024));
   for (const region& r : {l.staged_topk_ids, l.staged_payloads[0], l.staged_counts, l.remote_words, l.combine_mark,
-                          l.combine_started, l.dispatch_done, l.remote_partials})
+                          l.combine_started, l.combines_done, l.dispatch_done, l.remote_partials})
     EXPECT_EQ(r.bytes, 0u);
   EXPECT_EQ(l.remote_bytes, 0u);
   for (const named_region& r : list_regions(l)) EXPECT_EQ(r.name.find("staged"), std::string::npos) << r.name;
@@ -125,12 +125,13 @@ TEST(Layout, SeveralDomainsStageFixedSlabsPerRemoteRank) {
   EXPECT_EQ(l.remote_words.bytes, 2u * 6 * 8);
   EXPECT_EQ(l.combine_mark.bytes, 8u);
   EXPECT_EQ(l.combine_started.bytes, 8u);
+  EXPECT_EQ(l.combines_done.bytes, 8u);
   EXPECT_EQ(l.dispatch_done.bytes, 8u);
   EXPECT_EQ(l.remote_partials.bytes, 6u * 512 * 1024 * 2);
   // The remote state is an allocation of its own (cuMem, so NCCL can register it).
   std::vector<region> remote = {l.staged_topk_ids, l.staged_payloads[0], l.staged_payloads[1], l.staged_counts,
-                                l.remote_words, l.combine_mark, l.combine_started, l.dispatch_done,
-                                l.remote_partials};
+                                l.remote_words, l.combine_mark, l.combine_started, l.combines_done,
+                                l.dispatch_done, l.remote_partials};
   std::size_t sum = 0;
   for (std::size_t i = 0; i < remote.size(); ++i) {
     EXPECT_EQ(remote[i].offset % region_alignment, 0u) << i;
@@ -143,7 +144,7 @@ TEST(Layout, SeveralDomainsStageFixedSlabsPerRemoteRank) {
   EXPECT_EQ(workspace_bytes_per_rank(c), l.window_bytes + l.local_bytes + l.remote_bytes);
   const std::string text = describe(l);
   for (const char* name : {"staged_topk_ids", "staged_payload[0]", "staged_counts", "remote_words", "combine_mark",
-                           "combine_started", "dispatch_done", "remote_partials"})
+                           "combine_started", "combines_done", "dispatch_done", "remote_partials"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
 }
 

@@ -98,6 +98,7 @@ std::unique_ptr<detail::exchange_guard> make_exchange_guard(detail::session_stat
   w.dispatch_word = v.local_at<std::uint64_t>(s.layout.dispatch_word);
   w.remote_words = v.remote_at<std::uint64_t>(s.layout.remote_words);
   w.mark = v.remote_at<std::uint64_t>(s.layout.combine_mark);
+  w.combines = v.remote_at<std::uint64_t>(s.layout.combines_done);
   w.dispatch_done = v.remote_at<std::uint64_t>(s.layout.dispatch_done);
   w.faults = v.local_at<device_faults>(s.layout.faults);
   for (int i = 0; i < v.ep_size - v.domain_size; ++i) w.remote_ranks.push_back(v.remote_rank(i));

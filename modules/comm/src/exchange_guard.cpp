@@ -13,6 +13,7 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
   if (s.words.size() != 2 * remote) return std::nullopt;
   exchange_stall stall;
   stall.dispatch_word = s.dispatch_word;
+  stall.combines = s.combines;
   if (s.dispatch_word != 0 && s.dispatch_word != s.dispatch_done) {
     stall.op = collective_kind::dispatch;
   } else if (s.mark != 0) {
@@ -34,7 +35,7 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
 std::optional<exchange_stall> stall_timer::observe(const std::optional<exchange_stall>& running,
                                                    std::chrono::steady_clock::time_point now) {
   const bool same = running && current_ && running->dispatch_word == current_->dispatch_word &&
-                    running->op == current_->op;
+                    running->op == current_->op && running->combines == current_->combines;
   if (!same) {
     current_ = running;
     since_ = now;
@@ -95,6 +96,8 @@ bool exchange_guard::poll(exchange_snapshot& s) noexcept {
   if (st == cudaSuccess)
     st = cudaMemcpyAsync(&s.mark, what_.mark, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess)
+    st = cudaMemcpyAsync(&s.combines, what_.combines, sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream_);
+  if (st == cudaSuccess)
     st = cudaMemcpyAsync(s.words.data(), what_.remote_words, s.words.size() * sizeof(std::uint64_t),
                          cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess) st = cudaStreamSynchronize(stream_);
@@ -133,7 +136,9 @@ void exchange_guard::run() noexcept {
       continue;
     }
     const auto still = running_exchange(s, what_.remote_ranks);
-    if (!still || still->dispatch_word != stall->dispatch_word || still->op != stall->op) continue;
+    if (!still || still->dispatch_word != stall->dispatch_word || still->op != stall->op ||
+        still->combines != stall->combines)
+      continue;
     fire(*still);
     return;
   }

@@ -44,6 +44,7 @@ struct exchange_snapshot {
   std::uint64_t dispatch_word = 0;
   std::uint64_t dispatch_done = 0;
   std::uint64_t mark = 0;
+  std::uint64_t combines = 0;  ///< combine kernels run so far (combines_done)
   std::vector<std::uint64_t> words;
 };
 
@@ -53,6 +54,7 @@ struct exchange_snapshot {
 struct exchange_stall {
   collective_kind op = collective_kind::none;
   std::uint64_t dispatch_word = 0;
+  std::uint64_t combines = 0;  ///< combines run before it: two combines of one dispatch differ here
   std::uint64_t missing = 0;
 };
 
@@ -80,6 +82,7 @@ class exchange_guard {
     const std::uint64_t* dispatch_word = nullptr;  ///< device memory (local state)
     const std::uint64_t* remote_words = nullptr;   ///< device memory, [2][remote]
     const std::uint64_t* mark = nullptr;           ///< device memory
+    const std::uint64_t* combines = nullptr;       ///< device memory (combines_done)
     const std::uint64_t* dispatch_done = nullptr;  ///< device memory
     device_faults* faults = nullptr;               ///< device memory: where the timeout is recorded
     std::vector<int> remote_ranks;                 ///< EP rank of each remote index

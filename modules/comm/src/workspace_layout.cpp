@@ -88,6 +88,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   l.remote_words = far.add(2, remote, sizeof(std::uint64_t));
   l.combine_mark = far.add(remote ? 1 : 0, sizeof(std::uint64_t));
   l.combine_started = far.add(remote ? 1 : 0, sizeof(std::uint64_t));
+  l.combines_done = far.add(remote ? 1 : 0, sizeof(std::uint64_t));
   l.dispatch_done = far.add(remote ? 1 : 0, sizeof(std::uint64_t));
   l.remote_partials = far.add(remote, max_tokens, l.combine_row_bytes);
   l.remote_bytes = remote ? far.total(window_granularity) : 0;
@@ -121,7 +122,8 @@ std::vector<named_region> list_regions(const workspace_layout& l, const std::vec
     out.push_back({"remote", payload_name("staged_payload", i), l.staged_payloads[i]});
   for (auto [name, r] : {std::pair{"staged_counts", l.staged_counts}, std::pair{"remote_words", l.remote_words},
                          std::pair{"combine_mark", l.combine_mark},
-                         std::pair{"combine_started", l.combine_started}, std::pair{"dispatch_done", l.dispatch_done},
+                         std::pair{"combine_started", l.combine_started},
+                         std::pair{"combines_done", l.combines_done}, std::pair{"dispatch_done", l.dispatch_done},
                          std::pair{"remote_partials", l.remote_partials}})
     out.push_back({"remote", name, r});
   return out;

@@ -92,9 +92,12 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   const std::uint64_t dispatched_word =
       v.domain_size < v.ep_size ? *v.local_at<std::uint64_t>(v.layout.dispatch_word) : 0;
   // Several domains: the combine exchange (before this kernel, stream order) has completed;
-  // its mark goes back to 0 for the exchange guard.
-  if (v.domain_size < v.ep_size && blockIdx.x == 0 && threadIdx.x == 0)
+  // its mark goes back to 0 for the exchange guard, and the count of combines moves on, so
+  // that the guard tells the next combine of the same dispatch from this one.
+  if (v.domain_size < v.ep_size && blockIdx.x == 0 && threadIdx.x == 0) {
     *v.remote_at<std::uint64_t>(v.layout.combine_mark) = 0;
+    *v.remote_at<std::uint64_t>(v.layout.combines_done) += 1;
+  }
   __shared__ device::collective_state st;
   bool in_step = false;
   {

@@ -32,6 +32,8 @@
 //                                            kernel (so: set = combine exchange running)
 //   combine_started      uint64              1, written at setup: a constant, so that a combine
 //                                            before any dispatch also sets its mark
+//   combines_done        uint64              combine kernels run (bumped where the mark is
+//                                            cleared): tells two combines of one dispatch apart
 //   dispatch_done        uint64              dispatch_word, copied after the dispatch exchange
 //                                            (so: dispatch_word != dispatch_done = it runs)
 //   remote_words, combine_mark, dispatch_done are what the exchange guard watches
@@ -90,6 +92,7 @@ struct workspace_layout {
   region remote_words;
   region combine_mark;
   region combine_started;
+  region combines_done;
   region dispatch_done;
   region remote_partials;
   std::size_t remote_bytes = 0;  ///< 0 with one domain
