@@ -25,9 +25,11 @@ constexpr int kLoadsInFlight = Sources <= 4 ? 8 : 16;
 // Row `slot` of this rank's block in peer d's combine region: the partial sums that peer
 // computed for a token this rank dispatched to it. A peer in another domain sent that block
 // by NCCL before the kernel, into remote_partials.
-template <class In>
+// Domains: the session has several NVLink domains; a one-domain session runs the
+// instantiation without the domain test (issue 13: the one-domain path keeps its speed).
+template <class In, bool Domains>
 __device__ inline const In* peer_combine_row(const comm::session_view& v, int d, int slot) {
-  if (!v.in_domain(d))
+  if (Domains && !v.in_domain(d))
     return reinterpret_cast<const In*>(v.remote_state + v.remote_row_offset(v.layout.remote_partials, d, slot,
                                                                      v.layout.combine_row_bytes));
   return static_cast<const In*>(ncclGetLsaPointer(
@@ -45,7 +47,7 @@ __device__ void fill_nan(Out* out_row, int g0, int g1, int lane) {
 
 // Latency-bound pull: every remote 16-byte load of a round (Groups groups from up to Sources
 // ranks) is issued before the first is summed; ascending rank order is kept.
-template <class In, class Out, int N, int Sources>
+template <class In, class Out, int N, int Sources, bool Domains>
 __device__ void pull_fast(const comm::session_view& v, const device::warp_slots& slots, int g0, int g1, int lane,
                           Out* out_row) {
   using group = device::element_group<In, N>;
@@ -56,7 +58,7 @@ __device__ void pull_fast(const comm::session_view& v, const device::warp_slots&
   for (int j = 0; j < Sources; ++j) {  // warp-uniform; static indices keep rows[] in registers
     const int d = m ? __ffsll(static_cast<long long>(m)) - 1 : 0;
     const int slot = slots.slot(d);
-    rows[j] = m ? peer_combine_row<In>(v, d, slot) : nullptr;
+    rows[j] = m ? peer_combine_row<In, Domains>(v, d, slot) : nullptr;
     m &= m - 1;
   }
   for (int base = g0; base < g1; base += 32 * kGroups) {
@@ -81,7 +83,7 @@ __device__ void pull_fast(const comm::session_view& v, const device::warp_slots&
   }
 }
 
-template <class In, class Out, int N, int Sources>
+template <class In, class Out, int N, int Sources, bool Domains>
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
@@ -89,12 +91,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
   const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
   // Only several domains compare words: one domain skips the load (perf-notes v10, small T).
-  const std::uint64_t dispatched_word =
-      v.domain_size < v.ep_size ? *v.local_at<std::uint64_t>(v.layout.dispatch_word) : 0;
+  const std::uint64_t dispatched_word = Domains ? *v.local_at<std::uint64_t>(v.layout.dispatch_word) : 0;
   // Several domains: the combine exchange (before this kernel, stream order) has completed;
   // its mark goes back to 0 for the exchange guard, and the count of combines moves on, so
   // that the guard tells the next combine of the same dispatch from this one.
-  if (v.domain_size < v.ep_size && blockIdx.x == 0 && threadIdx.x == 0) {
+  if (Domains && blockIdx.x == 0 && threadIdx.x == 0) {
     *v.remote_at<std::uint64_t>(v.layout.combine_mark) = 0;
     *v.remote_at<std::uint64_t>(v.layout.combines_done) += 1;
   }
@@ -112,7 +113,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
     } else {
       in_step = device::announce_and_wait(bar, v, comm::collective_kind::combine, true, st, me);
       // Other domains: their rows and combine rows must belong to this rank's last dispatch.
-      if (in_step && v.domain_size < v.ep_size) in_step = device::remote_in_step(v, dispatched_word, st);
+      if (Domains && in_step) in_step = device::remote_in_step(v, dispatched_word, st);
     }
   }
   const int lane = threadIdx.x & 31;
@@ -139,7 +140,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), t, v.ep_size, lane);
     if constexpr (N > 1) {
       if (__popcll(slots.mask) <= Sources) {
-        pull_fast<In, Out, N, Sources>(v, slots, g0, g1, lane, out_row);
+        pull_fast<In, Out, N, Sources, Domains>(v, slots, g0, g1, lane, out_row);
         continue;
       }
     }
@@ -149,7 +150,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
       float acc[N] = {};
       for (std::uint64_t m = slots.mask; m; m &= m - 1) {
         const int d = __ffsll(static_cast<long long>(m)) - 1;
-        const In* row = peer_combine_row<In>(v, d, slots.slot(d));
+        const In* row = peer_combine_row<In, Domains>(v, d, slots.slot(d));
         if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
       }
       if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
@@ -160,13 +161,18 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
 
 using combine_fn = void (*)(const ncclDevComm, const combine_params);
 
+template <class In, class Out, bool Domains>
+combine_fn pick_for_domains(const combine_params& p) {
+  const int max_sources = std::min(p.v.ep_size, p.v.top_k);  // a token has at most this many
+  if (!p.vectorized) return combine_kernel<In, Out, 1, 1, Domains>;  // no register path
+  if (max_sources <= 2) return combine_kernel<In, Out, 8, 2, Domains>;
+  if (max_sources <= 4) return combine_kernel<In, Out, 8, 4, Domains>;
+  return combine_kernel<In, Out, 8, 8, Domains>;  // more than 8: general loop
+}
+
 template <class In, class Out>
 combine_fn pick_for_output(const combine_params& p) {
-  const int max_sources = std::min(p.v.ep_size, p.v.top_k);  // a token has at most this many
-  if (!p.vectorized) return combine_kernel<In, Out, 1, 1>;  // no register path
-  if (max_sources <= 2) return combine_kernel<In, Out, 8, 2>;
-  if (max_sources <= 4) return combine_kernel<In, Out, 8, 4>;
-  return combine_kernel<In, Out, 8, 8>;  // more than 8: general loop
+  return p.v.domain_size < p.v.ep_size ? pick_for_domains<In, Out, true>(p) : pick_for_domains<In, Out, false>(p);
 }
 
 template <class In>

@@ -20,7 +20,10 @@ constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per
 
 /// Pushes slice `slice` of `slices` of token t's row to every destination in `slots.mask`.
 /// The row is read once and stored to each destination. Warp-uniform loop bounds.
-template <class V>
+// Domains: the session has several NVLink domains (remote ranks exist). A one-domain session runs
+// the instantiation without the per-destination domain test (issue 13: the one-domain path keeps
+// its speed).
+template <bool Domains, class V>
 __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
                          const device::warp_slots& slots, int lane) {
   std::size_t v0, v1;
@@ -45,7 +48,7 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
       const int slot = slots.slot(d);
       // Domain peers: an NVLink store into their window. Other domains: this rank's staging
       // rows, which NCCL sends after the kernel.
-      V* dst = v.in_domain(d) ? reinterpret_cast<V*>(static_cast<char*>(ncclGetLsaPointer(
+      V* dst = !Domains || v.in_domain(d) ? reinterpret_cast<V*>(static_cast<char*>(ncclGetLsaPointer(
                                     v.window, v.row_offset(c.dst, rank, slot, c.row_bytes), v.lsa_peer(d))))
                               : reinterpret_cast<V*>(v.remote_state + v.remote_row_offset(c.stage, d, slot, c.row_bytes));
 #pragma unroll
@@ -88,6 +91,7 @@ __device__ inline int wait_for_tag(const comm::session_view& v, int i, std::uint
 
 /// Everything of a dispatch CTA but returning its claim on CTA b: the barrier session lives
 /// in here, so it has written its epoch back when dispatch_kernel returns the claim.
+template <bool Domains>
 __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispatch_params& p, device::collective_state& st) {
   const comm::session_view& v = p.v;
   const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
@@ -124,7 +128,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   // arrived": a word that never comes is then a fault in combine, and the exchange guard names
   // the ranks it still waits for (docs/domains.md, failure modes). NCCL writes them after this
   // kernel (stream order).
-  if (b == 0 && !st.overlapped && v.domain_size < v.ep_size) {
+  if (Domains && b == 0 && !st.overlapped) {
     auto* words = v.remote_at<std::uint64_t>(v.layout.remote_words);
     for (int i = tid; i < 2 * (ep - v.domain_size); i += nthreads) words[i] = 0;
   }
@@ -203,7 +207,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {
-        push_row<decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+        push_row<Domains, decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
       });
     }
   }
@@ -219,7 +223,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     __syncthreads();
     if (!s_failed)
       for (int d = tid; d < ep; d += nthreads)
-        *(v.in_domain(d) ? static_cast<std::int32_t*>(ncclGetLsaPointer(
+        *(!Domains || v.in_domain(d) ? static_cast<std::int32_t*>(ncclGetLsaPointer(
                                v.window, v.layout.counts.offset + sizeof(std::int32_t) * v.rank, v.lsa_peer(d)))
                          : v.remote_at<std::int32_t>(v.layout.staged_counts) + v.remote_index(d)) = s_running[d];
   }
@@ -231,27 +235,38 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   // this dispatch's word stopped, so the rows the exchange sends to other domains say so and
   // their combine faults instead of summing them. A max: the stopped bit is the top bit, and a
   // word never goes back. NCCL reads the word after the kernel (stream order).
-  if (!in_step && threadIdx.x == 0 && v.domain_size < v.ep_size && !st.overlapped)
+  if (Domains && !in_step && threadIdx.x == 0 && !st.overlapped)
     atomicMax(reinterpret_cast<unsigned long long*>(v.local_at<std::uint64_t>(v.layout.dispatch_word)),
               static_cast<unsigned long long>(comm::progress_word(st.seq, comm::collective_kind::stopped)));
 }
 
+template <bool Domains>
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
                                                         const __grid_constant__ dispatch_params p) {
   __shared__ device::collective_state st;
-  dispatch_cta(dev, p, st);
+  dispatch_cta<Domains>(dev, p, st);
   device::end_collective(p.v);
 }
 
 }  // namespace
 
 cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept {
-  dispatch_kernel<<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  if (p.v.domain_size < p.v.ep_size)
+    dispatch_kernel<true><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  else
+    dispatch_kernel<false><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
   return cudaGetLastError();
 }
 
 cudaError_t detail::dispatch_attributes(cudaFuncAttributes* attributes) noexcept {
-  return cudaFuncGetAttributes(attributes, dispatch_kernel);
+  // Both instantiations share the limits that matter (block size; one CTA per SM): the
+  // tighter of the two counts.
+  cudaFuncAttributes several{};
+  cudaError_t st = cudaFuncGetAttributes(attributes, dispatch_kernel<false>);
+  if (st == cudaSuccess) st = cudaFuncGetAttributes(&several, dispatch_kernel<true>);
+  if (st == cudaSuccess && several.maxThreadsPerBlock < attributes->maxThreadsPerBlock)
+    attributes->maxThreadsPerBlock = several.maxThreadsPerBlock;
+  return st;
 }
 
 }  // namespace epgraph::kernels
