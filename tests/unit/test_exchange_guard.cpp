@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "epgraph/comm/progress.hpp"
+#include "epgraph/comm/workspace_layout.hpp"
 #include "exchange_guard.hpp"
 
 using namespace epgraph::comm;
@@ -117,4 +118,41 @@ TEST(ExchangeGuard, TwoCombinesOfOneDispatchAreTwoExchanges) {
   const auto fired = timer.observe(second, t0 + 6000ms);  // the second one's own limit
   ASSERT_TRUE(fired);
   EXPECT_EQ(fired->combines, 6u);
+}
+
+// A dispatch whose kernel did not launch writes no new word; its exchange still runs (the other
+// domains wait for it) and sets dispatch_done to dispatch_not_launched first, so it is watched:
+// also as the first dispatch, and apart from the launched exchange of the same word before it.
+TEST(ExchangeGuard, TheExchangeOfADispatchThatDidNotLaunchIsWatched) {
+  auto s = running_exchange(snap(word5, dispatch_not_launched, 0, {0, word5, 0, 0}), remote_ranks);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->op, collective_kind::dispatch);
+  EXPECT_TRUE(s->unlaunched);
+  EXPECT_EQ(s->dispatch_word, word5);
+  EXPECT_EQ(s->missing, std::uint64_t{1} << 2);
+  s = running_exchange(snap(0, dispatch_not_launched, 0, {0, 0, 0, 0}), remote_ranks);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->op, collective_kind::dispatch);
+  EXPECT_TRUE(s->unlaunched);
+  EXPECT_EQ(s->missing, both);
+  // A launched dispatch's exchange is not marked so.
+  s = running_exchange(snap(word6, word5, 0, {0, 0, 0, 0}), remote_ranks);
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->unlaunched);
+  // The copy after the exchange restores dispatch_done: idle again.
+  EXPECT_FALSE(running_exchange(snap(word5, word5, 0, {word5, word5, 0, 0}), remote_ranks));
+
+  // Dispatch 5's exchange ran almost the limit; the next dispatch did not launch and its
+  // exchange (same word) started before the next poll: a new exchange, its own clock.
+  const auto t0 = std::chrono::steady_clock::time_point{} + 100s;
+  stall_timer timer{3s};
+  const auto launched = running_exchange(snap(word5, 0, 0, {0, 0, 0, 0}), remote_ranks);
+  const auto not_launched = running_exchange(snap(word5, dispatch_not_launched, 0, {0, 0, 0, 0}), remote_ranks);
+  EXPECT_FALSE(timer.observe(launched, t0));
+  EXPECT_FALSE(timer.observe(launched, t0 + 2900ms));
+  EXPECT_FALSE(timer.observe(not_launched, t0 + 2910ms));
+  EXPECT_FALSE(timer.observe(not_launched, t0 + 5800ms));
+  const auto fired = timer.observe(not_launched, t0 + 6000ms);
+  ASSERT_TRUE(fired);
+  EXPECT_TRUE(fired->unlaunched);
 }

@@ -210,4 +210,15 @@ TEST(Faults, AnExchangeTimeoutNamesTheRanksTheExchangeAndTheWait) {
   EXPECT_NE(describe(f).find("still waiting for rank 3 in the combine exchange before any dispatch (61 s;"),
             std::string::npos)
       << describe(f);
+  // The exchange of a dispatch whose kernel did not launch on this rank (entry 1): named by
+  // the dispatch it follows, since it has no number of its own.
+  f.op = collective_kind::dispatch;
+  f.entry = 1;
+  EXPECT_NE(describe(f).find("in the exchange of the first dispatch, whose kernel did not launch here (61 s;"),
+            std::string::npos)
+      << describe(f);
+  f.seq = 7;
+  EXPECT_NE(describe(f).find("in the exchange of the dispatch after #7, whose kernel did not launch here (61 s;"),
+            std::string::npos)
+      << describe(f);
 }

@@ -5,6 +5,7 @@
 
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/progress.hpp"
+#include "epgraph/comm/workspace_layout.hpp"
 
 namespace epgraph::comm::detail {
 
@@ -14,8 +15,11 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
   exchange_stall stall;
   stall.dispatch_word = s.dispatch_word;
   stall.combines = s.combines;
-  if (s.dispatch_word != 0 && s.dispatch_word != s.dispatch_done) {
+  // Both words start at 0; they differ from the dispatch kernel's new word (or the mark set
+  // in place of a kernel that did not launch) until the copy after the exchange.
+  if (s.dispatch_word != s.dispatch_done) {
     stall.op = collective_kind::dispatch;
+    stall.unlaunched = s.dispatch_done == dispatch_not_launched;
   } else if (s.mark != 0) {
     stall.op = collective_kind::combine;
   } else {
@@ -34,8 +38,7 @@ std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::
 
 std::optional<exchange_stall> stall_timer::observe(const std::optional<exchange_stall>& running,
                                                    std::chrono::steady_clock::time_point now) {
-  const bool same = running && current_ && running->dispatch_word == current_->dispatch_word &&
-                    running->op == current_->op && running->combines == current_->combines;
+  const bool same = running && current_ && running->same_exchange(*current_);
   if (!same) {
     current_ = running;
     since_ = now;
@@ -136,9 +139,7 @@ void exchange_guard::run() noexcept {
       continue;
     }
     const auto still = running_exchange(s, what_.remote_ranks);
-    if (!still || still->dispatch_word != stall->dispatch_word || still->op != stall->op ||
-        still->combines != stall->combines)
-      continue;
+    if (!still || !still->same_exchange(*stall)) continue;
     fire(*still);
     return;
   }
@@ -150,6 +151,7 @@ void exchange_guard::fire(const exchange_stall& stall) noexcept {
   f.code = fault_code::exchange_timeout;
   f.op = stall.op;
   f.seq = progress_seq(stall.dispatch_word);  // the dispatch the exchange belongs to (or follows)
+  if (stall.unlaunched) f.entry = 1;
   f.missing = stall.missing;
   for (int p = 0; p < 64; ++p)
     if ((stall.missing >> p) & 1u) {

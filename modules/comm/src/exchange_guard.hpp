@@ -55,7 +55,12 @@ struct exchange_stall {
   collective_kind op = collective_kind::none;
   std::uint64_t dispatch_word = 0;
   std::uint64_t combines = 0;  ///< combines run before it: two combines of one dispatch differ here
+  bool unlaunched = false;     ///< dispatch: its kernel did not launch (dispatch_word is the previous one)
   std::uint64_t missing = 0;
+  /// The same exchange as `o` (for the timer and the last look): op, word, combines, launch.
+  bool same_exchange(const exchange_stall& o) const noexcept {
+    return op == o.op && dispatch_word == o.dispatch_word && combines == o.combines && unlaunched == o.unlaunched;
+  }
 };
 
 /// Pure: the exchange running in `s`, or nullopt when none is (idle, or in the expert stage).

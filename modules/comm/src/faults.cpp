@@ -93,7 +93,10 @@ std::string describe(const fault_record& f) {
       int named = 0;
       for (int p = 0; p < 64; ++p)
         if ((f.missing >> p) & 1u) out << (named++ ? ", " : " ") << p;
-      if (f.op != collective_kind::combine) out << " in the exchange of dispatch #" << f.seq;
+      const bool unlaunched = f.op != collective_kind::combine && f.entry == 1;
+      if (unlaunched && f.seq == 0) out << " in the exchange of the first dispatch, whose kernel did not launch here";
+      else if (unlaunched) out << " in the exchange of the dispatch after #" << f.seq << ", whose kernel did not launch here";
+      else if (f.op != collective_kind::combine) out << " in the exchange of dispatch #" << f.seq;
       else if (f.seq == 0) out << " in the combine exchange before any dispatch";
       else out << " in the combine exchange after dispatch #" << f.seq;
       out << " (" << f.value

@@ -119,10 +119,10 @@ cudaError_t dispatch_op::run(cudaStream_t stream) const noexcept {
   const cudaError_t launched = detail::launch_dispatch(dev_, params_, stream);
   // The exchange is enqueued even when the kernel launch failed, so the other domains are not
   // left waiting; what it sends then carries the previous dispatch word, which their combine
-  // rejects as out of step. (A session that failed on the host enqueues nothing, above: with
-  // several domains the other domains' exchange then waits until their exchange guard ends it;
-  // docs/domains.md, failure modes.)
-  const cudaError_t exchanged = remote_ ? remote_->exchange_dispatch(stream) : cudaSuccess;
+  // rejects as out of step, and this rank's guard watches it as well. (A session that failed
+  // on the host enqueues nothing, above: with several domains the other domains' exchange then
+  // waits until their exchange guard ends it; docs/domains.md, failure modes.)
+  const cudaError_t exchanged = remote_ ? remote_->exchange_dispatch(stream, launched == cudaSuccess) : cudaSuccess;
   return launched != cudaSuccess ? launched : exchanged;
 }
 

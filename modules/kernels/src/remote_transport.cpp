@@ -9,6 +9,8 @@
 #include <mutex>
 #include <vector>
 
+#include "epgraph/comm/workspace_layout.hpp"
+
 namespace epgraph::kernels::detail {
 
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes) {
@@ -52,8 +54,8 @@ class nccl_p2p_transport final : public remote_transport {
   nccl_p2p_transport(const comm::ep_session& session, exchange_plan plan)
       : comm_(session.remote_comm()), calls_(session.remote_calls()), link_(session.link()), plan_(std::move(plan)) {}
 
-  cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept override {
-    const cudaError_t exchanged = exchange(plan_.dispatch, stream);
+  cudaError_t exchange_dispatch(cudaStream_t stream, bool kernel_launched) const noexcept override {
+    const cudaError_t exchanged = exchange(plan_.dispatch, stream, nullptr, !kernel_launched);
     if (exchanged == cudaErrorInvalidResourceHandle) return exchanged;  // the session is gone, and its memory
     // Also after a failed enqueue: the caller gets that error, and the guard must not report a
     // timeout for an exchange that never started.
@@ -76,9 +78,14 @@ class nccl_p2p_transport final : public remote_transport {
   // nothing. (The lock is shared so that locking it is safe; destroying a session while
   // another thread runs its ops is not supported.)
   cudaError_t exchange(const std::vector<std::vector<exchange_message>>& per_peer, cudaStream_t stream,
-                       const exchange_message* to_self = nullptr) const noexcept {
+                       const exchange_message* to_self = nullptr, bool mark_not_launched = false) const noexcept {
     const std::lock_guard<std::timed_mutex> alone(*calls_);
     if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
+    static_assert(comm::dispatch_not_launched == ~std::uint64_t{0}, "the byte memset below writes all bits");
+    if (mark_not_launched) {
+      const exchange_message& done = plan_.dispatch_done;
+      if (const cudaError_t st = cudaMemsetAsync(done.recv, 0xFF, done.bytes, stream); st != cudaSuccess) return st;
+    }
     ncclResult_t first = ncclGroupStart();
     if (first != ncclSuccess) return cudaErrorLaunchFailure;
     if (to_self) {

@@ -5,7 +5,9 @@
 //   exchange_dispatch (after the dispatch kernel): the rows the kernel staged for each remote
 //     rank, its token count and this rank's dispatch word go to that rank's receive regions
 //     ([this rank] blocks), count and remote_words[0]; the same arrive from it. Then a copy of
-//     the dispatch word into dispatch_done marks the exchange complete (for the guard).
+//     the dispatch word into dispatch_done marks the exchange complete (for the guard). When
+//     the kernel did not launch (no new word), dispatch_done is first set to
+//     dispatch_not_launched, so that the guard watches this exchange too.
 //   exchange_combine (before the combine kernel): this rank's combine rows for each remote
 //     rank (its [remote] block of the combine region) and the dispatch word go to that rank's
 //     remote_partials and remote_words[1]; the same arrive from it. First of all, a constant
@@ -52,7 +54,7 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
 class remote_transport {
  public:
   virtual ~remote_transport() = default;
-  [[nodiscard]] virtual cudaError_t exchange_dispatch(cudaStream_t stream) const noexcept = 0;
+  [[nodiscard]] virtual cudaError_t exchange_dispatch(cudaStream_t stream, bool kernel_launched) const noexcept = 0;
   [[nodiscard]] virtual cudaError_t exchange_combine(cudaStream_t stream) const noexcept = 0;
   /// After exchange_combine when the combine kernel (which clears combine_mark) failed to launch.
   [[nodiscard]] virtual cudaError_t clear_combine_mark(cudaStream_t stream) const noexcept = 0;

@@ -44,7 +44,8 @@ std::string_view to_string(collective_kind k) noexcept;
 struct fault_record {
   fault_code code = fault_code::none;
   std::int32_t token = -1;  ///< input faults: the token (or -1)
-  std::int32_t entry = -1;  ///< input faults: the top-k entry (or -1)
+  std::int32_t entry = -1;  ///< input faults: the top-k entry (or -1); exchange_timeout: 1 when this
+                            ///< rank's dispatch kernel of that exchange did not launch
   std::int32_t value = 0;   ///< input faults: the offending value; local_stage_failed: the node's position;
                             ///< exchange_timeout: the seconds waited
   std::int32_t peer = -1;   ///< fatal faults: the peer involved (or -1)

@@ -35,7 +35,9 @@
 //   combines_done        uint64              combine kernels run (bumped where the mark is
 //                                            cleared): tells two combines of one dispatch apart
 //   dispatch_done        uint64              dispatch_word, copied after the dispatch exchange
-//                                            (so: dispatch_word != dispatch_done = it runs)
+//                                            (so: dispatch_word != dispatch_done = it runs);
+//                                            dispatch_not_launched before an exchange whose
+//                                            dispatch kernel failed to launch (no new word)
 //   remote_words, combine_mark, dispatch_done are what the exchange guard watches
 //   (docs/domains.md, failure modes).
 //   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
@@ -65,6 +67,10 @@ inline constexpr std::size_t mailbox_slot_bytes = 256;
 /// Stride of the per-CTA launch words: one cache line each, so the CTAs' atomics at kernel
 /// start never queue behind each other on one line.
 inline constexpr std::size_t launch_word_stride = 128;
+
+/// dispatch_done while the exchange of a dispatch whose kernel did not launch runs (all bits
+/// set, as a byte memset writes it): the exchange guard watches that exchange too.
+inline constexpr std::uint64_t dispatch_not_launched = ~std::uint64_t{0};
 
 struct workspace_layout {
   // symmetric window
