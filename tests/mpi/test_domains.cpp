@@ -15,6 +15,7 @@
 #include "epgraph/kernels/ops.hpp"
 #include "epgraph/sim/device.hpp"
 #include "epgraph/sim/reference.hpp"
+#include "setup_exchange.hpp"  // the test hook that stalls one rank
 #include "world.hpp"
 
 using namespace epgraph;
@@ -331,6 +332,39 @@ TEST(Domains, AnExtraCombineEndsItsExchangeByTheDeadline) {
 TEST(Domains, ACombineBeforeAnyDispatchEndsItsExchangeByTheDeadline) {
   if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
   expect_a_lone_combine_to_end_by_the_deadline(false, " in the combine exchange before any dispatch (");
+}
+
+// A rank of another domain that stalls right before the setup exchange (a test hook holds it
+// there for longer than the others could wait): NCCL would hold the others in the exchange's
+// connection or kernel for ever; their deadline revokes the exchange communicator, and their
+// session creation ends long before the stalled rank comes back, naming the setup exchange.
+// The stalled rank then fails its creation too.
+TEST(Domains, ARankThatStallsBeforeTheSetupExchangeFailsEveryRanksCreation) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 domains";
+  const int stalled = mpi().size() - 1;
+  sim::problem p = shape(1, sim::routing::uniform, comm::element_type::bf16, 512, 8);
+  comm::ep_config cfg = sim::make_config(p, 16, 256);
+  cfg.deadline_seconds = 1;  // the setup exchange and each agreement wait 2 x (2 x 1 + 1) = 6 s
+  comm::detail::setup_stall().rank = stalled;
+  comm::detail::setup_stall().seconds = 25;
+  const auto start = std::chrono::steady_clock::now();
+  std::string text;
+  try {
+    comm::ep_session session(world_comm(), cfg);
+  } catch (const comm::error& e) {
+    text = e.what();
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  comm::detail::setup_stall().rank = -1;
+  if (mpi().rank() != stalled) {
+    EXPECT_NE(text.find("not every rank of another domain took part in the setup exchange within 6 s"),
+              std::string::npos)
+        << text;
+    EXPECT_LT(waited, 20.0) << "ended only when the stalled rank came back: " << text;
+  } else {
+    EXPECT_FALSE(text.empty()) << "the stalled rank's creation succeeded without its peers";
+  }
+  mpi().barrier();
 }
 
 // With several domains the host agreements run over NCCL on the session's own communicator.

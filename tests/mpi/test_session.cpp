@@ -2,8 +2,13 @@
 
 #include <nccl_device/impl/comm__types.h>
 
+#include <chrono>
+#include <string>
+#include <thread>
+
 #include "epgraph/comm/ep_session.hpp"
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/nccl_comm.hpp"
 #include "world.hpp"
 
 using namespace epgraph;
@@ -77,4 +82,36 @@ TEST(Session, BorrowedCommunicatorOutlivesTheSession) {
 TEST(Session, VersionCheckPassesWithTheMatchingLibrary) {
   EXPECT_NO_THROW(comm::check_nccl_version());
   EXPECT_EQ(comm::loaded_nccl_version(), NCCL_VERSION_CODE);
+}
+
+// A peer that never creates its session (issue 13: "a peer that never joins"): the others'
+// creation ends at the first agreement's wait (twice the deadline plus a second) with a message
+// that names the step. That agreement comes before anything else, with one domain or several
+// (here: domains of 1 rank); it runs on a communicator of the test's own, which then holds an
+// unfinished NCCL collective and is aborted, as the message says.
+TEST(Session, APeerThatNeverCreatesItsSessionFailsTheOthersByTheDeadline) {
+  if (mpi().size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  ncclComm_t raw = nullptr;
+  ASSERT_EQ(ncclCommSplit(world_comm().get(), 0, mpi().rank(), &raw, nullptr), ncclSuccess);
+  comm::nccl_comm own = comm::nccl_comm::from_native_handle(raw);
+  if (mpi().rank() != mpi().size() - 1) {  // the last rank never creates its session
+    comm::ep_config c = small_config();
+    c.domain_size = 1;
+    c.deadline_seconds = 1;  // the agreement waits 2 x 1 + 1 = 3 s
+    const auto start = std::chrono::steady_clock::now();
+    std::string text;
+    try {
+      comm::ep_session s(own, c);
+    } catch (const comm::error& e) {
+      text = e.what();
+    }
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_NE(text.find("not every rank reached 'session setup"), std::string::npos) << text;
+    EXPECT_NE(text.find("abort the communicator"), std::string::npos) << text;
+    EXPECT_LT(waited, 20.0) << text;
+  } else {
+    std::this_thread::sleep_for(std::chrono::seconds(10));  // alive, but not in the session
+  }
+  own.abort();
+  mpi().barrier();
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "backoff.hpp"
 #include "epgraph/comm/error.hpp"
 
 namespace epgraph::comm::detail {
@@ -25,19 +26,6 @@ std::string seconds(double s) {
   out << s << " s";
   return out.str();
 }
-
-// Polling pause: short at first (agreements usually complete within microseconds), then
-// backing off so a long wait does not spin a CPU core.
-class backoff {
- public:
-  void pause() {
-    std::this_thread::sleep_for(pause_);
-    pause_ = std::min(pause_ * 2, std::chrono::microseconds(1000));
-  }
-
- private:
-  std::chrono::microseconds pause_{5};
-};
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/unique_handle.hpp"
 #include "session_state.hpp"
+#include "setup_exchange.hpp"
 
 namespace epgraph::comm {
 namespace detail {
@@ -198,47 +199,6 @@ const char* input_hint =
     "fix the routing or token count passed to dispatch; offending entries were skipped or clamped, nothing was "
     "written out of bounds";
 
-// NCCL connects point-to-point peers at their first exchange, inside ncclGroupEnd, where the
-// host thread waits for the peer to connect too. One small exchange with every remote rank
-// while all ranks are in setup (the agreement before it saw every one) makes those
-// connections here (NCCL 2.28 marks all of a peer's point-to-point channels for connection at
-// its first send or receive, whatever the size: p2pTaskAppend), so no step's exchange waits on
-// the host for a connection to a peer that stopped before its first step; the guard cannot end
-// a wait on the host. This exchange itself has no deadline: a rank that fails inside it leaves
-// the others waiting here (docs/domains.md, not covered yet). Each rank sends combine_started
-// to every remote rank and receives into its dispatch row of remote_words, zeroed again after.
-void connect_remote_ranks(detail::session_state& s) {
-  const session_view& v = s.view;
-  const int remote = v.ep_size - v.domain_size;
-  auto* words = v.remote_at<std::uint64_t>(s.layout.remote_words);
-  const auto* word = v.remote_at<std::uint64_t>(s.layout.combine_started);
-  cudaStream_t raw = nullptr;
-  EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
-  const unique_handle<stream_traits> stream(raw);
-  {
-    const std::lock_guard<std::timed_mutex> alone(*s.remote_calls);
-    EPG_CHECK_NCCL(ncclGroupStart());
-    ncclResult_t first = ncclSuccess;
-    for (int i = 0; i < remote; ++i) {
-      const ncclResult_t sent = ncclSend(word, 1, ncclUint64, v.remote_rank(i), s.remote.get(), stream.get());
-      const ncclResult_t received = ncclRecv(words + i, 1, ncclUint64, v.remote_rank(i), s.remote.get(), stream.get());
-      if (first == ncclSuccess) first = sent != ncclSuccess ? sent : received;
-    }
-    const ncclResult_t ended = ncclGroupEnd();  // always ended, also after a failed send or recv
-    EPG_CHECK_NCCL(first);
-    EPG_CHECK_NCCL(ended);
-  }
-  EPG_CHECK_CUDA(cudaStreamSynchronize(stream.get()));
-  std::vector<std::uint64_t> got(static_cast<std::size_t>(remote));
-  EPG_CHECK_CUDA(cudaMemcpy(got.data(), words, got.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost));
-  for (int i = 0; i < remote; ++i)
-    if (got[i] != 1)
-      throw error(error_domain::nccl, "session setup: first exchange with rank " + std::to_string(v.remote_rank(i)), 0,
-                  "received " + std::to_string(got[i]) + " instead of 1", "run with NCCL_DEBUG=WARN for the cause");
-  EPG_CHECK_CUDA(cudaMemset(words, 0, s.layout.remote_words.bytes));
-  EPG_CHECK_CUDA(cudaDeviceSynchronize());
-}
-
 // Everything collective of session creation, in order (ep_session's constructor).
 void set_up(detail::session_state& s, nccl_comm_ref comm) {
   const int nranks = comm.size();
@@ -299,7 +259,7 @@ void set_up(detail::session_state& s, nccl_comm_ref comm) {
     EPG_CHECK_CUDA(cudaDeviceSynchronize());
     if (L < nranks) s.guard = make_exchange_guard(s);
   });
-  if (L < nranks) s.agree.agreed("session setup: connections between domains", [&] { connect_remote_ranks(s); });
+  if (L < nranks) s.agree.agreed("session setup: connections between domains", [&] { detail::connect_remote_ranks(s); });
   // The mailbox reaches every rank only when the window spans the EP group; with several
   // domains the host agreements stay on NCCL, on the session's own communicator (bounded the
   // same way; see agreement.hpp).

@@ -1,0 +1,145 @@
+// NCCL connects point-to-point peers at their first exchange, inside ncclGroupEnd, where the
+// host thread waits for the peer to connect too. One small exchange with every remote rank
+// while all ranks are in setup (the agreement before it saw every one) makes those connections
+// here (NCCL 2.28 marks all of a peer's point-to-point channels for connection at its first
+// send or receive, whatever the size: p2pTaskAppend), so no step's exchange waits on the host
+// for a connection to a peer that stopped before its first step; the exchange guard cannot end
+// a wait on the host. Each rank sends combine_started to every remote rank and receives into
+// its dispatch row of remote_words, zeroed again after.
+//
+// The exchange's own deadline: NCCL gives none, neither for the connection (host) nor for its
+// kernel (GPU). A thread of this call revokes the exchange communicator when the agreement's
+// wait has passed; revoking ends NCCL's kernel, and is meant to end a connection attempt too.
+// It breaks NCCL's one-thread-per-communicator rule on purpose, as the exchange guard does
+// when a thread is stuck inside NCCL (exchange_guard.cpp): only a call that would otherwise
+// wait for ever is interrupted.
+#include "setup_exchange.hpp"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backoff.hpp"
+#include "epgraph/comm/cuda_handles.hpp"
+#include "epgraph/comm/error.hpp"
+#include "epgraph/comm/unique_handle.hpp"
+#include "session_state.hpp"
+
+namespace epgraph::comm::detail {
+namespace {
+
+// Revokes `comm` unless finish() comes within `seconds` (0: never). Joins in its destructor.
+class revoke_at_deadline {
+ public:
+  revoke_at_deadline(ncclComm_t comm, double seconds) {
+    if (seconds <= 0) return;
+    thread_ = std::thread([this, comm, seconds] {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (wake_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return finished_; })) return;
+      const ncclResult_t r = ncclCommRevoke(comm, NCCL_REVOKE_DEFAULT);
+      revoked_ = r == ncclSuccess || r == ncclInProgress;
+      fired_ = true;
+    });
+  }
+  ~revoke_at_deadline() { finish(); }
+  revoke_at_deadline(const revoke_at_deadline&) = delete;
+  revoke_at_deadline& operator=(const revoke_at_deadline&) = delete;
+
+  /// Stops the clock; true when the deadline passed (and the communicator was revoked or tried).
+  bool finish() noexcept {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      finished_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return fired_;
+  }
+  bool fired() const noexcept { return fired_; }
+  bool revoked() const noexcept { return revoked_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool finished_ = false;
+  std::atomic<bool> fired_{false}, revoked_{false};
+  std::thread thread_;
+};
+
+std::string seconds(double s) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g s", s);
+  return text;
+}
+
+}  // namespace
+
+setup_stall_for_tests& setup_stall() noexcept {
+  static setup_stall_for_tests stall;
+  return stall;
+}
+
+void connect_remote_ranks(session_state& s) {
+  const session_view& v = s.view;
+  const int remote = v.ep_size - v.domain_size;
+  if (setup_stall().rank.load() == s.rank)
+    std::this_thread::sleep_for(std::chrono::duration<double>(setup_stall().seconds.load()));
+  auto* words = v.remote_at<std::uint64_t>(s.layout.remote_words);
+  const auto* word = v.remote_at<std::uint64_t>(s.layout.combine_started);
+  cudaStream_t raw = nullptr;
+  EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
+  const unique_handle<stream_traits> stream(raw);
+  const double limit = s.agree.wait_seconds();
+  auto timed_out = [&] {
+    return error(error_domain::nccl, "session setup: connections between domains", 0,
+                 "not every rank of another domain took part in the setup exchange within " + seconds(limit) +
+                     "; this rank revoked the session's communicator between domains",
+                 "a rank of another domain failed or stalled during session creation (see its message): destroy the "
+                 "session on every rank");
+  };
+  revoke_at_deadline deadline(s.remote.get(), limit);
+  ncclResult_t first = ncclSuccess, ended = ncclSuccess;
+  {
+    const std::lock_guard<std::timed_mutex> alone(*s.remote_calls);
+    first = ncclGroupStart();
+    for (int i = 0; i < remote && first == ncclSuccess; ++i) {
+      const ncclResult_t sent = ncclSend(word, 1, ncclUint64, v.remote_rank(i), s.remote.get(), stream.get());
+      const ncclResult_t received = ncclRecv(words + i, 1, ncclUint64, v.remote_rank(i), s.remote.get(), stream.get());
+      first = sent != ncclSuccess ? sent : received;
+    }
+    ended = ncclGroupEnd();  // always ended, also after a failed send or recv
+  }
+  if (deadline.fired()) throw timed_out();
+  EPG_CHECK_NCCL(first);
+  EPG_CHECK_NCCL(ended);
+  // NCCL's kernel waits for every remote rank's half; revoking at the deadline ends it.
+  std::chrono::steady_clock::time_point fired_at{};
+  for (backoff wait;; wait.pause()) {
+    const cudaError_t done = cudaStreamQuery(stream.get());
+    if (done == cudaSuccess) break;
+    if (done != cudaErrorNotReady) EPG_CHECK_CUDA(done);
+    if (!deadline.fired()) continue;
+    // Revoked NCCL kernels end at once; a few seconds cover a busy GPU.
+    const auto now = std::chrono::steady_clock::now();
+    if (fired_at == std::chrono::steady_clock::time_point{}) fired_at = now;
+    if (!deadline.revoked() || now - fired_at > std::chrono::seconds(10)) throw timed_out();
+  }
+  if (deadline.finish()) throw timed_out();
+  std::vector<std::uint64_t> got(static_cast<std::size_t>(remote));
+  EPG_CHECK_CUDA(cudaMemcpy(got.data(), words, got.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < remote; ++i)
+    if (got[i] != 1)
+      throw error(error_domain::nccl, "session setup: first exchange with rank " + std::to_string(v.remote_rank(i)), 0,
+                  "received " + std::to_string(got[i]) + " instead of 1", "run with NCCL_DEBUG=WARN for the cause");
+  EPG_CHECK_CUDA(cudaMemset(words, 0, s.layout.remote_words.bytes));
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+}
+
+}  // namespace epgraph::comm::detail
