@@ -3,7 +3,7 @@
 # at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
-#   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare
+#   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare probe
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
@@ -87,6 +87,11 @@ for stage in $stages; do
       else
         record "twohosts_np${np}_domains" FAIL "$(grep -h 'NVLink domains' "$logs/twohosts_np$np.log" | head -1)"
       fi ;;
+    probe)  # tests/probes/first_contact.cpp: how a first NCCL call with a missing peer can end
+      for mode in revoke-blocking abort-nonblocking revoke-nonblocking; do
+        run "probe_$mode" 60 mpirun -np 2 --bind-to none "$bin/epgraph_probe_first_contact" "$mode"
+        grep -h "^probe" "$logs/probe_$mode.log"
+      done ;;
     failmodes) run failure_modes 300 "$(dirname "$0")/../tests/gpu/failure_modes_test.sh" "$bin"; cat "$logs/failure_modes.log" ;;
     watchdog) run watchdog_np2 240 "$(dirname "$0")/../tests/mpi/watchdog_test.sh" "$bin/epg-demo" mpirun ;;
     endurance)

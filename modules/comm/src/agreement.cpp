@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "backoff.hpp"
+#include "revoke_at_deadline.hpp"
 #include "epgraph/comm/error.hpp"
 
 namespace epgraph::comm::detail {
@@ -96,8 +97,27 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
   // The rows of an earlier round must not pass for this one's: an all-gather that a peer's
   // revocation ended early leaves that peer's row unwritten, and its name hash is then 0.
   EPG_CHECK_CUDA(cudaMemsetAsync(all_d, 0, static_cast<std::size_t>(ranks_) * mailbox_values * sizeof(std::int64_t), s));
-  EPG_CHECK_NCCL(ncclAllGather(mine_d, all_d, mailbox_values, ncclInt64, comm_, s));
   const auto start = std::chrono::steady_clock::now();
+  if (connected_) {
+    EPG_CHECK_NCCL(ncclAllGather(mine_d, all_d, mailbox_values, ncclInt64, comm_, s));
+  } else {
+    // The first collective on a communicator connects its peers, on the host, waiting for each
+    // (revoke_at_deadline.hpp): a peer that never comes is cut off at the deadline.
+    revoke_at_deadline connecting(comm_, wait_seconds());
+    const ncclResult_t enqueued = ncclAllGather(mine_d, all_d, mailbox_values, ncclInt64, comm_, s);
+    if (connecting.finish())
+      fail(what,
+           "not every rank reached '" + std::string(what) + "' (over NCCL) within " + seconds(wait_seconds()) +
+               ": NCCL was still connecting to them",
+           own_comm_ ? "a peer failed before this step (see its message) or is stalled. The session's own agreement "
+                       "communicator was revoked (the communicator you passed is untouched): destroy the session on "
+                       "every rank"
+                     : "a peer failed before this step (see its message), is stalled, or never created its session. "
+                       "To end NCCL's wait for it, this rank revoked the communicator you passed (its first "
+                       "collective): abort it (nccl_comm::abort, ncclCommAbort) and create a new one");
+    EPG_CHECK_NCCL(enqueued);
+    connected_ = true;
+  }
   for (backoff wait;; wait.pause()) {
     const cudaError_t done = cudaStreamQuery(s);
     if (done == cudaSuccess) break;

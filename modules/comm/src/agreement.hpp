@@ -8,8 +8,12 @@
 // must not free GPU memory (cudaFree would wait for the collective forever) but leak it and
 // tell the user to abort the communicator. On a communicator of the session's own
 // (use_own_communicator) it revokes that communicator instead, which ends the collective:
-// nothing is left behind. After attach(), it runs through the window's mailbox (mailbox.hpp),
-// where nothing waits on the device.
+// nothing is left behind. The first all-gather on a communicator also connects NCCL's peers,
+// a wait on the host inside NCCL's call: a peer that never comes is cut off at the deadline by
+// revoking the communicator from another thread (revoke_at_deadline.hpp), on the caller's
+// communicator too (a peer that never created its session; the user must abort it anyway).
+// After attach(), it runs through the window's mailbox (mailbox.hpp), where nothing waits on
+// the device.
 //
 // Every operation is collective: all ranks call the same ones in the same order; both phases
 // compare the names and throw on every rank that sees another. One thread at a time.
@@ -52,6 +56,7 @@ class rank_agreement {
   void use_own_communicator(ncclComm_t comm) noexcept {
     comm_ = comm;
     own_comm_ = true;
+    connected_ = false;
   }
   bool attached() const noexcept { return mailbox_.window != nullptr; }
 
@@ -98,6 +103,9 @@ class rank_agreement {
   mailbox_view mailbox_{};
   std::uint64_t round_ = 0;
   bool own_comm_ = false, stuck_ = false, left_ = false, broken_ = false;
+  /// The communicator has run a collective: NCCL connected its peers (the first one is bounded
+  /// by revoking the communicator; see exchange_nccl).
+  bool connected_ = false;
 };
 
 }  // namespace epgraph::comm::detail

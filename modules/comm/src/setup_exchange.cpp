@@ -8,25 +8,21 @@
 // its dispatch row of remote_words, zeroed again after.
 //
 // The exchange's own deadline: NCCL gives none, neither for the connection (host) nor for its
-// kernel (GPU). A thread of this call revokes the exchange communicator when the agreement's
-// wait has passed; revoking ends NCCL's kernel, and is meant to end a connection attempt too.
-// It breaks NCCL's one-thread-per-communicator rule on purpose, as the exchange guard does
-// when a thread is stuck inside NCCL (exchange_guard.cpp): only a call that would otherwise
-// wait for ever is interrupted.
+// kernel (GPU). A thread revokes the exchange communicator when the agreement's wait has passed
+// (revoke_at_deadline.hpp); that ends both (Domains.ARankThatStallsBeforeTheSetupExchange...).
 #include "setup_exchange.hpp"
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "backoff.hpp"
+#include "revoke_at_deadline.hpp"
 #include "epgraph/comm/cuda_handles.hpp"
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/unique_handle.hpp"
@@ -34,44 +30,6 @@
 
 namespace epgraph::comm::detail {
 namespace {
-
-// Revokes `comm` unless finish() comes within `seconds` (0: never). Joins in its destructor.
-class revoke_at_deadline {
- public:
-  revoke_at_deadline(ncclComm_t comm, double seconds) {
-    if (seconds <= 0) return;
-    thread_ = std::thread([this, comm, seconds] {
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (wake_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return finished_; })) return;
-      const ncclResult_t r = ncclCommRevoke(comm, NCCL_REVOKE_DEFAULT);
-      revoked_ = r == ncclSuccess || r == ncclInProgress;
-      fired_ = true;
-    });
-  }
-  ~revoke_at_deadline() { finish(); }
-  revoke_at_deadline(const revoke_at_deadline&) = delete;
-  revoke_at_deadline& operator=(const revoke_at_deadline&) = delete;
-
-  /// Stops the clock; true when the deadline passed (and the communicator was revoked or tried).
-  bool finish() noexcept {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      finished_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-    return fired_;
-  }
-  bool fired() const noexcept { return fired_; }
-  bool revoked() const noexcept { return revoked_; }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool finished_ = false;
-  std::atomic<bool> fired_{false}, revoked_{false};
-  std::thread thread_;
-};
 
 std::string seconds(double s) {
   char text[32];
@@ -97,10 +55,14 @@ void connect_remote_ranks(session_state& s) {
   EPG_CHECK_CUDA(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
   const unique_handle<stream_traits> stream(raw);
   const double limit = s.agree.wait_seconds();
-  auto timed_out = [&] {
+  // NCCL's work may still run (a revocation that did not end it): the session's destructor
+  // then aborts the communicator between domains (failed), which ends it, before any memory goes.
+  auto timed_out = [&](bool revoked) {
+    s.failed = true;
     return error(error_domain::nccl, "session setup: connections between domains", 0,
                  "not every rank of another domain took part in the setup exchange within " + seconds(limit) +
-                     "; this rank revoked the session's communicator between domains",
+                     (revoked ? "; this rank revoked the session's communicator between domains"
+                              : "; revoking the session's communicator between domains did not end NCCL's wait"),
                  "a rank of another domain failed or stalled during session creation (see its message): destroy the "
                  "session on every rank");
   };
@@ -116,7 +78,7 @@ void connect_remote_ranks(session_state& s) {
     }
     ended = ncclGroupEnd();  // always ended, also after a failed send or recv
   }
-  if (deadline.fired()) throw timed_out();
+  if (deadline.fired()) throw timed_out(deadline.finish() && deadline.revoked());
   EPG_CHECK_NCCL(first);
   EPG_CHECK_NCCL(ended);
   // NCCL's kernel waits for every remote rank's half; revoking at the deadline ends it.
@@ -128,10 +90,13 @@ void connect_remote_ranks(session_state& s) {
     if (!deadline.fired()) continue;
     // Revoked NCCL kernels end at once; a few seconds cover a busy GPU.
     const auto now = std::chrono::steady_clock::now();
-    if (fired_at == std::chrono::steady_clock::time_point{}) fired_at = now;
-    if (!deadline.revoked() || now - fired_at > std::chrono::seconds(10)) throw timed_out();
+    if (fired_at == std::chrono::steady_clock::time_point{}) {
+      fired_at = now;
+      deadline.finish();  // the revocation has returned
+    }
+    if (!deadline.revoked() || now - fired_at > std::chrono::seconds(10)) throw timed_out(false);
   }
-  if (deadline.finish()) throw timed_out();
+  if (deadline.finish()) throw timed_out(deadline.revoked());
   std::vector<std::uint64_t> got(static_cast<std::size_t>(remote));
   EPG_CHECK_CUDA(cudaMemcpy(got.data(), words, got.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost));
   for (int i = 0; i < remote; ++i)

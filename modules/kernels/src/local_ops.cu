@@ -54,19 +54,26 @@ __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_vie
 // in step (a fatal fault makes them stop at once and tell the peers). The dispatch word is
 // marked stopped too: the combine exchange carries it to the ranks of other domains, whose
 // combine then faults instead of summing this rank's unfinished rows.
-__global__ void stage_failed_kernel(comm::device_faults* faults, std::uint64_t* dispatch_word, int node) {
+// dispatch_done: with several domains (else null), set to the same word, so that the exchange
+// guard does not take the changed word for a dispatch exchange that runs.
+__global__ void stage_failed_kernel(comm::device_faults* faults, std::uint64_t* dispatch_word,
+                                    std::uint64_t* dispatch_done, int node) {
   comm::fault_record f;
   f.code = comm::fault_code::local_stage_failed;
   f.value = node;
   comm::device::record_fault(&faults->fatal, f);
-  *dispatch_word = comm::progress_word(comm::progress_seq(*dispatch_word), comm::collective_kind::stopped);
+  const std::uint64_t stopped =
+      comm::progress_word(comm::progress_seq(*dispatch_word), comm::collective_kind::stopped);
+  *dispatch_word = stopped;
+  if (dispatch_done) *dispatch_done = stopped;
 }
 
 }  // namespace
 
 cudaError_t detail::launch_stage_failed(const comm::session_view& v, int node, cudaStream_t stream) noexcept {
+  std::uint64_t* done = v.domain_size < v.ep_size ? v.remote_at<std::uint64_t>(v.layout.dispatch_done) : nullptr;
   stage_failed_kernel<<<1, 1, 0, stream>>>(v.local_at<comm::device_faults>(v.layout.faults),
-                                           v.local_at<std::uint64_t>(v.layout.dispatch_word), node);
+                                           v.local_at<std::uint64_t>(v.layout.dispatch_word), done, node);
   return cudaGetLastError();
 }
 

@@ -25,6 +25,7 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   plan.combine_mark = {v.remote_at<std::uint64_t>(l.combine_started), v.remote_at<std::uint64_t>(l.combine_mark),
                        sizeof(std::uint64_t)};
   plan.dispatch_done = {word, v.remote_at<std::uint64_t>(l.dispatch_done), sizeof(std::uint64_t)};
+  plan.remote_words = {nullptr, words_in, l.remote_words.bytes};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);
     plan.peers.push_back(d);
@@ -82,9 +83,14 @@ class nccl_p2p_transport final : public remote_transport {
     const std::lock_guard<std::timed_mutex> alone(*calls_);
     if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
     static_assert(comm::dispatch_not_launched == ~std::uint64_t{0}, "the byte memset below writes all bits");
+    // No dispatch kernel ran: what it would have done for the guard, here (its words zeroed,
+    // so that the guard names only the ranks still missing). A failed mark does not stop the
+    // exchange: the other domains wait for it.
+    cudaError_t marked = cudaSuccess;
     if (mark_not_launched) {
-      const exchange_message& done = plan_.dispatch_done;
-      if (const cudaError_t st = cudaMemsetAsync(done.recv, 0xFF, done.bytes, stream); st != cudaSuccess) return st;
+      marked = cudaMemsetAsync(plan_.remote_words.recv, 0, plan_.remote_words.bytes, stream);
+      if (marked == cudaSuccess)
+        marked = cudaMemsetAsync(plan_.dispatch_done.recv, 0xFF, plan_.dispatch_done.bytes, stream);
     }
     ncclResult_t first = ncclGroupStart();
     if (first != ncclSuccess) return cudaErrorLaunchFailure;
@@ -103,7 +109,8 @@ class nccl_p2p_transport final : public remote_transport {
     }
     const ncclResult_t ended = ncclGroupEnd();
     if (first == ncclSuccess) first = ended;
-    return first == ncclSuccess ? cudaSuccess : cudaErrorLaunchFailure;
+    if (first != ncclSuccess) return cudaErrorLaunchFailure;
+    return marked;
   }
 
   ncclComm_t comm_;

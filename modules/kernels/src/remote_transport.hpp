@@ -48,6 +48,9 @@ struct exchange_plan {
   /// Copied (cudaMemcpyAsync) after the dispatch exchange's group: the dispatch word into
   /// dispatch_done, the guard's sign that the whole exchange, sends included, completed.
   exchange_message dispatch_done{};
+  /// Zeroed (recv only) before the exchange of a dispatch whose kernel did not launch: both rows
+  /// of remote_words, as the dispatch kernel zeroes them.
+  exchange_message remote_words{};
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 
