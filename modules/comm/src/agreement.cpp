@@ -105,16 +105,27 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
     // (revoke_at_deadline.hpp): a peer that never comes is cut off at the deadline.
     revoke_at_deadline connecting(comm_, wait_seconds());
     const ncclResult_t enqueued = ncclAllGather(mine_d, all_d, mailbox_values, ncclInt64, comm_, s);
-    if (connecting.finish())
-      fail(what,
-           "not every rank reached '" + std::string(what) + "' (over NCCL) within " + seconds(wait_seconds()) +
-               ": NCCL was still connecting to them",
+    if (connecting.finish()) {
+      // Revoked at the deadline. If NCCL queued the all-gather meanwhile (it connected just in
+      // time), that must end before this rank's buffers may be freed; else they are leaked.
+      const bool ended = enqueued != ncclSuccess || unfinished_ends();
+      const std::string missed = "not every rank reached '" + std::string(what) + "' (over NCCL) within " +
+                                 seconds(wait_seconds()) + ": NCCL was still connecting to them";
+      if (!connecting.revoked() || !ended) {
+        stuck_ = true;
+        fail(what, missed,
+             "a peer failed before this step (see its message), is stalled, or never created its session. Revoking "
+             "the communicator did not end NCCL's work on it: the session's GPU memory is leaked; abort the "
+             "communicator (nccl_comm::abort, ncclCommAbort) before exiting");
+      }
+      fail(what, missed,
            own_comm_ ? "a peer failed before this step (see its message) or is stalled. The session's own agreement "
                        "communicator was revoked (the communicator you passed is untouched): destroy the session on "
                        "every rank"
                      : "a peer failed before this step (see its message), is stalled, or never created its session. "
                        "To end NCCL's wait for it, this rank revoked the communicator you passed (its first "
                        "collective): abort it (nccl_comm::abort, ncclCommAbort) and create a new one");
+    }
     EPG_CHECK_NCCL(enqueued);
     connected_ = true;
   }
@@ -166,7 +177,11 @@ bool rank_agreement::revoke_unfinished() noexcept {
   // Still failed: the deadline has passed, even if the all-gather completed since the last look.
   const ncclResult_t revoked = ncclCommRevoke(comm_, NCCL_REVOKE_DEFAULT);
   if (revoked != ncclSuccess && revoked != ncclInProgress) return false;
-  // NCCL's kernels see the revocation at once; a few seconds cover a busy GPU.
+  return unfinished_ends();
+}
+
+bool rank_agreement::unfinished_ends() noexcept {
+  // NCCL's kernels see a revocation at once; a few seconds cover a busy GPU.
   const auto start = std::chrono::steady_clock::now();
   for (backoff wait; std::chrono::steady_clock::now() - start < std::chrono::seconds(10); wait.pause()) {
     const cudaError_t done = cudaStreamQuery(stream_.get());

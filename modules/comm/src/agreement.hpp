@@ -91,6 +91,8 @@ class rank_agreement {
   [[noreturn]] void fail(std::string_view what, std::string message, std::string hint);
   /// Revokes the own communicator and waits (bounded) for the unfinished all-gather to end.
   bool revoke_unfinished() noexcept;
+  /// After a revocation: waits (bounded) for the agreement's stream; true when it ended.
+  bool unfinished_ends() noexcept;
   bool past_deadline(std::chrono::steady_clock::time_point start) const;
 
   ncclComm_t comm_;

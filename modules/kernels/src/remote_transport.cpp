@@ -25,6 +25,7 @@ exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std:
   plan.combine_mark = {v.remote_at<std::uint64_t>(l.combine_started), v.remote_at<std::uint64_t>(l.combine_mark),
                        sizeof(std::uint64_t)};
   plan.dispatch_done = {word, v.remote_at<std::uint64_t>(l.dispatch_done), sizeof(std::uint64_t)};
+  plan.combines_done = {nullptr, v.remote_at<std::uint64_t>(l.combines_done), sizeof(std::uint64_t)};
   plan.remote_words = {nullptr, words_in, l.remote_words.bytes};
   for (int i = 0; i < remote; ++i) {
     const int d = v.remote_rank(i);
@@ -68,7 +69,12 @@ class nccl_p2p_transport final : public remote_transport {
     return exchange(plan_.combine, stream, &plan_.combine_mark);
   }
   cudaError_t clear_combine_mark(cudaStream_t stream) const noexcept override {
-    return cudaMemsetAsync(plan_.combine_mark.recv, 0, plan_.combine_mark.bytes, stream);
+    // What the kernel would have done: the mark cleared, and the count of combines moved on,
+    // here to all bits (no count of combines reaches it), so that the guard tells the next
+    // combine of the same dispatch from this one. (Two such failures in a row look alike.)
+    const cudaError_t cleared = cudaMemsetAsync(plan_.combine_mark.recv, 0, plan_.combine_mark.bytes, stream);
+    const cudaError_t counted = cudaMemsetAsync(plan_.combines_done.recv, 0xFF, plan_.combines_done.bytes, stream);
+    return cleared != cudaSuccess ? cleared : counted;
   }
 
  private:

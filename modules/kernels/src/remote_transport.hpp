@@ -51,6 +51,8 @@ struct exchange_plan {
   /// Zeroed (recv only) before the exchange of a dispatch whose kernel did not launch: both rows
   /// of remote_words, as the dispatch kernel zeroes them.
   exchange_message remote_words{};
+  /// Set to all bits (recv only) when the combine kernel did not launch (clear_combine_mark).
+  exchange_message combines_done{};
 };
 exchange_plan plan_exchanges(const comm::session_view& v, const std::vector<std::size_t>& payload_row_bytes);
 

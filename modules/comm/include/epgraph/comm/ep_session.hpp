@@ -24,7 +24,13 @@
 // only one rank sees (out of memory, say), is agreed: every rank throws together. NCCL's own
 // collective calls inside (ncclCommSplit with several domains, window registration,
 // ncclDevCommCreate) start only after every rank passed the agreement before them, and are not
-// bounded by epgraph.
+// bounded by epgraph. The first agreement is a collective on the communicator you pass; if it
+// is that communicator's first collective, NCCL connects its peers inside the call and waits on
+// the host for every one: when a peer never comes (it never creates its session), this rank
+// revokes the communicator you passed at the deadline to end that wait (any other work of
+// yours on it ends too), and the error says to abort it. The exchange that connects the peers
+// of other domains at the end of setup is bounded the same way, on the session's own
+// communicator.
 //
 // Several domains: the window and device communicator belong to this rank's domain (split off
 // the EP communicator); ranks of other domains are reached by NCCL point-to-point on a

@@ -37,7 +37,9 @@
 //   dispatch_done        uint64              dispatch_word, copied after the dispatch exchange
 //                                            (so: dispatch_word != dispatch_done = it runs);
 //                                            dispatch_not_launched before an exchange whose
-//                                            dispatch kernel failed to launch (no new word)
+//                                            dispatch kernel failed to launch (no new word);
+//                                            the stopped word a failed step node writes into
+//                                            dispatch_word, written here too
 //   remote_words, combine_mark, dispatch_done are what the exchange guard watches
 //   (docs/domains.md, failure modes).
 //   remote_partials      elem [R][max_tokens][hidden]  combine rows remote ranks sent back
