@@ -67,7 +67,7 @@ struct exchange_stall {
 /// remote_ranks[i] is the EP rank of remote index i.
 std::optional<exchange_stall> running_exchange(const exchange_snapshot& s, std::span<const int> remote_ranks);
 
-/// Follows one stall across polls: returns it once the same exchange (dispatch word and op)
+/// Follows one stall across polls: returns it once the same exchange (exchange_stall::same_exchange)
 /// has been seen running for longer than `limit`. Host only, no clock of its own (testable).
 class stall_timer {
  public:
