@@ -1,13 +1,16 @@
 // The exchange guard's decisions, without a GPU: which exchange a snapshot of the watched words
-// shows running, and when the same one has run too long (exchange_guard.hpp).
+// shows running, and when the same one has run too long (exchange_guard.hpp); and the deadline
+// thread that bounds NCCL's first contact (revoke_at_deadline.hpp).
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 #include <vector>
 
 #include "epgraph/comm/progress.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
 #include "exchange_guard.hpp"
+#include "revoke_at_deadline.hpp"
 
 using namespace epgraph::comm;
 using namespace epgraph::comm::detail;
@@ -155,4 +158,24 @@ TEST(ExchangeGuard, TheExchangeOfADispatchThatDidNotLaunchIsWatched) {
   const auto fired = timer.observe(not_launched, t0 + 6000ms);
   ASSERT_TRUE(fired);
   EXPECT_TRUE(fired->unlaunched);
+}
+
+// The deadline thread of the setup exchange and the first agreement (revoke_at_deadline.hpp),
+// without a GPU: the clock only (a null communicator; what NCCL answers to revoking it is not
+// the point).
+TEST(RevokeAtDeadline, FiresOnlyWhenTheTimePassesAndNeverAfterFinish) {
+  {
+    revoke_at_deadline quick(nullptr, 5.0);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(quick.finish());  // finished in time: no revocation, and finish does not wait 5 s
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+    EXPECT_FALSE(quick.fired());
+  }
+  revoke_at_deadline slow(nullptr, 0.05);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(slow.fired());
+  EXPECT_TRUE(slow.finish());
+  revoke_at_deadline off(nullptr, 0);  // 0: no deadline, no thread
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(off.finish());
 }
