@@ -22,12 +22,6 @@ std::string rank_list(const std::vector<int>& ranks) {
   return out.str();
 }
 
-std::string seconds(double s) {
-  std::ostringstream out;
-  out << s << " s";
-  return out.str();
-}
-
 }  // namespace
 
 rank_agreement::rank_agreement(ncclComm_t comm, int rank, int ranks, double deadline_seconds,
@@ -110,7 +104,7 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
       // time), that must end before this rank's buffers may be freed; else they are leaked.
       const bool ended = enqueued != ncclSuccess || unfinished_ends();
       const std::string missed = "not every rank reached '" + std::string(what) + "' (over NCCL) within " +
-                                 seconds(wait_seconds()) + ": NCCL was still connecting to them";
+                                 seconds_text(wait_seconds()) + ": NCCL was still connecting to them";
       if (!connecting.revoked() || !ended) {
         stuck_ = true;
         fail(what, missed,
@@ -138,7 +132,7 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_nccl(std::string
     if (async != ncclSuccess && async != ncclInProgress) EPG_CHECK_NCCL(async);
     if (past_deadline(start)) {
       const std::string missed =
-          "not every rank reached '" + std::string(what) + "' (over NCCL) within " + seconds(wait_seconds());
+          "not every rank reached '" + std::string(what) + "' (over NCCL) within " + seconds_text(wait_seconds());
       if (own_comm_ && revoke_unfinished())
         fail(what, missed,
              "a peer failed before this step (see its message), is stalled, or ran another sequence of session "
@@ -233,7 +227,7 @@ std::vector<std::vector<std::int64_t>> rank_agreement::exchange_mailbox(std::str
            "session on every rank");
     if (missing.empty()) break;
     if (past_deadline(start))
-      fail(what, rank_list(missing) + " did not reach '" + std::string(what) + "' within " + seconds(wait_seconds()),
+      fail(what, rank_list(missing) + " did not reach '" + std::string(what) + "' within " + seconds_text(wait_seconds()),
            "they stalled, died, or ran another sequence of session calls; the session is unusable: destroy it");
   }
   // Read once more: every round was seen, so its body is complete (fenced before the round) and

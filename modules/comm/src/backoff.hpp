@@ -1,8 +1,11 @@
 #pragma once
-// Polling pause for host waits on the GPU or on peers: short at first (most waits end within
-// microseconds), then backing off so a long wait does not spin a CPU core.
+// Host waits on the GPU or on peers: the polling pause, short at first (most waits end within
+// microseconds), then backing off so a long wait does not spin a CPU core; and how a wait's
+// length reads in messages.
 #include <algorithm>
 #include <chrono>
+#include <sstream>
+#include <string>
 #include <thread>
 
 namespace epgraph::comm::detail {
@@ -17,5 +20,12 @@ class backoff {
  private:
   std::chrono::microseconds pause_{5};
 };
+
+/// "6 s", "2.5 s": a wait in an error message.
+inline std::string seconds_text(double s) {
+  std::ostringstream out;
+  out << s << " s";
+  return out.str();
+}
 
 }  // namespace epgraph::comm::detail

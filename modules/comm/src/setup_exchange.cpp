@@ -16,7 +16,6 @@
 #include <nccl.h>
 
 #include <chrono>
-#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,16 +28,6 @@
 #include "session_state.hpp"
 
 namespace epgraph::comm::detail {
-namespace {
-
-std::string seconds(double s) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g s", s);
-  return text;
-}
-
-}  // namespace
-
 setup_stall_for_tests& setup_stall() noexcept {
   static setup_stall_for_tests stall;
   return stall;
@@ -60,7 +49,7 @@ void connect_remote_ranks(session_state& s) {
   auto timed_out = [&](bool revoked) {
     s.failed = true;
     return error(error_domain::nccl, "session setup: connections between domains", 0,
-                 "not every rank of another domain took part in the setup exchange within " + seconds(limit) +
+                 "not every rank of another domain took part in the setup exchange within " + seconds_text(limit) +
                      (revoked ? "; this rank revoked the session's communicator between domains"
                               : "; revoking the session's communicator between domains did not end NCCL's wait"),
                  "a rank of another domain failed or stalled during session creation (see its message): destroy the "
