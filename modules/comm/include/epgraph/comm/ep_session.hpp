@@ -9,7 +9,7 @@
 //   read_faults, peer_progress     no (any thread)  no          no             -
 //   abort                          no               no          no             -
 //   (*) after abort(), a failed host agreement, or while unwinding from an exception, teardown
-//   is local: it tells the peers that this rank left and waits for nobody. Otherwise it agrees
+//   is local: it tells the peers that this rank left (one domain only) and waits for nobody. Otherwise it agrees
 //   with the peers (bounded); only when every rank is there does it call NCCL's release calls,
 //   which may wait for the peers; else the window and device communicator are left to the
 //   communicator, which frees them when it is destroyed or aborted.
@@ -154,9 +154,10 @@ class ep_session {
 
   /// Local, never throws: this session refuses further runs, every peer's kernels and host
   /// collectives of this session fail at once (instead of at their deadline) naming this
-  /// rank, and the destructor skips its collective step. With several domains only this
-  /// rank's domain learns it at once; the session's communicator between domains is revoked
-  /// (its exchanges end), and the other domains fail at their exchange guard's limit. If a
+  /// rank, and the destructor skips its collective step. With several domains no peer learns
+  /// it at once (there is no mailbox): the peers of this domain fail at their device deadline,
+  /// those of other domains at their exchange guard's limit, host agreements at their deadline;
+  /// the session's communicator between domains is revoked (its exchanges end). If a
   /// collective of the communicator itself was left unfinished, also abort the communicator
   /// (nccl_comm::abort).
   void abort() noexcept;
