@@ -174,15 +174,7 @@ bool rank_agreement::revoke_unfinished() noexcept {
   return unfinished_ends();
 }
 
-bool rank_agreement::unfinished_ends() noexcept {
-  // NCCL's kernels see a revocation at once; a few seconds cover a busy GPU.
-  const auto start = std::chrono::steady_clock::now();
-  for (backoff wait; std::chrono::steady_clock::now() - start < std::chrono::seconds(10); wait.pause()) {
-    const cudaError_t done = cudaStreamQuery(stream_.get());
-    if (done != cudaErrorNotReady) return done == cudaSuccess;
-  }
-  return false;
-}
+bool rank_agreement::unfinished_ends() noexcept { return ends_within(stream_.get(), std::chrono::seconds(10)); }
 
 void rank_agreement::read_mailbox(std::vector<mailbox_slot>& out) {
   out.resize(3 * static_cast<std::size_t>(ranks_));  // rows: round parity 0, parity 1, left marks

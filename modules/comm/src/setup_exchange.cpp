@@ -71,19 +71,14 @@ void connect_remote_ranks(session_state& s) {
   EPG_CHECK_NCCL(first);
   EPG_CHECK_NCCL(ended);
   // NCCL's kernel waits for every remote rank's half; revoking at the deadline ends it.
-  std::chrono::steady_clock::time_point fired_at{};
   for (backoff wait;; wait.pause()) {
     const cudaError_t done = cudaStreamQuery(stream.get());
     if (done == cudaSuccess) break;
     if (done != cudaErrorNotReady) EPG_CHECK_CUDA(done);
     if (!deadline.fired()) continue;
-    // Revoked NCCL kernels end at once; a few seconds cover a busy GPU.
-    const auto now = std::chrono::steady_clock::now();
-    if (fired_at == std::chrono::steady_clock::time_point{}) {
-      fired_at = now;
-      deadline.finish();  // the revocation has returned
-    }
-    if (!deadline.revoked() || now - fired_at > std::chrono::seconds(10)) throw timed_out(false);
+    deadline.finish();  // the revocation has returned
+    if (!deadline.revoked() || !ends_within(stream.get(), std::chrono::seconds(10))) throw timed_out(false);
+    break;  // ended by the revocation: reported below
   }
   if (deadline.finish()) throw timed_out(deadline.revoked());
   std::vector<std::uint64_t> got(static_cast<std::size_t>(remote));
