@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "epgraph/comm/expert_placement.hpp"
 #include "epgraph/sim/reference.hpp"
 
 using namespace epgraph;
@@ -158,5 +159,85 @@ TEST(Reference, CountWrongFindsEveryDifferingElement) {
     sim::store_element(type, expected[3] + 1.f, &bytes[3 * elem]);
     sim::store_element(type, expected.back() * 2.f + 1.f, &bytes[bytes.size() - elem]);
     EXPECT_EQ(sim::count_wrong(p, 5, 1, bytes.data()), 2);
+  }
+}
+
+// Issue 14's expert-major order (host reference only): the hand-made routing above, rank 0,
+// with the default placement and with expert 1 replicated onto rank 1.
+TEST(Reference, ExpertMajorOrderOfHandMadeRouting) {
+  sim::problem p;
+  p.ep_size = 2;
+  p.num_experts = 4;
+  p.top_k = 2;
+  p.max_tokens = 8;
+  sim::routing_table r;
+  r.tokens = {4, 1};
+  r.ids = {{0, 1, 2, 3, 1, 2, -1, 9}, {3, 0}};
+  auto row = [](int src, int slot, int entry) { return sim::expert_row{src, slot, entry}; };
+  auto same = [](const std::vector<sim::expert_row>& a, const std::vector<sim::expert_row>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (a[i].src != b[i].src || a[i].slot != b[i].slot || a[i].entry != b[i].entry) return false;
+    return true;
+  };
+  const auto rows = sim::expect_expert_major(p, r, comm::contiguous_placement(4, 2), 0);
+  ASSERT_EQ(rows.size(), 2u);
+  // Expert 0: token 0 of src 0 (slot 0, entry 0), token 0 of src 1 (slot 0, entry 1).
+  EXPECT_TRUE(same(rows[0], {row(0, 0, 0), row(1, 0, 1)}));
+  // Expert 1: token 0 of src 0 (slot 0, entry 1), token 2 of src 0 (slot 1, entry 0).
+  EXPECT_TRUE(same(rows[1], {row(0, 0, 1), row(0, 1, 0)}));
+  EXPECT_EQ(sim::packed_offsets(rows), (std::vector<std::int64_t>{0, 2, 4}));
+
+  // Expert 1 gets a second replica (physical 4) in a new slot 2 of rank 1: odd tokens use it.
+  comm::expert_placement q = comm::contiguous_placement(4, 2);
+  q.local_slots = 3;
+  q.replica_offsets = {0, 1, 3, 4, 5};
+  q.replica_ids = {0, 1, 4, 2, 3};
+  q.rank_of.push_back(1);
+  q.local_of.push_back(2);
+  ASSERT_NO_THROW(comm::validate_placement(q, 2));
+  r.ids[0] = {0, 2, 1, 3, 1, 2, -1, 9};  // token 1 now names expert 1 (odd: its replica on rank 1)
+  const auto on1 = sim::expect_expert_major(p, r, q, 1);
+  ASSERT_EQ(on1.size(), 3u);
+  // Rank 1's slots: src 0 tokens 0, 1, 2 (all reach rank 1), src 1 token 0.
+  EXPECT_TRUE(same(on1[0], {row(0, 0, 1), row(0, 2, 1)}));  // expert 2
+  EXPECT_TRUE(same(on1[1], {row(0, 1, 1), row(1, 0, 0)}));  // expert 3
+  EXPECT_TRUE(same(on1[2], {row(0, 1, 0)}));                // expert 1's replica: token 1 only
+  const auto on0 = sim::expect_expert_major(p, r, q, 0);
+  EXPECT_TRUE(same(on0[1], {row(0, 1, 0)}));  // expert 1 on rank 0: token 2 (slot 1 there)
+}
+
+// With the default placement the expert-major rows use expect_dispatch's slots, and every valid
+// top-k entry appears exactly once, at the rank and slot of its expert (drawn routings).
+TEST(Reference, ExpertMajorRowsAgreeWithDispatchUnderTheDefaultPlacement) {
+  for (const auto dist : {sim::routing::uniform, sim::routing::skewed}) {
+    sim::problem p;
+    p.ep_size = 4;
+    p.num_experts = 32;
+    p.top_k = 6;
+    p.max_tokens = 40;
+    p.dist = dist;
+    const sim::routing_table r = sim::draw_routing(p, 3);
+    const auto d = sim::expect_dispatch(p, r);
+    const comm::expert_placement placement = comm::contiguous_placement(p.num_experts, p.ep_size);
+    long long entries = 0, rows_seen = 0;
+    for (int src = 0; src < p.ep_size; ++src)
+      for (int t = 0; t < std::min(r.tokens[src], p.max_tokens); ++t)
+        for (int j = 0; j < p.top_k; ++j) {
+          const int e = r.ids[src][static_cast<std::size_t>(t) * p.top_k + j];
+          entries += e >= 0 && e < p.num_experts;
+        }
+    for (int rank = 0; rank < p.ep_size; ++rank) {
+      const auto rows = sim::expect_expert_major(p, r, placement, rank);
+      for (std::size_t s = 0; s < rows.size(); ++s)
+        for (const auto& row : rows[s]) {
+          ++rows_seen;
+          const int t = d.origin[rank][row.src].at(static_cast<std::size_t>(row.slot));
+          const int e = r.ids[row.src][static_cast<std::size_t>(t) * p.top_k + row.entry];
+          ASSERT_EQ(e, rank * placement.local_slots + static_cast<int>(s)) << "src " << row.src << " slot " << row.slot;
+        }
+    }
+    EXPECT_EQ(rows_seen, entries);
+    EXPECT_GT(entries, 0);
   }
 }

@@ -134,6 +134,42 @@ dispatch_expectation expect_dispatch(const problem& p, const routing_table& rout
   return e;
 }
 
+std::vector<std::vector<expert_row>> expect_expert_major(const problem& p, const routing_table& routes,
+                                                         const comm::expert_placement& placement, int rank) {
+  std::vector<std::vector<expert_row>> rows(static_cast<std::size_t>(placement.local_slots));
+  std::vector<expert_row> token_rows;
+  for (int src = 0; src < p.ep_size; ++src) {
+    const int tokens = std::min(std::max(routes.tokens[src], 0), p.max_tokens);
+    int next_slot = 0;
+    for (int t = 0; t < tokens; ++t) {
+      token_rows.clear();
+      std::vector<int> local_slots;
+      for (int j = 0; j < p.top_k; ++j) {
+        const int e = routes.ids[src][static_cast<std::size_t>(t) * p.top_k + j];
+        if (e < 0 || e >= placement.num_experts) continue;
+        const std::int32_t id =
+            comm::choose_replica(e, t, placement.replica_offsets.data(), placement.replica_ids.data());
+        if (placement.rank_of[static_cast<std::size_t>(id)] != rank) continue;
+        token_rows.push_back({src, -1, j});
+        local_slots.push_back(placement.local_of[static_cast<std::size_t>(id)]);
+      }
+      if (token_rows.empty()) continue;
+      const int slot = next_slot++;
+      for (std::size_t i = 0; i < token_rows.size(); ++i) {
+        token_rows[i].slot = slot;
+        rows[static_cast<std::size_t>(local_slots[i])].push_back(token_rows[i]);
+      }
+    }
+  }
+  return rows;
+}
+
+std::vector<std::int64_t> packed_offsets(const std::vector<std::vector<expert_row>>& rows) {
+  std::vector<std::int64_t> offsets(1, 0);
+  for (const auto& r : rows) offsets.push_back(offsets.back() + static_cast<std::int64_t>(r.size()));
+  return offsets;
+}
+
 std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank) {
   const int tokens = token_count(p, rank, step);
   std::vector<float> out(static_cast<std::size_t>(tokens) * p.hidden);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "epgraph/comm/expert_placement.hpp"
 #include "epgraph/sim/problem.hpp"
 
 namespace epgraph::sim {
@@ -31,6 +32,20 @@ struct dispatch_expectation {
 /// Slot i at a destination holds the i-th token of the source routed there (source order).
 /// Invalid ids (outside [-1, experts)) are skipped.
 dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes);
+
+/// Issue 14 (a host reference only; no kernel produces it yet): the rows `rank` receives, in
+/// expert-major order, for any expert placement. rows[s] lists every (source, slot, top-k
+/// entry) whose entry chose a physical expert in local slot s of `rank` (choose_replica by the
+/// source token index), in (source, slot, entry) order. A source's token takes the next slot
+/// at `rank` when any of its entries is placed there (source order, one slot per rank), so
+/// with the default placement the slots are expect_dispatch's.
+struct expert_row {
+  int src, slot, entry;
+};
+std::vector<std::vector<expert_row>> expect_expert_major(const problem& p, const routing_table& routes,
+                                                         const comm::expert_placement& placement, int rank);
+/// The packed form's offsets: the exclusive prefix of the rows per slot ([slots + 1]).
+std::vector<std::int64_t> packed_offsets(const std::vector<std::vector<expert_row>>& rows);
 
 /// Expected combine output of `rank` for one step, as floats already rounded to p.dtype,
 /// [tokens][hidden]: per destination rank (ascending) the reference experts' partial sum
