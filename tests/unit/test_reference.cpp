@@ -205,6 +205,10 @@ TEST(Reference, ExpertMajorOrderOfHandMadeRouting) {
   EXPECT_TRUE(same(on1[2], {row(0, 1, 0)}));                // expert 1's replica: token 1 only
   const auto on0 = sim::expect_expert_major(p, r, q, 0);
   EXPECT_TRUE(same(on0[1], {row(0, 1, 0)}));  // expert 1 on rank 0: token 2 (slot 1 there)
+  // A token that names expert 0 twice gives one row (its first entry).
+  r.ids[1] = {0, 0};
+  const auto repeated = sim::expect_expert_major(p, r, q, 0);
+  EXPECT_TRUE(same(repeated[0], {row(0, 0, 0), row(1, 0, 0)}));
 }
 
 // With the default placement the expert-major rows use expect_dispatch's slots, and every valid

@@ -143,10 +143,12 @@ std::vector<std::vector<expert_row>> expect_expert_major(const problem& p, const
     int next_slot = 0;
     for (int t = 0; t < tokens; ++t) {
       token_rows.clear();
-      std::vector<int> local_slots;
+      std::vector<int> local_slots, named;
       for (int j = 0; j < p.top_k; ++j) {
         const int e = routes.ids[src][static_cast<std::size_t>(t) * p.top_k + j];
         if (e < 0 || e >= placement.num_experts) continue;
+        if (std::find(named.begin(), named.end(), e) != named.end()) continue;  // a repeat: no row
+        named.push_back(e);
         const std::int32_t id =
             comm::choose_replica(e, t, placement.replica_offsets.data(), placement.replica_ids.data());
         if (placement.rank_of[static_cast<std::size_t>(id)] != rank) continue;

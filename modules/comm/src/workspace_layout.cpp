@@ -6,48 +6,9 @@
 
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/faults.hpp"
+#include "region_builder.hpp"
 
 namespace epgraph::comm {
-namespace {
-
-// Builds regions back to back with overflow checks; a failed check names what was asked.
-class region_builder {
- public:
-  explicit region_builder(const ep_config& config) : config_(config) {}
-
-  region add(std::size_t a, std::size_t b, std::size_t c = 1, std::size_t d = 1) {
-    std::size_t bytes = mul(mul(a, b), mul(c, d));
-    std::size_t offset = align(cursor_);
-    cursor_ = add_checked(offset, bytes);
-    return {offset, bytes};
-  }
-  std::size_t total(std::size_t granularity) { return round_up(cursor_, granularity); }
-
- private:
-  std::size_t mul(std::size_t a, std::size_t b) {
-    std::size_t r;
-    if (__builtin_mul_overflow(a, b, &r)) overflow();
-    return r;
-  }
-  std::size_t add_checked(std::size_t a, std::size_t b) {
-    std::size_t r;
-    if (__builtin_add_overflow(a, b, &r)) overflow();
-    return r;
-  }
-  std::size_t round_up(std::size_t v, std::size_t g) { return mul((add_checked(v, g - 1)) / g, g); }
-  std::size_t align(std::size_t v) { return round_up(v, region_alignment); }
-  [[noreturn]] void overflow() {
-    throw_config_error("workspace",
-                       "size overflows size_t (ep_size " + std::to_string(config_.ep_size) +
-                           " x max_tokens_per_rank " + std::to_string(config_.max_tokens_per_rank) + ")",
-                       "reduce max_tokens_per_rank, hidden or payload row sizes");
-  }
-
-  const ep_config& config_;
-  std::size_t cursor_ = 0;
-};
-
-}  // namespace
 
 static_assert(std::is_trivially_copyable_v<workspace_layout>, "kernels receive the layout by value");
 
@@ -60,7 +21,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   const auto remote = static_cast<std::size_t>(c.remote_ranks());
 
   workspace_layout l;
-  region_builder window(c);
+  detail::region_builder window(c);
   l.counts = window.add(ep, sizeof(std::int32_t));
   l.arrivals = window.add(domain, ctas, sizeof(std::uint64_t));
   l.mailbox = window.add(3, ep, mailbox_slot_bytes);
@@ -71,7 +32,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   l.combine = window.add(ep, max_tokens, l.combine_row_bytes);
   l.window_bytes = window.total(window_granularity);
 
-  region_builder local(c);
+  detail::region_builder local(c);
   l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
   l.lookback = local.add(ctas, ep, sizeof(std::uint64_t));
   l.launches = local.add(ctas, launch_word_stride);
@@ -81,7 +42,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
   l.local_bytes = local.total(region_alignment);
 
-  region_builder far(c);
+  detail::region_builder far(c);
   l.staged_topk_ids = far.add(remote, max_tokens, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
   for (int i = 0; i < l.num_payloads; ++i) l.staged_payloads[i] = far.add(remote, max_tokens, c.payloads[i].row_bytes);
   l.staged_counts = far.add(remote, sizeof(std::int32_t));

@@ -36,7 +36,8 @@ dispatch_expectation expect_dispatch(const problem& p, const routing_table& rout
 /// Issue 14 (a host reference only; no kernel produces it yet): the rows `rank` receives, in
 /// expert-major order, for any expert placement. rows[s] lists every (source, slot, top-k
 /// entry) whose entry chose a physical expert in local slot s of `rank` (choose_replica by the
-/// source token index), in (source, slot, entry) order. A source's token takes the next slot
+/// source token index), in (source, slot, entry) order; an entry that repeats an expert of its
+/// token gives no row (an input fault). A source's token takes the next slot
 /// at `rank` when any of its entries is placed there (source order, one slot per rank), so
 /// with the default placement the slots are expect_dispatch's.
 struct expert_row {

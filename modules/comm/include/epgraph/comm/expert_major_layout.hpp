@@ -1,0 +1,59 @@
+#pragma once
+#include "epgraph/comm/requires_cxx20.hpp"
+// The buffers of the expert-major view (issue 14; planning only, no kernel fills them yet): the
+// rows a rank received, regrouped by local expert slot for a grouped GEMM, and what the
+// un-permute needs to bring the expert output back. Pure host code, like plan_workspace.
+//
+// Two forms (docs/expert-major.md):
+//   packed  rows of slot s at [offsets[s], offsets[s+1]) of one array (CUTLASS grouped GEMM);
+//           bound: ep_size * max_tokens * min(top_k, local_slots) rows, none can overflow (a
+//           top-k entry that repeats an expert of its token is an input fault and gives no row)
+//   masked  slot s owns rows [s * capacity, (s + 1) * capacity) and counts[s] says how many are
+//           used (DeepGEMM's masked layout); rows past the capacity are dropped and recorded as
+//           a fault with the count, never silently
+// Regions, in order (each aligned to region_alignment):
+//   payload i  [rows][payload row bytes]   the permuted payloads (hidden, FP8 scales, ...)
+//   origins    int32 [rows][3]             source rank, slot and top-k entry of each row
+//   weights    fp32  [rows]                the row's top-k weight (when a weights payload is named)
+//   counts     int32 [local_slots]         rows per slot
+//   offsets    int64 [local_slots + 1]     exclusive prefix of counts (packed); starts (masked)
+#include <cstddef>
+#include <cstdint>
+
+#include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/workspace_layout.hpp"
+
+namespace epgraph::comm {
+
+enum class expert_major_form : std::uint8_t { packed = 0, masked = 1 };
+
+struct expert_major_spec {
+  expert_major_form form = expert_major_form::packed;
+  /// Masked form: rows per local slot. 0 = ep_size * max_tokens_per_rank: every token a rank
+  /// can receive, so no row can overflow. Ignored by the packed form.
+  int capacity = 0;
+  /// Expert slots per rank (expert_placement::local_slots); 0 = the config's experts per rank.
+  int local_slots = 0;
+  bool weights = false;  ///< keep each row's top-k weight (for the weighted un-permute)
+};
+
+struct expert_major_layout {
+  expert_major_form form = expert_major_form::packed;
+  int local_slots = 0;
+  std::size_t capacity = 0;  ///< masked: rows per slot; packed: 0
+  std::size_t rows = 0;      ///< rows the buffers hold (packed: the bound; masked: slots x capacity)
+  region payloads[max_payloads];
+  int num_payloads = 0;
+  region origins;
+  region weights;  ///< 0 bytes without weights
+  region counts;
+  region offsets;
+  std::size_t bytes = 0;  ///< all of it, rounded up to region_alignment
+};
+
+/// Sizes the expert-major buffers of one rank. Validates the config and the spec first; throws a
+/// config error naming the field (a negative capacity, a capacity or slot count out of range,
+/// sizes that overflow).
+expert_major_layout plan_expert_major(const ep_config& config, const expert_major_spec& spec);
+
+}  // namespace epgraph::comm

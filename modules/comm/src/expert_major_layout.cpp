@@ -1,0 +1,47 @@
+#include "epgraph/comm/expert_major_layout.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "epgraph/comm/error.hpp"
+#include "region_builder.hpp"
+
+namespace epgraph::comm {
+
+expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spec& spec) {
+  validate(c);
+  const std::size_t received = static_cast<std::size_t>(c.ep_size) * static_cast<std::size_t>(c.max_tokens_per_rank);
+  const int slots = spec.local_slots > 0 ? spec.local_slots : c.experts_per_rank();
+  if (spec.local_slots < 0 || spec.local_slots > c.num_experts)
+    throw_config_error("expert_major_spec.local_slots",
+                       "is " + std::to_string(spec.local_slots) + ", outside [0, num_experts = " +
+                           std::to_string(c.num_experts) + "]",
+                       "pass the placement's local_slots, or 0 for the config's experts per rank");
+  if (spec.capacity < 0 || spec.capacity > max_tokens_limit * max_ep_size)
+    throw_config_error("expert_major_spec.capacity",
+                       "is " + std::to_string(spec.capacity) + ", outside [0, " +
+                           std::to_string(static_cast<long long>(max_tokens_limit) * max_ep_size) + "]",
+                       "0 sizes each slot for every token a rank can receive");
+  expert_major_layout l;
+  l.form = spec.form;
+  l.local_slots = slots;
+  if (spec.form == expert_major_form::masked) {
+    l.capacity = spec.capacity > 0 ? static_cast<std::size_t>(spec.capacity) : received;
+    l.rows = static_cast<std::size_t>(slots) * l.capacity;
+    if (l.capacity != 0 && l.rows / l.capacity != static_cast<std::size_t>(slots))
+      throw_config_error("expert_major_spec.capacity", "times " + std::to_string(slots) + " slots overflows size_t");
+  } else {
+    l.rows = received * static_cast<std::size_t>(std::min(c.top_k, slots));
+  }
+  detail::region_builder b(c);
+  l.num_payloads = static_cast<int>(c.payloads.size());
+  for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = b.add(l.rows, c.payloads[i].row_bytes);
+  l.origins = b.add(l.rows, 3, sizeof(std::int32_t));
+  l.weights = b.add(spec.weights ? l.rows : 0, sizeof(float));
+  l.counts = b.add(static_cast<std::size_t>(slots), sizeof(std::int32_t));
+  l.offsets = b.add(static_cast<std::size_t>(slots) + 1, sizeof(std::int64_t));
+  l.bytes = b.total(region_alignment);
+  return l;
+}
+
+}  // namespace epgraph::comm

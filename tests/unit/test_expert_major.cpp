@@ -1,0 +1,91 @@
+// Sizing of the expert-major buffers (issue 14, planning only): both forms, the default and an
+// explicit capacity, the weights, and the rejected specs.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "epgraph/comm/error.hpp"
+#include "epgraph/comm/expert_major_layout.hpp"
+
+using namespace epgraph::comm;
+
+namespace {
+
+ep_config config() {
+  ep_config c;
+  c.ep_size = 4;
+  c.max_tokens_per_rank = 128;
+  c.top_k = 8;
+  c.num_experts = 256;  // 64 per rank
+  c.hidden = 7168;
+  c.payloads = {{"hidden", 7168 * 2}, {"scales", 56 * 4}};
+  return c;
+}
+
+std::string rejection(const expert_major_spec& spec) {
+  try {
+    (void)plan_expert_major(config(), spec);
+  } catch (const error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(ExpertMajor, PackedHoldsEveryRowARankCanReceive) {
+  const expert_major_layout l = plan_expert_major(config(), {});
+  EXPECT_EQ(l.form, expert_major_form::packed);
+  EXPECT_EQ(l.local_slots, 64);
+  EXPECT_EQ(l.rows, 4u * 128u * 8u);  // every received token, at most top_k of its entries here
+  EXPECT_EQ(l.payloads[0].bytes, l.rows * 7168 * 2);
+  EXPECT_EQ(l.payloads[1].bytes, l.rows * 56 * 4);
+  EXPECT_EQ(l.origins.bytes, l.rows * 3 * 4);
+  EXPECT_EQ(l.weights.bytes, 0u);
+  EXPECT_EQ(l.counts.bytes, 64u * 4u);
+  EXPECT_EQ(l.offsets.bytes, 65u * 8u);
+  // Back to back, aligned, nothing overlapping, all inside `bytes`.
+  const region order[] = {l.payloads[0], l.payloads[1], l.origins, l.weights, l.counts, l.offsets};
+  std::size_t end = 0;
+  for (const region& r : order) {
+    EXPECT_EQ(r.offset % region_alignment, 0u);
+    EXPECT_GE(r.offset, end);
+    end = r.offset + r.bytes;
+  }
+  EXPECT_GE(l.bytes, end);
+  EXPECT_EQ(l.bytes % region_alignment, 0u);
+  // Fewer slots than top_k (large EP): a token gives at most one row per slot.
+  expert_major_spec few;
+  few.local_slots = 3;
+  EXPECT_EQ(plan_expert_major(config(), few).rows, 4u * 128u * 3u);
+}
+
+TEST(ExpertMajor, MaskedSlotsHaveTheirCapacity) {
+  expert_major_spec spec;
+  spec.form = expert_major_form::masked;
+  spec.weights = true;
+  expert_major_layout l = plan_expert_major(config(), spec);
+  EXPECT_EQ(l.capacity, 4u * 128u);  // default: every token a rank can receive
+  EXPECT_EQ(l.rows, 64u * 512u);
+  EXPECT_EQ(l.weights.bytes, l.rows * 4);
+  spec.capacity = 40;
+  spec.local_slots = 66;  // a placement with two replica slots more
+  l = plan_expert_major(config(), spec);
+  EXPECT_EQ(l.capacity, 40u);
+  EXPECT_EQ(l.rows, 66u * 40u);
+  EXPECT_EQ(l.counts.bytes, 66u * 4u);
+}
+
+TEST(ExpertMajor, BadSpecsAreRejectedNamingTheField) {
+  expert_major_spec spec;
+  spec.capacity = -1;
+  EXPECT_NE(rejection(spec).find("expert_major_spec.capacity: is -1"), std::string::npos) << rejection(spec);
+  spec = {};
+  spec.local_slots = 300;
+  EXPECT_NE(rejection(spec).find("expert_major_spec.local_slots: is 300, outside [0, num_experts = 256]"),
+            std::string::npos)
+      << rejection(spec);
+  ep_config bad = config();
+  bad.top_k = 0;
+  EXPECT_THROW(plan_expert_major(bad, {}), error);  // the config is validated first
+}
