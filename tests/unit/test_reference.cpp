@@ -245,3 +245,27 @@ TEST(Reference, ExpertMajorRowsAgreeWithDispatchUnderTheDefaultPlacement) {
     EXPECT_GT(entries, 0);
   }
 }
+
+// The weighted un-permute: each received token's rows (over every local slot) in ascending
+// top-k entry order, times their weights, summed in fp32, rounded once.
+TEST(Reference, UnpermuteSumsARowsExpertsInEntryOrder) {
+  // Rank 0 received 2 tokens from src 0 and 1 from src 1; 2 local slots, hidden 2.
+  const std::vector<std::vector<sim::expert_row>> rows = {
+      {{0, 0, 1}, {1, 0, 0}},  // slot 0: src 0 slot 0 entry 1; src 1 slot 0 entry 0
+      {{0, 0, 0}, {0, 1, 2}}};  // slot 1: src 0 slot 0 entry 0; src 0 slot 1 entry 2
+  const std::vector<std::vector<std::vector<float>>> y = {{{1.0f, 2.0f}, {10.0f, 20.0f}},
+                                                          {{100.0f, 200.0f}, {0.5f, -0.5f}}};
+  auto w = [](int src, int slot, int entry) { return 0.25f * static_cast<float>(1 + src + slot + entry); };
+  const auto weighted = sim::expect_unpermute(rows, y, {2, 1}, 2, true, w, element_type::fp32);
+  ASSERT_EQ(weighted.size(), 2u);
+  // src 0 slot 0: entry 0 (y 100, 200, w 0.25) then entry 1 (y 1, 2, w 0.5).
+  EXPECT_EQ(weighted[0][0], (std::vector<float>{0.25f * 100 + 0.5f * 1, 0.25f * 200 + 0.5f * 2}));
+  EXPECT_EQ(weighted[0][1], (std::vector<float>{1.0f * 0.5f, 1.0f * -0.5f}));  // w(0, 1, 2) = 1
+  EXPECT_EQ(weighted[1][0], (std::vector<float>{0.5f * 10, 0.5f * 20}));      // w(1, 0, 0) = 0.5
+  const auto plain = sim::expect_unpermute(rows, y, {2, 1}, 2, false, w, element_type::bf16);
+  EXPECT_EQ(plain[0][0], (std::vector<float>{101.0f, 202.0f}));
+  // Rounded once, after the fp32 sum: 258 in bf16; rounding after each addition would give 256.
+  const std::vector<std::vector<sim::expert_row>> three = {{{0, 0, 0}}, {{0, 0, 1}}, {{0, 0, 2}}};
+  const std::vector<std::vector<std::vector<float>>> y3 = {{{256.0f}}, {{1.0f}}, {{1.0f}}};
+  EXPECT_EQ(sim::expect_unpermute(three, y3, {1}, 1, false, w, element_type::bf16)[0][0][0], 258.0f);
+}

@@ -172,6 +172,37 @@ std::vector<std::int64_t> packed_offsets(const std::vector<std::vector<expert_ro
   return offsets;
 }
 
+std::vector<std::vector<std::vector<float>>> expect_unpermute(
+    const std::vector<std::vector<expert_row>>& rows, const std::vector<std::vector<std::vector<float>>>& expert_out,
+    const std::vector<int>& received, int hidden, bool weighted, const std::function<float(int, int, int)>& weight,
+    comm::element_type out_type) {
+  struct part {
+    int entry;
+    const std::vector<float>* out;
+  };
+  std::vector<std::vector<std::vector<part>>> parts(received.size());
+  for (std::size_t src = 0; src < received.size(); ++src) parts[src].resize(static_cast<std::size_t>(received[src]));
+  for (std::size_t s = 0; s < rows.size(); ++s)
+    for (std::size_t i = 0; i < rows[s].size(); ++i) {
+      const expert_row& r = rows[s][i];
+      parts[static_cast<std::size_t>(r.src)][static_cast<std::size_t>(r.slot)].push_back({r.entry, &expert_out[s][i]});
+    }
+  std::vector<std::vector<std::vector<float>>> out(received.size());
+  for (std::size_t src = 0; src < received.size(); ++src)
+    for (std::size_t slot = 0; slot < parts[src].size(); ++slot) {
+      auto& ps = parts[src][slot];
+      std::sort(ps.begin(), ps.end(), [](const part& a, const part& b) { return a.entry < b.entry; });
+      std::vector<float> sum(static_cast<std::size_t>(hidden), 0.0f);
+      for (const part& pt : ps) {
+        const float w = weighted ? weight(static_cast<int>(src), static_cast<int>(slot), pt.entry) : 1.0f;
+        for (int h = 0; h < hidden; ++h) sum[static_cast<std::size_t>(h)] += w * (*pt.out)[static_cast<std::size_t>(h)];
+      }
+      for (float& x : sum) x = round_to(out_type, x);
+      out[src].push_back(std::move(sum));
+    }
+  return out;
+}
+
 std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank) {
   const int tokens = token_count(p, rank, step);
   std::vector<float> out(static_cast<std::size_t>(tokens) * p.hidden);

@@ -3,6 +3,7 @@
 // deliver where, and what combine must return. Pure host code.
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "epgraph/comm/expert_placement.hpp"
@@ -47,6 +48,18 @@ std::vector<std::vector<expert_row>> expect_expert_major(const problem& p, const
                                                          const comm::expert_placement& placement, int rank);
 /// The packed form's offsets: the exclusive prefix of the rows per slot ([slots + 1]).
 std::vector<std::int64_t> packed_offsets(const std::vector<std::vector<expert_row>>& rows);
+
+/// Issue 14 (host reference): the weighted un-permute, the prepare-combine of an expert stage
+/// that writes expert-major output. For every received (source, slot): its rows, over every
+/// local slot, taken in ascending top-k entry order, each times its weight (1 when unweighted),
+/// summed in fp32 and rounded once to `out_type`. expert_out[s][i] is the output row (`hidden`
+/// floats) of rows[s][i]; weight(src, slot, entry) gives a row's top-k weight; received[src]
+/// is the slot count from each source. Result: [src][slot][hidden] (zero rows for received
+/// tokens without a local row cannot occur: every received token has one).
+std::vector<std::vector<std::vector<float>>> expect_unpermute(
+    const std::vector<std::vector<expert_row>>& rows, const std::vector<std::vector<std::vector<float>>>& expert_out,
+    const std::vector<int>& received, int hidden, bool weighted, const std::function<float(int, int, int)>& weight,
+    comm::element_type out_type);
 
 /// Expected combine output of `rank` for one step, as floats already rounded to p.dtype,
 /// [tokens][hidden]: per destination rank (ascending) the reference experts' partial sum
