@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "epgraph/comm/error.hpp"
 #include "epgraph/graph/step.hpp"
 
 using namespace epgraph::graph;
@@ -120,4 +121,46 @@ TEST(Scheduler, AnUnlinkedPlanLaunchesAndAgreesLocally) {
   unlinked.agreed("local", [&] { ++ran; });
   EXPECT_EQ(ran, 1);
   EXPECT_THROW(unlinked.agreed("local", [] { throw std::runtime_error("x"); }), std::runtime_error);
+}
+
+// Issue 14 (scheduling only; no kernel builds these nodes yet): an expert-major stage gets the
+// permute after summarize and the weighted un-permute in prepare-combine's place, even when
+// the expert output pointer is the combine region; prepare-combine itself is never built.
+TEST(Scheduler, AnExpertMajorStageIsPermutedAndUnpermuted) {
+  recorder r;
+  int unpermute_calls = 0;
+  step_parts parts = r.parts(true, true);
+  parts.permute = r.make("permute");
+  parts.unpermute = [&] {
+    ++unpermute_calls;
+    return r.make("unpermute");
+  };
+  auto plan = r.plan(std::move(parts));
+  EXPECT_TRUE(plan.prepare_combine);
+  EXPECT_EQ(r.factory_calls, 0);
+  EXPECT_EQ(unpermute_calls, 1);
+  EXPECT_EQ(plan.explain(),
+            "prepare-combine: the weighted un-permute (the expert stage writes expert-major rows)\n"
+            "  0. dispatch\n  1. summarize\n  2. permute\n  3. experts\n  4. unpermute\n  5. combine\n");
+  ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
+  EXPECT_EQ(r.calls,
+            (std::vector<std::string>{"dispatch", "summarize", "permute", "experts", "unpermute", "combine"}));
+  for (const node& n : plan.nodes)
+    EXPECT_EQ(n.collective, n.name == "dispatch" || n.name == "combine") << n.name;
+}
+
+TEST(Scheduler, APermuteWithoutUnpermuteIsRejected) {
+  recorder r;
+  step_parts half = r.parts(false, false);
+  half.permute = r.make("permute");
+  EXPECT_THROW(schedule(std::move(half)), epgraph::comm::error);
+  step_parts other = r.parts(false, false);
+  other.unpermute = [&] { return r.make("unpermute"); };
+  try {
+    (void)schedule(std::move(other));
+    ADD_FAILURE() << "an un-permute without a permute was accepted";
+  } catch (const epgraph::comm::error& e) {
+    EXPECT_NE(std::string(e.what()).find("step_parts.unpermute: is set without a permute"), std::string::npos)
+        << e.what();
+  }
 }

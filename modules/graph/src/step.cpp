@@ -14,17 +14,25 @@ std::string step_plan::explain() const {
 }
 
 step_plan schedule(step_parts parts) {
+  const bool expert_major = parts.permute.has_value();
+  if (expert_major != static_cast<bool>(parts.unpermute))
+    comm::throw_config_error("step_parts.unpermute", expert_major ? "is missing beside a permute" : "is set without a permute",
+                             "an expert-major stage needs both: the permute before it, the un-permute after it");
   step_plan plan;
-  plan.prepare_combine = parts.expert_output != parts.combine_region;
-  plan.decision = plan.prepare_combine
-                      ? "prepare-combine: inserted (expert output lies outside the workspace combine region)"
-                      : "prepare-combine: skipped (expert output is the workspace combine region, zero copy)";
+  plan.prepare_combine = expert_major || parts.expert_output != parts.combine_region;
+  plan.decision =
+      expert_major ? "prepare-combine: the weighted un-permute (the expert stage writes expert-major rows)"
+      : plan.prepare_combine
+          ? "prepare-combine: inserted (expert output lies outside the workspace combine region)"
+          : "prepare-combine: skipped (expert output is the workspace combine region, zero copy)";
   parts.dispatch.collective = true;
   parts.combine.collective = true;
   plan.nodes.push_back(std::move(parts.dispatch));
   if (parts.summarize) plan.nodes.push_back(std::move(*parts.summarize));
+  if (expert_major) plan.nodes.push_back(std::move(*parts.permute));
   plan.nodes.push_back(std::move(parts.experts));
-  if (plan.prepare_combine) plan.nodes.push_back(parts.prepare_combine());
+  if (expert_major) plan.nodes.push_back(parts.unpermute());
+  else if (plan.prepare_combine) plan.nodes.push_back(parts.prepare_combine());
   plan.nodes.push_back(std::move(parts.combine));
   return plan;
 }

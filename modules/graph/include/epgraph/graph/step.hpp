@@ -86,10 +86,18 @@ struct step_parts {
   const void* combine_region = nullptr;
   /// Builds the prepare-combine node; called only when the scheduler inserts it.
   std::function<node()> prepare_combine;
+  /// Expert-major stage (issue 14; no kernel builds these yet): the permute into expert-major
+  /// rows, after dispatch (and summarize), and the weighted un-permute that brings the expert
+  /// stage's expert-major output back into the combine region, which then takes the place of
+  /// prepare-combine. Both or neither.
+  std::optional<node> permute;
+  std::function<node()> unpermute;
 };
 
-/// Orders the parts and decides: prepare-combine exactly when expert_output != combine_region.
-/// Marks dispatch and combine collective.
+/// Orders the parts and decides: prepare-combine exactly when expert_output != combine_region;
+/// with an expert-major stage, the un-permute always (the expert output is expert-major rows,
+/// never the combine region). Marks dispatch and combine collective. Throws a config error for
+/// a permute without an un-permute or the reverse.
 step_plan schedule(step_parts parts);
 
 /// Builds real nodes for a session (plans every op). Collective: a failure on any rank throws
