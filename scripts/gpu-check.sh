@@ -4,8 +4,12 @@
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
 #   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare probe
+#           expertmajor
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
+#
+# expertmajor: the expert-major MPI tests at every GPU count and at domain size 1, the demo
+# with --layout expert-major in both forms, and the sanitizers on the permute and un-permute.
 #
 # domains: the MPI tests that take the domain size from the run (EPGRAPH_TEST_DOMAIN_SIZE), at
 # every domain size smaller than the rank count (4 GPUs: 2 and 1; 2 GPUs: 1), and
@@ -77,6 +81,23 @@ for stage in $stages; do
             --domain-size "$L"
           tail -3 "$logs/demo_np${np}_L$L.log"
         done
+      done ;;
+    expertmajor)
+      for np in $np_list; do
+        run "expert_major_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" \
+          --gtest_filter='ExpertMajorStep.*'
+        for form in packed masked; do
+          run "demo_np${np}_expert_major_$form" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 \
+            --tokens 256 --layout expert-major --form "$form"
+          tail -4 "$logs/demo_np${np}_expert_major_$form.log"
+        done
+      done
+      run expert_major_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 "$bin/epgraph_mpi_tests" \
+        --gtest_filter='ExpertMajorStep.*:-*Thousand*'
+      for tool in memcheck racecheck synccheck; do
+        run "sanitize_${tool}_expert_major_np2" 600 mpirun -np 2 --bind-to none compute-sanitizer --tool "$tool" \
+          --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
+          --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*'
       done ;;
     twohosts)  # NCCL sees two hosts (scripts/as-two-hosts.sh): --domain-size 0 must resolve to half the ranks
       for np in $np_list; do :; done

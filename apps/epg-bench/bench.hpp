@@ -85,6 +85,10 @@ struct result {
   stats slab_dispatch, slab_combine;
   double slab_dispatch_bytes = 0, slab_combine_bytes = 0;
   double model_wire_dispatch_bytes = 0;  ///< traffic model: T * U * (N-1)/N * bytes_per_token
+  /// The expert-major permute (packed) and the weighted un-permute, alone, on this routing, and
+  /// the GPU-memory bytes each must read and write once per rank (mean over ranks).
+  stats permute, unpermute;
+  double permute_bytes = 0, unpermute_bytes = 0;
   /// Bytes per GPU, every part once (no totals).
   std::vector<workspace_part> workspace;
 };

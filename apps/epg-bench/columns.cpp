@@ -28,6 +28,17 @@ class column_list {
     wire_.push_back({"wire_" + op + "_GBps", what + ": wire (remote) bytes / median time, GB/s",
                      [times, wire_bytes](const result& r) { return gbps(r.*wire_bytes, (r.*times).median); }});
   }
+  // A local op: its times and the GPU-memory bytes it reads and writes once / median, GB/s.
+  void add_local(const std::string& op, const std::string& what, stats result::*times, double result::*bytes) {
+    const std::string doc = what + ": median, p10, p90 microseconds per op (slowest rank)";
+    add(op + "_us", doc, [times](const result& r) { return (r.*times).median; });
+    add(op + "_p10_us", doc, [times](const result& r) { return (r.*times).p10; });
+    add(op + "_p90_us", doc, [times](const result& r) { return (r.*times).p90; });
+    add(op + "_bytes", what + ": GPU-memory bytes it must read and write once per rank (mean over ranks)",
+        [bytes](const result& r) { return r.*bytes; });
+    add(op + "_GBps", what + ": those bytes / median time, GB/s (compare with the card's memory bandwidth)",
+        [times, bytes](const result& r) { return gbps(r.*bytes, (r.*times).median); });
+  }
   // The wire GB/s of every op added so far, after all their times.
   void add_wire_bandwidths() {
     list_.insert(list_.end(), wire_.begin(), wire_.end());
@@ -107,6 +118,14 @@ std::vector<column> make_columns() {
   const std::string floor = "wire bytes at NVLink4's 450 GB/s line rate, microseconds";
   c.add("floor_dispatch_us", floor, [](const result& r) { return r.wire_dispatch_bytes / 450e3; });
   c.add("floor_combine_us", floor, [](const result& r) { return r.wire_combine_bytes / 450e3; });
+  c.add_local("permute",
+              "expert-major permute (packed, rows keep their weights): counts, CUB scan, placement, copy of every "
+              "received payload row to each of its local experts' rows",
+              &result::permute, &result::permute_bytes);
+  c.add_local("unpermute",
+              "weighted un-permute: each received token's expert rows, times their weights, summed into the "
+              "combine region",
+              &result::unpermute, &result::unpermute_bytes);
   const std::string workspace = "session GPU memory per rank: total = window (symmetric) + local state + remote state (several domains)";
   c.add("workspace_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r)); });
   c.add("workspace_window_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r, "window.")); });

@@ -17,6 +17,7 @@
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/mpi_context.hpp"
 #include "epgraph/graph/step.hpp"
+#include "epgraph/kernels/expert_major.hpp"
 #include "epgraph/sim/device.hpp"
 #include "epgraph/sim/reference.hpp"
 
@@ -197,6 +198,33 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     r.slab_dispatch = rd.time(mpi, o.warmup, o.replays);
     replayer rc(s, {[&](cudaStream_t st) { return nc.run(st); }}, o.ops_per_graph);
     r.slab_combine = rc.time(mpi, o.warmup, o.replays);
+  }
+  {
+    // Expert-major permute and un-permute, alone, on the rows the last dispatch delivered.
+    int weights = -1;
+    for (std::size_t i = 0; i < cfg.payloads.size(); ++i)
+      if (cfg.payloads[i].name == "weights") weights = static_cast<int>(i);
+    kernels::permute_args args;
+    args.spec.weights = true;
+    args.weights_payload = weights;
+    const kernels::permute_op permute(session, args);
+    const kernels::unpermute_op unpermute(session, permute, true);
+    phase("permute timing");
+    replayer rp(s, {[&](cudaStream_t st) { return permute.run(st); }}, o.ops_per_graph);
+    r.permute = rp.time(mpi, o.warmup, o.replays);
+    phase("un-permute timing");
+    replayer ru(s, {[&](cudaStream_t st) { return unpermute.run(st); }}, o.ops_per_graph);
+    r.unpermute = ru.time(mpi, o.warmup, o.replays);
+    // Bytes: every received payload row read once and written once per local expert it has;
+    // the un-permute reads those expert rows and writes one bf16 row per received token.
+    double received = 0, payload_row = 0;
+    for (int src = 0; src < ep; ++src) received += expect.counts[me][src];
+    for (const auto& spec : cfg.payloads) payload_row += double(spec.row_bytes);
+    double rows = 0;
+    for (const auto& slot : sim::expect_expert_major(p, routes, comm::default_placement(cfg), me)) rows += double(slot.size());
+    const double out_row = double(shape.hidden) * 2;
+    r.permute_bytes = mean_over_ranks(received * payload_row + rows * (payload_row + 3 * 4 + 4));
+    r.unpermute_bytes = mean_over_ranks(rows * out_row + received * out_row);
   }
   r.workspace = bench::workspace_parts(session.layout(), cfg);
   phase("check_faults");

@@ -12,7 +12,7 @@ namespace epgraph::demo {
 
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help_text) {
   options o;
-  std::string dtype = "bf16", routing = "uniform", which = "both", stall;
+  std::string dtype = "bf16", routing = "uniform", which = "both", stall, rows = "source-major", form = "packed";
   po::options_description desc("epg-demo: a whole MoE layer step, captured once, replayed and checked\n"
                                "usage: mpirun -np <gpus> epg-demo [options]");
   // clang-format off
@@ -24,7 +24,11 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("experts", po::value(&o.problem.num_experts)->default_value(256), "number of experts (multiple of the rank count)")
     ("dtype", po::value(&dtype)->default_value("bf16"), "hidden/expert-output/output type: bf16, fp16, fp32")
     ("steps", po::value(&o.steps)->default_value(200), "steps per variant")
-    ("variant", po::value(&which)->default_value("both"), "expert output: zero-copy (in the workspace), staged (prepare-combine), both")
+    ("variant", po::value(&which)->default_value("both"), "expert output: zero-copy (in the workspace), staged (prepare-combine), both "
+                                                          "(source-major layout)")
+    ("layout", po::value(&rows)->default_value("source-major"), "what the expert stage sees: source-major (the receive slots) or "
+                                                               "expert-major (permute, grouped rows, weighted un-permute)")
+    ("form", po::value(&form)->default_value("packed"), "expert-major form: packed (offsets) or masked (capacity + counts)")
     ("routing", po::value(&routing)->default_value("uniform"), "routing distribution: uniform, skewed, one-rank")
     ("seed", po::value(&o.problem.seed)->default_value(1), "random seed")
     ("domain-size", po::value(&o.problem.domain_size)->default_value(0), "ranks per NVLink domain (0 = the NVLink team NCCL finds); "
@@ -56,6 +60,11 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   else if (which == "staged") o.which = variant::staged;
   else if (which == "both") o.which = variant::both;
   else comm::throw_config_error("--variant", "is '" + which + "'", "use zero-copy, staged or both");
+  if (rows == "source-major") o.rows = layout::source_major;
+  else if (rows == "expert-major") o.rows = layout::expert_major;
+  else comm::throw_config_error("--layout", "is '" + rows + "'", "use source-major or expert-major");
+  if (form == "packed" || form == "masked") o.masked = form == "masked";
+  else comm::throw_config_error("--form", "is '" + form + "'", "use packed or masked");
   if (o.steps < 1) comm::throw_config_error("--steps", "is " + std::to_string(o.steps), "use at least 1");
   if (o.host_check_every < 1)
     comm::throw_config_error("--host-check-every", "is " + std::to_string(o.host_check_every),

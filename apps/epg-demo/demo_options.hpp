@@ -11,11 +11,16 @@
 namespace epgraph::demo {
 
 enum class variant { zero_copy, staged, both };
+/// Where the expert stage reads and writes: the receive slots ([src][slot], the variants above)
+/// or expert-major rows (permute before it, weighted un-permute after it).
+enum class layout { source_major, expert_major };
 
 struct options {
   sim::problem problem;  ///< ep_size is filled from the MPI world at run time
   int steps = 200;
-  variant which = variant::both;
+  variant which = variant::both;  ///< source-major layout only
+  layout rows = layout::source_major;
+  bool masked = false;  ///< expert-major: DeepGEMM's masked form instead of the packed one
   int num_ctas = 64;
   int threads_per_cta = 512;
   double watchdog_seconds = 120.0;  ///< host watchdog per step (0 = off)

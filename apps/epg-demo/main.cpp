@@ -1,4 +1,5 @@
 // epg-demo: a whole MoE layer step (dispatch -> reference experts -> [prepare-combine] ->
+// combine, or with --layout expert-major: dispatch -> permute -> experts -> un-permute ->
 // combine) captured once and replayed for batches of varying size, each checked exactly
 // against a host reference. Run under mpirun, one rank per GPU.
 #include <cuda_runtime_api.h>
@@ -74,22 +75,58 @@ double free_mib() {
   return static_cast<double>(free_bytes) / (1 << 20);
 }
 
+// The load statistics of a variant's session, gathered to rank 0 and printed: tokens each rank
+// received, the ranks' and the experts' imbalance (max / mean). Collective.
+void print_load(comm::mpi_context& mpi, const comm::ep_session& session, const char* variant) {
+  const comm::ep_session::expert_load load = session.read_expert_load();
+  const int ranks = mpi.size(), per_rank = static_cast<int>(load.tokens.size());
+  std::vector<unsigned long long> received(static_cast<std::size_t>(ranks)),
+      experts(static_cast<std::size_t>(ranks) * per_rank);
+  const unsigned long long mine = load.received;
+  EPG_CHECK_MPI(MPI_Gather(&mine, 1, MPI_UNSIGNED_LONG_LONG, received.data(), 1, MPI_UNSIGNED_LONG_LONG, 0, mpi.world()));
+  std::vector<unsigned long long> tokens(load.tokens.begin(), load.tokens.end());
+  EPG_CHECK_MPI(MPI_Gather(tokens.data(), per_rank, MPI_UNSIGNED_LONG_LONG, experts.data(), per_rank,
+                           MPI_UNSIGNED_LONG_LONG, 0, mpi.world()));
+  if (mpi.rank() != 0) return;
+  auto imbalance = [](const std::vector<unsigned long long>& v, std::size_t* hottest) {
+    const auto top = std::max_element(v.begin(), v.end());
+    *hottest = static_cast<std::size_t>(top - v.begin());
+    double sum = 0;
+    for (unsigned long long x : v) sum += static_cast<double>(x);
+    return sum > 0 ? static_cast<double>(*top) * static_cast<double>(v.size()) / sum : 0.0;
+  };
+  std::size_t hot_rank = 0, hot_expert = 0;
+  const double rank_ratio = imbalance(received, &hot_rank), expert_ratio = imbalance(experts, &hot_expert);
+  std::printf("[epg-demo] load (%s): received tokens per rank:", variant);
+  for (int r = 0; r < ranks; ++r) std::printf(" %d:%llu", r, received[static_cast<std::size_t>(r)]);
+  std::printf("; rank imbalance (max/mean) %.2f (rank %zu); expert imbalance %.2f (expert %zu, %llu tokens)\n",
+              rank_ratio, hot_rank, expert_ratio, hot_expert, experts[hot_expert]);
+  std::fflush(stdout);
+}
+
 variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, const demo::options& o,
                            bool zero_copy) {
+  const bool expert_major = o.rows == demo::layout::expert_major;
   const sim::problem& p = o.problem;
   comm::ep_session session(nccl, demo::session_config(o));  // the config demo::validate checked
   const std::size_t elem = comm::element_size(p.dtype);
   const std::size_t rows = static_cast<std::size_t>(p.max_tokens);
   sim::batch_storage buffers(p);
   comm::device_buffer wrong(sizeof(unsigned long long)),
-      staged(zero_copy ? 0 : static_cast<std::size_t>(p.ep_size) * rows * p.hidden * elem);
+      staged(zero_copy || expert_major ? 0 : static_cast<std::size_t>(p.ep_size) * rows * p.hidden * elem);
   EPG_CHECK_CUDA(cudaMemset(wrong.get(), 0, sizeof(unsigned long long)));
 
   graph::step_spec spec;
   spec.dispatch = buffers.dispatch_args();
   spec.combine = buffers.combine_args();
   spec.experts = sim::reference_expert_stage(p);
-  spec.expert_output = zero_copy ? session.combine_region() : staged.get();
+  if (expert_major) {
+    comm::expert_major_spec form;
+    form.form = o.masked ? comm::expert_major_form::masked : comm::expert_major_form::packed;
+    spec.expert_major = kernels::permute_args{form, 1};  // make_config: payload 1 = the router weights
+  } else {
+    spec.expert_output = zero_copy ? session.combine_region() : staged.get();
+  }
   if (mpi.rank() == 0)
     spec.log = [](const std::string& line) {
       std::printf("[epg-demo] %s\n", line.c_str());
@@ -115,7 +152,10 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   EPG_CHECK_CUDA(cudaDeviceSynchronize());
   const double free_before = free_mib();
   double lowest_free = free_before;
-  progress_meter progress(zero_copy ? "zero-copy" : "staged", o.steps);
+  const char* name = expert_major ? (o.masked ? "expert-major (masked)" : "expert-major (packed)")
+                     : zero_copy  ? "zero-copy"
+                                  : "staged (prepare-combine)";
+  progress_meter progress(name, o.steps);
   for (int s = 0; s < o.steps; ++s) {
     const std::uint64_t step_id = static_cast<std::uint64_t>(s) + (zero_copy ? 0 : 1u << 24);
     const bool host_check = s % o.host_check_every == 0 || s == o.steps - 1;
@@ -167,7 +207,8 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   }
   unsigned long long device_wrong = 0;
   EPG_CHECK_CUDA(cudaMemcpy(&device_wrong, wrong.get(), sizeof device_wrong, cudaMemcpyDeviceToHost));
-  variant_result r{zero_copy ? "zero-copy" : "staged (prepare-combine)", o.steps};
+  print_load(mpi, session, name);
+  variant_result r{name, o.steps};
   EPG_CHECK_MPI(MPI_Allreduce(&failures, &r.failures, 1, MPI_LONG_LONG, MPI_SUM, mpi.world()));
   EPG_CHECK_MPI(MPI_Allreduce(&host_checked, &r.host_checked, 1, MPI_LONG_LONG, MPI_SUM, mpi.world()));
   EPG_CHECK_MPI(MPI_Allreduce(&tokens, &r.tokens, 1, MPI_LONG_LONG, MPI_SUM, mpi.world()));
@@ -213,8 +254,12 @@ int run(comm::mpi_context& mpi, int argc, char** argv) {
   }
 
   std::vector<variant_result> results;
-  if (o.which != demo::variant::staged) results.push_back(run_variant(mpi, nccl, o, true));
-  if (o.which != demo::variant::zero_copy) results.push_back(run_variant(mpi, nccl, o, false));
+  if (o.rows == demo::layout::expert_major) {
+    results.push_back(run_variant(mpi, nccl, o, false));
+  } else {
+    if (o.which != demo::variant::staged) results.push_back(run_variant(mpi, nccl, o, true));
+    if (o.which != demo::variant::zero_copy) results.push_back(run_variant(mpi, nccl, o, false));
+  }
 
   long long failures = 0;
   if (mpi.rank() == 0) {

@@ -223,6 +223,10 @@ bench::result known_result() {
   r.slab_combine = {38.0, 39.5, 40.25};
   r.slab_dispatch_bytes = 2.5e6;
   r.slab_combine_bytes = 4.75e6;
+  r.permute = {4.0, 4.5, 5.0};
+  r.unpermute = {3.0, 3.25, 3.5};
+  r.permute_bytes = 9e6;
+  r.unpermute_bytes = 6.5e6;
   r.workspace = {{"window.counts", 16},
                  {"window.combine", 28672},
                  {"window.padding", 3984},
@@ -297,6 +301,16 @@ std::map<std::string, double> expected_numbers() {
           {"slab_dispatch_bytes", 2.5e6},
           {"slab_combine_bytes", 4.75e6},
           {"model_wire_dispatch_bytes", 2.0 / 3.0},
+          {"permute_us", 4.5},
+          {"permute_p10_us", 4.0},
+          {"permute_p90_us", 5.0},
+          {"permute_bytes", 9e6},
+          {"permute_GBps", 9e6 / (4.5 * 1e3)},
+          {"unpermute_us", 3.25},
+          {"unpermute_p10_us", 3.0},
+          {"unpermute_p90_us", 3.5},
+          {"unpermute_bytes", 6.5e6},
+          {"unpermute_GBps", 6.5e6 / (3.25 * 1e3)},
           {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
           {"floor_combine_us", 5e6 / 450e3},
           // The total is the parts, each once: no window total counted on top of its regions.

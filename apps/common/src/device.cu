@@ -76,6 +76,45 @@ __global__ void experts_kernel(const problem p, int rank, const std::int32_t* co
   }
 }
 
+// Expert-major stage: one block per row; row r of local slot s holds a token for expert
+// rank * experts_per_rank + s and becomes scale(e) * x (exact in every dtype: problem.hpp), so the
+// weighted un-permute reproduces expected_output's sums bit for bit.
+struct expert_major_rows {  // the plain part of kernels::expert_major_view (no std::vector)
+  bool masked;
+  int local_slots;
+  long long capacity, rows;
+  const void* hidden;
+  void* output;
+  const std::int32_t* counts;
+  const std::int64_t* offsets;
+};
+
+template <class T>
+__global__ void expert_major_kernel(const problem p, int rank, const expert_major_rows view) {
+  const bool masked = view.masked;
+  const long long rows = masked ? view.rows : view.offsets[view.local_slots];
+  const T* x_all = static_cast<const T*>(view.hidden);
+  T* y_all = static_cast<T*>(view.output);
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    int s = 0;
+    if (masked) {
+      s = static_cast<int>(r / view.capacity);
+      if (r - s * view.capacity >= view.counts[s]) continue;  // block-uniform
+    } else {
+      int lo = 0, hi = view.local_slots;  // the last slot whose start is <= r
+      while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        (view.offsets[mid] <= r ? lo : hi) = mid;
+      }
+      s = lo;
+    }
+    const float scale = expert_scale(rank * (p.num_experts / p.ep_size) + s);
+    const T* x = x_all + r * p.hidden;
+    T* y = y_all + r * p.hidden;
+    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) y[h] = to_element<T>(__fmul_rn(scale, from_element(x[h])));
+  }
+}
+
 template <class T>
 __global__ void check_kernel(const problem p, int rank, std::uint64_t step, const T* out, unsigned long long* wrong) {
   __shared__ int s_expert[32];
@@ -133,6 +172,14 @@ cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io
   if (io.recv_payloads.size() < 2) return cudaErrorInvalidValue;  // make_config's hidden + weights
   return by_type(p.dtype, [&](auto tag) {
     using T = decltype(tag);
+    if (io.expert_major) {
+      const kernels::expert_major_view& v = *io.expert_major;
+      const expert_major_rows rows{v.form == comm::expert_major_form::masked, v.local_slots,
+                                   static_cast<long long>(v.capacity), static_cast<long long>(v.rows),
+                                   v.payloads[0], v.output, v.counts, v.offsets};
+      expert_major_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, rows);
+      return cudaGetLastError();
+    }
     experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.recv_counts, io.recv_topk_ids,
                                                 static_cast<const float*>(io.recv_payloads[1]),
                                                 static_cast<const T*>(io.recv_payloads[0]), static_cast<T*>(io.output));

@@ -343,6 +343,26 @@ const void* ep_session::recv_payload(int i) const {
 const std::int32_t* ep_session::local_expert_counts() const noexcept {
   return view().local_at<std::int32_t>(layout().expert_counts);
 }
+ep_session::expert_load ep_session::read_expert_load() const {
+  const detail::session_state& s = state();
+  std::vector<std::uint64_t> words(s.layout.expert_load.bytes / sizeof(std::uint64_t));
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+  EPG_CHECK_CUDA(cudaMemcpy(words.data(), s.view.local_at<std::uint64_t>(s.layout.expert_load), s.layout.expert_load.bytes,
+                            cudaMemcpyDeviceToHost));
+  expert_load load;
+  load.received = words.back();
+  words.pop_back();
+  load.tokens = std::move(words);
+  return load;
+}
+
+void ep_session::reset_expert_load() {
+  const detail::session_state& s = state();
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+  EPG_CHECK_CUDA(cudaMemset(s.view.local_at<std::uint64_t>(s.layout.expert_load), 0, s.layout.expert_load.bytes));
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+}
+
 void* ep_session::combine_region() const noexcept { return view().window_at<char>(layout().combine); }
 
 detail::session_state& ep_session::state() const {

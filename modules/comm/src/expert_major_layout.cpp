@@ -36,10 +36,15 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
   detail::region_builder b(c);
   l.num_payloads = static_cast<int>(c.payloads.size());
   for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = b.add(l.rows, c.payloads[i].row_bytes);
+  l.output = b.add(l.rows, static_cast<std::size_t>(c.hidden) * element_size(c.combine_type));
   l.origins = b.add(l.rows, 3, sizeof(std::int32_t));
   l.weights = b.add(spec.weights ? l.rows : 0, sizeof(float));
   l.counts = b.add(static_cast<std::size_t>(slots), sizeof(std::int32_t));
   l.offsets = b.add(static_cast<std::size_t>(slots) + 1, sizeof(std::int64_t));
+  l.entry_rows = b.add(received, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
+  l.chunks = c.ep_size * ((c.max_tokens_per_rank + expert_major_chunk_rows - 1) / expert_major_chunk_rows);
+  l.chunk_counts = b.add(static_cast<std::size_t>(slots), static_cast<std::size_t>(l.chunks), sizeof(std::int32_t));
+  l.chunk_starts = b.add(static_cast<std::size_t>(slots), static_cast<std::size_t>(l.chunks), sizeof(std::int32_t));
   l.bytes = b.total(region_alignment);
   return l;
 }

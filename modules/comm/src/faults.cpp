@@ -12,6 +12,9 @@ std::string_view to_string(fault_code c) noexcept {
     case fault_code::expert_id_out_of_range: return "expert id out of range (entry skipped)";
     case fault_code::token_count_above_max: return "token count above max_tokens_per_rank (clamped)";
     case fault_code::token_count_negative: return "negative token count (treated as 0)";
+    case fault_code::expert_repeated: return "a token names one expert twice (the repeat gives no expert-major row)";
+    case fault_code::expert_rows_over_capacity:
+      return "expert-major rows over the masked capacity (dropped; raise expert_major_spec.capacity)";
     case fault_code::collective_out_of_step: return "collective out of step";
     case fault_code::peer_timeout: return "peers did not arrive within the deadline";
     case fault_code::peer_stopped: return "peer stopped";
@@ -54,6 +57,13 @@ std::string describe(const fault_record& f) {
       if (f.token >= 0) out << ": token " << f.token;
       if (f.entry >= 0) out << ", top-k entry " << f.entry;
       out << ", value " << f.value;
+      break;
+    case fault_code::expert_repeated:
+      out << ": the token in receive slot " << f.token << " from rank " << f.peer << ", top-k entry " << f.entry
+          << ", expert " << f.value;
+      break;
+    case fault_code::expert_rows_over_capacity:
+      out << ": local expert slot " << f.entry << " lost " << f.value << " rows";
       break;
     case fault_code::collective_out_of_step:
       out << ": this rank's collective " << mine << " met rank " << f.peer << "'s collective "

@@ -44,7 +44,10 @@ step_plan plan_step(const comm::ep_session& session, const step_spec& spec) {
   step_plan plan;
   session.agreed("plan_step", [&] {
     if (!spec.experts) comm::throw_config_error("step_spec.experts", "is empty", "pass the expert stage callable");
-    if (spec.expert_output == nullptr)
+    if (spec.expert_major && spec.expert_output != nullptr)
+      comm::throw_config_error("step_spec.expert_output", "is set beside expert_major",
+                               "an expert-major stage writes the view's output rows: pass null");
+    if (!spec.expert_major && spec.expert_output == nullptr)
       comm::throw_config_error("step_spec.expert_output", "is null",
                                "pass session.combine_region() for zero copy, or a [ep][max_tokens][hidden] buffer");
     if (spec.combine.num_tokens && spec.combine.num_tokens != spec.dispatch.num_tokens)
@@ -59,9 +62,20 @@ step_plan plan_step(const comm::ep_session& session, const step_spec& spec) {
       parts.summarize = node{"summarize", [summarize](cudaStream_t s) { return summarize.run(s); }};
     }
     expert_stage_io io{session.recv_counts(), session.recv_topk_ids(), {}, session.local_expert_counts(),
-                       spec.expert_output, &session.config(), session.rank()};
+                       spec.expert_output, &session.config(), session.rank(), std::nullopt};
     for (int i = 0; i < static_cast<int>(session.config().payloads.size()); ++i)
       io.recv_payloads.push_back(session.recv_payload(i));
+    if (spec.expert_major) {
+      const kernels::permute_op permute(session, *spec.expert_major);
+      const kernels::unpermute_op unpermute(session, permute, spec.unpermute_weighted);
+      io.expert_major = permute.view();
+      io.output = permute.view().output;
+      parts.permute = node{"permute", [permute](cudaStream_t s) { return permute.run(s); }};
+      parts.unpermute = [unpermute, weighted = spec.unpermute_weighted] {
+        return node{weighted ? "un-permute (weighted)" : "un-permute",
+                    [unpermute](cudaStream_t s) { return unpermute.run(s); }};
+      };
+    }
     parts.experts = {"expert stage", [io, experts = spec.experts](cudaStream_t s) { return experts(io, s); }};
     parts.prepare_combine = [&session, output = spec.expert_output] {
       kernels::prepare_combine_op prepare(session, output);

@@ -8,6 +8,10 @@
 struct ncclDevComm;
 
 namespace epgraph::kernels::detail {
+/// SMs of the current device (throws on a CUDA error: planning only).
+int sm_count();
+/// Grid of the local (non-collective) kernels: two CTAs per SM of the current device.
+int local_grid();
 cudaError_t launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept;
 cudaError_t launch_combine(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) noexcept;
 cudaError_t launch_summarize(const comm::session_view& v, bool sanitize, int grid, cudaStream_t stream) noexcept;

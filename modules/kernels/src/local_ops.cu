@@ -25,11 +25,26 @@ __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, b
     if (slot < clamped_count(v, src)) {
       for (int j = 0; j < v.top_k; ++j) {
         const int local = row[j] - first_local;
-        if (local >= 0 && local < v.experts_per_rank) atomicAdd(&expert_counts[local], 1);
+        bool repeat = false;  // a token counts once per expert, however often it names it
+        for (int q = 0; q < j; ++q) repeat = repeat || row[q] == row[j];
+        if (!repeat && local >= 0 && local < v.experts_per_rank) atomicAdd(&expert_counts[local], 1);
       }
     } else if (sanitize) {
       for (int j = 0; j < v.top_k; ++j) row[j] = -1;
     }
+  }
+}
+
+// One CTA: this step's counts into the load statistics (64-bit, across steps).
+__global__ void accumulate_load_kernel(const __grid_constant__ comm::session_view v) {
+  const auto* expert_counts = v.local_at<const std::int32_t>(v.layout.expert_counts);
+  auto* load = v.local_at<unsigned long long>(v.layout.expert_load);
+  for (int e = threadIdx.x; e < v.experts_per_rank; e += blockDim.x)
+    load[e] += static_cast<unsigned long long>(expert_counts[e]);
+  if (threadIdx.x == 0) {
+    unsigned long long received = 0;
+    for (int src = 0; src < v.ep_size; ++src) received += static_cast<unsigned long long>(clamped_count(v, src));
+    load[v.experts_per_rank] += received;
   }
 }
 
@@ -83,6 +98,8 @@ cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize,
       cudaMemsetAsync(v.local_at<std::int32_t>(v.layout.expert_counts), 0, v.layout.expert_counts.bytes, stream);
   if (st != cudaSuccess) return st;
   summarize_kernel<<<grid, kLocalThreads, 0, stream>>>(v, sanitize);
+  if (st = cudaGetLastError(); st != cudaSuccess) return st;
+  accumulate_load_kernel<<<1, kLocalThreads, 0, stream>>>(v);
   return cudaGetLastError();
 }
 

@@ -15,18 +15,20 @@ std::size_t natural_alignment(std::size_t row_bytes) noexcept {
   return 1;
 }
 
-namespace {
-bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
-
-int sm_count() {
+int detail::sm_count() {
   int device = 0, sms = 0;
   EPG_CHECK_CUDA(cudaGetDevice(&device));
   EPG_CHECK_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   return sms;
 }
 
-// Grid of the local (non-collective) kernels: two CTAs per SM of the current device.
-int local_grid() { return 2 * sm_count(); }
+int detail::local_grid() { return 2 * sm_count(); }
+
+namespace {
+using detail::local_grid;
+using detail::sm_count;
+
+bool aligned(const void* p, std::size_t a) { return reinterpret_cast<std::uintptr_t>(p) % a == 0; }
 
 void require_device_pointer(const void* p, const std::string& field, std::size_t alignment) {
   if (p == nullptr) comm::throw_config_error(field, "is null", "pass a device pointer");

@@ -51,7 +51,10 @@ cudaError_t fill_pattern(void* dst, std::size_t rows, std::size_t row_bytes, std
                          cudaStream_t stream) noexcept;
 
 /// The reference expert stage: for every received row, sum over this rank's experts of
-/// weight * scale(e) * x in fp32 (entry order), stored as problem.dtype into io.output.
+/// weight * scale(e) * x in fp32 (entry order), stored as problem.dtype into io.output. With an
+/// expert-major view: each row becomes scale(e) * x, unweighted (the weighted un-permute then
+/// applies the weights, and the combine output equals expected_output's bit for bit).
+/// Needs payload 0 = hidden rows (make_config).
 cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io, cudaStream_t stream) noexcept;
 
 /// Device-side check of a combine output against expected_output(): adds the number of

@@ -7,6 +7,7 @@
 //   agreed / all_agree / barrier   yes              no          no             yes
 //   check_faults                   yes              no          no             yes
 //   read_faults, peer_progress     no (any thread)  no          no             -
+//   read/reset_expert_load         no               no          no (syncs)     -
 //   abort                          no               no          no             -
 //   (*) after abort(), a failed host agreement, or while unwinding from an exception, teardown
 //   is local: it tells the peers that this rank left (one domain only) and waits for nobody. Otherwise it agrees
@@ -131,6 +132,18 @@ class ep_session {
   const std::int32_t* recv_topk_ids() const noexcept;        ///< [ep][max_tokens][k]
   const void* recv_payload(int i) const;                     ///< [ep][max_tokens][row_bytes_i]
   const std::int32_t* local_expert_counts() const noexcept;  ///< [experts_per_rank] (after summarize)
+
+  /// Load statistics of this rank, accumulated on the device by every summarize since the
+  /// session began or was last reset (64-bit: they do not wrap in any realistic run).
+  struct expert_load {
+    std::vector<std::uint64_t> tokens;  ///< [experts_per_rank] received tokens per local expert
+    std::uint64_t received = 0;         ///< received tokens (each token once, however many local experts)
+  };
+  /// Local; synchronizes the device first (the steps enqueued so far are counted). Outside
+  /// capture: it copies to the host. Gather the ranks' loads yourself for a global view.
+  expert_load read_expert_load() const;
+  /// Local; zeroes the statistics after the device is idle. Outside capture.
+  void reset_expert_load();
   /// The workspace combine region [ep][max_tokens][hidden]: an expert stage that writes
   /// here needs no prepare-combine (zero copy).
   void* combine_region() const noexcept;

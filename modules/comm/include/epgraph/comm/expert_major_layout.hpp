@@ -1,8 +1,9 @@
 #pragma once
 #include "epgraph/comm/requires_cxx20.hpp"
-// The buffers of the expert-major view (issue 14; planning only, no kernel fills them yet): the
-// rows a rank received, regrouped by local expert slot for a grouped GEMM, and what the
-// un-permute needs to bring the expert output back. Pure host code, like plan_workspace.
+// The buffers of the expert-major view (issue 14): the rows a rank received, regrouped by
+// local expert slot for a grouped GEMM, the expert stage's output in the same order, and what
+// the un-permute needs to bring that output back. Pure host code, like plan_workspace; the
+// permute and un-permute ops (epgraph/kernels/expert_major.hpp) own one such buffer.
 //
 // Two forms (docs/expert-major.md):
 //   packed  rows of slot s at [offsets[s], offsets[s+1]) of one array (CUTLASS grouped GEMM);
@@ -12,11 +13,16 @@
 //           used (DeepGEMM's masked layout); rows past the capacity are dropped and recorded as
 //           a fault with the count, never silently
 // Regions, in order (each aligned to region_alignment):
-//   payload i  [rows][payload row bytes]   the permuted payloads (hidden, FP8 scales, ...)
-//   origins    int32 [rows][3]             source rank, slot and top-k entry of each row
-//   weights    fp32  [rows]                the row's top-k weight (when a weights payload is named)
-//   counts     int32 [local_slots]         rows per slot
-//   offsets    int64 [local_slots + 1]     exclusive prefix of counts (packed); starts (masked)
+//   payload i     [rows][payload row bytes]   the permuted payloads (hidden, FP8 scales, ...)
+//   output        [rows][hidden] combine_type  the expert stage writes its rows here
+//   origins       int32 [rows][3]             source rank, slot and top-k entry of each row
+//   weights       fp32  [rows]                the row's top-k weight (when a weights payload is named)
+//   counts        int32 [local_slots]         rows per slot
+//   offsets       int64 [local_slots + 1]     exclusive prefix of counts (packed); s * capacity (masked)
+//   entry_rows    int32 [ep][max_tokens][k]   the row of each received top-k entry, or -1 (un-permute)
+//   chunk_counts  int32 [local_slots][chunks] rows per slot in each chunk of 32 receive slots
+//   chunk_starts  int32 [local_slots][chunks] their exclusive prefix: where a chunk's rows start
+//   (chunks = ep_size * ceil(max_tokens / 32); the last two are the permute's scratch)
 #include <cstddef>
 #include <cstdint>
 
@@ -26,6 +32,9 @@
 namespace epgraph::comm {
 
 enum class expert_major_form : std::uint8_t { packed = 0, masked = 1 };
+
+/// Receive slots per chunk of the permute's count and place passes.
+inline constexpr int expert_major_chunk_rows = 32;
 
 struct expert_major_spec {
   expert_major_form form = expert_major_form::packed;
@@ -44,10 +53,15 @@ struct expert_major_layout {
   std::size_t rows = 0;      ///< rows the buffers hold (packed: the bound; masked: slots x capacity)
   region payloads[max_payloads];
   int num_payloads = 0;
+  region output;
   region origins;
   region weights;  ///< 0 bytes without weights
   region counts;
   region offsets;
+  region entry_rows;
+  int chunks = 0;
+  region chunk_counts;
+  region chunk_starts;
   std::size_t bytes = 0;  ///< all of it, rounded up to region_alignment
 };
 

@@ -23,6 +23,8 @@ enum class fault_code : std::int32_t {
   expert_id_out_of_range = 1,  ///< entry skipped
   token_count_above_max = 2,   ///< clamped to max_tokens_per_rank
   token_count_negative = 3,    ///< treated as 0
+  expert_repeated = 4,         ///< expert-major permute: a token names one expert twice; the repeat gives no row
+  expert_rows_over_capacity = 5,  ///< masked expert-major form: rows past a slot's capacity dropped
   // fatal faults
   collective_out_of_step = 16,  ///< a peer's collective launch with the same number is another op
   peer_timeout = 17,            ///< peers did not reach this collective within the deadline
@@ -43,12 +45,13 @@ std::string_view to_string(collective_kind k) noexcept;
 
 struct fault_record {
   fault_code code = fault_code::none;
-  std::int32_t token = -1;  ///< input faults: the token (or -1)
+  std::int32_t token = -1;  ///< input faults: the token (or -1); expert_repeated: its receive slot
   std::int32_t entry = -1;  ///< input faults: the top-k entry (or -1); exchange_timeout: 1 when this
                             ///< rank's dispatch kernel of that exchange did not launch
-  std::int32_t value = 0;   ///< input faults: the offending value; local_stage_failed: the node's position;
+  std::int32_t value = 0;   ///< input faults: the offending value (expert_rows_over_capacity: rows dropped,
+                            ///< entry: the local expert slot); local_stage_failed: the node's position;
                             ///< exchange_timeout: the seconds waited
-  std::int32_t peer = -1;   ///< fatal faults: the peer involved (or -1)
+  std::int32_t peer = -1;   ///< fatal faults: the peer involved (or -1); expert_repeated: the source rank
   collective_kind op = collective_kind::none;  ///< fatal faults: this rank's op
   std::uint64_t seq = 0;        ///< fatal faults: this rank's collective number (1 = the first launch);
                                 ///< exchange_timeout: that of the dispatch the exchange follows

@@ -17,6 +17,8 @@
 //   dispatch_word uint64                     the last dispatch's progress word (its number)
 //   faults        device_faults              first input fault, first fatal fault
 //   expert_counts int32 [experts_per_rank]   received tokens per local expert
+//   expert_load   uint64 [experts_per_rank + 1]  load statistics across steps: tokens per local
+//                                            expert, then received tokens (summarize adds them)
 // Remote state, for the ranks outside this rank's domain (R = ep - L of them; empty when R = 0),
 // indexed by remote index (session_view::remote_index). ncclMemAlloc'd (cuMem) memory of this
 // rank, not a window: NCCL can register it for zero-copy send/recv inside CUDA graphs, as it
@@ -92,6 +94,7 @@ struct workspace_layout {
   region dispatch_word;
   region faults;
   region expert_counts;
+  region expert_load;
   std::size_t local_bytes = 0;
   // remote state (the ranks outside this rank's domain)
   region staged_topk_ids;

@@ -2,10 +2,12 @@
 // A MoE step as a list of nodes, the scheduler that orders them, and the captured step graph.
 //
 //   dispatch -> [summarize] -> expert stage -> [prepare-combine] -> combine
+//   dispatch -> [summarize] -> permute -> expert stage -> un-permute -> combine   (expert-major)
 //
 // The scheduler decides whether prepare-combine is needed: exactly when the expert output is
-// not the workspace combine region (zero copy otherwise); the decision is visible in
-// step_plan::explain().
+// not the workspace combine region (zero copy otherwise); with an expert-major stage
+// (step_spec::expert_major) the weighted un-permute is the prepare-combine. The decision is
+// visible in step_plan::explain().
 //
 //                        collective?                 capture-safe?  throws?
 //   plan_step            yes (agrees: every rank     no             yes, on every rank together
@@ -27,6 +29,7 @@
 
 #include "epgraph/comm/ep_session.hpp"
 #include "epgraph/graph/cuda_raii.hpp"
+#include "epgraph/kernels/expert_major.hpp"
 #include "epgraph/kernels/ops.hpp"
 
 namespace epgraph::graph {
@@ -40,7 +43,8 @@ struct node {
 
 /// What the runtime's expert stage sees: this rank's receive buffers (valid from the end of
 /// dispatch until this rank's combine starts: peers may overwrite them from then on) and the
-/// buffer it must write, [ep][max_tokens][hidden].
+/// buffer it must write, [ep][max_tokens][hidden]; with an expert-major stage, the
+/// expert-major view instead, whose output rows it writes (output is then view.output).
 struct expert_stage_io {
   const std::int32_t* recv_counts;        ///< [ep] tokens received from each source
   const std::int32_t* recv_topk_ids;      ///< [ep][max_tokens][top_k]
@@ -49,6 +53,7 @@ struct expert_stage_io {
   void* output;                           ///< expert output rows, combine_type
   const comm::ep_config* config;
   int rank;
+  std::optional<kernels::expert_major_view> expert_major;  ///< set for an expert-major stage
 };
 using expert_stage = std::function<cudaError_t(const expert_stage_io&, cudaStream_t)>;
 
@@ -56,7 +61,13 @@ struct step_spec {
   kernels::dispatch_args dispatch;
   kernels::combine_args combine;  ///< combine.num_tokens: null, or dispatch.num_tokens
   expert_stage experts;
-  void* expert_output = nullptr;  ///< session.combine_region() for zero copy, else a buffer of your own
+  void* expert_output = nullptr;  ///< session.combine_region() for zero copy, else a buffer of your own;
+                                  ///< null with expert_major (the view's output is the stage's)
+  /// Set: the expert stage reads and writes expert-major rows (epgraph/kernels/expert_major.hpp);
+  /// the permute and the un-permute (weighted by the permute's weights payload when
+  /// unpermute_weighted) are inserted around it.
+  std::optional<kernels::permute_args> expert_major;
+  bool unpermute_weighted = true;
   bool summarize = true;          ///< per-local-expert counts before the expert stage
   bool sanitize_unused_slots = false;
   std::function<void(const std::string&)> log;  ///< receives the scheduler's decision
@@ -86,7 +97,7 @@ struct step_parts {
   const void* combine_region = nullptr;
   /// Builds the prepare-combine node; called only when the scheduler inserts it.
   std::function<node()> prepare_combine;
-  /// Expert-major stage (issue 14; no kernel builds these yet): the permute into expert-major
+  /// Expert-major stage: the permute into expert-major
   /// rows, after dispatch (and summarize), and the weighted un-permute that brings the expert
   /// stage's expert-major output back into the combine region, which then takes the place of
   /// prepare-combine. Both or neither.

@@ -86,8 +86,10 @@ class dispatch_op {
 };
 
 /// Local, after dispatch: counts received tokens per local expert into
-/// session.local_expert_counts() and, if asked, writes -1 into the top-k ids of unused
-/// receive slots (for expert kernels that scan every slot).
+/// session.local_expert_counts() (a token once per expert, however often its top-k names it),
+/// adds them and the received tokens to the load statistics (ep_session::read_expert_load),
+/// and, if asked, writes -1 into the top-k ids of unused receive slots (for expert kernels
+/// that scan every slot).
 class summarize_op {
  public:
   summarize_op(const comm::ep_session& session, bool sanitize_unused_slots);

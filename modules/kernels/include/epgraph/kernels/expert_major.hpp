@@ -1,0 +1,96 @@
+#pragma once
+// The expert-major view of what a rank received (issue 14), for grouped-GEMM expert stages:
+//
+//   dispatch -> permute -> expert stage (reads and writes expert-major rows) -> un-permute -> combine
+//
+//                   run: collective?  constructor   allocates?          capture-safe?
+//   permute_op      no (local)        local         yes (its buffers)   run: yes
+//   unpermute_op    no (local)        local         no (shares them)    run: yes
+//
+// permute_op regroups every received token's rows by local expert slot, in (source, receive
+// slot) order within a slot, so it is deterministic; packed (CUTLASS grouped GEMM: offsets) or
+// masked (DeepGEMM: fixed capacity per slot plus counts). Each row also gets its origin
+// (source, slot, top-k entry) and, when asked, its top-k weight. A token that names one expert
+// twice is an input fault: the repeat gives no row. Masked rows past a slot's capacity are
+// dropped and recorded as an input fault with the count (check_faults), never silently.
+//
+// unpermute_op is the prepare-combine of such a stage: for every received token, the expert
+// rows of its entries in ascending top-k entry order, each times its weight when weighted,
+// summed in fp32 and rounded once to the combine type, into the workspace combine region.
+// Combine's cross-rank sum is unchanged, so a token's output is, per rank in ascending order,
+// that rounded partial, summed in fp32.
+//
+// Placement: experts are placed by the contiguous rule (expert / experts_per_rank); the
+// placement table (epgraph/comm/expert_placement.hpp) is not read by the kernels yet.
+// Memory: plan_expert_major(config, spec).bytes, plus CUB's scan scratch (a few kB).
+// The view is valid from the end of permute until the next dispatch of the session.
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "epgraph/comm/ep_session.hpp"
+#include "epgraph/comm/expert_major_layout.hpp"
+
+namespace epgraph::kernels {
+
+namespace detail {
+struct expert_major_state;  // the buffers and launch parameters (src/expert_major_ops.cpp)
+}  // namespace detail
+
+struct permute_args {
+  comm::expert_major_spec spec;  ///< form, masked capacity, whether rows keep their weight
+  /// The payload that carries the router weights (fp32 [top_k] per token), or -1: needed for
+  /// spec.weights and for a weighted un-permute.
+  int weights_payload = -1;
+};
+
+/// Device pointers of the expert-major view, for the expert stage.
+struct expert_major_view {
+  comm::expert_major_form form = comm::expert_major_form::packed;
+  int local_slots = 0;
+  std::size_t capacity = 0;           ///< masked: rows per slot
+  std::size_t rows = 0;               ///< rows the buffers hold
+  std::vector<const void*> payloads;  ///< per payload, [rows][row_bytes]
+  void* output = nullptr;             ///< [rows][hidden] of the combine type: the expert stage writes it
+  const std::int32_t* origins = nullptr;  ///< [rows][3]: source rank, receive slot, top-k entry
+  const float* weights = nullptr;         ///< [rows] (spec.weights), else null
+  const std::int32_t* counts = nullptr;   ///< [local_slots] rows per slot
+  const std::int64_t* offsets = nullptr;  ///< [local_slots + 1]: packed starts; masked s * capacity
+};
+
+class permute_op {
+ public:
+  /// Plans and allocates the buffers; throws a config error for a bad spec or weights payload.
+  permute_op(const comm::ep_session& session, const permute_args& args);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
+  const expert_major_view& view() const noexcept { return view_; }
+  const comm::expert_major_layout& layout() const noexcept;
+
+ private:
+  friend class unpermute_op;
+  comm::session_link link_;
+  std::shared_ptr<const detail::expert_major_state> state_;
+  expert_major_view view_;
+  int grid_;
+};
+
+class unpermute_op {
+ public:
+  /// Reads the permute's buffers (shared: they live as long as either op). weighted needs the
+  /// permute's weights payload.
+  unpermute_op(const comm::ep_session& session, const permute_op& permute, bool weighted);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
+
+ private:
+  comm::session_link link_;
+  std::shared_ptr<const detail::expert_major_state> state_;
+  bool weighted_;
+  bool vectorized_;
+  int grid_;
+};
+
+}  // namespace epgraph::kernels

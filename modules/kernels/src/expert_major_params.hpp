@@ -1,0 +1,38 @@
+#pragma once
+// Launch parameters of the expert-major permute and un-permute (private to kernels): plain,
+// trivially copyable, built once when the ops are planned.
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "epgraph/comm/expert_major_layout.hpp"
+#include "epgraph/comm/session_view.hpp"
+
+namespace epgraph::kernels::detail {
+
+struct expert_major_params {
+  comm::session_view v;
+  comm::expert_major_layout layout;
+  char* buffer;              ///< the expert-major buffer (layout.bytes)
+  const float* recv_weights; ///< the received weights payload [ep][max_tokens][k] fp32, or null
+  std::size_t row_bytes[comm::max_payloads];  ///< each payload's row
+  int vec_bytes[comm::max_payloads];  ///< copy width of each payload (its rows' natural alignment)
+  int shared_bytes;          ///< dynamic shared memory of the count and place kernels
+
+  template <class T>
+  __host__ __device__ T* at(const comm::region& r) const {
+    return reinterpret_cast<T*>(buffer + r.offset);
+  }
+};
+
+/// Bytes of scratch CUB's scan needs for `items` counts (a query; enqueues nothing).
+cudaError_t expert_major_scan_bytes(int items, std::size_t* bytes) noexcept;
+/// count, scan (into `scan_scratch`), place, copy: the rows of every received token into
+/// expert-major order. grid: the copy kernel's CTAs.
+cudaError_t launch_permute(const expert_major_params& p, void* scan_scratch, std::size_t scan_bytes, int grid,
+                           cudaStream_t stream) noexcept;
+/// The weighted (or plain) sum of each received token's expert rows into the combine region.
+cudaError_t launch_unpermute(const expert_major_params& p, bool weighted, bool vectorized, int grid,
+                             cudaStream_t stream) noexcept;
+
+}  // namespace epgraph::kernels::detail
