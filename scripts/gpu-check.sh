@@ -4,12 +4,16 @@
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
 #   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare probe
-#           expertmajor
+#           expertmajor mutants
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
 # expertmajor: the expert-major MPI tests at every GPU count and at domain size 1, the demo
 # with --layout expert-major in both forms, and the sanitizers on the permute and un-permute.
+#
+# mutants: tests that must fail. EPG_MUTANTS names a folder of epgraph_mpi_tests builds, each
+# with one deliberate bug; each runs at 2 ranks with EPG_MUTANT_FILTER and PASSes only if the
+# tests catch it (a non-zero exit, not a timeout).
 #
 # domains: the MPI tests that take the domain size from the run (EPGRAPH_TEST_DOMAIN_SIZE), at
 # every domain size smaller than the rank count (4 GPUs: 2 and 1; 2 GPUs: 1), and
@@ -98,6 +102,15 @@ for stage in $stages; do
         run "sanitize_${tool}_expert_major_np2" 600 mpirun -np 2 --bind-to none compute-sanitizer --tool "$tool" \
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
           --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*'
+      done ;;
+    mutants)
+      for mutant in "${EPG_MUTANTS:?folder of mutant builds}"/*; do
+        name=$(basename "$mutant") log="$logs/mutant_$(basename "$mutant").log"
+        timeout -k 10 180 mpirun -np 2 --bind-to none "$mutant" --gtest_filter="${EPG_MUTANT_FILTER:-*}" >"$log" 2>&1
+        rc=$?
+        caught=$(grep -a 'FAILED  \]' "$log" | sed 's/.*\] //' | sort -u | tr '\n' ' ' | cut -c1-90)
+        if [ $rc != 0 ] && [ $rc != 124 ] && [ -n "$caught" ]; then record "mutant_$name" PASS "caught: $caught"
+        else record "mutant_$name" FAIL "rc $rc, not caught"; fi
       done ;;
     twohosts)  # NCCL sees two hosts (scripts/as-two-hosts.sh): --domain-size 0 must resolve to half the ranks
       for np in $np_list; do :; done

@@ -1,11 +1,12 @@
 // Expert-major permute and weighted un-permute (local kernels, issue 14).
 //
 // Permute, four launches, deterministic: a slot's rows come in (source, receive slot) order.
-//   count  one warp per chunk of 32 receive slots: rows per local expert slot in the chunk
+//   count  one warp per chunk of 32 receive slots (a lane each): rows per local expert slot
 //   scan   CUB exclusive sum over [slot][chunk]: where each chunk's rows of each slot start
-//   place  one warp per chunk again: each row's place (walking the chunk's slots in order),
-//          its origin and weight, entry_rows for the un-permute; counts and offsets
-//   copy   one warp per received token: its payload rows, read once, written to each place
+//   place  one warp per chunk again: each row's place (its rank among the chunk's rows in the
+//          slot, from a bit mask per slot) into entry_rows; counts and offsets
+//   copy   one warp per segment of a received token's payload rows: read once, written to
+//          each of the token's places; the first segment's warp also writes origins and weights
 // Un-permute: one warp per received token sums its rows (ascending top-k entry, fp32, one
 // rounding) into the combine region.
 #include <cub/device/device_scan.cuh>
@@ -16,8 +17,11 @@
 namespace epgraph::kernels::detail {
 namespace {
 
-constexpr int kChunkWarps = 4;  // count and place: warps (chunks) per CTA
+constexpr int kChunkWarps = chunk_warps;
 constexpr int kCopyThreads = 256;
+constexpr int kCopyUnroll = copy_unroll;
+constexpr int kSumGroups = 2;   // un-permute: element groups per lane and item
+constexpr int kSumRows = 4;     // un-permute: expert rows loaded before they are added
 
 __device__ inline int received_count(const comm::session_view& v, int src) {
   const int n = v.window_at<const std::int32_t>(v.layout.counts)[src];
@@ -36,40 +40,64 @@ __device__ inline chunk chunk_at(const comm::session_view& v, int c) {
   return ch;
 }
 
-// The warp's share of the dynamic shared memory: the chunk's top-k ids, then a counter per slot.
+// The warp's share of the dynamic shared memory: the chunk's top-k ids; per slot, the bit mask
+// of the chunk's rows that have a row there; for place, each slot's next and first row.
 struct chunk_scratch {
   std::int32_t* ids;
-  int* slots;
+  unsigned* rows_of;
+  int* start;
+  int* slot_first;
 };
 __device__ inline chunk_scratch scratch_of(const expert_major_params& p, int warp) {
   extern __shared__ int shared[];
-  const int per_warp = comm::expert_major_chunk_rows * p.v.top_k + p.layout.local_slots;
-  int* mine = shared + warp * per_warp;
-  return {mine, mine + comm::expert_major_chunk_rows * p.v.top_k};
+  const int ids = comm::expert_major_chunk_rows * p.v.top_k, slots = p.layout.local_slots;
+  int* mine = shared + warp * (ids + 3 * slots);
+  return {mine, reinterpret_cast<unsigned*>(mine + ids), mine + ids + slots, mine + ids + 2 * slots};
+}
+
+// store(x, load(x)) for x in [0, n), strided over the warp's lanes, kBatch loads in flight per
+// lane: these small gathers are latency-bound, one round trip each batch instead of each load.
+constexpr int kBatch = 8;
+template <class Load, class Store>
+__device__ inline void gather(int n, int lane, Load load, Store store) {
+  for (int x0 = lane; x0 < n; x0 += 32 * kBatch) {
+    int value[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u)
+      if (x0 + u * 32 < n) value[u] = load(x0 + u * 32);
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u)
+      if (x0 + u * 32 < n) store(x0 + u * 32, value[u]);
+  }
 }
 
 __device__ inline void load_chunk_ids(const expert_major_params& p, const chunk& ch, std::int32_t* ids, int lane) {
   const comm::session_view& v = p.v;
   const std::int32_t* recv = v.window_at<const std::int32_t>(v.layout.topk_ids) +
                              (static_cast<std::size_t>(ch.src) * v.max_tokens + ch.first_slot) * v.top_k;
-  for (int x = lane; x < ch.rows * v.top_k; x += 32) ids[x] = recv[x];
+  gather(ch.rows * v.top_k, lane, [&](int x) { return recv[x]; }, [&](int x, int id) { ids[x] = id; });
   __syncwarp();
 }
 
-// Lane j < k: entry j's local slot when it is the first entry of the row naming that expert
-// here, else -1; *repeat says a later entry named it again. Every lane of the warp calls it.
-__device__ inline int first_local_slot(const expert_major_params& p, const std::int32_t* row, int lane,
-                                       bool* repeat) {
+// Lane i < ch.rows (row i of the chunk) marks, for each entry j in order, its local slot's bit
+// in rows_of; an entry whose bit was already set repeats an expert of its row (no row; bit j
+// of the result). A row's rank among the chunk's rows in slot s is then
+// popc(rows_of[s] & lanes below): no walk over the rows one at a time.
+__device__ inline int local_slot_of(const comm::session_view& v, int id) {
+  const int l = id - v.rank * v.experts_per_rank;
+  return l >= 0 && l < v.experts_per_rank ? l : -1;
+}
+__device__ inline unsigned mark_rows(const expert_major_params& p, const chunk& ch, const chunk_scratch& s, int lane) {
   const comm::session_view& v = p.v;
-  int local = -1;
-  if (lane < v.top_k) {
-    const int l = row[lane] - v.rank * v.experts_per_rank;
-    if (l >= 0 && l < v.experts_per_rank) local = l;
-  }
-  const unsigned same = __match_any_sync(~0u, local >= 0 ? local : -1 - lane);
-  const bool first = local >= 0 && (same & ((1u << lane) - 1u)) == 0;
-  *repeat = local >= 0 && !first;
-  return first ? local : -1;
+  for (int x = lane; x < p.layout.local_slots; x += 32) s.rows_of[x] = 0;
+  __syncwarp();
+  unsigned repeats = 0;
+  if (lane < ch.rows)
+    for (int j = 0; j < v.top_k; ++j)
+      if (const int l = local_slot_of(v, s.ids[lane * v.top_k + j]); l >= 0)
+        if (atomicOr(&s.rows_of[l], 1u << lane) & (1u << lane)) repeats |= 1u << j;
+  __syncwarp();
+  return repeats;
 }
 
 __global__ void count_kernel(const __grid_constant__ expert_major_params p) {
@@ -77,175 +105,224 @@ __global__ void count_kernel(const __grid_constant__ expert_major_params p) {
   const int c = blockIdx.x * kChunkWarps + warp;
   if (c >= p.layout.chunks) return;
   const chunk_scratch s = scratch_of(p, warp);
-  const int slots = p.layout.local_slots;
-  for (int x = lane; x < slots; x += 32) s.slots[x] = 0;
   const chunk ch = chunk_at(p.v, c);
   load_chunk_ids(p, ch, s.ids, lane);
-  for (int i = 0; i < ch.rows; ++i) {
-    bool repeat = false;
-    const int local = first_local_slot(p, s.ids + i * p.v.top_k, lane, &repeat);
-    if (local >= 0) ++s.slots[local];  // distinct per lane: no two lanes touch one counter
-    __syncwarp();
-  }
+  (void)mark_rows(p, ch, s, lane);
   auto* counts = p.at<std::int32_t>(p.layout.chunk_counts);
-  for (int x = lane; x < slots; x += 32) counts[static_cast<std::size_t>(x) * p.layout.chunks + c] = s.slots[x];
+  for (int x = lane; x < p.layout.local_slots; x += 32)
+    counts[static_cast<std::size_t>(x) * p.layout.chunks + c] = __popc(s.rows_of[x]);
 }
 
-__global__ void place_kernel(const __grid_constant__ expert_major_params p) {
+// Per slot (block 0, after its chunks): rows, offsets, and the rows a masked slot could not hold.
+__device__ void write_slot_totals(const expert_major_params& p) {
+  const int chunks = p.layout.chunks, slots = p.layout.local_slots;
+  const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
+  const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
+  auto* slot_rows = p.at<std::int32_t>(p.layout.counts);
+  auto* offsets = p.at<std::int64_t>(p.layout.offsets);
+  const bool masked = p.layout.form == comm::expert_major_form::masked;
+  const auto capacity = static_cast<long long>(p.layout.capacity);
+  for (int x = threadIdx.x; x < slots; x += blockDim.x) {
+    const std::size_t last = static_cast<std::size_t>(x) * chunks + chunks - 1;
+    const long long first = starts[static_cast<std::size_t>(x) * chunks];
+    const long long total = starts[last] + counts[last] - first;
+    slot_rows[x] = static_cast<std::int32_t>(masked ? min(total, capacity) : total);
+    offsets[x] = masked ? x * capacity : first;
+    if (x == slots - 1) offsets[slots] = masked ? slots * capacity : first + total;
+    if (masked && total > capacity) {
+      auto* faults = p.v.local_at<comm::device_faults>(p.v.layout.faults);
+      device::record_input_fault(&faults->input, comm::fault_code::expert_rows_over_capacity, -1, x,
+                                 static_cast<int>(total - capacity));
+    }
+  }
+}
+
+// One warp: the rows of chunk c, each to its place (entry_rows): a slot's rows in row order.
+__device__ void place_chunk(const expert_major_params& p, int c, int warp, int lane) {
   const comm::session_view& v = p.v;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
   const bool masked = p.layout.form == comm::expert_major_form::masked;
   const auto capacity = static_cast<long long>(p.layout.capacity);
-  auto* faults = v.local_at<comm::device_faults>(v.layout.faults);
-  if (blockIdx.x == 0) {  // per slot: rows, offsets, and the rows a masked slot could not hold
-    const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
-    auto* slot_rows = p.at<std::int32_t>(p.layout.counts);
-    auto* offsets = p.at<std::int64_t>(p.layout.offsets);
-    for (int x = threadIdx.x; x < slots; x += blockDim.x) {
-      const std::size_t last = static_cast<std::size_t>(x) * chunks + chunks - 1;
-      const long long first = starts[static_cast<std::size_t>(x) * chunks];
-      const long long total = starts[last] + counts[last] - first;
-      slot_rows[x] = static_cast<std::int32_t>(masked ? min(total, capacity) : total);
-      offsets[x] = masked ? x * capacity : first;
-      if (x == slots - 1) offsets[slots] = masked ? slots * capacity : first + total;
-      if (masked && total > capacity)
-        device::record_input_fault(&faults->input, comm::fault_code::expert_rows_over_capacity, -1, x,
-                                   static_cast<int>(total - capacity));
-    }
-  }
-  const int c = blockIdx.x * kChunkWarps + warp;
-  if (c >= chunks) return;
   const chunk_scratch s = scratch_of(p, warp);
-  for (int x = lane; x < slots; x += 32) s.slots[x] = starts[static_cast<std::size_t>(x) * chunks + c];
+  gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks + c]; },
+         [&](int x, int start) { s.start[x] = start; });
+  if (masked)
+    gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks]; },
+           [&](int x, int start) { s.slot_first[x] = start; });
   const chunk ch = chunk_at(v, c);
   load_chunk_ids(p, ch, s.ids, lane);
-  auto* origins = p.at<std::int32_t>(p.layout.origins);
-  auto* weights = p.layout.weights.bytes ? p.at<float>(p.layout.weights) : nullptr;
-  auto* entry_rows = p.at<std::int32_t>(p.layout.entry_rows);
-  for (int i = 0; i < ch.rows; ++i) {
-    const int slot = ch.first_slot + i;
-    const std::size_t entry = (static_cast<std::size_t>(ch.src) * v.max_tokens + slot) * v.top_k + lane;
-    bool repeat = false;
-    const int local = first_local_slot(p, s.ids + i * v.top_k, lane, &repeat);
+  const unsigned repeats = mark_rows(p, ch, s, lane);
+  if (lane >= ch.rows) return;
+  const int slot = ch.first_slot + lane;
+  std::int32_t* entry_rows = p.at<std::int32_t>(p.layout.entry_rows) +
+                             (static_cast<std::size_t>(ch.src) * v.max_tokens + slot) * v.top_k;
+  const unsigned below = (1u << lane) - 1u;
+  for (int j = 0; j < v.top_k; ++j) {
     long long row = -1;
-    if (local >= 0) {
-      const int packed = s.slots[local]++;
+    if (const int l = local_slot_of(v, s.ids[lane * v.top_k + j]); l >= 0 && !((repeats >> j) & 1u)) {
+      const int packed = s.start[l] + __popc(s.rows_of[l] & below);
       if (!masked) {
         row = packed;
-      } else if (const int within = packed - starts[static_cast<std::size_t>(local) * chunks]; within < capacity) {
-        row = local * capacity + within;
+      } else if (const int within = packed - s.slot_first[l]; within < capacity) {
+        row = l * capacity + within;
       }
     }
-    if (row >= 0) {
-      origins[3 * row] = ch.src;
-      origins[3 * row + 1] = slot;
-      origins[3 * row + 2] = lane;
-      if (weights) weights[row] = p.recv_weights[entry];
-    }
-    if (repeat) {
-      comm::fault_record f;
-      f.code = comm::fault_code::expert_repeated;
-      f.token = slot;
-      f.entry = lane;
-      f.value = s.ids[i * v.top_k + lane];
-      f.peer = ch.src;
-      comm::device::record_fault(&faults->input, f);
-    }
-    if (lane < v.top_k) entry_rows[entry] = static_cast<std::int32_t>(row);
-    __syncwarp();
+    entry_rows[j] = static_cast<std::int32_t>(row);
+  }
+  if (repeats) {  // the first repeated entry of this row
+    const int j = __ffs(static_cast<int>(repeats)) - 1;
+    comm::fault_record f;
+    f.code = comm::fault_code::expert_repeated;
+    f.token = slot;
+    f.entry = j;
+    f.value = s.ids[lane * v.top_k + j];
+    f.peer = ch.src;
+    comm::device::record_fault(&v.local_at<comm::device_faults>(v.layout.faults)->input, f);
   }
 }
 
-// One received row of one payload to each of its places; the loads of 4 vectors are issued
-// before their stores.
-template <class V>
-__device__ void copy_row(const char* src_row, char* dst_base, std::size_t row_bytes, const int* rows, int n,
-                         int lane) {
-  const std::size_t nvec = row_bytes / sizeof(V);
-  const V* src = reinterpret_cast<const V*>(src_row);
-  constexpr int kInFlight = 4;
-  for (std::size_t i0 = lane; i0 < nvec; i0 += 32 * kInFlight) {
-    V x[kInFlight];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u)
-      if (i0 + u * 32 < nvec) x[u] = src[i0 + u * 32];
-    for (int d = 0; d < n; ++d) {
-      V* dst = reinterpret_cast<V*>(dst_base + static_cast<std::size_t>(rows[d]) * row_bytes);
-#pragma unroll
-      for (int u = 0; u < kInFlight; ++u)
-        if (i0 + u * 32 < nvec) dst[i0 + u * 32] = x[u];
-    }
+__global__ void place_kernel(const __grid_constant__ expert_major_params p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int c = blockIdx.x * kChunkWarps + warp;
+  if (c < p.layout.chunks) place_chunk(p, c, warp, lane);
+  if (blockIdx.x == 0) write_slot_totals(p);
+}
+
+// Copy and un-permute work in items of one row segment each (a warp per item), so that a few
+// tokens still spread over many warps, and each lane keeps several loads in flight.
+
+// Lane j < k: the row of received token r's entry j (or -1); the valid rows in ascending entry
+// order into places (and their weights into scale, when given). Returns how many.
+__device__ inline int token_places(const expert_major_params& p, int r, int lane, int* places, float* scale) {
+  const std::size_t entry = static_cast<std::size_t>(r) * p.v.top_k + lane;
+  const int row = lane < p.v.top_k ? p.at<const std::int32_t>(p.layout.entry_rows)[entry] : -1;
+  const unsigned valid = __ballot_sync(~0u, row >= 0);
+  if (row >= 0) {
+    const int at = __popc(valid & ((1u << lane) - 1u));
+    places[at] = row;
+    if (scale) scale[at] = p.recv_weights[entry];
   }
+  __syncwarp();
+  return __popc(valid);
+}
+
+// Lane j < k: the origin (source, slot, entry) and weight of the row of received token r's
+// entry j, if it has one. Here rather than in place_kernel, whose rows go one at a time.
+__device__ inline void write_origins(const expert_major_params& p, int r, int lane) {
+  if (lane >= p.v.top_k) return;
+  const std::size_t entry = static_cast<std::size_t>(r) * p.v.top_k + lane;
+  const int row = p.at<const std::int32_t>(p.layout.entry_rows)[entry];
+  if (row < 0) return;
+  std::int32_t* origin = p.at<std::int32_t>(p.layout.origins) + 3 * static_cast<std::size_t>(row);
+  origin[0] = r / p.v.max_tokens;
+  origin[1] = r % p.v.max_tokens;
+  origin[2] = lane;
+  if (p.layout.weights.bytes) p.at<float>(p.layout.weights)[row] = p.recv_weights[entry];
 }
 
 __global__ void __launch_bounds__(kCopyThreads) copy_kernel(const __grid_constant__ expert_major_params p) {
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const auto* entry_rows = p.at<const std::int32_t>(p.layout.entry_rows);
-  const int total = v.ep_size * v.max_tokens;
-  for (int r = blockIdx.x * (kCopyThreads / 32) + warp; r < total; r += gridDim.x * (kCopyThreads / 32)) {
+  const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * p.row_segments;
+  for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;
+       item += gridDim.x * (kCopyThreads / 32)) {
+    const int r = static_cast<int>(item / p.row_segments);
+    int segment = static_cast<int>(item % p.row_segments);
     const int src = r / v.max_tokens, slot = r % v.max_tokens;
     if (slot >= received_count(v, src)) continue;
-    const int row = lane < v.top_k ? entry_rows[static_cast<std::size_t>(r) * v.top_k + lane] : -1;
-    const unsigned valid = __ballot_sync(~0u, row >= 0);
-    if (row >= 0) places[warp][__popc(valid & ((1u << lane) - 1u))] = row;
-    __syncwarp();
-    const int n = __popc(valid);
-    for (int i = 0; i < p.layout.num_payloads; ++i) {
-      const std::size_t row_bytes = p.row_bytes[i];
-      const char* src_row = v.window_local + v.row_offset(v.layout.payloads[i], src, slot, row_bytes);
-      char* dst = p.buffer + p.layout.payloads[i].offset;
-      device::with_vector_type(p.vec_bytes[i], [&](auto tag) {
-        copy_row<decltype(tag)>(src_row, dst, row_bytes, places[warp], n, lane);
-      });
-    }
+    int i = 0;  // the payload this segment belongs to
+    while (segment >= p.segments[i]) segment -= p.segments[i++];
+    const std::size_t row_bytes = p.row_bytes[i];
+    const char* src_row = v.window_local + v.row_offset(v.layout.payloads[i], src, slot, row_bytes);
+    char* dst_base = p.buffer + p.layout.payloads[i].offset;
+    device::with_vector_type(p.vec_bytes[i], [&](auto tag) {
+      using V = decltype(tag);
+      // The segment's loads go out before the places are read, so the two latencies overlap.
+      const std::size_t nvec = row_bytes / sizeof(V);
+      const std::size_t first = static_cast<std::size_t>(segment) * 32 * kCopyUnroll + lane;
+      const V* src_vec = reinterpret_cast<const V*>(src_row);
+      V x[kCopyUnroll];
+#pragma unroll
+      for (int u = 0; u < kCopyUnroll; ++u)
+        if (first + u * 32 < nvec) x[u] = src_vec[first + u * 32];
+      const int n = token_places(p, r, lane, places[warp], nullptr);
+      for (int d = 0; d < n; ++d) {
+        V* dst = reinterpret_cast<V*>(dst_base + static_cast<std::size_t>(places[warp][d]) * row_bytes);
+#pragma unroll
+        for (int u = 0; u < kCopyUnroll; ++u)
+          if (first + u * 32 < nvec) dst[first + u * 32] = x[u];
+      }
+    });
+    if (item % p.row_segments == 0) write_origins(p, r, lane);
     __syncwarp();
   }
 }
 
-// One warp per received token: sum over its entries in ascending order of the expert rows
-// (times the weight when weighted) in fp32, one rounding, into its combine row.
+// N elements of T, loaded and stored as one access (16 bytes when N > 1).
+template <class T, int N>
+struct alignas(N > 1 ? 16 : alignof(T)) element_pack {
+  T e[N];
+};
+
+// One item: kSumGroups groups of N elements per lane of one received token's combine row, the
+// sum over its entries in ascending order of the expert rows (times the weight when weighted),
+// fp32, one rounding. Loads of kSumRows rows are issued before they are added, in order.
 template <class T, int N>
 __global__ void __launch_bounds__(kCopyThreads) unpermute_kernel(const __grid_constant__ expert_major_params p,
                                                                  bool weighted) {
+  using pack = element_pack<T, N>;
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
   __shared__ float scale[kCopyThreads / 32][32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const auto* entry_rows = p.at<const std::int32_t>(p.layout.entry_rows);
   const T* out = p.at<const T>(p.layout.output);
   T* combine = v.window_at<T>(v.layout.combine);
-  const int total = v.ep_size * v.max_tokens, groups = v.hidden / N;
-  for (int r = blockIdx.x * (kCopyThreads / 32) + warp; r < total; r += gridDim.x * (kCopyThreads / 32)) {
+  const int groups = v.hidden / N, segments = (groups + 32 * kSumGroups - 1) / (32 * kSumGroups);
+  const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * segments;
+  for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;
+       item += gridDim.x * (kCopyThreads / 32)) {
+    const int r = static_cast<int>(item / segments), segment = static_cast<int>(item % segments);
     const int src = r / v.max_tokens, slot = r % v.max_tokens;
     if (slot >= received_count(v, src)) continue;
-    const std::size_t entry = static_cast<std::size_t>(r) * v.top_k + lane;
-    const int row = lane < v.top_k ? entry_rows[entry] : -1;
-    const unsigned valid = __ballot_sync(~0u, row >= 0);
-    if (row >= 0) {
-      const int at = __popc(valid & ((1u << lane) - 1u));  // ascending entry order
-      places[warp][at] = row;
-      scale[warp][at] = weighted ? p.recv_weights[entry] : 1.0f;
+    const int n = token_places(p, r, lane, places[warp], weighted ? scale[warp] : nullptr);
+    int g[kSumGroups];
+    float acc[kSumGroups][N];
+#pragma unroll
+    for (int u = 0; u < kSumGroups; ++u) {
+      g[u] = (segment * kSumGroups + u) * 32 + lane;
+#pragma unroll
+      for (int e = 0; e < N; ++e) acc[u][e] = 0.0f;
     }
-    __syncwarp();
-    const int n = __popc(valid);
-    for (int g = lane; g < groups; g += 32) {
-      float acc[N];
+    for (int d0 = 0; d0 < n; d0 += kSumRows) {
+      pack x[kSumRows][kSumGroups];
 #pragma unroll
-      for (int e = 0; e < N; ++e) acc[e] = 0.0f;
-      for (int d = 0; d < n; ++d) {
-        float x[N];
+      for (int d = 0; d < kSumRows; ++d)
 #pragma unroll
-        for (int e = 0; e < N; ++e) x[e] = 0.0f;
-        device::element_group<T, N>::add(out + static_cast<std::size_t>(places[warp][d]) * v.hidden + g * N, x);
-        const float w = scale[warp][d];
+        for (int u = 0; u < kSumGroups; ++u)
+          if (d0 + d < n && g[u] < groups)
+            x[d][u] = reinterpret_cast<const pack*>(out + static_cast<std::size_t>(places[warp][d0 + d]) * v.hidden)[g[u]];
 #pragma unroll
-        for (int e = 0; e < N; ++e) acc[e] = __fadd_rn(acc[e], weighted ? __fmul_rn(w, x[e]) : x[e]);
+      for (int d = 0; d < kSumRows; ++d) {
+        if (d0 + d >= n) break;
+        const float w = weighted ? scale[warp][d0 + d] : 1.0f;
+#pragma unroll
+        for (int u = 0; u < kSumGroups; ++u)
+#pragma unroll
+          for (int e = 0; e < N; ++e) {
+            const float xe = device::to_float(x[d][u].e[e]);
+            acc[u][e] = __fadd_rn(acc[u][e], weighted ? __fmul_rn(w, xe) : xe);
+          }
       }
-      device::element_group<T, N>::store(combine + static_cast<std::size_t>(r) * v.hidden + g * N, acc);
+    }
+#pragma unroll
+    for (int u = 0; u < kSumGroups; ++u) {
+      if (g[u] >= groups) continue;
+      pack y;
+#pragma unroll
+      for (int e = 0; e < N; ++e) y.e[e] = device::from_float<T>(acc[u][e]);
+      reinterpret_cast<pack*>(combine + static_cast<std::size_t>(r) * v.hidden)[g[u]] = y;
     }
     __syncwarp();
   }

@@ -61,16 +61,20 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
   detail::expert_major_params& p = state->params;
   p.v = v;
   p.layout = l;
-  p.shared_bytes = static_cast<int>(4 * (comm::expert_major_chunk_rows * c.top_k + l.local_slots) * sizeof(int));
+  // expert_major.cu, scratch_of: per warp the chunk's ids and three ints per slot.
+  p.shared_bytes = static_cast<int>(detail::chunk_warps * (comm::expert_major_chunk_rows * c.top_k + 3 * l.local_slots) * sizeof(int));
   if (static_cast<std::size_t>(p.shared_bytes) > kSharedLimit)
     comm::throw_config_error("experts_per_rank",
                              "is " + std::to_string(l.local_slots) + ": the permute's counters need " +
                                  std::to_string(p.shared_bytes) + " bytes of shared memory, over " +
                                  std::to_string(kSharedLimit),
-                             "use fewer experts per rank (at most about 2000 at top_k 32)");
+                             "use fewer experts per rank (at most about 930 at top_k 8, 680 at top_k 32)");
   for (int i = 0; i < l.num_payloads; ++i) {
     p.row_bytes[i] = c.payloads[static_cast<std::size_t>(i)].row_bytes;
     p.vec_bytes[i] = static_cast<int>(natural_alignment(p.row_bytes[i]));
+    const std::size_t segment_bytes = 32 * detail::copy_unroll * static_cast<std::size_t>(p.vec_bytes[i]);
+    p.segments[i] = static_cast<int>((p.row_bytes[i] + segment_bytes - 1) / segment_bytes);
+    p.row_segments += p.segments[i];
   }
   state->buffer = comm::device_buffer(l.bytes);
   EPG_CHECK_CUDA(cudaMemset(state->buffer.get(), 0, l.bytes));

@@ -10,6 +10,11 @@
 
 namespace epgraph::kernels::detail {
 
+/// Count and place: warps per CTA, one chunk of receive slots each.
+inline constexpr int chunk_warps = 4;
+/// Copy: vectors each lane keeps in flight; a copy item is 32 lanes x this many vectors of a row.
+inline constexpr int copy_unroll = 4;
+
 struct expert_major_params {
   comm::session_view v;
   comm::expert_major_layout layout;
@@ -17,6 +22,8 @@ struct expert_major_params {
   const float* recv_weights; ///< the received weights payload [ep][max_tokens][k] fp32, or null
   std::size_t row_bytes[comm::max_payloads];  ///< each payload's row
   int vec_bytes[comm::max_payloads];  ///< copy width of each payload (its rows' natural alignment)
+  int segments[comm::max_payloads];   ///< copy items per row of each payload (32 lanes x copy_unroll vectors each)
+  int row_segments;                   ///< their sum: copy items per received token
   int shared_bytes;          ///< dynamic shared memory of the count and place kernels
 
   template <class T>
