@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "epgraph/comm/workspace_layout.hpp"
+#include "epgraph/kernels/expert_major.hpp"
 #include "epgraph/sim/problem.hpp"
 
 namespace epgraph::bench {
@@ -49,6 +50,10 @@ std::vector<shape> sweep_shapes(const options& o);
 /// The problem and session config of one measurement (fp8: e4m3 bytes + 1x128 fp32 scales).
 sim::problem make_problem(const shape& s, int ep_size, int tokens, std::uint64_t seed);
 comm::ep_config make_config(const sim::problem& p, const std::string& payload, int ctas, int threads);
+
+/// The permute the bench times beside dispatch and combine: packed, rows keep their router
+/// weights (the payload named "weights").
+kernels::permute_args timed_permute(const comm::ep_config& config);
 
 /// Checks every swept configuration against `ep_size` ranks before anything runs, so a sweep
 /// never dies halfway: throws a config error naming the shape and the failing field.

@@ -201,13 +201,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   }
   {
     // Expert-major permute and un-permute, alone, on the rows the last dispatch delivered.
-    int weights = -1;
-    for (std::size_t i = 0; i < cfg.payloads.size(); ++i)
-      if (cfg.payloads[i].name == "weights") weights = static_cast<int>(i);
-    kernels::permute_args args;
-    args.spec.weights = true;
-    args.weights_payload = weights;
-    const kernels::permute_op permute(session, args);
+    const kernels::permute_op permute(session, bench::timed_permute(cfg));
     const kernels::unpermute_op unpermute(session, permute, true);
     phase("permute timing");
     replayer rp(s, {[&](cudaStream_t st) { return permute.run(st); }}, o.ops_per_graph);
@@ -222,7 +216,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     for (const auto& spec : cfg.payloads) payload_row += double(spec.row_bytes);
     double rows = 0;
     for (const auto& slot : sim::expect_expert_major(p, routes, comm::default_placement(cfg), me)) rows += double(slot.size());
-    const double out_row = double(shape.hidden) * 2;
+    const double out_row = double(shape.hidden) * double(comm::element_size(cfg.combine_type));
     r.permute_bytes = mean_over_ranks(received * payload_row + rows * (payload_row + 3 * 4 + 4));
     r.unpermute_bytes = mean_over_ranks(rows * out_row + received * out_row);
   }

@@ -134,12 +134,22 @@ comm::ep_config make_config(const sim::problem& p, const std::string& payload, i
   return cfg;
 }
 
+kernels::permute_args timed_permute(const comm::ep_config& config) {
+  kernels::permute_args args;
+  for (std::size_t i = 0; i < config.payloads.size(); ++i)
+    if (config.payloads[i].name == "weights") args.weights_payload = static_cast<int>(i);
+  args.spec.weights = true;
+  return args;
+}
+
 void check_sweep(const options& o, int ep_size) {
   for (const shape& s : sweep_shapes(o))
     for (const auto& payload : o.payloads)
       for (int tokens : o.tokens) {
         try {
-          comm::validate(make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads));
+          const comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads);
+          comm::validate(config);
+          (void)kernels::plan_permute(config, timed_permute(config));  // the permute is timed too
         } catch (const comm::error& e) {
           std::ostringstream what;
           what << "for hidden " << s.hidden << ", top-k " << s.top_k << ", experts " << s.experts << ", domain size "

@@ -7,6 +7,8 @@
 #include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/comm/device_comm.hpp"
 #include "epgraph/comm/error.hpp"
+#include "epgraph/comm/expert_major_layout.hpp"
+#include "epgraph/comm/expert_placement.hpp"
 #include "epgraph/comm/nccl_comm.hpp"
 #include "epgraph/comm/select_device.hpp"
 #include "epgraph/comm/symmetric_window.hpp"
@@ -14,6 +16,7 @@
 #include "epgraph/comm/workspace_layout.hpp"
 #include "epgraph/graph/step.hpp"
 #include "epgraph/graph/watchdog.hpp"
+#include "epgraph/kernels/expert_major.hpp"
 #include "epgraph/kernels/ops.hpp"
 
 #if defined(EPGRAPH_CONSUMER_WITHOUT_MPI) && defined(MPI_VERSION)

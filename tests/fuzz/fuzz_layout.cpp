@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
       check_region(l.faults, sizeof(device_faults), l.local_bytes, "faults", local);
       check_region(l.dispatch_word, 8, l.local_bytes, "dispatch_word", local);
       check_region(l.expert_counts, u128(c.num_experts / c.ep_size) * 4, l.local_bytes, "expert_counts", local);
+      check_region(l.expert_load, (u128(c.num_experts / c.ep_size) + 1) * 8, l.local_bytes, "expert_load", local);
       std::vector<region> far;
       check_region(l.staged_topk_ids, R * tokens * c.top_k * 4, l.remote_bytes, "staged_topk_ids", far);
       for (std::size_t i = 0; i < c.payloads.size(); ++i)

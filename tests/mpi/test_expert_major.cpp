@@ -21,14 +21,14 @@ using mpitest::world_comm;
 
 namespace {
 
-sim::problem make_problem(int top_k, sim::routing dist) {
+sim::problem make_problem(int top_k, sim::routing dist, int experts_per_rank = 8) {
   sim::problem p;
   p.ep_size = mpi().size();
-  p.max_tokens = 96;  // three chunks of 32 receive slots per source
+  p.max_tokens = 100;  // three chunks of 32 receive slots per source and a partial one
   p.top_k = top_k;
-  p.num_experts = 8 * p.ep_size;
+  p.num_experts = experts_per_rank * p.ep_size;
   if (p.num_experts < top_k) p.num_experts = top_k * p.ep_size;
-  p.hidden = 264;  // 528-byte bf16 rows: 16-byte vectors, not a power of two
+  p.hidden = 2056;  // 4112-byte bf16 rows: three copy segments (the last partial), 16-byte vectors
   p.seed = 4242 + static_cast<std::uint64_t>(top_k);
   p.dist = dist;
   p.domain_size = mpitest::domain_size();
@@ -90,6 +90,7 @@ std::string compare_view(const expert_major_step& f, const sim::routing_table& r
   const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
   const auto weights = to_host<float>(v.weights, v.rows);
   const auto hidden = to_host<std::uint16_t>(v.payloads[0], v.rows * p.hidden);
+  const auto weight_rows = to_host<float>(v.payloads[1], v.rows * p.top_k);  // the weights payload, permuted too
   const bool masked = v.form == comm::expert_major_form::masked;
   const auto want_offsets = sim::packed_offsets(want);
   std::ostringstream err;
@@ -108,6 +109,9 @@ std::string compare_view(const expert_major_step& f, const sim::routing_table& r
       const int token = sent.origin[static_cast<std::size_t>(me)][static_cast<std::size_t>(w.src)][static_cast<std::size_t>(w.slot)];
       if (weights[r] != sim::router_weight(p, w.src, step, token, w.entry))
         return (err << "slot " << s << " row " << i << ": weight " << weights[r], err.str());
+      for (int j = 0; j < p.top_k; ++j)
+        if (weight_rows[r * p.top_k + j] != sim::router_weight(p, w.src, step, token, j))
+          return (err << "slot " << s << " row " << i << ": weights payload entry " << j, err.str());
       for (int h = 0; h < p.hidden; ++h) {
         std::uint16_t bits = 0;
         sim::store_element(p.dtype, sim::hidden_value(p, w.src, step, token, h), &bits);
@@ -130,11 +134,16 @@ long long wrong_outputs(const expert_major_step& f, std::uint64_t step) {
 
 }  // namespace
 
-// Every routing, k from 1 to 16, both forms: the view is the reference's, row for row and
-// byte for byte, and the weighted un-permute makes combine's output exact.
+// Every routing, k from 1 to 32, one and eight experts per rank, both forms: the view (the
+// hidden rows and the weights payload) is the reference's, row for row and byte for byte, and
+// the weighted un-permute makes combine's output exact.
 TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndForm) {
-  for (int k : {1, 4, 8, 16}) {
-    sim::problem base = make_problem(k, sim::routing::uniform);
+  struct shape {
+    int k, experts_per_rank;
+  };
+  for (shape sh : {shape{1, 8}, shape{4, 8}, shape{8, 8}, shape{16, 8}, shape{32, 8}, shape{1, 1}}) {
+    const int k = sh.k;
+    sim::problem base = make_problem(k, sim::routing::uniform, sh.experts_per_rank);
     comm::ep_session session(world_comm(), sim::make_config(base, 32, 256));
     for (sim::routing dist : {sim::routing::uniform, sim::routing::skewed, sim::routing::one_rank}) {
       for (comm::expert_major_form form : {comm::expert_major_form::packed, comm::expert_major_form::masked}) {
@@ -145,7 +154,8 @@ TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndFor
         spec.weights = true;
         expert_major_step f(p, session, spec, true);
         for (std::uint64_t step : {3u, 4u}) {
-          SCOPED_TRACE("k " + std::to_string(k) + ", " + std::string(sim::to_string(dist)) + ", " +
+          SCOPED_TRACE("k " + std::to_string(k) + ", " + std::to_string(p.num_experts / p.ep_size) +
+                       " experts per rank, " + std::string(sim::to_string(dist)) + ", " +
                        (form == comm::expert_major_form::masked ? "masked" : "packed") + ", step " + std::to_string(step));
           f.run(step);
           EXPECT_EQ(compare_view(f, sim::draw_routing(p, step), step), "");
@@ -235,22 +245,30 @@ TEST(ExpertMajorStep, AMaskedSlotOverItsCapacityDropsRowsAsARecordedFault) {
   const auto want = sim::expect_expert_major(p, sim::draw_routing(p, step), comm::default_placement(session.config()), me);
   const kernels::expert_major_view& v = f.view();
   const auto counts = to_host<std::int32_t>(v.counts, static_cast<std::size_t>(v.local_slots));
+  const auto demand = to_host<std::int32_t>(v.demand, static_cast<std::size_t>(v.local_slots));
   const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
   bool over = false;
+  std::uint64_t dropped = 0;
   for (int s = 0; s < v.local_slots; ++s) {
     const auto& rows = want[static_cast<std::size_t>(s)];
     EXPECT_EQ(counts[s], std::min<int>(static_cast<int>(rows.size()), 5)) << "slot " << s;
+    EXPECT_EQ(demand[s], static_cast<int>(rows.size())) << "slot " << s;
     over = over || rows.size() > 5;
-    for (int i = 0; i < counts[s]; ++i) {
+    dropped += rows.size() > 5 ? rows.size() - 5 : 0;
+    for (int i = 0; i < 5; ++i) {  // the kept rows in order; a fresh buffer's zeros past the count
       const std::size_t r = static_cast<std::size_t>(s) * 5 + static_cast<std::size_t>(i);
-      EXPECT_EQ(origins[3 * r], rows[static_cast<std::size_t>(i)].src);
-      EXPECT_EQ(origins[3 * r + 1], rows[static_cast<std::size_t>(i)].slot);
+      const bool kept = i < counts[s];
+      EXPECT_EQ(origins[3 * r], kept ? rows[static_cast<std::size_t>(i)].src : 0) << "slot " << s << " row " << i;
+      EXPECT_EQ(origins[3 * r + 1], kept ? rows[static_cast<std::size_t>(i)].slot : 0) << "slot " << s << " row " << i;
     }
   }
+  EXPECT_EQ(to_host<std::uint64_t>(v.dropped, 1)[0], dropped);
   const comm::fault_record fault = session.read_faults().input;
   if (over) {
     EXPECT_EQ(fault.code, comm::fault_code::expert_rows_over_capacity);
-    if (fault.entry >= 0 && fault.entry < v.local_slots) {
+    const bool slot_named = fault.entry >= 0 && fault.entry < v.local_slots;  // no ASSERT: all_ok follows
+    EXPECT_TRUE(slot_named) << fault.entry;
+    if (slot_named) {
       EXPECT_EQ(fault.value, static_cast<int>(want[static_cast<std::size_t>(fault.entry)].size()) - 5);
     }
   } else {

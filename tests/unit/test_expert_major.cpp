@@ -44,8 +44,16 @@ TEST(ExpertMajor, PackedHoldsEveryRowARankCanReceive) {
   EXPECT_EQ(l.weights.bytes, 0u);
   EXPECT_EQ(l.counts.bytes, 64u * 4u);
   EXPECT_EQ(l.offsets.bytes, 65u * 8u);
+  EXPECT_EQ(l.output.bytes, l.rows * 7168 * 2);          // the expert stage's rows, combine type (bf16)
+  EXPECT_EQ(l.entry_rows.bytes, 4u * 128u * 8u * 4u);     // [ep][max_tokens][k] int32
+  EXPECT_EQ(l.chunks, 4 * 4);                             // 128 receive slots = 4 chunks of 32 per source
+  EXPECT_EQ(l.chunk_counts.bytes, 64u * 16u * 4u);
+  EXPECT_EQ(l.chunk_starts.bytes, 64u * 16u * 4u);
   // Back to back, aligned, nothing overlapping, all inside `bytes`.
-  const region order[] = {l.payloads[0], l.payloads[1], l.origins, l.weights, l.counts, l.offsets};
+  EXPECT_EQ(l.demand.bytes, 64u * 4u);
+  EXPECT_EQ(l.dropped.bytes, 8u);
+  const region order[] = {l.payloads[0], l.payloads[1], l.output, l.origins,    l.weights,      l.counts,
+                          l.offsets,     l.demand,      l.dropped, l.entry_rows, l.chunk_counts, l.chunk_starts};
   std::size_t end = 0;
   for (const region& r : order) {
     EXPECT_EQ(r.offset % region_alignment, 0u);
@@ -72,6 +80,10 @@ TEST(ExpertMajor, MaskedSlotsHaveTheirCapacity) {
   spec.local_slots = 66;  // a placement with two replica slots more
   l = plan_expert_major(config(), spec);
   EXPECT_EQ(l.capacity, 40u);
+  EXPECT_EQ(l.output.bytes, 66u * 40u * 7168u * 2u);
+  ep_config odd = config();
+  odd.max_tokens_per_rank = 33;  // a partial chunk per source
+  EXPECT_EQ(plan_expert_major(odd, spec).chunks, 4 * 2);
   EXPECT_EQ(l.rows, 66u * 40u);
   EXPECT_EQ(l.counts.bytes, 66u * 4u);
 }
@@ -85,6 +97,9 @@ TEST(ExpertMajor, BadSpecsAreRejectedNamingTheField) {
   EXPECT_NE(rejection(spec).find("expert_major_spec.local_slots: is 300, outside [0, num_experts = 256]"),
             std::string::npos)
       << rejection(spec);
+  spec = {};
+  spec.form = static_cast<expert_major_form>(3);
+  EXPECT_NE(rejection(spec).find("expert_major_spec.form: is 3"), std::string::npos) << rejection(spec);
   ep_config bad = config();
   bad.top_k = 0;
   EXPECT_THROW(plan_expert_major(bad, {}), error);  // the config is validated first

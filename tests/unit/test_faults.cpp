@@ -24,6 +24,27 @@ TEST(Faults, InputFaultsDescribeTokenEntryAndValue) {
   EXPECT_FALSE(is_fatal(fault_code::token_count_negative));
 }
 
+TEST(Faults, ExpertMajorFaultsNameTheRowOrTheSlotAndTheCount) {
+  fault_record repeat;
+  repeat.code = fault_code::expert_repeated;
+  repeat.token = 7;
+  repeat.entry = 2;
+  repeat.value = 41;
+  repeat.peer = 1;
+  EXPECT_EQ(describe(repeat),
+            "a token names one expert twice (the repeat gives no expert-major row): the token in receive slot 7 "
+            "from rank 1, top-k entry 2, expert 41");
+  fault_record over;
+  over.code = fault_code::expert_rows_over_capacity;
+  over.entry = 5;
+  over.value = 12;
+  EXPECT_EQ(describe(over),
+            "expert-major rows over the masked capacity (dropped; raise expert_major_spec.capacity): local expert "
+            "slot 5 lost 12 rows");
+  EXPECT_FALSE(is_fatal(repeat.code));
+  EXPECT_FALSE(is_fatal(over.code));
+}
+
 TEST(Faults, OutOfStepNamesBothCollectivesAndThePeer) {
   fault_record f;
   f.code = fault_code::collective_out_of_step;

@@ -68,7 +68,9 @@ TEST(Layout, LocalStateHoldsSlotsLookbackLaunchesAndFaults) {
   EXPECT_EQ(l.dispatched.bytes, 4u);
   EXPECT_EQ(l.faults.bytes, sizeof(device_faults));
   EXPECT_EQ(l.expert_counts.bytes, 32u * 4);
-  std::vector<region> local = {l.token_slots, l.lookback, l.launches, l.dispatched, l.faults, l.expert_counts};
+  EXPECT_EQ(l.expert_load.bytes, 33u * 8);  // 64-bit counts per local expert, then received tokens
+  std::vector<region> local = {l.token_slots, l.lookback,      l.launches,   l.dispatched,
+                               l.faults,      l.expert_counts, l.expert_load};
   for (std::size_t i = 0; i < local.size(); ++i) {
     EXPECT_EQ(local[i].offset % region_alignment, 0u) << i;
     EXPECT_LE(local[i].end(), l.local_bytes) << i;
@@ -99,7 +101,7 @@ TEST(Layout, DescribeListsEveryRegion) {
   auto text = describe(plan_workspace(shape(2, 64, 256)));
   for (const char* name : {"counts", "arrivals", "mailbox", "topk_ids", "payload[0]", "payload[1]", "combine",
                            "token_slots", "lookback", "launches", "dispatched", "dispatch_word", "faults",
-                           "expert_counts"})
+                           "expert_counts", "expert_load"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
 }
 

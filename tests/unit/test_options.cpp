@@ -34,6 +34,8 @@ TEST(DemoOptions, DefaultsAreTheReadmeShape) {
   EXPECT_EQ(o->problem.dtype, comm::element_type::bf16);
   EXPECT_EQ(o->steps, 200);
   EXPECT_EQ(o->which, demo::variant::both);
+  EXPECT_EQ(o->rows, demo::layout::source_major);
+  EXPECT_FALSE(o->masked);
   EXPECT_EQ(o->host_check_every, 10);  // sampled: one host check takes seconds at T=4096
 }
 
@@ -50,12 +52,17 @@ TEST(DemoOptions, ParsesEveryKnob) {
   EXPECT_EQ(o->which, demo::variant::staged);
   EXPECT_EQ(o->problem.dist, sim::routing::skewed);
   EXPECT_EQ(o->problem.seed, 9u);
+  o = demo::parse_options({"--layout", "expert-major", "--form", "masked"});
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->rows, demo::layout::expert_major);
+  EXPECT_TRUE(o->masked);
 }
 
 TEST(DemoOptions, HelpListsEveryOptionWithItsDefault) {
   std::string help;
   EXPECT_FALSE(demo::parse_options({"--help"}, &help));
-  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--routing", "--watchdog", "--deadline",
+  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--layout", "--form", "--routing",
+                           "--watchdog", "--deadline",
                            "--host-check-every", "(=10)"})
     EXPECT_NE(help.find(text), std::string::npos) << text;
 }
@@ -86,6 +93,8 @@ TEST(DemoOptions, BadValuesNameTheOption) {
   };
   rejects({"--dtype", "fp8"}, "unknown element type 'fp8'");
   rejects({"--variant", "fast"}, "--variant");
+  rejects({"--layout", "token-major"}, "config error in --layout: is 'token-major' -- use source-major or expert-major");
+  rejects({"--form", "dense"}, "config error in --form: is 'dense' -- use packed or masked");
   rejects({"--routing", "zipf"}, "unknown distribution 'zipf'");
   rejects({"--steps", "0"}, "--steps");
   rejects({"--tokens", "many"}, "tokens");

@@ -162,7 +162,7 @@ TEST(Reference, CountWrongFindsEveryDifferingElement) {
   }
 }
 
-// Issue 14's expert-major order (host reference only): the hand-made routing above, rank 0,
+// The expert-major order of the host reference: the hand-made routing above, rank 0,
 // with the default placement and with expert 1 replicated onto rank 1.
 TEST(Reference, ExpertMajorOrderOfHandMadeRouting) {
   sim::problem p;

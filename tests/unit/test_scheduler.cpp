@@ -123,7 +123,7 @@ TEST(Scheduler, AnUnlinkedPlanLaunchesAndAgreesLocally) {
   EXPECT_THROW(unlinked.agreed("local", [] { throw std::runtime_error("x"); }), std::runtime_error);
 }
 
-// Issue 14 (scheduling only; no kernel builds these nodes yet): an expert-major stage gets the
+// An expert-major stage (step_spec::expert_major; recording fakes here) gets the
 // permute after summarize and the weighted un-permute in prepare-combine's place, even when
 // the expert output pointer is the combine region; prepare-combine itself is never built.
 TEST(Scheduler, AnExpertMajorStageIsPermutedAndUnpermuted) {

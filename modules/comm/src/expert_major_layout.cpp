@@ -1,6 +1,7 @@
 #include "epgraph/comm/expert_major_layout.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <string>
 
 #include "epgraph/comm/error.hpp"
@@ -22,6 +23,9 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
                        "is " + std::to_string(spec.capacity) + ", outside [0, " +
                            std::to_string(static_cast<long long>(max_tokens_limit) * max_ep_size) + "]",
                        "0 sizes each slot for every token a rank can receive");
+  if (spec.form != expert_major_form::packed && spec.form != expert_major_form::masked)
+    throw_config_error("expert_major_spec.form", "is " + std::to_string(static_cast<int>(spec.form)),
+                       "use expert_major_form::packed or masked");
   expert_major_layout l;
   l.form = spec.form;
   l.local_slots = slots;
@@ -33,6 +37,12 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
   } else {
     l.rows = received * static_cast<std::size_t>(std::min(c.top_k, slots));
   }
+  // Kernels index rows and scan the routed rows (before a masked cap) in int32.
+  const std::size_t routed = received * static_cast<std::size_t>(std::min(c.top_k, slots));
+  if (std::max(l.rows, routed) > static_cast<std::size_t>(INT_MAX))
+    throw_config_error("expert_major_spec",
+                       "needs " + std::to_string(std::max(l.rows, routed)) + " rows, more than 2^31 - 1",
+                       "lower the masked capacity, max_tokens_per_rank or the ranks per session");
   detail::region_builder b(c);
   l.num_payloads = static_cast<int>(c.payloads.size());
   for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = b.add(l.rows, c.payloads[i].row_bytes);
@@ -41,6 +51,8 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
   l.weights = b.add(spec.weights ? l.rows : 0, sizeof(float));
   l.counts = b.add(static_cast<std::size_t>(slots), sizeof(std::int32_t));
   l.offsets = b.add(static_cast<std::size_t>(slots) + 1, sizeof(std::int64_t));
+  l.demand = b.add(static_cast<std::size_t>(slots), sizeof(std::int32_t));
+  l.dropped = b.add(1, sizeof(std::uint64_t));
   l.entry_rows = b.add(received, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
   l.chunks = c.ep_size * ((c.max_tokens_per_rank + expert_major_chunk_rows - 1) / expert_major_chunk_rows);
   l.chunk_counts = b.add(static_cast<std::size_t>(slots), static_cast<std::size_t>(l.chunks), sizeof(std::int32_t));

@@ -47,6 +47,11 @@ step_plan plan_step(const comm::ep_session& session, const step_spec& spec) {
     if (spec.expert_major && spec.expert_output != nullptr)
       comm::throw_config_error("step_spec.expert_output", "is set beside expert_major",
                                "an expert-major stage writes the view's output rows: pass null");
+    if (spec.expert_major && spec.unpermute_weighted && spec.expert_major->weights_payload < 0)
+      comm::throw_config_error("step_spec.unpermute_weighted",
+                               "is true but expert_major.weights_payload names no router weights payload",
+                               "set expert_major.weights_payload to the fp32 [top_k] weights payload, or "
+                               "unpermute_weighted = false if the expert stage applies the weights");
     if (!spec.expert_major && spec.expert_output == nullptr)
       comm::throw_config_error("step_spec.expert_output", "is null",
                                "pass session.combine_region() for zero copy, or a [ep][max_tokens][hidden] buffer");

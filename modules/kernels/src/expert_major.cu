@@ -7,8 +7,8 @@
 //          slot, from a bit mask per slot) into entry_rows; counts and offsets
 //   copy   one warp per segment of a received token's payload rows: read once, written to
 //          each of the token's places; the first segment's warp also writes origins and weights
-// Un-permute: one warp per received token sums its rows (ascending top-k entry, fp32, one
-// rounding) into the combine region.
+// Un-permute: a warp per segment of a received token's combine row sums the token's rows
+// (ascending top-k entry, fp32, one rounding) into the combine region.
 #include <cub/device/device_scan.cuh>
 
 #include "device/common.cuh"
@@ -119,6 +119,7 @@ __device__ void write_slot_totals(const expert_major_params& p) {
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
   const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
   auto* slot_rows = p.at<std::int32_t>(p.layout.counts);
+  auto* demand = p.at<std::int32_t>(p.layout.demand);
   auto* offsets = p.at<std::int64_t>(p.layout.offsets);
   const bool masked = p.layout.form == comm::expert_major_form::masked;
   const auto capacity = static_cast<long long>(p.layout.capacity);
@@ -127,9 +128,11 @@ __device__ void write_slot_totals(const expert_major_params& p) {
     const long long first = starts[static_cast<std::size_t>(x) * chunks];
     const long long total = starts[last] + counts[last] - first;
     slot_rows[x] = static_cast<std::int32_t>(masked ? min(total, capacity) : total);
+    demand[x] = static_cast<std::int32_t>(total);
     offsets[x] = masked ? x * capacity : first;
     if (x == slots - 1) offsets[slots] = masked ? slots * capacity : first + total;
-    if (masked && total > capacity) {
+    if (masked && total > capacity) {  // counted always; the fault record keeps the first fault only
+      atomicAdd(p.at<unsigned long long>(p.layout.dropped), static_cast<unsigned long long>(total - capacity));
       auto* faults = p.v.local_at<comm::device_faults>(p.v.layout.faults);
       device::record_input_fault(&faults->input, comm::fault_code::expert_rows_over_capacity, -1, x,
                                  static_cast<int>(total - capacity));
@@ -208,7 +211,8 @@ __device__ inline int token_places(const expert_major_params& p, int r, int lane
 }
 
 // Lane j < k: the origin (source, slot, entry) and weight of the row of received token r's
-// entry j, if it has one. Here rather than in place_kernel, whose rows go one at a time.
+// entry j, if it has one. Here, where a warp serves one token, rather than in place_kernel,
+// whose lanes serve a row each (these stores would scatter).
 __device__ inline void write_origins(const expert_major_params& p, int r, int lane) {
   if (lane >= p.v.top_k) return;
   const std::size_t entry = static_cast<std::size_t>(r) * p.v.top_k + lane;

@@ -37,12 +37,22 @@ void check_weights_payload(const comm::ep_config& c, int index) {
                                  std::to_string(sizeof(float) * static_cast<std::size_t>(c.top_k)) + ")");
 }
 
+// expert_major.cu, scratch_of: per warp of the count and place kernels, the chunk's ids and
+// three ints per slot.
+std::size_t shared_bytes(const comm::ep_config& c, const comm::expert_major_layout& l) {
+  return detail::chunk_warps *
+         (static_cast<std::size_t>(comm::expert_major_chunk_rows) * static_cast<std::size_t>(c.top_k) +
+          3 * static_cast<std::size_t>(l.local_slots)) *
+         sizeof(int);
+}
+
 }  // namespace
 
-permute_op::permute_op(const comm::ep_session& session, const permute_args& args)
-    : link_(session.link()), grid_(detail::local_grid()) {
-  const comm::ep_config& c = session.config();
-  const comm::session_view& v = session.view();
+comm::expert_major_layout plan_permute(const comm::ep_config& c, const permute_args& args) {
+  comm::validate(c);
+  if (c.payloads.empty())
+    comm::throw_config_error("ep_config.payloads", "is empty: there is nothing to permute",
+                             "configure the payloads dispatch moves (the hidden rows at least)");
   if (args.spec.local_slots != 0 && args.spec.local_slots != c.experts_per_rank())
     comm::throw_config_error("expert_major_spec.local_slots",
                              "is " + std::to_string(args.spec.local_slots) + ", not 0 or the config's " +
@@ -53,22 +63,30 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
     comm::throw_config_error("expert_major_spec.weights", "is set without permute_args.weights_payload",
                              "name the payload that carries the router weights");
   const comm::expert_major_layout l = comm::plan_expert_major(c, args.spec);
-  if (l.rows > static_cast<std::size_t>(INT_MAX) ||
-      static_cast<std::size_t>(l.chunks) * static_cast<std::size_t>(l.local_slots) > static_cast<std::size_t>(INT_MAX))
-    comm::throw_config_error("expert_major_spec", "needs " + std::to_string(l.rows) + " rows, more than 2^31 - 1",
-                             "lower the masked capacity or max_tokens_per_rank");
+  if (static_cast<std::size_t>(l.chunks) * static_cast<std::size_t>(l.local_slots) > static_cast<std::size_t>(INT_MAX))
+    comm::throw_config_error("expert_major_spec",
+                             "needs " + std::to_string(l.chunks) + " x " + std::to_string(l.local_slots) +
+                                 " chunk counters, more than 2^31 - 1",
+                             "lower max_tokens_per_rank or the experts per rank");
+  if (shared_bytes(c, l) > kSharedLimit)
+    comm::throw_config_error("experts_per_rank",
+                             "is " + std::to_string(l.local_slots) + ": the permute's counters need " +
+                                 std::to_string(shared_bytes(c, l)) + " bytes of shared memory, over " +
+                                 std::to_string(kSharedLimit),
+                             "use fewer experts per rank (at most about 930 at top_k 8, 680 at top_k 32)");
+  return l;
+}
+
+permute_op::permute_op(const comm::ep_session& session, const permute_args& args)
+    : link_(session.link()), grid_(detail::local_grid()) {
+  const comm::ep_config& c = session.config();
+  const comm::session_view& v = session.view();
+  const comm::expert_major_layout l = plan_permute(c, args);
   auto state = std::make_shared<detail::expert_major_state>();
   detail::expert_major_params& p = state->params;
   p.v = v;
   p.layout = l;
-  // expert_major.cu, scratch_of: per warp the chunk's ids and three ints per slot.
-  p.shared_bytes = static_cast<int>(detail::chunk_warps * (comm::expert_major_chunk_rows * c.top_k + 3 * l.local_slots) * sizeof(int));
-  if (static_cast<std::size_t>(p.shared_bytes) > kSharedLimit)
-    comm::throw_config_error("experts_per_rank",
-                             "is " + std::to_string(l.local_slots) + ": the permute's counters need " +
-                                 std::to_string(p.shared_bytes) + " bytes of shared memory, over " +
-                                 std::to_string(kSharedLimit),
-                             "use fewer experts per rank (at most about 930 at top_k 8, 680 at top_k 32)");
+  p.shared_bytes = static_cast<int>(shared_bytes(c, l));
   for (int i = 0; i < l.num_payloads; ++i) {
     p.row_bytes[i] = c.payloads[static_cast<std::size_t>(i)].row_bytes;
     p.vec_bytes[i] = static_cast<int>(natural_alignment(p.row_bytes[i]));
@@ -92,11 +110,21 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
   view_.origins = p.at<const std::int32_t>(l.origins);
   view_.weights = l.weights.bytes ? p.at<const float>(l.weights) : nullptr;
   view_.counts = p.at<const std::int32_t>(l.counts);
+  view_.demand = p.at<const std::int32_t>(l.demand);
+  view_.dropped = p.at<const std::uint64_t>(l.dropped);
   view_.offsets = p.at<const std::int64_t>(l.offsets);
   state_ = std::move(state);
 }
 
 const comm::expert_major_layout& permute_op::layout() const noexcept { return state_->params.layout; }
+
+std::uint64_t permute_op::read_dropped_rows() const {
+  std::uint64_t dropped = 0;
+  EPG_CHECK_CUDA(cudaDeviceSynchronize());
+  EPG_CHECK_CUDA(cudaMemcpy(&dropped, state_->params.at<const void>(state_->params.layout.dropped), sizeof dropped,
+                            cudaMemcpyDeviceToHost));
+  return dropped;
+}
 
 cudaError_t permute_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;

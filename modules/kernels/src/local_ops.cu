@@ -25,9 +25,7 @@ __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, b
     if (slot < clamped_count(v, src)) {
       for (int j = 0; j < v.top_k; ++j) {
         const int local = row[j] - first_local;
-        bool repeat = false;  // a token counts once per expert, however often it names it
-        for (int q = 0; q < j; ++q) repeat = repeat || row[q] == row[j];
-        if (!repeat && local >= 0 && local < v.experts_per_rank) atomicAdd(&expert_counts[local], 1);
+        if (local >= 0 && local < v.experts_per_rank) atomicAdd(&expert_counts[local], 1);
       }
     } else if (sanitize) {
       for (int j = 0; j < v.top_k; ++j) row[j] = -1;

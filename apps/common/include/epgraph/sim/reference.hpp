@@ -34,8 +34,8 @@ struct dispatch_expectation {
 /// Invalid ids (outside [-1, experts)) are skipped.
 dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes);
 
-/// Issue 14 (a host reference only; no kernel produces it yet): the rows `rank` receives, in
-/// expert-major order, for any expert placement. rows[s] lists every (source, slot, top-k
+/// The rows `rank` receives, in expert-major order (what permute_op must produce), for any
+/// expert placement. rows[s] lists every (source, slot, top-k
 /// entry) whose entry chose a physical expert in local slot s of `rank` (choose_replica by the
 /// source token index), in (source, slot, entry) order; an entry that repeats an expert of its
 /// token gives no row (an input fault). A source's token takes the next slot
@@ -49,13 +49,13 @@ std::vector<std::vector<expert_row>> expect_expert_major(const problem& p, const
 /// The packed form's offsets: the exclusive prefix of the rows per slot ([slots + 1]).
 std::vector<std::int64_t> packed_offsets(const std::vector<std::vector<expert_row>>& rows);
 
-/// Issue 14 (host reference): the weighted un-permute, the prepare-combine of an expert stage
-/// that writes expert-major output. For every received (source, slot): its rows, over every
+/// The weighted un-permute (what unpermute_op must produce), the prepare-combine of an expert
+/// stage that writes expert-major output. For every received (source, slot): its rows, over every
 /// local slot, taken in ascending top-k entry order, each times its weight (1 when unweighted),
 /// summed in fp32 and rounded once to `out_type`. expert_out[s][i] is the output row (`hidden`
 /// floats) of rows[s][i]; weight(src, slot, entry) gives a row's top-k weight; received[src]
-/// is the slot count from each source. Result: [src][slot][hidden] (zero rows for received
-/// tokens without a local row cannot occur: every received token has one).
+/// is the slot count from each source. Result: [src][slot][hidden]; a received token without a
+/// row here (all its rows dropped by a masked capacity) gets a zero row.
 std::vector<std::vector<std::vector<float>>> expect_unpermute(
     const std::vector<std::vector<expert_row>>& rows, const std::vector<std::vector<std::vector<float>>>& expert_out,
     const std::vector<int>& received, int hidden, bool weighted, const std::function<float(int, int, int)>& weight,

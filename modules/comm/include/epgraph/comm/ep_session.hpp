@@ -136,7 +136,7 @@ class ep_session {
   /// Load statistics of this rank, accumulated on the device by every summarize since the
   /// session began or was last reset (64-bit: they do not wrap in any realistic run).
   struct expert_load {
-    std::vector<std::uint64_t> tokens;  ///< [experts_per_rank] received tokens per local expert
+    std::vector<std::uint64_t> tokens;  ///< [experts_per_rank] received (token, expert) pairs per local expert
     std::uint64_t received = 0;         ///< received tokens (each token once, however many local experts)
   };
   /// Local; synchronizes the device first (the steps enqueued so far are counted). Outside

@@ -19,6 +19,9 @@
 //   weights       fp32  [rows]                the row's top-k weight (when a weights payload is named)
 //   counts        int32 [local_slots]         rows per slot
 //   offsets       int64 [local_slots + 1]     exclusive prefix of counts (packed); s * capacity (masked)
+//   demand        int32 [local_slots]         rows each slot was routed this step (masked: before the cap)
+//   dropped       uint64                      masked: rows dropped past a capacity, summed over every
+//                                             step since the buffer was made (never silently lost)
 //   entry_rows    int32 [ep][max_tokens][k]   the row of each received top-k entry, or -1 (un-permute)
 //   chunk_counts  int32 [local_slots][chunks] rows per slot in each chunk of 32 receive slots
 //   chunk_starts  int32 [local_slots][chunks] their exclusive prefix: where a chunk's rows start
@@ -58,6 +61,8 @@ struct expert_major_layout {
   region weights;  ///< 0 bytes without weights
   region counts;
   region offsets;
+  region demand;
+  region dropped;
   region entry_rows;
   int chunks = 0;
   region chunk_counts;
@@ -66,8 +71,8 @@ struct expert_major_layout {
 };
 
 /// Sizes the expert-major buffers of one rank. Validates the config and the spec first; throws a
-/// config error naming the field (a negative capacity, a capacity or slot count out of range,
-/// sizes that overflow).
+/// config error naming the field (a form outside the enum, a negative capacity, a capacity or
+/// slot count out of range, more rows than int32 indexes, sizes that overflow).
 expert_major_layout plan_expert_major(const ep_config& config, const expert_major_spec& spec);
 
 }  // namespace epgraph::comm

@@ -4,15 +4,19 @@
 //   dispatch -> permute -> expert stage (reads and writes expert-major rows) -> un-permute -> combine
 //
 //                   run: collective?  constructor   allocates?          capture-safe?
+//   plan_permute    -                 host only     no                  -
 //   permute_op      no (local)        local         yes (its buffers)   run: yes
 //   unpermute_op    no (local)        local         no (shares them)    run: yes
+//   read_dropped_rows  no             -             no                  no (synchronizes)
 //
 // permute_op regroups every received token's rows by local expert slot, in (source, receive
 // slot) order within a slot, so it is deterministic; packed (CUTLASS grouped GEMM: offsets) or
 // masked (DeepGEMM: fixed capacity per slot plus counts). Each row also gets its origin
 // (source, slot, top-k entry) and, when asked, its top-k weight. A token that names one expert
 // twice is an input fault: the repeat gives no row. Masked rows past a slot's capacity are
-// dropped and recorded as an input fault with the count (check_faults), never silently.
+// dropped, never silently: view.demand says how many rows each slot was routed, the first
+// overflow is recorded as an input fault with its count (check_faults), and every dropped row
+// is added to a counter (view.dropped, read_dropped_rows) that other faults cannot hide.
 //
 // unpermute_op is the prepare-combine of such a stage: for every received token, the expert
 // rows of its entries in ascending top-k entry order, each times its weight when weighted,
@@ -23,7 +27,8 @@
 // Placement: experts are placed by the contiguous rule (expert / experts_per_rank); the
 // placement table (epgraph/comm/expert_placement.hpp) is not read by the kernels yet.
 // Memory: plan_expert_major(config, spec).bytes, plus CUB's scan scratch (a few kB).
-// The view is valid from the end of permute until the next dispatch of the session.
+// The view's rows are valid from the end of permute until its next run; rows past a slot's
+// count keep what earlier steps left there.
 
 #include <cuda_runtime_api.h>
 
@@ -59,8 +64,17 @@ struct expert_major_view {
   const std::int32_t* origins = nullptr;  ///< [rows][3]: source rank, receive slot, top-k entry
   const float* weights = nullptr;         ///< [rows] (spec.weights), else null
   const std::int32_t* counts = nullptr;   ///< [local_slots] rows per slot
+  const std::int32_t* demand = nullptr;   ///< [local_slots] rows routed to each slot (masked: before the cap)
+  const std::uint64_t* dropped = nullptr; ///< rows dropped past a masked capacity, summed over every run
   const std::int64_t* offsets = nullptr;  ///< [local_slots + 1]: packed starts; masked s * capacity
 };
+
+/// Every check permute_op's constructor makes, on the host alone (no GPU: a sweep can check
+/// its configurations first); returns the buffers' layout. Throws a config error naming the
+/// field: no payloads, a weights payload that is not top_k fp32, spec.weights without one, a
+/// placement-sized spec (local_slots other than the config's experts per rank), counters too
+/// large for shared memory, and whatever plan_expert_major rejects.
+comm::expert_major_layout plan_permute(const comm::ep_config& config, const permute_args& args);
 
 class permute_op {
  public:
@@ -69,6 +83,9 @@ class permute_op {
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
   const expert_major_view& view() const noexcept { return view_; }
   const comm::expert_major_layout& layout() const noexcept;
+  /// Masked form: rows dropped past a capacity, summed over every run so far (0 for packed).
+  /// Synchronizes the device; outside capture.
+  std::uint64_t read_dropped_rows() const;
 
  private:
   friend class unpermute_op;

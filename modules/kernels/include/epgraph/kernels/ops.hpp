@@ -86,8 +86,8 @@ class dispatch_op {
 };
 
 /// Local, after dispatch: counts received tokens per local expert into
-/// session.local_expert_counts() (a token once per expert, however often its top-k names it),
-/// adds them and the received tokens to the load statistics (ep_session::read_expert_load),
+/// session.local_expert_counts() (one per top-k entry: a token that names an expert twice
+/// counts twice there, and once in the expert-major permute, which records the repeat), adds them and the received tokens to the load statistics (ep_session::read_expert_load),
 /// and, if asked, writes -1 into the top-k ids of unused receive slots (for expert kernels
 /// that scan every slot).
 class summarize_op {
