@@ -38,6 +38,7 @@ struct options {
   /// ep_config::deadline_seconds of every session (0 = off: no device deadline, and with
   /// several domains no exchange guard), so their cost can be measured.
   double deadline_seconds = 30.0;
+  bool placement_table = false;  ///< sessions keep a placement table (ep_config::expert_slots_per_rank)
   bool trace = false;  ///< every rank prints each phase of each configuration to stderr
   std::string out = "epg-bench";  ///< writes <out>.csv (row by row) and <out>.json (at the end)
 };
@@ -76,6 +77,7 @@ std::vector<workspace_part> workspace_parts(const comm::workspace_layout& layout
 struct result {
   int ep = 0, domain_size = 0, tokens = 0, hidden = 0, top_k = 0, experts = 0;
   int ctas = 0, threads = 0, ops_per_graph = 0, replays = 0;
+  int expert_slots = 0;  ///< ep_config::expert_slots_per_rank (0 = the contiguous rule, no table)
   double deadline_seconds = 0;  ///< the sessions' deadline (0 = off, and no exchange guard)
   std::string payload, routing, gpu, nccl_version;
   /// What the run verified; "faults-only": check_faults() passed after the timings (no out-of-step,

@@ -64,6 +64,8 @@ std::vector<column> make_columns() {
   c.add("payload", "dispatch payload: bf16, or fp8 (e4m3 + 1x128 fp32 scales)",
         [](const result& r) { return r.payload; });
   c.add("routing", "routing distribution", [](const result& r) { return r.routing; });
+  c.add("expert_slots", "expert slots per rank of a placement table (--placement-table); 0 = the contiguous rule",
+        [](const result& r) { return integer(r.expert_slots); });
   c.add("ctas", "CTAs per dispatch/combine launch (and the LSA baseline)",
         [](const result& r) { return integer(r.ctas); });
   c.add("threads", "threads per CTA", [](const result& r) { return integer(r.threads); });

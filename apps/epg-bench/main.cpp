@@ -77,6 +77,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
   comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
   cfg.deadline_seconds = o.deadline_seconds;
+  if (o.placement_table) cfg.expert_slots_per_rank = cfg.experts_per_rank();
   const auto phase = [&](const char* what) {
     if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.domain_size, payload.c_str(), what);
   };
@@ -124,6 +125,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.gpu = gpu;
   r.nccl_version = nccl_version;
   r.ctas = o.ctas;
+  r.expert_slots = cfg.expert_slots_per_rank;
   r.threads = o.threads;
   r.ops_per_graph = o.ops_per_graph;
   r.replays = o.replays;

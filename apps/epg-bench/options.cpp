@@ -65,6 +65,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
     ("deadline", po::value(&o.deadline_seconds)->default_value(o.deadline_seconds), "session deadline in seconds (0 = "
                                                                                      "off: no device deadline, no exchange guard)")
+    ("placement-table", po::bool_switch(&o.placement_table), "sessions keep an expert placement table (the contiguous "
+                                                             "one): dispatch picks replicas and sends physical ids")
     ("trace", po::bool_switch(&o.trace), "every rank prints each phase of each configuration to stderr (to find where "
                                          "a run stalls)")
     ("out", po::value(&o.out)->default_value(o.out), "output prefix (rank 0 writes; missing folders are created): "
@@ -147,7 +149,8 @@ void check_sweep(const options& o, int ep_size) {
     for (const auto& payload : o.payloads)
       for (int tokens : o.tokens) {
         try {
-          const comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads);
+          comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads);
+          if (o.placement_table) config.expert_slots_per_rank = config.experts_per_rank();
           comm::validate(config);
           (void)kernels::plan_permute(config, timed_permute(config));  // the permute is timed too
         } catch (const comm::error& e) {

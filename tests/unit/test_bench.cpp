@@ -223,6 +223,7 @@ bench::result known_result() {
   r.slab_combine = {38.0, 39.5, 40.25};
   r.slab_dispatch_bytes = 2.5e6;
   r.slab_combine_bytes = 4.75e6;
+  r.expert_slots = 66;
   r.permute = {4.0, 4.5, 5.0};
   r.unpermute = {3.0, 3.25, 3.5};
   r.permute_bytes = 9e6;
@@ -253,6 +254,7 @@ std::map<std::string, double> expected_numbers() {
           {"hidden", 7168},
           {"top_k", 8},
           {"experts", 256},
+          {"expert_slots", 66},
           {"ctas", 64},
           {"threads", 512},
           {"ops_per_graph", 10},

@@ -45,19 +45,28 @@ __global__ void set_count_kernel(std::int32_t* num_tokens, int value) { *num_tok
 
 // One block per received row. __fmul_rn/__fadd_rn keep the fp32 order the host reference
 // uses (no FMA contraction), so the demo's check is exact.
+// The logical expert entry id serves on this rank, or -1: by the placement table when there is
+// one (the ids are physical then), else the contiguous rule.
+__device__ inline int local_logical_expert(const problem& p, int rank, const comm::placement_ref& table, int id) {
+  if (table.rank_of == nullptr) {
+    const int first = rank * (p.num_experts / p.ep_size);
+    return id >= first && id < first + p.num_experts / p.ep_size ? id : -1;
+  }
+  return id >= 0 && id < table.physical && table.rank_of[id] == rank ? table.logical_of[id] : -1;
+}
+
 template <class T>
-__global__ void experts_kernel(const problem p, int rank, const std::int32_t* counts, const std::int32_t* ids,
-                               const float* weights, const T* hidden, T* output) {
+__global__ void experts_kernel(const problem p, int rank, const comm::placement_ref table, const std::int32_t* counts,
+                               const std::int32_t* ids, const float* weights, const T* hidden, T* output) {
   __shared__ int s_expert[32];
   __shared__ float s_factor[32];
   const int rows = p.ep_size * p.max_tokens;
-  const int first = rank * (p.num_experts / p.ep_size), last = first + p.num_experts / p.ep_size;
   for (int r = blockIdx.x; r < rows; r += gridDim.x) {
     const int src = r / p.max_tokens, slot = r % p.max_tokens;
     if (slot >= min(counts[src], p.max_tokens)) continue;  // block-uniform
     if (threadIdx.x < p.top_k) {
-      const int e = ids[static_cast<std::size_t>(r) * p.top_k + threadIdx.x];
-      const bool mine = e >= first && e < last;
+      const int e = local_logical_expert(p, rank, table, ids[static_cast<std::size_t>(r) * p.top_k + threadIdx.x]);
+      const bool mine = e >= 0;
       s_expert[threadIdx.x] = mine ? e : -1;
       s_factor[threadIdx.x] =
           mine ? __fmul_rn(weights[static_cast<std::size_t>(r) * p.top_k + threadIdx.x], expert_scale(e)) : 0.f;
@@ -90,7 +99,8 @@ struct expert_major_rows {  // the plain part of kernels::expert_major_view (no 
 };
 
 template <class T>
-__global__ void expert_major_kernel(const problem p, int rank, const expert_major_rows view) {
+__global__ void expert_major_kernel(const problem p, int rank, const comm::placement_ref table,
+                                    const expert_major_rows view) {
   const bool masked = view.masked;
   const long long rows = masked ? view.rows : view.offsets[view.local_slots];
   const T* x_all = static_cast<const T*>(view.hidden);
@@ -108,7 +118,8 @@ __global__ void expert_major_kernel(const problem p, int rank, const expert_majo
       }
       s = lo;
     }
-    const float scale = expert_scale(rank * (p.num_experts / p.ep_size) + s);
+    const int e = table.slot_expert ? table.slot_expert[rank * table.local_slots + s] : rank * (p.num_experts / p.ep_size) + s;
+    const float scale = expert_scale(e);
     const T* x = x_all + r * p.hidden;
     T* y = y_all + r * p.hidden;
     for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) y[h] = to_element<T>(__fmul_rn(scale, from_element(x[h])));
@@ -177,10 +188,10 @@ cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io
       const expert_major_rows rows{v.form == comm::expert_major_form::masked, v.local_slots,
                                    static_cast<long long>(v.capacity), static_cast<long long>(v.rows),
                                    v.payloads[0], v.output, v.counts, v.offsets};
-      expert_major_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, rows);
+      expert_major_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.placement, rows);
       return cudaGetLastError();
     }
-    experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.recv_counts, io.recv_topk_ids,
+    experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.placement, io.recv_counts, io.recv_topk_ids,
                                                 static_cast<const float*>(io.recv_payloads[1]),
                                                 static_cast<const T*>(io.recv_payloads[0]), static_cast<T*>(io.output));
     return cudaGetLastError();

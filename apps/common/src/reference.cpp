@@ -111,8 +111,18 @@ routing_table draw_routing(const problem& p, std::uint64_t step) {
   return r;
 }
 
-dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes) {
-  const int ep = p.ep_size, per_rank = p.num_experts / p.ep_size;
+namespace {
+// The rank serving entry `e` of token t: by the placement's chosen replica, or the contiguous rule.
+int serving_rank(const problem& p, const comm::expert_placement* placement, int e, int t) {
+  if (!placement) return owner_rank(p, e);
+  const std::int32_t id = comm::choose_replica(e, t, placement->replica_offsets.data(), placement->replica_ids.data());
+  return placement->rank_of[static_cast<std::size_t>(id)];
+}
+}  // namespace
+
+dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes,
+                                     const comm::expert_placement* placement) {
+  const int ep = p.ep_size;
   dispatch_expectation e;
   e.counts.assign(ep, std::vector<int>(ep, 0));
   e.slot.resize(ep);
@@ -124,7 +134,7 @@ dispatch_expectation expect_dispatch(const problem& p, const routing_table& rout
       for (int j = 0; j < p.top_k; ++j) {
         const int id = routes.ids[src][static_cast<std::size_t>(t) * p.top_k + j];
         if (id < 0 || id >= p.num_experts) continue;
-        const int dst = id / per_rank;
+        const int dst = serving_rank(p, placement, id, t);
         if (e.slot[src][t][dst] >= 0) continue;  // one copy per destination rank
         e.slot[src][t][dst] = e.counts[dst][src]++;
         e.origin[dst][src].push_back(t);
@@ -203,26 +213,30 @@ std::vector<std::vector<std::vector<float>>> expect_unpermute(
   return out;
 }
 
-std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank) {
+std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank,
+                                 const comm::expert_placement* placement) {
   const int tokens = token_count(p, rank, step);
   std::vector<float> out(static_cast<std::size_t>(tokens) * p.hidden);
-  std::vector<int> experts(p.top_k);
+  std::vector<int> experts(p.top_k), owners(p.top_k);
   std::vector<float> weights(p.top_k);
   for (int t = 0; t < tokens; ++t) {
     for (int j = 0; j < p.top_k; ++j) {
       experts[j] = expert_id(p, rank, step, t, j);
+      owners[j] = serving_rank(p, placement, experts[j], t);
       weights[j] = router_weight(p, rank, step, t, j);
     }
     const auto round = [&](float v) { return round_to(p.dtype, v); };
     for (int h = 0; h < p.hidden; ++h)
       out[static_cast<std::size_t>(t) * p.hidden + h] =
-          expected_output(p, experts.data(), weights.data(), round(hidden_value(p, rank, step, t, h)), round);
+          expected_output(p, experts.data(), owners.data(), weights.data(), round(hidden_value(p, rank, step, t, h)),
+                          round);
   }
   return out;
 }
 
-long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output) {
-  const auto expected = expect_output(p, step, rank);
+long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output,
+                      const comm::expert_placement* placement) {
+  const auto expected = expect_output(p, step, rank, placement);
   const auto* bytes = static_cast<const unsigned char*>(output);
   const std::size_t elem = comm::element_size(p.dtype);
   long long wrong = 0;

@@ -58,6 +58,10 @@ void validate(const ep_config& c) {
                        "expert e lives on rank e / (num_experts / ep_size): choose a multiple of ep_size");
   }
   require_range("top_k", c.top_k, 1, c.num_experts, "cannot pick more experts than exist");
+  if (c.expert_slots_per_rank != 0)
+    require_range("expert_slots_per_rank", c.expert_slots_per_rank, c.experts_per_rank(), c.num_experts,
+                  "0 for the contiguous rule; else at least experts_per_rank (the table starts contiguous), and "
+                  "no more slots than experts");
   require_range("domain_size", c.domain_size, 0, c.ep_size, "ranks per NVLink domain; 0 = the NVLink team NCCL finds");
   if (c.domain_size > 0 && c.ep_size % c.domain_size != 0)
     throw_config_error("domain_size",
@@ -91,6 +95,7 @@ std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c
       {"max_tokens_per_rank", c.max_tokens_per_rank},
       {"top_k", c.top_k},
       {"num_experts", c.num_experts},
+      {"expert_slots_per_rank", c.expert_slots_per_rank},
       {"hidden", c.hidden},
       {"combine_type", static_cast<std::int64_t>(c.combine_type)},
       {"num_ctas", c.num_ctas},

@@ -14,6 +14,7 @@
 #include "epgraph/comm/cuda_handles.hpp"
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/unique_handle.hpp"
+#include "placement_table.hpp"
 #include "session_state.hpp"
 #include "setup_exchange.hpp"
 
@@ -249,6 +250,12 @@ void set_up(detail::session_state& s, nccl_comm_ref comm) {
     check_lsa_team(c.ep_size, L, s.rank, s.dev.lsa_size(), s.dev.lsa_rank());
     EPG_CHECK_CUDA(cudaMemset(s.window.local(), 0, s.layout.window_bytes));
     EPG_CHECK_CUDA(cudaMemset(s.local.get(), 0, s.layout.local_bytes));
+    s.placement = c.placement_table() ? detail::initial_placement(c) : default_placement(c);
+    if (c.placement_table()) {
+      const std::vector<std::int32_t> flat = detail::flatten(s.placement, c);
+      EPG_CHECK_CUDA(cudaMemcpy(s.view.local_at<std::int32_t>(s.layout.placement), flat.data(),
+                                flat.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+    }
     if (s.layout.remote_bytes) {
       EPG_CHECK_CUDA(cudaMemset(s.remote_memory.get(), 0, s.layout.remote_bytes));
       const std::uint64_t started = 1;  // the combine exchange's mark (workspace_layout.hpp)
@@ -355,6 +362,50 @@ ep_session::expert_load ep_session::read_expert_load() const {
   load.tokens = std::move(words);
   return load;
 }
+
+void ep_session::set_placement(const expert_placement& placement) {
+  detail::session_state& s = state();
+  // Checked on every rank first, then compared: a rank with a bad or different table makes
+  // every rank throw before any device copy.
+  std::string problem;
+  std::vector<std::int32_t> flat;
+  try {
+    detail::check_placement_fits(placement, s.config);
+    flat = detail::flatten(placement, s.config);
+  } catch (const error& e) {
+    problem = e.what();
+  }
+  const std::uint64_t hash = problem.empty() ? detail::placement_hash(flat) : 0;
+  const std::int64_t mine[] = {problem.empty() ? 1 : 0, static_cast<std::int64_t>(hash >> 1)};
+  const auto all = s.agree.exchange("set_placement", mine);
+  std::vector<int> bad, differ;
+  for (int r = 0; r < static_cast<int>(all.size()); ++r) {
+    if (all[static_cast<std::size_t>(r)].size() < 2 || all[static_cast<std::size_t>(r)][0] != 1) bad.push_back(r);
+    else if (all[static_cast<std::size_t>(r)][1] != mine[1]) differ.push_back(r);
+  }
+  auto ranks = [](const std::vector<int>& v) {
+    std::string out;
+    for (int r : v) out += (out.empty() ? "" : ", ") + std::to_string(r);
+    return out;
+  };
+  if (!problem.empty()) throw_config_error("set_placement", problem, "every rank must pass the same valid table");
+  if (!bad.empty())
+    throw_config_error("set_placement", "rank(s) " + ranks(bad) + " passed a table that does not fit the session",
+                       "every rank must pass the same valid table");
+  if (!differ.empty())
+    throw_config_error("set_placement", "rank(s) " + ranks(differ) + " passed another table than this rank",
+                       "every rank must pass the same table (e.g. computed on rank 0 and broadcast)");
+  s.agree.agreed("set_placement: copy to the device", [&] {
+    EPG_CHECK_CUDA(cudaDeviceSynchronize());  // no step of this session reads the old table any more
+    EPG_CHECK_CUDA(cudaMemcpy(s.view.local_at<std::int32_t>(s.layout.placement), flat.data(),
+                              flat.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+    s.placement = placement;
+  });
+}
+
+const expert_placement& ep_session::placement() const { return state().placement; }
+
+placement_ref ep_session::placement_table() const noexcept { return view().placement(); }
 
 void ep_session::reset_expert_load() {
   const detail::session_state& s = state();

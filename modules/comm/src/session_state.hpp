@@ -12,6 +12,7 @@
 #include "epgraph/comm/device_comm.hpp"
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/nccl_comm.hpp"
+#include "epgraph/comm/expert_placement.hpp"
 #include "epgraph/comm/session_view.hpp"
 #include "epgraph/comm/symmetric_window.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
@@ -20,6 +21,7 @@ namespace epgraph::comm::detail {
 
 struct session_state {
   ep_config config;
+  expert_placement placement;  ///< the table in use (the contiguous rule without a table)
   workspace_layout layout;
   ncclComm_t comm;
   int rank;

@@ -19,6 +19,8 @@ session_view make_session_view(const ep_config& c, const workspace_layout& layou
   view.top_k = c.top_k;
   view.num_experts = c.num_experts;
   view.experts_per_rank = c.experts_per_rank();
+  view.local_slots = c.local_slots();
+  view.placed = c.placement_table();
   view.hidden = c.hidden;
   view.num_ctas = c.num_ctas;
   view.threads_per_cta = c.threads_per_cta;

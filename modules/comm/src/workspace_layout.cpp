@@ -39,8 +39,12 @@ workspace_layout plan_workspace(const ep_config& c) {
   l.dispatched = local.add(1, sizeof(std::int32_t));
   l.dispatch_word = local.add(1, sizeof(std::uint64_t));
   l.faults = local.add(1, sizeof(device_faults));
-  l.expert_counts = local.add(static_cast<std::size_t>(c.experts_per_rank()), sizeof(std::int32_t));
-  l.expert_load = local.add(static_cast<std::size_t>(c.experts_per_rank()) + 1, sizeof(std::uint64_t));
+  l.expert_counts = local.add(static_cast<std::size_t>(c.local_slots()), sizeof(std::int32_t));
+  l.expert_load = local.add(static_cast<std::size_t>(c.local_slots()) + 1, sizeof(std::uint64_t));
+  l.placement = local.add(c.placement_table() ? static_cast<std::size_t>(c.num_experts) + 1 +
+                                                    5 * static_cast<std::size_t>(c.physical_experts())
+                                              : 0,
+                          sizeof(std::int32_t));
   l.local_bytes = local.total(region_alignment);
 
   detail::region_builder far(c);
@@ -76,7 +80,8 @@ std::vector<named_region> list_regions(const workspace_layout& l, const std::vec
   for (auto [name, r] : {std::pair{"token_slots", l.token_slots}, std::pair{"lookback", l.lookback},
                          std::pair{"launches", l.launches}, std::pair{"dispatched", l.dispatched},
                          std::pair{"dispatch_word", l.dispatch_word}, std::pair{"faults", l.faults},
-                         std::pair{"expert_counts", l.expert_counts}, std::pair{"expert_load", l.expert_load}})
+                         std::pair{"expert_counts", l.expert_counts}, std::pair{"expert_load", l.expert_load},
+                         std::pair{"placement", l.placement}})
     out.push_back({"local", name, r});
   if (l.remote_bytes == 0) return out;  // one domain: no remote state
   out.push_back({"remote", "staged_topk_ids", l.staged_topk_ids});

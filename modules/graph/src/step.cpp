@@ -67,7 +67,8 @@ step_plan plan_step(const comm::ep_session& session, const step_spec& spec) {
       parts.summarize = node{"summarize", [summarize](cudaStream_t s) { return summarize.run(s); }};
     }
     expert_stage_io io{session.recv_counts(), session.recv_topk_ids(), {}, session.local_expert_counts(),
-                       spec.expert_output, &session.config(), session.rank(), std::nullopt};
+                       spec.expert_output, &session.config(), session.rank(), std::nullopt,
+                       session.placement_table()};
     for (int i = 0; i < static_cast<int>(session.config().payloads.size()); ++i)
       io.recv_payloads.push_back(session.recv_payload(i));
     if (spec.expert_major) {

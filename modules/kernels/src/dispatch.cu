@@ -23,9 +23,11 @@ constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per
 // Domains: the session has several NVLink domains (remote ranks exist). A one-domain session runs
 // the instantiation without the per-destination domain test (issue 13: the one-domain path keeps
 // its speed).
-template <bool Domains, class V>
+// Placed: the session has a placement table; the top-k id row (copy 0, copied as int32 then)
+// leaves as the physical ids token t chose, so the receiver knows the replica.
+template <bool Domains, bool Placed, class V>
 __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
-                         const device::warp_slots& slots, int lane) {
+                         const device::warp_slots& slots, int lane, bool ids) {
   std::size_t v0, v1;
   device::push_items::slice_range(c.row_bytes / sizeof(V), slice, slices, v0, v1);
   const V* src = reinterpret_cast<const V*>(c.src + static_cast<std::size_t>(t) * c.row_bytes);
@@ -37,6 +39,15 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
     for (int u = 0; u < kUnroll; ++u) {
       const std::size_t i = base + u * 32 + lane;
       if (i < v1) x[u] = src[i];
+    }
+    if constexpr (Placed && sizeof(V) == sizeof(std::int32_t)) {
+      if (ids) {
+        const comm::placement_ref table = v.placement();
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+          if (base + u * 32 + lane < v1)
+            x[u] = static_cast<V>(device::physical_expert(table, static_cast<int>(x[u]), t));
+      }
     }
     // Destinations from rank+1 upwards, then wrapping: each source starts on another peer
     // (as the LSA baseline does) instead of every rank storing to rank 0 first. Measured:
@@ -91,7 +102,7 @@ __device__ inline int wait_for_tag(const comm::session_view& v, int i, std::uint
 
 /// Everything of a dispatch CTA but returning its claim on CTA b: the barrier session lives
 /// in here, so it has written its epoch back when dispatch_kernel returns the claim.
-template <bool Domains>
+template <bool Domains, bool Placed>
 __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispatch_params& p, device::collective_state& st) {
   const comm::session_view& v = p.v;
   const int ep = v.ep_size, G = gridDim.x, b = blockIdx.x;
@@ -147,9 +158,14 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   // 1. Count my chunk per destination. The first round's masks stay in registers for the
   //    slot pass (at T <= grid * threads that is every token), which then reads no ids.
   std::uint64_t first_mask = 0;
+  const auto mask_of = [&](int t, bool report) {
+    if constexpr (Placed)
+      return device::placed_destination_mask(p.topk_ids, t, v.top_k, v.placement(), input, report);
+    else
+      return device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, report);
+  };
   for (int t = begin + tid; t < end; t += nthreads) {
-    const std::uint64_t mask =
-        device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, true);
+    const std::uint64_t mask = mask_of(t, true);
     if (t == begin + tid) first_mask = mask;
     for (std::uint64_t m = mask; m; m &= m - 1) atomicAdd(&s_count[__ffsll(static_cast<long long>(m)) - 1], 1);
   }
@@ -173,7 +189,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     const std::uint64_t m =
         t >= end      ? 0
         : base == begin ? first_mask
-                        : device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, false);
+                        : mask_of(t, false);
     for (int d = 0; d < ep; ++d) {
       const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
       if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
@@ -207,7 +223,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {
-        push_row<Domains, decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+        push_row<Domains, Placed, decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane, c == 0);
       });
     }
   }
@@ -240,32 +256,41 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
               static_cast<unsigned long long>(comm::progress_word(st.seq, comm::collective_kind::stopped)));
 }
 
-template <bool Domains>
+template <bool Domains, bool Placed>
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
                                                         const __grid_constant__ dispatch_params p) {
   __shared__ device::collective_state st;
-  dispatch_cta<Domains>(dev, p, st);
+  dispatch_cta<Domains, Placed>(dev, p, st);
   device::end_collective(p.v);
 }
 
 }  // namespace
 
 cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept {
-  if (p.v.domain_size < p.v.ep_size)
-    dispatch_kernel<true><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
-  else
-    dispatch_kernel<false><<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
+  const dim3 grid(p.v.num_ctas), block(p.v.threads_per_cta);
+  const bool domains = p.v.domain_size < p.v.ep_size;
+  if (p.v.placed) {
+    if (domains) dispatch_kernel<true, true><<<grid, block, 0, stream>>>(dev, p);
+    else dispatch_kernel<false, true><<<grid, block, 0, stream>>>(dev, p);
+  } else {
+    if (domains) dispatch_kernel<true, false><<<grid, block, 0, stream>>>(dev, p);
+    else dispatch_kernel<false, false><<<grid, block, 0, stream>>>(dev, p);
+  }
   return cudaGetLastError();
 }
 
 cudaError_t detail::dispatch_attributes(cudaFuncAttributes* attributes) noexcept {
-  // Both instantiations share the limits that matter (block size; one CTA per SM): the
-  // tighter of the two counts.
-  cudaFuncAttributes several{};
-  cudaError_t st = cudaFuncGetAttributes(attributes, dispatch_kernel<false>);
-  if (st == cudaSuccess) st = cudaFuncGetAttributes(&several, dispatch_kernel<true>);
-  if (st == cudaSuccess && several.maxThreadsPerBlock < attributes->maxThreadsPerBlock)
-    attributes->maxThreadsPerBlock = several.maxThreadsPerBlock;
+  // The instantiations share the limits that matter (block size; one CTA per SM): the
+  // tightest counts.
+  cudaError_t st = cudaFuncGetAttributes(attributes, dispatch_kernel<false, false>);
+  for (const void* other : {reinterpret_cast<const void*>(dispatch_kernel<true, false>),
+                            reinterpret_cast<const void*>(dispatch_kernel<false, true>),
+                            reinterpret_cast<const void*>(dispatch_kernel<true, true>)}) {
+    cudaFuncAttributes a{};
+    if (st == cudaSuccess) st = cudaFuncGetAttributes(&a, other);
+    if (st == cudaSuccess && a.maxThreadsPerBlock < attributes->maxThreadsPerBlock)
+      attributes->maxThreadsPerBlock = a.maxThreadsPerBlock;
+  }
   return st;
 }
 

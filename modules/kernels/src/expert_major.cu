@@ -83,10 +83,6 @@ __device__ inline void load_chunk_ids(const expert_major_params& p, const chunk&
 // in rows_of; an entry whose bit was already set repeats an expert of its row (no row; bit j
 // of the result). A row's rank among the chunk's rows in slot s is then
 // popc(rows_of[s] & lanes below): no walk over the rows one at a time.
-__device__ inline int local_slot_of(const comm::session_view& v, int id) {
-  const int l = id - v.rank * v.experts_per_rank;
-  return l >= 0 && l < v.experts_per_rank ? l : -1;
-}
 __device__ inline unsigned mark_rows(const expert_major_params& p, const chunk& ch, const chunk_scratch& s, int lane) {
   const comm::session_view& v = p.v;
   for (int x = lane; x < p.layout.local_slots; x += 32) s.rows_of[x] = 0;
@@ -94,7 +90,7 @@ __device__ inline unsigned mark_rows(const expert_major_params& p, const chunk& 
   unsigned repeats = 0;
   if (lane < ch.rows)
     for (int j = 0; j < v.top_k; ++j)
-      if (const int l = local_slot_of(v, s.ids[lane * v.top_k + j]); l >= 0)
+      if (const int l = v.local_slot_of(s.ids[lane * v.top_k + j]); l >= 0)
         if (atomicOr(&s.rows_of[l], 1u << lane) & (1u << lane)) repeats |= 1u << j;
   __syncwarp();
   return repeats;
@@ -163,7 +159,7 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
   const unsigned below = (1u << lane) - 1u;
   for (int j = 0; j < v.top_k; ++j) {
     long long row = -1;
-    if (const int l = local_slot_of(v, s.ids[lane * v.top_k + j]); l >= 0 && !((repeats >> j) & 1u)) {
+    if (const int l = v.local_slot_of(s.ids[lane * v.top_k + j]); l >= 0 && !((repeats >> j) & 1u)) {
       const int packed = s.start[l] + __popc(s.rows_of[l] & below);
       if (!masked) {
         row = packed;

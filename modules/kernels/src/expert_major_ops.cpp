@@ -53,16 +53,18 @@ comm::expert_major_layout plan_permute(const comm::ep_config& c, const permute_a
   if (c.payloads.empty())
     comm::throw_config_error("ep_config.payloads", "is empty: there is nothing to permute",
                              "configure the payloads dispatch moves (the hidden rows at least)");
-  if (args.spec.local_slots != 0 && args.spec.local_slots != c.experts_per_rank())
+  if (args.spec.local_slots != 0 && args.spec.local_slots != c.local_slots())
     comm::throw_config_error("expert_major_spec.local_slots",
-                             "is " + std::to_string(args.spec.local_slots) + ", not 0 or the config's " +
-                                 std::to_string(c.experts_per_rank()) + " experts per rank",
-                             "the kernels place experts by the contiguous rule for now: pass 0");
+                             "is " + std::to_string(args.spec.local_slots) + ", not 0 or the session's " +
+                                 std::to_string(c.local_slots()) + " expert slots per rank",
+                             "pass 0: the session's slots (ep_config::expert_slots_per_rank)");
   check_weights_payload(c, args.weights_payload);
   if (args.spec.weights && args.weights_payload < 0)
     comm::throw_config_error("expert_major_spec.weights", "is set without permute_args.weights_payload",
                              "name the payload that carries the router weights");
-  const comm::expert_major_layout l = comm::plan_expert_major(c, args.spec);
+  comm::expert_major_spec spec = args.spec;
+  spec.local_slots = c.local_slots();
+  const comm::expert_major_layout l = comm::plan_expert_major(c, spec);
   if (static_cast<std::size_t>(l.chunks) * static_cast<std::size_t>(l.local_slots) > static_cast<std::size_t>(INT_MAX))
     comm::throw_config_error("expert_major_spec",
                              "needs " + std::to_string(l.chunks) + " x " + std::to_string(l.local_slots) +

@@ -17,15 +17,14 @@ __device__ inline int clamped_count(const comm::session_view& v, int src) {
 __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, bool sanitize) {
   auto* ids = v.window_at<std::int32_t>(v.layout.topk_ids);
   auto* expert_counts = v.local_at<std::int32_t>(v.layout.expert_counts);
-  const int first_local = v.rank * v.experts_per_rank;
   const int rows = v.ep_size * v.max_tokens;
   for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += gridDim.x * blockDim.x) {
     const int src = r / v.max_tokens, slot = r % v.max_tokens;
     std::int32_t* row = ids + static_cast<std::size_t>(r) * v.top_k;
     if (slot < clamped_count(v, src)) {
       for (int j = 0; j < v.top_k; ++j) {
-        const int local = row[j] - first_local;
-        if (local >= 0 && local < v.experts_per_rank) atomicAdd(&expert_counts[local], 1);
+        const int local = v.local_slot_of(row[j]);
+        if (local >= 0) atomicAdd(&expert_counts[local], 1);
       }
     } else if (sanitize) {
       for (int j = 0; j < v.top_k; ++j) row[j] = -1;
@@ -37,12 +36,12 @@ __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, b
 __global__ void accumulate_load_kernel(const __grid_constant__ comm::session_view v) {
   const auto* expert_counts = v.local_at<const std::int32_t>(v.layout.expert_counts);
   auto* load = v.local_at<unsigned long long>(v.layout.expert_load);
-  for (int e = threadIdx.x; e < v.experts_per_rank; e += blockDim.x)
+  for (int e = threadIdx.x; e < v.local_slots; e += blockDim.x)
     load[e] += static_cast<unsigned long long>(expert_counts[e]);
   if (threadIdx.x == 0) {
     unsigned long long received = 0;
     for (int src = 0; src < v.ep_size; ++src) received += static_cast<unsigned long long>(clamped_count(v, src));
-    load[v.experts_per_rank] += received;
+    load[v.local_slots] += received;
   }
 }
 

@@ -96,7 +96,8 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
     const std::size_t id_row = sizeof(std::int32_t) * static_cast<std::size_t>(c.top_k);
     params_.copies[0] = {reinterpret_cast<const char*>(args.topk_ids), id_row, v.layout.topk_ids,
                          v.layout.staged_topk_ids, static_cast<int>(natural_alignment(id_row))};
-    if (!aligned(args.topk_ids, natural_alignment(id_row))) params_.copies[0].vec_bytes = alignof(std::int32_t);
+    // Misaligned ids, or a placement table (the ids are translated one by one): int32 words.
+    if (!aligned(args.topk_ids, natural_alignment(id_row)) || v.placed) params_.copies[0].vec_bytes = alignof(std::int32_t);
     for (std::size_t i = 0; i < args.payloads.size(); ++i) {
       const auto& in = args.payloads[i];
       const std::string field = "dispatch_args.payloads[" + std::to_string(i) + "]";

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "epgraph/comm/expert_placement.hpp"
 #include "epgraph/comm/faults.cuh"
 #include "epgraph/comm/session_view.hpp"
 
@@ -64,6 +65,31 @@ __device__ inline std::uint64_t destination_mask(const std::int32_t* topk_ids, i
       continue;
     }
     mask |= std::uint64_t{1} << (e / experts_per_rank);
+  }
+  return mask;
+}
+
+/// With a placement table: the physical expert token t uses for entry e (or e itself when it
+/// is not a valid logical id: the receiver skips it as it would have).
+__device__ inline int physical_expert(const comm::placement_ref& table, int e, int t) {
+  if (e < 0 || e >= table.num_experts) return e;
+  return comm::choose_replica(e, t, table.replica_offsets, table.replica_ids);
+}
+
+/// destination_mask with a placement table: bit d set if a replica token t chose is on rank d.
+__device__ inline std::uint64_t placed_destination_mask(const std::int32_t* topk_ids, int t, int k,
+                                                        const comm::placement_ref& table, comm::fault_record* input,
+                                                        bool report) {
+  std::uint64_t mask = 0;
+  const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
+  for (int j = 0; j < k; ++j) {
+    const int e = ids[j];
+    if (e == -1) continue;
+    if (e < -1 || e >= table.num_experts) {
+      if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
+      continue;
+    }
+    mask |= std::uint64_t{1} << table.rank_of[physical_expert(table, e, t)];
   }
   return mask;
 }

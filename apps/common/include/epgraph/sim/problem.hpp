@@ -118,20 +118,29 @@ EPGRAPH_HD inline float add_rn(float a, float b) {
 /// Expected combine output for one element x of a token with these experts and weights:
 /// per rank (ascending, as combine sums) the reference experts' fp32 partial in entry order
 /// (as the expert stage sums), rounded to the dtype by `round`; those summed in fp32; rounded.
+/// owners[j]: the rank that serves entry j (owner_rank by the contiguous rule; with a
+/// placement table, the rank of the replica the token chose).
 template <class Round>
-EPGRAPH_HD inline float expected_output(const problem& p, const int* experts, const float* weights, float x, Round round) {
+EPGRAPH_HD inline float expected_output(const problem& p, const int* experts, const int* owners, const float* weights,
+                                        float x, Round round) {
   float total = 0.f;
   for (int d = 0; d < p.ep_size; ++d) {
     bool routed = false;
     float partial = 0.f;
     for (int j = 0; j < p.top_k; ++j) {
-      if (owner_rank(p, experts[j]) != d) continue;
+      if (owners[j] != d) continue;
       routed = true;
       partial = add_rn(partial, mul_rn(mul_rn(weights[j], expert_scale(experts[j])), x));
     }
     if (routed) total = add_rn(total, round(partial));
   }
   return round(total);
+}
+template <class Round>
+EPGRAPH_HD inline float expected_output(const problem& p, const int* experts, const float* weights, float x, Round round) {
+  int owners[32];
+  for (int j = 0; j < p.top_k; ++j) owners[j] = owner_rank(p, experts[j]);
+  return expected_output(p, experts, owners, weights, x, round);
 }
 
 /// The session config that carries this problem: payload 0 = hidden rows, 1 = fp32 weights.

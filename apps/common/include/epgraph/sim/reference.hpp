@@ -32,7 +32,10 @@ struct dispatch_expectation {
 };
 /// Slot i at a destination holds the i-th token of the source routed there (source order).
 /// Invalid ids (outside [-1, experts)) are skipped.
-dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes);
+/// With a placement (a session with a placement table), a token goes to the ranks of the
+/// replicas it chose (choose_replica by its index).
+dispatch_expectation expect_dispatch(const problem& p, const routing_table& routes,
+                                     const comm::expert_placement* placement = nullptr);
 
 /// The rows `rank` receives, in expert-major order (what permute_op must produce), for any
 /// expert placement. rows[s] lists every (source, slot, top-k
@@ -64,10 +67,12 @@ std::vector<std::vector<std::vector<float>>> expect_unpermute(
 /// Expected combine output of `rank` for one step, as floats already rounded to p.dtype,
 /// [tokens][hidden]: per destination rank (ascending) the reference experts' partial sum
 /// rounded to p.dtype, then those summed in fp32 and rounded to p.dtype.
-std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank);
+std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank,
+                                 const comm::expert_placement* placement = nullptr);
 
 /// Elements of a combine output that differ from expect_output(p, step, rank). `output` is
 /// host memory holding this step's [T][hidden] rows of p.dtype (T = token_count).
-long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output);
+long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output,
+                      const comm::expert_placement* placement = nullptr);
 
 }  // namespace epgraph::sim

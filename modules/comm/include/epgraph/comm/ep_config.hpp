@@ -39,7 +39,13 @@ struct ep_config {
   int domain_size = 0;
   int max_tokens_per_rank = 0;         ///< static stride of every receive slot array
   int top_k = 0;                       ///< experts per token
-  int num_experts = 0;                 ///< global experts; expert e lives on rank e / (num_experts / ep_size)
+  int num_experts = 0;                 ///< global (logical) experts, the ids routing names
+  /// Where experts live. 0: the contiguous rule, fixed (expert e on rank e / experts_per_rank,
+  /// local slot e % experts_per_rank; no table is read). N > 0: each rank has N expert slots
+  /// and the session keeps a placement table (comm::expert_placement; replicas, moves between
+  /// replays: ep_session::set_placement), which starts as the contiguous rule. Dispatch then
+  /// sends physical expert ids: the receive side sees which replica a token chose.
+  int expert_slots_per_rank = 0;
   int hidden = 0;                      ///< elements per expert-output / combine row
   element_type combine_type = element_type::bf16;
   std::vector<payload_spec> payloads;  ///< dispatched payloads, at most max_payloads
@@ -52,6 +58,11 @@ struct ep_config {
   double deadline_seconds = 30.0;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }
+  /// Expert slots per rank: expert_slots_per_rank, or experts_per_rank() without a table.
+  int local_slots() const noexcept { return expert_slots_per_rank > 0 ? expert_slots_per_rank : experts_per_rank(); }
+  /// Physical expert ids dispatch sends: [0, ep_size * local_slots()).
+  int physical_experts() const noexcept { return ep_size * local_slots(); }
+  bool placement_table() const noexcept { return expert_slots_per_rank > 0; }
   /// L: the ranks of one NVLink domain (an unresolved 0 counts as one domain; a session's
   /// config has it resolved).
   int ranks_per_domain() const noexcept { return domain_size > 0 ? domain_size : ep_size; }

@@ -8,6 +8,7 @@
 //   check_faults                   yes              no          no             yes
 //   read_faults, peer_progress     no (any thread)  no          no             -
 //   read/reset_expert_load         no               no          no (syncs)     -
+//   set_placement                  yes (agreed)     no          no (syncs)     yes
 //   abort                          no               no          no             -
 //   (*) after abort(), a failed host agreement, or while unwinding from an exception, teardown
 //   is local: it tells the peers that this rank left (one domain only) and waits for nobody. Otherwise it agrees
@@ -69,6 +70,7 @@
 #include <vector>
 
 #include "epgraph/comm/ep_config.hpp"
+#include "epgraph/comm/expert_placement.hpp"
 #include "epgraph/comm/faults.hpp"
 #include "epgraph/comm/nccl_comm.hpp"
 #include "epgraph/comm/progress.hpp"
@@ -131,12 +133,12 @@ class ep_session {
   const std::int32_t* recv_counts() const noexcept;          ///< [ep]
   const std::int32_t* recv_topk_ids() const noexcept;        ///< [ep][max_tokens][k]
   const void* recv_payload(int i) const;                     ///< [ep][max_tokens][row_bytes_i]
-  const std::int32_t* local_expert_counts() const noexcept;  ///< [experts_per_rank] (after summarize)
+  const std::int32_t* local_expert_counts() const noexcept;  ///< [local_slots] (after summarize)
 
   /// Load statistics of this rank, accumulated on the device by every summarize since the
   /// session began or was last reset (64-bit: they do not wrap in any realistic run).
   struct expert_load {
-    std::vector<std::uint64_t> tokens;  ///< [experts_per_rank] received (token, expert) pairs per local expert
+    std::vector<std::uint64_t> tokens;  ///< [local_slots] received (token, expert) pairs per local expert slot
     std::uint64_t received = 0;         ///< received tokens (each token once, however many local experts)
   };
   /// Local; synchronizes the device first (the steps enqueued so far are counted). Outside
@@ -144,6 +146,19 @@ class ep_session {
   expert_load read_expert_load() const;
   /// Local; zeroes the statistics after the device is idle. Outside capture.
   void reset_expert_load();
+
+  /// Moves and replicates experts (ep_config::expert_slots_per_rank > 0). Collective: every
+  /// rank passes the same table; each checks it (its experts and slots, validate_placement),
+  /// the ranks compare a hash, then each waits for its device to be idle and copies the table
+  /// into the session's memory, where the next dispatch reads it: captured step graphs keep
+  /// working, no recapture. Call it between steps, outside capture. A table that does not fit,
+  /// or differs between ranks, throws on every rank and changes nothing.
+  void set_placement(const expert_placement& placement);
+  /// The table in use (the contiguous rule when the session keeps none).
+  const expert_placement& placement() const;
+  /// Its device copy, for expert stages (which logical expert a slot serves); all null
+  /// without a table.
+  placement_ref placement_table() const noexcept;
   /// The workspace combine region [ep][max_tokens][hidden]: an expert stage that writes
   /// here needs no prepare-combine (zero copy).
   void* combine_region() const noexcept;

@@ -14,6 +14,20 @@
 
 namespace epgraph::comm {
 
+/// The expert placement table in device memory (ep_config::expert_slots_per_rank > 0), as
+/// plain pointers into the session's local state (layout.placement): the flat form of
+/// comm::expert_placement, physical ids [0, physical). Unused physical ids have rank_of -1.
+struct placement_ref {
+  int num_experts = 0, physical = 0, local_slots = 0;
+  const std::int32_t* replica_offsets = nullptr;  ///< [num_experts + 1]
+  const std::int32_t* replica_ids = nullptr;      ///< [physical] (the first replica_offsets[num_experts] used)
+  const std::int32_t* rank_of = nullptr;          ///< [physical]
+  const std::int32_t* local_of = nullptr;         ///< [physical]
+  const std::int32_t* logical_of = nullptr;       ///< [physical]: the logical expert a physical one serves
+  const std::int32_t* slot_expert = nullptr;      ///< [ep_size x local_slots]: the logical expert slot
+                                                  ///< (rank, s) serves, or -1 (an empty slot)
+};
+
 struct session_view {
   ncclWindow_t window;
   char* window_local;  ///< this rank's window memory (the ncclMemAlloc alias)
@@ -21,6 +35,8 @@ struct session_view {
   char* remote_state;  ///< this rank's remote state (ranks of other domains); null with one domain
   workspace_layout layout;
   int rank, ep_size, max_tokens, top_k, num_experts, experts_per_rank, hidden, num_ctas, threads_per_cta;
+  int local_slots;  ///< expert slots per rank (ep_config::local_slots)
+  bool placed;      ///< a placement table is read (else the contiguous rule)
   /// This rank's NVLink domain: ranks domain_first .. domain_first + domain_size - 1, which are
   /// LSA ranks 0 .. domain_size - 1 of the device communicator (lsa_rank is this rank's).
   int domain_size, domain_first, lsa_rank;
@@ -43,6 +59,33 @@ struct session_view {
   EPGRAPH_HD std::size_t row_offset(const region& r, int src, int slot, std::size_t row_bytes) const {
     return r.offset + (static_cast<std::size_t>(src) * static_cast<std::size_t>(max_tokens) +
                        static_cast<std::size_t>(slot)) * row_bytes;
+  }
+  /// The placement table (placed only; else every pointer is null).
+  EPGRAPH_HD placement_ref placement() const {
+    placement_ref t;
+    if (!placed) return t;
+    t.num_experts = num_experts;
+    t.physical = ep_size * local_slots;
+    t.local_slots = local_slots;
+    const auto* base = reinterpret_cast<const std::int32_t*>(local + layout.placement.offset);
+    t.replica_offsets = base;
+    t.replica_ids = base + num_experts + 1;
+    t.rank_of = t.replica_ids + t.physical;
+    t.local_of = t.rank_of + t.physical;
+    t.logical_of = t.local_of + t.physical;
+    t.slot_expert = t.logical_of + t.physical;
+    return t;
+  }
+  /// This rank's local slot of a received expert id (physical with a table, else the logical
+  /// id by the contiguous rule), or -1 when the id is not served here (or out of range).
+  EPGRAPH_HD int local_slot_of(int id) const {
+    if (!placed) {
+      const int l = id - rank * experts_per_rank;
+      return l >= 0 && l < experts_per_rank ? l : -1;
+    }
+    if (id < 0 || id >= ep_size * local_slots) return -1;
+    const placement_ref t = placement();
+    return t.rank_of[id] == rank ? t.local_of[id] : -1;
   }
   /// True when rank d is in this rank's domain (reached by NVLink stores and loads).
   EPGRAPH_HD bool in_domain(int d) const { return d >= domain_first && d < domain_first + domain_size; }

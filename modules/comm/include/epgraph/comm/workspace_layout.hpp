@@ -16,9 +16,11 @@
 //   dispatched    int32                      the token count the last dispatch used
 //   dispatch_word uint64                     the last dispatch's progress word (its number)
 //   faults        device_faults              first input fault, first fatal fault
-//   expert_counts int32 [experts_per_rank]   received tokens per local expert
-//   expert_load   uint64 [experts_per_rank + 1]  load statistics across steps: tokens per local
-//                                            expert, then received tokens (summarize adds them)
+//   expert_counts int32 [local_slots]        received tokens per local expert slot
+//   expert_load   uint64 [local_slots + 1]   load statistics across steps: tokens per local
+//                                            slot, then received tokens (summarize adds them)
+//   placement     int32 [E + 1 + 5 P]        the placement table (placement_ref; E experts, P =
+//                                            ep x local_slots physical ids); empty without one
 // Remote state, for the ranks outside this rank's domain (R = ep - L of them; empty when R = 0),
 // indexed by remote index (session_view::remote_index). ncclMemAlloc'd (cuMem) memory of this
 // rank, not a window: NCCL can register it for zero-copy send/recv inside CUDA graphs, as it
@@ -95,6 +97,7 @@ struct workspace_layout {
   region faults;
   region expert_counts;
   region expert_load;
+  region placement;
   std::size_t local_bytes = 0;
   // remote state (the ranks outside this rank's domain)
   region staged_topk_ids;

@@ -49,11 +49,15 @@ struct expert_stage_io {
   const std::int32_t* recv_counts;        ///< [ep] tokens received from each source
   const std::int32_t* recv_topk_ids;      ///< [ep][max_tokens][top_k]
   std::vector<const void*> recv_payloads; ///< per payload, [ep][max_tokens][row_bytes]
-  const std::int32_t* expert_counts;      ///< [experts_per_rank] (when summarize is on)
+  const std::int32_t* expert_counts;      ///< [local_slots] (when summarize is on)
   void* output;                           ///< expert output rows, combine_type
   const comm::ep_config* config;
   int rank;
   std::optional<kernels::expert_major_view> expert_major;  ///< set for an expert-major stage
+  /// With a placement table (ep_config::expert_slots_per_rank > 0) the received top-k ids are
+  /// physical: which logical expert each serves, and which slot serves which expert, are here
+  /// (device pointers; all null by the contiguous rule).
+  comm::placement_ref placement;
 };
 using expert_stage = std::function<cudaError_t(const expert_stage_io&, cudaStream_t)>;
 

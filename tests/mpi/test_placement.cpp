@@ -1,0 +1,223 @@
+// The expert placement table (ep_config::expert_slots_per_rank): moved and replicated experts,
+// changed between replays of graphs captured once, bit-exact against the host reference in
+// the source-major and the expert-major layout; the load statistics per slot; and a table
+// that one rank gets wrong, which fails every rank and changes nothing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+
+#include "epgraph/comm/error.hpp"
+#include "epgraph/comm/expert_placement.hpp"
+#include "epgraph/graph/step.hpp"
+#include "epgraph/sim/device.hpp"
+#include "epgraph/sim/reference.hpp"
+#include "world.hpp"
+
+using namespace epgraph;
+using mpitest::mpi;
+using mpitest::world_comm;
+
+namespace {
+
+constexpr int kPerRank = 8, kSlots = 10;  // two spare slots per rank for replicas
+
+sim::problem make_problem() {
+  sim::problem p;
+  p.ep_size = mpi().size();
+  p.max_tokens = 100;
+  p.top_k = 8;
+  p.num_experts = kPerRank * p.ep_size;
+  p.hidden = 520;  // 1040-byte rows
+  p.seed = 31;
+  p.dist = sim::routing::skewed;  // low ids are hot: worth replicating
+  p.domain_size = mpitest::domain_size();
+  return p;
+}
+
+comm::ep_config config_with_table(const sim::problem& p) {
+  comm::ep_config c = sim::make_config(p, 32, 256);
+  c.expert_slots_per_rank = kSlots;
+  return c;
+}
+
+// A table from a list of (logical expert, rank, slot) replicas: physical ids in list order.
+comm::expert_placement table(int experts, std::vector<std::array<int, 3>> replicas) {
+  std::stable_sort(replicas.begin(), replicas.end(), [](const auto& a, const auto& b) { return a[0] < b[0]; });
+  comm::expert_placement t;
+  t.num_experts = experts;
+  t.local_slots = kSlots;
+  t.replica_offsets.assign(static_cast<std::size_t>(experts) + 1, 0);
+  for (const auto& r : replicas) {
+    ++t.replica_offsets[static_cast<std::size_t>(r[0]) + 1];
+    t.replica_ids.push_back(static_cast<std::int32_t>(t.rank_of.size()));
+    t.rank_of.push_back(r[1]);
+    t.local_of.push_back(r[2]);
+  }
+  for (int e = 0; e < experts; ++e) t.replica_offsets[static_cast<std::size_t>(e) + 1] += t.replica_offsets[static_cast<std::size_t>(e)];
+  return t;
+}
+
+// Replicated: the contiguous rule, plus hot expert 0 on every other rank (slot 8) and
+// expert 1 on the last rank (slot 9).
+comm::expert_placement replicated(int ep) {
+  std::vector<std::array<int, 3>> r;
+  for (int e = 0; e < kPerRank * ep; ++e) r.push_back({e, e / kPerRank, e % kPerRank});
+  for (int rank = 1; rank < ep; ++rank) r.push_back({0, rank, 8});
+  r.push_back({1, ep - 1, 9});
+  return table(kPerRank * ep, r);
+}
+
+// Moved: every expert one rank further, in reversed slots; expert 3 also on every rank's slot 9
+// but its own.
+comm::expert_placement moved(int ep) {
+  std::vector<std::array<int, 3>> r;
+  for (int e = 0; e < kPerRank * ep; ++e) r.push_back({e, (e / kPerRank + 1) % ep, kPerRank - 1 - e % kPerRank});
+  for (int rank = 0; rank < ep; ++rank)
+    if (rank != (3 / kPerRank + 1) % ep) r.push_back({3, rank, 9});
+  return table(kPerRank * ep, r);
+}
+
+template <class T>
+std::vector<T> to_host(const void* device, std::size_t count) {
+  std::vector<T> host(count);
+  EPG_CHECK_CUDA(cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+}  // namespace
+
+TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) {
+  const sim::problem p = make_problem();
+  const int me = mpi().rank(), ep = p.ep_size;
+  comm::ep_session session(world_comm(), config_with_table(p));
+  EXPECT_EQ(session.placement().local_slots, kSlots);  // starts as the contiguous rule
+  sim::batch_storage buffers(p);
+  // Two graphs on one session, captured once: source-major (zero copy) and expert-major.
+  graph::step_spec source_major;
+  source_major.dispatch = buffers.dispatch_args();
+  source_major.combine = buffers.combine_args();
+  source_major.experts = sim::reference_expert_stage(p);
+  source_major.expert_output = session.combine_region();
+  graph::step_spec expert_major = source_major;
+  expert_major.expert_output = nullptr;
+  expert_major.expert_major = kernels::permute_args{{comm::expert_major_form::packed, 0, 0, false}, 1};
+  graph::expert_stage_io seen;
+  expert_major.experts = [&seen, inner = sim::reference_expert_stage(p)](const graph::expert_stage_io& io,
+                                                                        cudaStream_t s) {
+    seen = io;
+    return inner(io, s);
+  };
+  graph::stream s;
+  graph::step_graph plain(graph::plan_step(session, source_major), s);
+  graph::step_graph grouped(graph::plan_step(session, expert_major), s);
+  ASSERT_TRUE(seen.expert_major.has_value());
+  ASSERT_NE(seen.placement.slot_expert, nullptr);
+
+  const comm::expert_placement tables[] = {replicated(ep), moved(ep), comm::contiguous_placement(p.num_experts, ep)};
+  std::vector<std::uint64_t> want_load(kSlots, 0);
+  session.reset_expert_load();
+  long long wrong = 0, views_checked = 0;
+  std::string first_wrong;
+  std::vector<std::uint16_t> host(static_cast<std::size_t>(p.max_tokens) * p.hidden);
+  for (std::uint64_t step = 0; step < 400; ++step) {
+    if (step % 100 == 0) {  // a new table between replays: no recapture
+      comm::expert_placement t = tables[(step / 100) % 3];
+      t.local_slots = kSlots;
+      session.set_placement(t);
+      EXPECT_EQ(session.placement().rank_of, t.rank_of);
+    }
+    const comm::expert_placement& t = session.placement();
+    const bool grouped_step = step % 2 == 1;
+    ASSERT_EQ(sim::generate_batch(p, me, step, buffers.inputs(), s.get()), cudaSuccess);
+    ASSERT_EQ((grouped_step ? grouped : plain).replay(s), cudaSuccess);
+    s.sync();
+    const int T = sim::token_count(p, me, step);
+    EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * 2,
+                              cudaMemcpyDeviceToHost));
+    const long long bad = sim::count_wrong(p, step, me, host.data(), &t);
+    if (bad && first_wrong.empty()) first_wrong = "step " + std::to_string(step) + ": " + std::to_string(bad);
+    wrong += bad;
+    // The expert-major view holds the rows of the replicas this rank serves, in order.
+    const sim::routing_table routes = sim::draw_routing(p, step);
+    if (grouped_step && step % 10 == 1) {
+      const auto want = sim::expect_expert_major(p, routes, t, me);
+      const auto counts = to_host<std::int32_t>(seen.expert_major->counts, kSlots);
+      const auto origins = to_host<std::int32_t>(seen.expert_major->origins, 3 * seen.expert_major->rows);
+      std::size_t row = 0;
+      for (int slot = 0; slot < kSlots; ++slot) {
+        EXPECT_EQ(counts[static_cast<std::size_t>(slot)], static_cast<int>(want[static_cast<std::size_t>(slot)].size()))
+            << "step " << step << " slot " << slot;
+        for (const sim::expert_row& r : want[static_cast<std::size_t>(slot)]) {
+          if (row < seen.expert_major->rows) {
+            EXPECT_TRUE(origins[3 * row] == r.src && origins[3 * row + 1] == r.slot && origins[3 * row + 2] == r.entry)
+                << "step " << step << " slot " << slot;
+          }
+          ++row;
+        }
+      }
+      ++views_checked;
+    }
+    for (int src = 0; src < ep; ++src) {
+      const auto loads = comm::slot_loads(t, ep, routes.ids[static_cast<std::size_t>(src)], p.top_k);
+      for (int slot = 0; slot < kSlots; ++slot)
+        want_load[static_cast<std::size_t>(slot)] +=
+            static_cast<std::uint64_t>(loads[static_cast<std::size_t>(me)][static_cast<std::size_t>(slot)]);
+    }
+  }
+  EXPECT_EQ(wrong, 0) << first_wrong;
+  EXPECT_EQ(views_checked, 20);
+  EXPECT_EQ(session.read_expert_load().tokens, want_load);
+  EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
+}
+
+TEST(Placement, ATableOneRankGetsWrongFailsEveryRankAndChangesNothing) {
+  const sim::problem p = make_problem();
+  const int me = mpi().rank(), ep = p.ep_size;
+  comm::ep_session session(world_comm(), config_with_table(p));
+  session.set_placement(replicated(ep));
+  auto rejected = [&](const comm::expert_placement& t, const std::string& fragment) {
+    try {
+      session.set_placement(t);
+      ADD_FAILURE() << "accepted";
+    } catch (const comm::error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  // One rank passes another (valid) table: every rank throws, naming it.
+  rejected(me == ep - 1 ? moved(ep) : replicated(ep), "passed another table than this rank");
+  // One rank's table does not fit: it says why, the others name it.
+  comm::expert_placement small = replicated(ep);
+  small.local_slots = kSlots - 1;
+  rejected(me == 0 ? small : replicated(ep), me == 0 ? "placement.local_slots: is 9" : "rank(s) 0 passed a table");
+  // Every rank's table puts two experts into one slot.
+  comm::expert_placement clash = replicated(ep);
+  clash.local_of[1] = clash.local_of[0];
+  rejected(clash, "already holds");
+  EXPECT_EQ(session.placement().rank_of, replicated(ep).rank_of);  // unchanged
+  // And the session still computes the right thing with the table it kept.
+  sim::batch_storage buffers(p);
+  graph::step_spec spec;
+  spec.dispatch = buffers.dispatch_args();
+  spec.combine = buffers.combine_args();
+  spec.experts = sim::reference_expert_stage(p);
+  spec.expert_output = session.combine_region();
+  graph::stream s;
+  graph::step_graph step(graph::plan_step(session, spec), s);
+  ASSERT_EQ(sim::generate_batch(p, me, 5, buffers.inputs(), s.get()), cudaSuccess);
+  ASSERT_EQ(step.replay(s), cudaSuccess);
+  s.sync();
+  const int T = sim::token_count(p, me, 5);
+  std::vector<std::uint16_t> host(static_cast<std::size_t>(T) * p.hidden);
+  EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), host.size() * 2, cudaMemcpyDeviceToHost));
+  const comm::expert_placement kept = replicated(ep);
+  EXPECT_EQ(sim::count_wrong(p, 5, me, host.data(), &kept), 0);
+  // A session without a table has none to set.
+  comm::ep_session plain(world_comm(), sim::make_config(p, 32, 256));
+  try {
+    plain.set_placement(kept);
+    ADD_FAILURE() << "accepted";
+  } catch (const comm::error& e) {
+    EXPECT_NE(std::string(e.what()).find("expert_slots_per_rank: is 0"), std::string::npos) << e.what();
+  }
+}
