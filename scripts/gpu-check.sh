@@ -8,8 +8,9 @@
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
-# expertmajor: the expert-major MPI tests at every GPU count and at domain size 1, the demo
-# with --layout expert-major in both forms, and the sanitizers on the permute and un-permute.
+# expertmajor: the expert-major and placement MPI tests at every GPU count and at domain size
+# 1, the demo with --layout expert-major in both forms, and the sanitizers on the permute, the
+# un-permute and a placement table.
 #
 # mutants: tests that must fail. EPG_MUTANTS names a folder of epgraph_mpi_tests builds, each
 # with one deliberate bug; each runs at 2 ranks with EPG_MUTANT_FILTER and PASSes only if the
@@ -86,10 +87,11 @@ for stage in $stages; do
           tail -3 "$logs/demo_np${np}_L$L.log"
         done
       done ;;
-    expertmajor)
+    expertmajor)  # EPG_EM_DEMO=0 skips the demos; EPG_EM_TOOLS: the sanitizers (default all three)
       for np in $np_list; do
         run "expert_major_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" \
-          --gtest_filter='ExpertMajorStep.*'
+          --gtest_filter='ExpertMajorStep.*:Placement.*'
+        [ "${EPG_EM_DEMO:-1}" = 0 ] && continue
         for form in packed masked; do
           run "demo_np${np}_expert_major_$form" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 \
             --tokens 256 --layout expert-major --form "$form"
@@ -97,16 +99,16 @@ for stage in $stages; do
         done
       done
       run expert_major_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 "$bin/epgraph_mpi_tests" \
-        --gtest_filter='ExpertMajorStep.*:-*Thousand*'
-      for tool in memcheck racecheck synccheck; do
+        --gtest_filter='ExpertMajorStep.*:Placement.*:-*Thousand*'
+      for tool in ${EPG_EM_TOOLS:-memcheck racecheck synccheck}; do
         run "sanitize_${tool}_expert_major_np2" 600 mpirun -np 2 --bind-to none compute-sanitizer --tool "$tool" \
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-          --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*'
+          --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*:Placement.ATable*'
       done ;;
     mutants)
       for mutant in "${EPG_MUTANTS:?folder of mutant builds}"/*; do
         name=$(basename "$mutant") log="$logs/mutant_$(basename "$mutant").log"
-        timeout -k 10 180 mpirun -np 2 --bind-to none "$mutant" --gtest_filter="${EPG_MUTANT_FILTER:-*}" >"$log" 2>&1
+        timeout -k 10 "${EPG_MUTANT_TIMEOUT:-180}" mpirun -np 2 --bind-to none "$mutant" --gtest_filter="${EPG_MUTANT_FILTER:-*}" >"$log" 2>&1
         rc=$?
         caught=$(grep -a 'FAILED  \]' "$log" | sed 's/.*\] //' | sort -u | tr '\n' ' ' | cut -c1-90)
         if [ $rc != 0 ] && [ $rc != 124 ] && [ -n "$caught" ]; then record "mutant_$name" PASS "caught: $caught"

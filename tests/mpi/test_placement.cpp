@@ -129,8 +129,9 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
     }
     const comm::expert_placement& t = session.placement();
     const bool grouped_step = step % 2 == 1;
-    ASSERT_EQ(sim::generate_batch(p, me, step, buffers.inputs(), s.get()), cudaSuccess);
-    ASSERT_EQ((grouped_step ? grouped : plain).replay(s), cudaSuccess);
+    // EXPECT, not ASSERT: a rank that left the loop would leave its peers in set_placement.
+    EXPECT_EQ(sim::generate_batch(p, me, step, buffers.inputs(), s.get()), cudaSuccess);
+    EXPECT_EQ((grouped_step ? grouped : plain).replay(s), cudaSuccess);
     s.sync();
     const int T = sim::token_count(p, me, step);
     EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * 2,
@@ -166,7 +167,7 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
     }
   }
   EXPECT_EQ(wrong, 0) << first_wrong;
-  EXPECT_EQ(views_checked, 20);
+  EXPECT_EQ(views_checked, 40);  // odd steps 1, 11, ..., 391
   EXPECT_EQ(session.read_expert_load().tokens, want_load);
   EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
 }
@@ -204,14 +205,51 @@ TEST(Placement, ATableOneRankGetsWrongFailsEveryRankAndChangesNothing) {
   spec.expert_output = session.combine_region();
   graph::stream s;
   graph::step_graph step(graph::plan_step(session, spec), s);
-  ASSERT_EQ(sim::generate_batch(p, me, 5, buffers.inputs(), s.get()), cudaSuccess);
-  ASSERT_EQ(step.replay(s), cudaSuccess);
+  EXPECT_EQ(sim::generate_batch(p, me, 5, buffers.inputs(), s.get()), cudaSuccess);
+  EXPECT_EQ(step.replay(s), cudaSuccess);
   s.sync();
   const int T = sim::token_count(p, me, 5);
   std::vector<std::uint16_t> host(static_cast<std::size_t>(T) * p.hidden);
   EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), host.size() * 2, cudaMemcpyDeviceToHost));
   const comm::expert_placement kept = replicated(ep);
   EXPECT_EQ(sim::count_wrong(p, 5, me, host.data(), &kept), 0);
+  // An id that is no logical expert but a valid physical one (num_experts + 1): dispatch records
+  // it and sends -1, so no receiver computes that replica's expert for it. Token 0's entry 1.
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(p.max_tokens) * p.top_k, -1);
+  for (int t = 0; t < T; ++t)
+    for (int j = 0; j < p.top_k; ++j) ids[static_cast<std::size_t>(t) * p.top_k + j] = sim::expert_id(p, me, 5, t, j);
+  if (T > 0) ids[1] = p.num_experts + 1;
+  EXPECT_EQ(sim::generate_batch(p, me, 5, buffers.inputs(), s.get()), cudaSuccess);
+  EPG_CHECK_CUDA(cudaMemcpyAsync(buffers.inputs().topk_ids, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, s.get()));
+  EXPECT_EQ(step.replay(s), cudaSuccess);
+  s.sync();
+  EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), host.size() * 2, cudaMemcpyDeviceToHost));
+  if (T > 0) {
+    EXPECT_EQ(session.read_faults().input.code, comm::fault_code::expert_id_out_of_range);
+    // Token 0 is the reference's sum without entry 1 (an owner no rank has); the others as before.
+    std::vector<int> experts(static_cast<std::size_t>(p.top_k)), owners(experts.size());
+    std::vector<float> weights(experts.size());
+    for (int j = 0; j < p.top_k; ++j) {
+      experts[static_cast<std::size_t>(j)] = sim::expert_id(p, me, 5, 0, j);
+      const std::int32_t id = comm::choose_replica(experts[static_cast<std::size_t>(j)], 0, kept.replica_offsets.data(),
+                                                   kept.replica_ids.data());
+      owners[static_cast<std::size_t>(j)] = j == 1 ? -1 : kept.rank_of[static_cast<std::size_t>(id)];
+      weights[static_cast<std::size_t>(j)] = sim::router_weight(p, me, 5, 0, j);
+    }
+    const auto round = [&](float v) { return sim::round_to(p.dtype, v); };
+    long long token0_wrong = 0;
+    for (int h = 0; h < p.hidden; ++h)
+      token0_wrong += sim::load_element(p.dtype, &host[static_cast<std::size_t>(h)]) !=
+                      sim::expected_output(p, experts.data(), owners.data(), weights.data(),
+                                           round(sim::hidden_value(p, me, 5, 0, h)), round);
+    EXPECT_EQ(token0_wrong, 0);
+    const auto all = sim::expect_output(p, 5, me, &kept);
+    long long others_wrong = 0;
+    for (std::size_t i = static_cast<std::size_t>(p.hidden); i < all.size(); ++i)
+      others_wrong += sim::load_element(p.dtype, &host[i]) != all[i];
+    EXPECT_EQ(others_wrong, 0);
+  }
+  session.clear_input_faults();
   // A session without a table has none to set.
   comm::ep_session plain(world_comm(), sim::make_config(p, 32, 256));
   try {

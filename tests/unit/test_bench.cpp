@@ -23,6 +23,8 @@ TEST(BenchOptions, DefaultsSweepTheReferenceShapes) {
   EXPECT_EQ(o->tokens, (std::vector<int>{1, 128, 512, 4096}));
   EXPECT_EQ(o->payloads, (std::vector<std::string>{"bf16", "fp8"}));
   EXPECT_EQ(o->ops_per_graph, 10);
+  EXPECT_FALSE(o->placement_table);
+  EXPECT_TRUE(bench::parse_options({"--placement-table"})->placement_table);
   // One shape by default: the reference H=7168, top-8 of 256 experts, uniform routing.
   EXPECT_EQ(bench::sweep_shapes(*o), (std::vector<bench::shape>{{7168, 8, 256, sim::routing::uniform}}));
 }

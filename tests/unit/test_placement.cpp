@@ -8,6 +8,7 @@
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/expert_placement.hpp"
+#include "placement_table.hpp"
 
 using namespace epgraph::comm;
 
@@ -112,4 +113,66 @@ TEST(Placement, EveryInvalidTableIsRejectedNamingTheEntry) {
             std::string::npos);
   EXPECT_NE(bad([](expert_placement& p) { p.local_of.pop_back(); }).find("placement.local_of: has 4 entries"),
             std::string::npos);
+}
+
+// What a session with a placement table keeps on the device (placement_table.hpp, white-box):
+// the flat words the kernels read, the fit checks, and the hash the ranks compare.
+TEST(Placement, TheDeviceTableHoldsEveryMapInItsOrder) {
+  ep_config c;
+  c.ep_size = 2;
+  c.max_tokens_per_rank = 8;
+  c.top_k = 2;
+  c.num_experts = 4;
+  c.hidden = 16;
+  c.expert_slots_per_rank = 3;
+  c.payloads = {{"hidden", 32}};
+  EXPECT_EQ(c.local_slots(), 3);
+  EXPECT_EQ(c.physical_experts(), 6);
+  const std::vector<std::int32_t> flat = detail::flatten(replicated(), c);
+  // replica_offsets [5], then replica_ids, rank_of, local_of, logical_of, slot_expert, each [6].
+  const std::vector<std::int32_t> want = {0, 2, 3, 4, 5,          // replica_offsets
+                                          0, 4, 1, 2, 3, -1,      // replica_ids (padded)
+                                          0, 0, 1, 0, 1, -1,      // rank_of (physical 5 unused)
+                                          0, 1, 0, 2, 2, -1,      // local_of
+                                          0, 1, 2, 3, 0, -1,      // logical_of
+                                          0, 1, 3, 2, -1, 0};     // slot_expert [rank][slot]: rank 1 slot 1 empty
+  EXPECT_EQ(flat, want);
+  EXPECT_NO_THROW(detail::check_placement_fits(replicated(), c));
+  const expert_placement start = detail::initial_placement(c);
+  EXPECT_EQ(start.local_slots, 3);
+  EXPECT_EQ(start.rank_of, (std::vector<std::int32_t>{0, 0, 1, 1}));
+  EXPECT_NO_THROW(detail::check_placement_fits(start, c));
+  // The hash sees every word.
+  std::vector<std::int32_t> other = flat;
+  other.back() = 1;
+  EXPECT_NE(detail::placement_hash(flat), detail::placement_hash(other));
+  EXPECT_EQ(detail::placement_hash(flat), detail::placement_hash(detail::flatten(replicated(), c)));
+  // A table for other slots, other experts, or a session without a table.
+  auto fit_error = [&](const expert_placement& p, const ep_config& config) {
+    try {
+      detail::check_placement_fits(p, config);
+    } catch (const error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  expert_placement slots = replicated();
+  slots.local_slots = 2;
+  EXPECT_NE(fit_error(slots, c).find("placement.local_slots: is 2 but the session has 3"), std::string::npos)
+      << fit_error(slots, c);
+  ep_config more = c;
+  more.num_experts = 6;
+  more.expert_slots_per_rank = 3;
+  EXPECT_NE(fit_error(replicated(), more).find("placement.num_experts: is 4"), std::string::npos);
+  ep_config none = c;
+  none.expert_slots_per_rank = 0;
+  EXPECT_NE(fit_error(replicated(), none).find("expert_slots_per_rank: is 0"), std::string::npos);
+  // The config: slots from experts_per_rank up to num_experts.
+  ep_config few = c;
+  few.expert_slots_per_rank = 1;
+  EXPECT_THROW(validate(few), error);
+  few.expert_slots_per_rank = 5;
+  EXPECT_THROW(validate(few), error);
+  few.expert_slots_per_rank = 4;
+  EXPECT_NO_THROW(validate(few));
 }

@@ -367,40 +367,49 @@ void ep_session::set_placement(const expert_placement& placement) {
   detail::session_state& s = state();
   // Checked on every rank first, then compared: a rank with a bad or different table makes
   // every rank throw before any device copy.
-  std::string problem;
+  std::exception_ptr problem;
   std::vector<std::int32_t> flat;
   try {
     detail::check_placement_fits(placement, s.config);
     flat = detail::flatten(placement, s.config);
-  } catch (const error& e) {
-    problem = e.what();
+  } catch (...) {
+    problem = std::current_exception();
   }
-  const std::uint64_t hash = problem.empty() ? detail::placement_hash(flat) : 0;
-  const std::int64_t mine[] = {problem.empty() ? 1 : 0, static_cast<std::int64_t>(hash >> 1)};
+  const std::int64_t mine[] = {problem ? 0 : 1, problem ? 0 : static_cast<std::int64_t>(detail::placement_hash(flat))};
   const auto all = s.agree.exchange("set_placement", mine);
   std::vector<int> bad, differ;
   for (int r = 0; r < static_cast<int>(all.size()); ++r) {
-    if (all[static_cast<std::size_t>(r)].size() < 2 || all[static_cast<std::size_t>(r)][0] != 1) bad.push_back(r);
-    else if (all[static_cast<std::size_t>(r)][1] != mine[1]) differ.push_back(r);
+    const auto& theirs = all[static_cast<std::size_t>(r)];
+    if (theirs.size() < 2 || theirs[0] != 1) bad.push_back(r);
+    else if (theirs[1] != mine[1]) differ.push_back(r);
   }
   auto ranks = [](const std::vector<int>& v) {
     std::string out;
     for (int r : v) out += (out.empty() ? "" : ", ") + std::to_string(r);
     return out;
   };
-  if (!problem.empty()) throw_config_error("set_placement", problem, "every rank must pass the same valid table");
+  if (problem) std::rethrow_exception(problem);  // this rank's own reason, with its field
   if (!bad.empty())
     throw_config_error("set_placement", "rank(s) " + ranks(bad) + " passed a table that does not fit the session",
                        "every rank must pass the same valid table");
   if (!differ.empty())
     throw_config_error("set_placement", "rank(s) " + ranks(differ) + " passed another table than this rank",
                        "every rank must pass the same table (e.g. computed on rank 0 and broadcast)");
-  s.agree.agreed("set_placement: copy to the device", [&] {
-    EPG_CHECK_CUDA(cudaDeviceSynchronize());  // no step of this session reads the old table any more
-    EPG_CHECK_CUDA(cudaMemcpy(s.view.local_at<std::int32_t>(s.layout.placement), flat.data(),
-                              flat.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
-    s.placement = placement;
-  });
+  // First every device idle (no step reads the table while it changes), then the copy. A copy
+  // that fails on one rank leaves the ranks with different tables: the session then refuses
+  // every further run (the error says so) instead of computing with them.
+  s.agree.agreed("set_placement: device idle", [] { EPG_CHECK_CUDA(cudaDeviceSynchronize()); });
+  try {
+    s.agree.agreed("set_placement: copy to the device", [&] {
+      EPG_CHECK_CUDA(cudaMemcpy(s.view.local_at<std::int32_t>(s.layout.placement), flat.data(),
+                                flat.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice));
+      EPG_CHECK_CUDA(cudaDeviceSynchronize());  // the whole table lands before any later step
+    });
+  } catch (...) {
+    s.failed = true;
+    throw;
+  }
+  s.placement = placement;
 }
 
 const expert_placement& ep_session::placement() const { return state().placement; }

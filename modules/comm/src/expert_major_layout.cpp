@@ -12,7 +12,7 @@ namespace epgraph::comm {
 expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spec& spec) {
   validate(c);
   const std::size_t received = static_cast<std::size_t>(c.ep_size) * static_cast<std::size_t>(c.max_tokens_per_rank);
-  const int slots = spec.local_slots > 0 ? spec.local_slots : c.experts_per_rank();
+  const int slots = spec.local_slots > 0 ? spec.local_slots : c.local_slots();
   if (spec.local_slots < 0 || spec.local_slots > c.num_experts)
     throw_config_error("expert_major_spec.local_slots",
                        "is " + std::to_string(spec.local_slots) + ", outside [0, num_experts = " +

@@ -71,11 +71,11 @@ comm::expert_major_layout plan_permute(const comm::ep_config& c, const permute_a
                                  " chunk counters, more than 2^31 - 1",
                              "lower max_tokens_per_rank or the experts per rank");
   if (shared_bytes(c, l) > kSharedLimit)
-    comm::throw_config_error("experts_per_rank",
+    comm::throw_config_error("ep_config.local_slots()",
                              "is " + std::to_string(l.local_slots) + ": the permute's counters need " +
                                  std::to_string(shared_bytes(c, l)) + " bytes of shared memory, over " +
                                  std::to_string(kSharedLimit),
-                             "use fewer experts per rank (at most about 930 at top_k 8, 680 at top_k 32)");
+                             "use fewer expert slots per rank (at most about 930 at top_k 8, 680 at top_k 32)");
   return l;
 }
 

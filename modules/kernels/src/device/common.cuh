@@ -69,10 +69,10 @@ __device__ inline std::uint64_t destination_mask(const std::int32_t* topk_ids, i
   return mask;
 }
 
-/// With a placement table: the physical expert token t uses for entry e (or e itself when it
-/// is not a valid logical id: the receiver skips it as it would have).
+/// With a placement table: the physical expert token t uses for entry e; -1 ("no expert") for an
+/// id that is not a logical expert, since some of those are valid physical ids at a receiver.
 __device__ inline int physical_expert(const comm::placement_ref& table, int e, int t) {
-  if (e < 0 || e >= table.num_experts) return e;
+  if (e < 0 || e >= table.num_experts) return -1;
   return comm::choose_replica(e, t, table.replica_offsets, table.replica_ids);
 }
 
@@ -89,7 +89,8 @@ __device__ inline std::uint64_t placed_destination_mask(const std::int32_t* topk
       if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
       continue;
     }
-    mask |= std::uint64_t{1} << table.rank_of[physical_expert(table, e, t)];
+    const int rank = table.rank_of[physical_expert(table, e, t)];
+    if (rank >= 0 && rank < 64) mask |= std::uint64_t{1} << rank;  // a checked table always has it
   }
   return mask;
 }

@@ -152,7 +152,9 @@ class ep_session {
   /// the ranks compare a hash, then each waits for its device to be idle and copies the table
   /// into the session's memory, where the next dispatch reads it: captured step graphs keep
   /// working, no recapture. Call it between steps, outside capture. A table that does not fit,
-  /// or differs between ranks, throws on every rank and changes nothing.
+  /// or differs between ranks, throws on every rank and changes nothing. If the copy itself
+  /// fails on a rank (a broken device), the ranks may hold different tables: every rank then
+  /// throws and the session refuses further runs (destroy it).
   void set_placement(const expert_placement& placement);
   /// The table in use (the contiguous rule when the session keeps none).
   const expert_placement& placement() const;

@@ -44,7 +44,8 @@ struct expert_major_spec {
   /// Masked form: rows per local slot. 0 = ep_size * max_tokens_per_rank: every token a rank
   /// can receive, so no row can overflow. Ignored by the packed form.
   int capacity = 0;
-  /// Expert slots per rank (expert_placement::local_slots); 0 = the config's experts per rank.
+  /// Expert slots per rank; 0 = the config's (ep_config::local_slots: expert_slots_per_rank, or
+  /// experts_per_rank without a placement table).
   int local_slots = 0;
   bool weights = false;  ///< keep each row's top-k weight (for the weighted un-permute)
 };

@@ -1,13 +1,15 @@
 #pragma once
 #include "epgraph/comm/requires_cxx20.hpp"
-// Where experts live (issue 14, first part: host planning only; no kernel reads it yet).
+// Where experts live: the table a session with ep_config::expert_slots_per_rank > 0 keeps on
+// the device and ep_session::set_placement replaces (its device form: session_view.hpp,
+// placement_ref).
 //
 // Routing names logical experts [0, num_experts). Each logical expert has one or more physical
 // replicas; each replica lives on one rank at one local index (its slot in that rank's expert
 // stage). The default is today's rule: logical expert e is the one replica on rank
 // e / experts_per_rank at local index e % experts_per_rank. A load balancer (EPLB) may place
 // experts elsewhere and replicate hot ones; the table then moves between replays as a device
-// copy (planned: a checked collective update), never by recapture.
+// copy (set_placement: a checked collective update), never by recapture.
 //
 // A token's replica of a logical expert is chosen by its token index (token % replicas), so the
 // choice is deterministic and spreads a hot expert's tokens over its replicas evenly.

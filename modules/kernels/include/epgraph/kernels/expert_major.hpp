@@ -24,8 +24,8 @@
 // Combine's cross-rank sum is unchanged, so a token's output is, per rank in ascending order,
 // that rounded partial, summed in fp32.
 //
-// Placement: experts are placed by the contiguous rule (expert / experts_per_rank); the
-// placement table (epgraph/comm/expert_placement.hpp) is not read by the kernels yet.
+// Slots: the session's (ep_config::local_slots); with a placement table a received id is a
+// physical expert and its slot is the table's (session_view::local_slot_of).
 // Memory: plan_expert_major(config, spec).bytes, plus CUB's scan scratch (a few kB).
 // The view's rows are valid from the end of permute until its next run; rows past a slot's
 // count keep what earlier steps left there.
@@ -71,9 +71,9 @@ struct expert_major_view {
 
 /// Every check permute_op's constructor makes, on the host alone (no GPU: a sweep can check
 /// its configurations first); returns the buffers' layout. Throws a config error naming the
-/// field: no payloads, a weights payload that is not top_k fp32, spec.weights without one, a
-/// placement-sized spec (local_slots other than the config's experts per rank), counters too
-/// large for shared memory, and whatever plan_expert_major rejects.
+/// field: no payloads, a weights payload that is not top_k fp32, spec.weights without one,
+/// spec.local_slots other than 0 or the session's slots, counters too large for shared memory,
+/// and whatever plan_expert_major rejects.
 comm::expert_major_layout plan_permute(const comm::ep_config& config, const permute_args& args);
 
 class permute_op {
