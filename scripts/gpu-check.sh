@@ -8,8 +8,8 @@
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
-# expertmajor: the expert-major and placement MPI tests at every GPU count and at domain size
-# 1, the demo with --layout expert-major in both forms, and the sanitizers on the permute, the
+# expertmajor: the expert-major and placement MPI tests at every GPU count, and at np 2 with
+# domain size 1 (without the 1000-replay test), the demo with --layout expert-major in both forms, and the sanitizers on the permute, the
 # un-permute and a placement table.
 #
 # mutants: tests that must fail. EPG_MUTANTS names a folder of epgraph_mpi_tests builds, each

@@ -70,7 +70,7 @@ TEST_F(SingleRank, ExpertMajorPlanningRejectsWhatItCannotServe) {
   expect_config_error(permute_with(a), "expert_major_spec.weights", "is set without permute_args.weights_payload");
   a = {};
   a.spec.local_slots = 3;
-  expect_config_error(permute_with(a), "expert_major_spec.local_slots", "is 3, not 0 or the config's 8");
+  expect_config_error(permute_with(a), "expert_major_spec.local_slots", "is 3, not 0 or the session's 8 expert slots per rank");
   a = {};
   a.spec.capacity = -2;
   expect_config_error(permute_with(a), "expert_major_spec.capacity", "is -2");

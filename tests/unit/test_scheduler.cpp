@@ -140,7 +140,7 @@ TEST(Scheduler, AnExpertMajorStageIsPermutedAndUnpermuted) {
   EXPECT_EQ(r.factory_calls, 0);
   EXPECT_EQ(unpermute_calls, 1);
   EXPECT_EQ(plan.explain(),
-            "prepare-combine: the weighted un-permute (the expert stage writes expert-major rows)\n"
+            "prepare-combine: the un-permute (the expert stage writes expert-major rows)\n"
             "  0. dispatch\n  1. summarize\n  2. permute\n  3. experts\n  4. unpermute\n  5. combine\n");
   ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
   EXPECT_EQ(r.calls,

@@ -85,9 +85,10 @@ __global__ void experts_kernel(const problem p, int rank, const comm::placement_
   }
 }
 
-// Expert-major stage: one block per row; row r of local slot s holds a token for expert
-// rank * experts_per_rank + s and becomes scale(e) * x (exact in every dtype: problem.hpp), so the
-// weighted un-permute reproduces expected_output's sums bit for bit.
+// Expert-major stage: one block per row; row r of local slot s holds a token for the expert of
+// that slot (rank * experts_per_rank + s, or the table's slot_expert) and becomes scale(e) * x
+// (exact in every dtype: problem.hpp), so the weighted un-permute reproduces expected_output's
+// sums bit for bit.
 struct expert_major_rows {  // the plain part of kernels::expert_major_view (no std::vector)
   bool masked;
   int local_slots;

@@ -17,7 +17,7 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
     throw_config_error("expert_major_spec.local_slots",
                        "is " + std::to_string(spec.local_slots) + ", outside [0, num_experts = " +
                            std::to_string(c.num_experts) + "]",
-                       "pass the placement's local_slots, or 0 for the config's experts per rank");
+                       "pass 0 for the session's slots per rank (ep_config::local_slots)");
   if (spec.capacity < 0 || spec.capacity > max_tokens_limit * max_ep_size)
     throw_config_error("expert_major_spec.capacity",
                        "is " + std::to_string(spec.capacity) + ", outside [0, " +

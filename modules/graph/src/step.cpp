@@ -21,7 +21,7 @@ step_plan schedule(step_parts parts) {
   step_plan plan;
   plan.prepare_combine = expert_major || parts.expert_output != parts.combine_region;
   plan.decision =
-      expert_major ? "prepare-combine: the weighted un-permute (the expert stage writes expert-major rows)"
+      expert_major ? "prepare-combine: the un-permute (the expert stage writes expert-major rows)"
       : plan.prepare_combine
           ? "prepare-combine: inserted (expert output lies outside the workspace combine region)"
           : "prepare-combine: skipped (expert output is the workspace combine region, zero copy)";

@@ -16,7 +16,7 @@
 //   dispatched    int32                      the token count the last dispatch used
 //   dispatch_word uint64                     the last dispatch's progress word (its number)
 //   faults        device_faults              first input fault, first fatal fault
-//   expert_counts int32 [local_slots]        received tokens per local expert slot
+//   expert_counts int32 [local_slots]        received (token, top-k entry) pairs per local slot
 //   expert_load   uint64 [local_slots + 1]   load statistics across steps: tokens per local
 //                                            slot, then received tokens (summarize adds them)
 //   placement     int32 [E + 1 + 5 P]        the placement table (placement_ref; E experts, P =
