@@ -1,0 +1,139 @@
+// The FP8 e4m3 block quantizer (epgraph/kernels/fp8_quantize.hpp, host and device) against the
+// independent host reference (sim::reference_*): every code, every tie, the special values,
+// a million drawn floats, and whole rows in both scale formats, partial blocks included.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "epgraph/kernels/fp8_quantize.hpp"
+#include "epgraph/sim/fp8_reference.hpp"
+
+using namespace epgraph;
+namespace fp8 = epgraph::kernels::fp8;
+
+TEST(Fp8, EveryCodeDecodesAndEncodesBack) {
+  for (int code = 0; code < 256; ++code) {
+    const auto c = static_cast<std::uint8_t>(code);
+    const float v = fp8::from_e4m3(c);
+    if ((code & 0x7f) == 0x7f) {
+      EXPECT_TRUE(std::isnan(v)) << code;
+      continue;
+    }
+    EXPECT_EQ(v, sim::reference_e4m3_value(c)) << code;
+    EXPECT_EQ(fp8::to_e4m3(v), c) << code << " (" << v << ")";  // -0 included: 0x80
+  }
+  EXPECT_EQ(fp8::from_e4m3(0x7e), 448.0f);
+  EXPECT_EQ(fp8::from_e4m3(0x08), std::ldexp(1.0f, -6));  // smallest normal
+  EXPECT_EQ(fp8::from_e4m3(0x01), std::ldexp(1.0f, -9));  // smallest subnormal
+}
+
+TEST(Fp8, TiesGoToTheEvenCode) {
+  for (int code = 0; code < 0x7e; ++code) {
+    const float lo = fp8::from_e4m3(static_cast<std::uint8_t>(code));
+    const float hi = fp8::from_e4m3(static_cast<std::uint8_t>(code + 1));
+    const float mid = (lo + hi) / 2;  // exact: e4m3 values have 4 significant bits
+    const auto even = static_cast<std::uint8_t>(code % 2 == 0 ? code : code + 1);
+    EXPECT_EQ(fp8::to_e4m3(mid), even) << mid;
+    EXPECT_EQ(sim::reference_e4m3(mid), even) << mid;
+    EXPECT_EQ(fp8::to_e4m3(-mid), static_cast<std::uint8_t>(even | 0x80)) << -mid;
+  }
+}
+
+TEST(Fp8, SpecialValuesFollowTheDocumentedRules) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::pair<float, std::uint8_t> cases[] = {
+      {0.0f, 0x00},           {-0.0f, 0x80},          {std::ldexp(1.0f, -10), 0x00},   // a tie: to even 0
+      {std::ldexp(1.0f, -10) * 1.001f, 0x01},         {1e-40f, 0x00},                 // an fp32 denormal
+      {448.0f, 0x7e},         {449.0f, 0x7e},          {464.0f, 0x7e},  {1e30f, 0x7e}, // saturation
+      {inf, 0x7e},            {-inf, 0xfe},            {nan, 0x7f},     {-nan, 0xff},
+      {1.0f, 0x38},           {-2.5f, 0xc2},           {0.015625f, 0x08}};
+  for (const auto& [x, code] : cases) {
+    EXPECT_EQ(fp8::to_e4m3(x), code) << x;
+    EXPECT_EQ(sim::reference_e4m3(x), code) << x;
+  }
+}
+
+TEST(Fp8, AMillionDrawnFloatsEncodeAsTheReference) {
+  std::mt19937 rng(2026);
+  std::uniform_int_distribution<int> exponent(-30, 12);
+  std::uniform_real_distribution<float> mantissa(1.0f, 2.0f);
+  long long differ = 0;
+  float first = 0;
+  for (int i = 0; i < 1000000; ++i) {
+    const float x = std::ldexp(mantissa(rng), exponent(rng)) * (rng() & 1 ? -1.0f : 1.0f);
+    if (fp8::to_e4m3(x) != sim::reference_e4m3(x) && differ++ == 0) first = x;
+  }
+  EXPECT_EQ(differ, 0) << "first: " << first;
+}
+
+namespace {
+// A row like hidden states: mostly N(0, 1), a few outliers, per-block magnitudes that differ.
+std::vector<float> drawn_row(int hidden, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> row(static_cast<std::size_t>(hidden));
+  for (int i = 0; i < hidden; ++i)
+    row[static_cast<std::size_t>(i)] = normal(rng) * std::ldexp(1.0f, (i / 128) % 9 - 4) * (i % 97 == 0 ? 20.0f : 1.0f);
+  return row;
+}
+}  // namespace
+
+TEST(Fp8, RowsQuantizeAsTheReferenceInBothScaleFormats) {
+  for (int hidden : {7168, 2880, 200, 5}) {  // 200: blocks of 128 and 72; 5: one partial block
+    std::vector<float> row = drawn_row(hidden, static_cast<std::uint32_t>(hidden));
+    if (hidden == 200) {  // a block of zeros, a NaN and an Inf in the other
+      for (int i = 128; i < 200; ++i) row[static_cast<std::size_t>(i)] = 0.0f;
+      row[3] = std::numeric_limits<float>::quiet_NaN();
+      row[7] = -std::numeric_limits<float>::infinity();
+    }
+    for (bool ue8m0 : {false, true}) {
+      SCOPED_TRACE("hidden " + std::to_string(hidden) + (ue8m0 ? ", ue8m0" : ", fp32 scales"));
+      const sim::quantized_row want = sim::reference_quantize_row(row, ue8m0);
+      ASSERT_EQ(static_cast<int>(want.scales.size()), fp8::blocks_of(hidden));
+      std::vector<std::uint8_t> codes(row.size());
+      for (int b = 0; b < fp8::blocks_of(hidden); ++b) {
+        const int first = b * fp8::block, n = std::min(fp8::block, hidden - first);
+        std::uint8_t byte = 0;
+        const float scale =
+            fp8::quantize_block(row.data() + first, n, ue8m0 ? fp8::scale_format::ue8m0 : fp8::scale_format::fp32,
+                                codes.data() + first, &byte);
+        EXPECT_EQ(scale, want.scales[static_cast<std::size_t>(b)]) << "block " << b;
+        if (ue8m0) {
+          EXPECT_EQ(byte, want.ue8m0[static_cast<std::size_t>(b)]) << "block " << b;
+        }
+      }
+      EXPECT_EQ(codes, want.codes);
+      // Dequantized, every finite element is within half an e4m3 step of the input (relative
+      // 2^-4 for normal codes, an absolute half subnormal step times the scale below them).
+      for (int i = 0; i < hidden; ++i) {
+        const float x = row[static_cast<std::size_t>(i)];
+        if (!std::isfinite(x)) continue;
+        const float s = want.scales[static_cast<std::size_t>(i / fp8::block)];
+        const float back = fp8::from_e4m3(codes[static_cast<std::size_t>(i)]) * s;
+        EXPECT_LE(std::fabs(back - x), std::max(std::fabs(x) / 16, std::ldexp(s, -10)) * 1.0001f) << i;
+      }
+    }
+  }
+  // The zero block's scale is 1 (fp32) and 2^0 (ue8m0); its codes are 0.
+  std::vector<float> zeros(128, 0.0f);
+  std::vector<std::uint8_t> codes(128, 0xff);
+  std::uint8_t byte = 0;
+  EXPECT_EQ(fp8::quantize_block(zeros.data(), 128, fp8::scale_format::ue8m0, codes.data(), &byte), 1.0f);
+  EXPECT_EQ(byte, 127);
+  EXPECT_EQ(codes, std::vector<std::uint8_t>(128, 0));
+}
+
+TEST(Fp8, PowerOfTwoScalesCoverTheBlockMaximum) {
+  EXPECT_EQ(fp8::ue8m0_exponent(448.0f), 0);             // exactly 448: 2^0
+  EXPECT_EQ(fp8::ue8m0_exponent(448.0f * 1.5f), 1);      // 672 / 448 = 1.5: 2^1
+  EXPECT_EQ(fp8::ue8m0_exponent(448.0f / 4), -2);
+  EXPECT_EQ(fp8::ue8m0_exponent(std::ldexp(448.0f, -130)), -127);  // clamped: the smallest E8M0
+  EXPECT_EQ(fp8::ue8m0_exponent(std::ldexp(1.0f, -120)), -127);    // 2^-120 / 448 is below 2^-128
+  EXPECT_EQ(fp8::ue8m0_exponent(std::ldexp(448.0f * 1.5f, -127)), -126);  // 1.5 x 2^-127: an fp32 denormal
+  EXPECT_EQ(fp8::ue8m0_exponent(0.0f), 0);
+  EXPECT_EQ(fp8::ue8m0_exponent(3.0e38f), 120);          // 3e38 / 448 < 2^120
+}
