@@ -21,6 +21,7 @@ struct shape {
   int hidden = 7168, top_k = 8, experts = 256;
   sim::routing dist = sim::routing::uniform;
   int domain_size = 0;  ///< ranks per NVLink domain (0 = the NVLink team NCCL finds)
+  int ctas = 64;        ///< CTAs per dispatch/combine launch (and the LSA baseline): the SM budget
   bool operator==(const shape&) const = default;
 };
 
@@ -31,8 +32,9 @@ struct options {
   std::vector<int> hidden{7168}, top_k{8}, experts{256};
   std::vector<sim::routing> routings{sim::routing::uniform};
   std::vector<int> domain_sizes{0};  ///< ranks per NVLink domain; 0 = the NVLink team NCCL finds
+  std::vector<int> ctas{64};         ///< CTAs per launch: the SM budget (issue 16 sweeps 8 .. 64)
   // Fixed for the whole run.
-  int replays = 200, warmup = 20, ctas = 64, threads = 512;
+  int replays = 200, warmup = 20, threads = 512;
   int ops_per_graph = 10;  ///< back-to-back ops in each timed graph (time is per op)
   std::uint64_t seed = 1;
   /// ep_config::deadline_seconds of every session (0 = off: no device deadline, and with
@@ -44,8 +46,8 @@ struct options {
 };
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help = nullptr);
 
-/// Every combination of the swept shape parameters, domain size varying fastest, then routing,
-/// experts, top-k and hidden. Pure.
+/// Every combination of the swept shape parameters, the CTA count varying fastest, then domain
+/// size, routing, experts, top-k and hidden. Pure.
 std::vector<shape> sweep_shapes(const options& o);
 
 /// The problem and session config of one measurement (fp8: e4m3 bytes + 1x128 fp32 scales).

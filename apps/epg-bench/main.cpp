@@ -75,7 +75,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
                          const std::string& nccl_version) {
   const int ep = mpi.size(), me = mpi.rank();
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
-  comm::ep_config cfg = bench::make_config(p, payload, o.ctas, o.threads);
+  comm::ep_config cfg = bench::make_config(p, payload, shape.ctas, o.threads);
   cfg.deadline_seconds = o.deadline_seconds;
   if (o.placement_table) cfg.expert_slots_per_rank = cfg.experts_per_rank();
   const auto phase = [&](const char* what) {
@@ -124,7 +124,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.routing = std::string(sim::to_string(shape.dist));
   r.gpu = gpu;
   r.nccl_version = nccl_version;
-  r.ctas = o.ctas;
+  r.ctas = shape.ctas;
   r.expert_slots = cfg.expert_slots_per_rank;
   r.threads = o.threads;
   r.ops_per_graph = o.ops_per_graph;
@@ -171,12 +171,12 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     r.nccl_combine = rc.time(mpi, o.warmup, o.replays);
   }
   {
-    bench::lsa_alltoall ld(nccl, d_bytes, o.ctas, o.threads);
+    bench::lsa_alltoall ld(nccl, d_bytes, shape.ctas, o.threads);
     replayer rd(s, {[&](cudaStream_t st) { return ld.run(st); }}, o.ops_per_graph);
     r.lsa_dispatch = rd.time(mpi, o.warmup, o.replays);
   }
   {
-    bench::lsa_alltoall lc(nccl, c_bytes, o.ctas, o.threads);
+    bench::lsa_alltoall lc(nccl, c_bytes, shape.ctas, o.threads);
     replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }}, o.ops_per_graph);
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
@@ -257,9 +257,14 @@ int run(comm::mpi_context& mpi, int argc, char** argv) {
   const std::vector<bench::shape> shapes = bench::sweep_shapes(o);
   const std::size_t total = shapes.size() * o.payloads.size() * o.tokens.size();
   if (mpi.rank() == 0) {
-    std::printf("epg-bench: %d x %s, NCCL %s, %zu configurations, %d CTAs x %d threads; per-op time of %d graph "
+    std::string ctas;
+    for (int c : o.ctas) {
+      if (!ctas.empty()) ctas += ',';
+      ctas += std::to_string(c);
+    }
+    std::printf("epg-bench: %d x %s, NCCL %s, %zu configurations, %s CTAs x %d threads; per-op time of %d graph "
                 "replays of %d ops each (median of the slowest rank); columns: epg-bench --help\n",
-                mpi.size(), prop.name, nccl_version.c_str(), total, o.ctas, o.threads, o.replays, o.ops_per_graph);
+                mpi.size(), prop.name, nccl_version.c_str(), total, ctas.c_str(), o.threads, o.replays, o.ops_per_graph);
     bench::print_header();
   }
   const auto start = std::chrono::steady_clock::now();

@@ -42,7 +42,7 @@ std::string join(const std::vector<int>& values) {
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
   options o;
   std::string tokens = join(o.tokens), payloads = "bf16,fp8", hidden = join(o.hidden), top_k = join(o.top_k),
-              experts = join(o.experts), routing = "uniform", domains = join(o.domain_sizes);
+              experts = join(o.experts), routing = "uniform", domains = join(o.domain_sizes), ctas = join(o.ctas);
   po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
                                "usage: mpirun -np <gpus> epg-bench [options]\n"
                                "Lists are comma-separated; every combination is measured");
@@ -60,7 +60,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("replays", po::value(&o.replays)->default_value(o.replays), "timed graph replays per measurement")
     ("ops-per-graph", po::value(&o.ops_per_graph)->default_value(o.ops_per_graph), "back-to-back ops captured in each timed graph; times are per op")
     ("warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed replays first")
-    ("ctas", po::value(&o.ctas)->default_value(o.ctas), "CTAs per dispatch/combine (and the LSA baseline)")
+    ("ctas", po::value(&ctas)->default_value(ctas), "CTAs per dispatch/combine and the LSA baseline (list): the SM "
+                                                   "budget, e.g. 8,16,24,32,64")
     ("threads", po::value(&o.threads)->default_value(o.threads), "threads per CTA")
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
     ("deadline", po::value(&o.deadline_seconds)->default_value(o.deadline_seconds), "session deadline in seconds (0 = "
@@ -85,6 +86,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   require_positive(o.hidden, "--hidden");
   require_positive(o.top_k, "--top-k");
   require_positive(o.experts, "--experts");
+  o.ctas = split<int>(ctas, "--ctas");
+  require_positive(o.ctas, "--ctas");
   o.domain_sizes = split<int>(domains, "--domain-size");
   for (int L : o.domain_sizes)
     if (L < 0) comm::throw_config_error("--domain-size", "has " + std::to_string(L), "use 0 (the NVLink team) or a divisor of the rank count");
@@ -108,7 +111,8 @@ std::vector<shape> sweep_shapes(const options& o) {
     for (int k : o.top_k)
       for (int e : o.experts)
         for (sim::routing r : o.routings)
-          for (int L : o.domain_sizes) out.push_back({h, k, e, r, L});
+          for (int L : o.domain_sizes)
+            for (int c : o.ctas) out.push_back({h, k, e, r, L, c});
   return out;
 }
 
@@ -149,14 +153,14 @@ void check_sweep(const options& o, int ep_size) {
     for (const auto& payload : o.payloads)
       for (int tokens : o.tokens) {
         try {
-          comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, o.ctas, o.threads);
+          comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, s.ctas, o.threads);
           if (o.placement_table) config.expert_slots_per_rank = config.experts_per_rank();
           comm::validate(config);
           (void)kernels::plan_permute(config, timed_permute(config));  // the permute is timed too
         } catch (const comm::error& e) {
           std::ostringstream what;
           what << "for hidden " << s.hidden << ", top-k " << s.top_k << ", experts " << s.experts << ", domain size "
-               << s.domain_size << ", " << payload
+               << s.domain_size << ", " << s.ctas << " CTAs, " << payload
                << ", T=" << tokens << " on " << ep_size << " ranks it " << e.message();
           comm::throw_config_error(e.call(), what.str(), e.hint());
         }

@@ -45,8 +45,8 @@ std::size_t workspace_bytes(const result& r, std::string_view prefix) {
 }
 
 void print_header() {
-  std::printf("%-7s %8s %-3s %-3s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s | %6s %6s\n",
-              "done", "elapsed", "EP", "L", "H", "k", "E", "routing", "payload", "T", "disp us", "wire GB/s", "logicGB",
+  std::printf("%-7s %8s %-3s %-3s %4s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s | %6s %6s\n",
+              "done", "elapsed", "EP", "L", "CTAs", "H", "k", "E", "routing", "payload", "T", "disp us", "wire GB/s", "logicGB",
               "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc");
 }
 
@@ -64,9 +64,9 @@ std::string clock_text(double seconds) {  // h:mm:ss, or m:ss under an hour
 
 void print_row(const result& r, std::size_t done, std::size_t total, double elapsed_seconds) {
   const std::string progress = std::to_string(done) + "/" + std::to_string(total);
-  std::printf("%-7s %8s %-3d %-3d %5d %3d %4d %-8s %-7s %6d | %8.1f %9.1f %7.1f | %8.1f %9.1f %7.1f | %8.1f %8.1f | "
+  std::printf("%-7s %8s %-3d %-3d %4d %5d %3d %4d %-8s %-7s %6d | %8.1f %9.1f %7.1f | %8.1f %9.1f %7.1f | %8.1f %8.1f | "
               "%8.1f %8.1f | %6.2f %6.2f\n",
-              progress.c_str(), clock_text(elapsed_seconds).c_str(), r.ep, r.domain_size, r.hidden, r.top_k, r.experts,
+              progress.c_str(), clock_text(elapsed_seconds).c_str(), r.ep, r.domain_size, r.ctas, r.hidden, r.top_k, r.experts,
               r.routing.c_str(), r.payload.c_str(), r.tokens, r.dispatch.median,
               gbps(r.wire_dispatch_bytes, r.dispatch.median), gbps(r.logical_dispatch_bytes, r.dispatch.median),
               r.combine.median, gbps(r.wire_combine_bytes, r.combine.median),
@@ -84,6 +84,7 @@ graph replays of the slowest rank, each replay divided by --ops-per-graph):
   EP         ranks (GPUs) in the expert-parallel group
   L          ranks per NVLink domain (--domain-size); ranks of other domains get fixed slabs of
              rows by NCCL send/recv, the NCCL baseline still moves exactly the routed bytes
+  CTAs       CTAs per dispatch/combine launch and LSA baseline (--ctas): the SM budget
   H, k, E    hidden size, experts per token (top-k), number of experts
   routing    routing distribution of the draw (uniform, skewed, one-rank)
   payload    dispatch payload: bf16 rows, or fp8 (e4m3 rows + 1x128 fp32 scales); top-k ids and

@@ -34,7 +34,7 @@ TEST(BenchOptions, ParsesListsAndRejectsBadOnes) {
   ASSERT_TRUE(o);
   EXPECT_EQ(o->tokens, (std::vector<int>{64, 2048}));
   EXPECT_EQ(o->payloads, (std::vector<std::string>{"fp8"}));
-  EXPECT_EQ(o->ctas, 128);
+  EXPECT_EQ(o->ctas, std::vector<int>{128});
   EXPECT_EQ(o->out, "x/y");
   EXPECT_THROW(bench::parse_options({"--tokens", "12,abc"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--tokens", "0"}), comm::error);
@@ -57,6 +57,27 @@ TEST(BenchSweep, EveryCombinationOnceRoutingFastest) {
   EXPECT_EQ(shapes[7], (bench::shape{2880, 8, 64, sim::routing::skewed}));
   for (std::size_t i = 0; i < shapes.size(); ++i)
     for (std::size_t j = i + 1; j < shapes.size(); ++j) EXPECT_FALSE(shapes[i] == shapes[j]) << i << " " << j;
+}
+
+TEST(BenchSweep, CtaCountsVaryFastestAndReachTheSessionConfig) {
+  auto o = bench::parse_options({"--ctas", "8,16,24,32,64", "--domain-size", "2,1"});
+  ASSERT_TRUE(o);
+  const auto shapes = bench::sweep_shapes(*o);
+  ASSERT_EQ(shapes.size(), 10u);
+  EXPECT_EQ(shapes[0], (bench::shape{7168, 8, 256, sim::routing::uniform, 2, 8}));
+  EXPECT_EQ(shapes[4], (bench::shape{7168, 8, 256, sim::routing::uniform, 2, 64}));
+  EXPECT_EQ(shapes[5], (bench::shape{7168, 8, 256, sim::routing::uniform, 1, 8}));
+  EXPECT_EQ(bench::make_config(bench::make_problem(shapes[1], 4, 128, 1), "bf16", shapes[1].ctas, 512).num_ctas, 16);
+  EXPECT_THROW(bench::parse_options({"--ctas", "16,0"}), comm::error);
+  // check_sweep names the CTA count of the configuration it rejects (more CTAs than allowed).
+  auto big = bench::parse_options({"--ctas", "64,5000"});
+  ASSERT_TRUE(big);
+  try {
+    bench::check_sweep(*big, 2);
+    ADD_FAILURE() << "accepted 5000 CTAs";
+  } catch (const comm::error& e) {
+    EXPECT_NE(std::string(e.what()).find("5000 CTAs"), std::string::npos) << e.what();
+  }
 }
 
 TEST(BenchSweep, DomainSizesVaryFastestAndReachTheSessionConfig) {
@@ -492,6 +513,7 @@ TEST(BenchReport, RowsShowProgressAndElapsedTime) {
   EXPECT_NE(out.find("3/8"), std::string::npos) << out;
   EXPECT_NE(out.find("1:02:05"), std::string::npos) << out;
   EXPECT_NE(out.find("1:05"), std::string::npos) << out;
+  EXPECT_NE(out.find("CTAs"), std::string::npos) << out;
 }
 
 TEST(BenchOptions, OutMustBeAFilePrefix) {
