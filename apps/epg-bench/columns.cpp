@@ -19,21 +19,22 @@ class column_list {
   void add(std::string key, std::string doc, std::function<cell(const result&)> value) {
     list_.push_back({std::move(key), std::move(doc), std::move(value)});
   }
-  // median, p10 and p90 of one timed op, plus its wire GB/s.
-  void add_timed(const std::string& op, const std::string& what, stats result::*times, double result::*wire_bytes) {
+  // median, p10 and p90 of one timed op.
+  void add_times(const std::string& op, const std::string& what, stats result::*times) {
     const std::string doc = what + ": median, p10, p90 microseconds per op (slowest rank)";
     add(op + "_us", doc, [times](const result& r) { return (r.*times).median; });
     add(op + "_p10_us", doc, [times](const result& r) { return (r.*times).p10; });
     add(op + "_p90_us", doc, [times](const result& r) { return (r.*times).p90; });
+  }
+  // A collective op: its times, plus its wire GB/s (listed later, by add_wire_bandwidths).
+  void add_timed(const std::string& op, const std::string& what, stats result::*times, double result::*wire_bytes) {
+    add_times(op, what, times);
     wire_.push_back({"wire_" + op + "_GBps", what + ": wire (remote) bytes / median time, GB/s",
                      [times, wire_bytes](const result& r) { return gbps(r.*wire_bytes, (r.*times).median); }});
   }
   // A local op: its times and the GPU-memory bytes it reads and writes once / median, GB/s.
   void add_local(const std::string& op, const std::string& what, stats result::*times, double result::*bytes) {
-    const std::string doc = what + ": median, p10, p90 microseconds per op (slowest rank)";
-    add(op + "_us", doc, [times](const result& r) { return (r.*times).median; });
-    add(op + "_p10_us", doc, [times](const result& r) { return (r.*times).p10; });
-    add(op + "_p90_us", doc, [times](const result& r) { return (r.*times).p90; });
+    add_times(op, what, times);
     add(op + "_bytes", what + ": GPU-memory bytes it must read and write once per rank (mean over ranks)",
         [bytes](const result& r) { return r.*bytes; });
     add(op + "_GBps", what + ": those bytes / median time, GB/s (compare with the card's memory bandwidth)",

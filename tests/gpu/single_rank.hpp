@@ -43,16 +43,6 @@ void expect_config_error(F&& f, const std::string& field, const std::string& fra
     EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
 }
-/// A zero-copy step of the reference experts over `b`'s buffers.
-inline graph::step_spec zero_copy_spec(const comm::ep_session& session, const sim::batch_storage& b,
-                                       const sim::problem& p) {
-  graph::step_spec spec;
-  spec.dispatch = b.dispatch_args();
-  spec.combine = b.combine_args();
-  spec.experts = sim::reference_expert_stage(p);
-  spec.expert_output = session.combine_region();
-  return spec;
-}
 
 }  // namespace epgraph::gputest
 

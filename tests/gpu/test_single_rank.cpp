@@ -12,7 +12,7 @@ TEST_F(SingleRank, StepGraphMatchesReferenceInBothVariants) {
     comm::ep_session session(nccl, sim::make_config(p, 8, 256));
     sim::batch_storage b(p);
     comm::device_buffer staged(zero_copy ? 0 : std::size_t(p.max_tokens) * p.hidden * 2);
-    graph::step_spec spec = zero_copy_spec(session, b, p);
+    graph::step_spec spec = sim::zero_copy_step(session, b, p);
     if (!zero_copy) spec.expert_output = staged.get();
     graph::stream s;
     graph::step_graph step(graph::plan_step(session, spec), s);
@@ -88,7 +88,7 @@ TEST_F(SingleRank, BadHostInputIsRejectedBeforeLaunch) {
   comm::device_buffer other_count(sizeof(std::int32_t));
   expect_config_error(
       [&] {
-        graph::step_spec spec = zero_copy_spec(session, b, p);
+        graph::step_spec spec = sim::zero_copy_step(session, b, p);
         spec.combine.num_tokens = other_count.as<std::int32_t>();
         (void)graph::plan_step(session, spec);
       },

@@ -80,7 +80,7 @@ TEST_F(SingleRank, ExpertMajorPlanningRejectsWhatItCannotServe) {
   sim::batch_storage b(p);
   expect_config_error(
       [&] {
-        graph::step_spec spec = zero_copy_spec(session, b, p);
+        graph::step_spec spec = sim::zero_copy_step(session, b, p);
         spec.expert_major = kernels::permute_args{};
         (void)graph::plan_step(session, spec);
       },

@@ -30,7 +30,7 @@ TEST_F(SingleRank, AFailingExpertStageMarksTheSessionAndCombineWritesNaN) {
   auto p = small_problem();
   comm::ep_session session(nccl, sim::make_config(p, 8, 256));
   sim::batch_storage b(p);
-  graph::step_spec spec = zero_copy_spec(session, b, p);
+  graph::step_spec spec = sim::zero_copy_step(session, b, p);
   spec.experts = [](const graph::expert_stage_io&, cudaStream_t) { return cudaErrorInvalidValue; };
   const auto plan = graph::plan_step(session, spec);
   graph::stream s;
@@ -65,7 +65,7 @@ TEST_F(SingleRank, CombineUsesTheTokenCountDispatchRecorded) {
   auto p = small_problem();
   comm::ep_session session(nccl, sim::make_config(p, 8, 256));
   sim::batch_storage b(p);
-  graph::step_spec spec = zero_copy_spec(session, b, p);
+  graph::step_spec spec = sim::zero_copy_step(session, b, p);
   // The expert stage changes the caller's count after dispatch read it.
   const auto experts = sim::reference_expert_stage(p);
   spec.experts = [&](const graph::expert_stage_io& io, cudaStream_t st) {
@@ -94,7 +94,7 @@ TEST_F(SingleRank, PlansSurviveAMoveOfTheSessionAndRefuseOnceItIsGone) {
   std::optional<comm::ep_session> first(std::in_place, nccl, sim::make_config(p, 8, 256));
   sim::batch_storage b(p);
   graph::stream s;
-  graph::step_graph step(graph::plan_step(*first, zero_copy_spec(*first, b, p)), s);
+  graph::step_graph step(graph::plan_step(*first, sim::zero_copy_step(*first, b, p)), s);
   kernels::dispatch_op dispatch(*first, b.dispatch_args());
   std::optional<comm::ep_session> moved(std::move(*first));
   first.reset();  // the moved-from object is gone too
@@ -117,7 +117,7 @@ TEST_F(SingleRank, AbortRefusesFurtherRunsOnHostAndDevice) {
   comm::ep_session session(nccl, sim::make_config(p, 8, 256));
   sim::batch_storage b(p);
   graph::stream s;
-  graph::step_graph step(graph::plan_step(session, zero_copy_spec(session, b, p)), s);
+  graph::step_graph step(graph::plan_step(session, sim::zero_copy_step(session, b, p)), s);
   session.abort();
   EXPECT_TRUE(session.failed());
   EXPECT_EQ(step.replay(s), cudaErrorNotPermitted);

@@ -78,6 +78,7 @@ comm::expert_placement moved(int ep) {
   return table(kPerRank * ep, r);
 }
 
+
 template <class T>
 std::vector<T> to_host(const void* device, std::size_t count) {
   std::vector<T> host(count);
@@ -94,11 +95,7 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
   EXPECT_EQ(session.placement().local_slots, kSlots);  // starts as the contiguous rule
   sim::batch_storage buffers(p);
   // Two graphs on one session, captured once: source-major (zero copy) and expert-major.
-  graph::step_spec source_major;
-  source_major.dispatch = buffers.dispatch_args();
-  source_major.combine = buffers.combine_args();
-  source_major.experts = sim::reference_expert_stage(p);
-  source_major.expert_output = session.combine_region();
+  const graph::step_spec source_major = sim::zero_copy_step(session, buffers, p);
   graph::step_spec expert_major = source_major;
   expert_major.expert_output = nullptr;
   expert_major.expert_major = kernels::permute_args{{comm::expert_major_form::packed, 0, 0, false}, 1};
@@ -198,13 +195,8 @@ TEST(Placement, ATableOneRankGetsWrongFailsEveryRankAndChangesNothing) {
   EXPECT_EQ(session.placement().rank_of, replicated(ep).rank_of);  // unchanged
   // And the session still computes the right thing with the table it kept.
   sim::batch_storage buffers(p);
-  graph::step_spec spec;
-  spec.dispatch = buffers.dispatch_args();
-  spec.combine = buffers.combine_args();
-  spec.experts = sim::reference_expert_stage(p);
-  spec.expert_output = session.combine_region();
   graph::stream s;
-  graph::step_graph step(graph::plan_step(session, spec), s);
+  graph::step_graph step(graph::plan_step(session, sim::zero_copy_step(session, buffers, p)), s);
   EXPECT_EQ(sim::generate_batch(p, me, 5, buffers.inputs(), s.get()), cudaSuccess);
   EXPECT_EQ(step.replay(s), cudaSuccess);
   s.sync();

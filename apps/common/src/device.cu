@@ -212,4 +212,13 @@ graph::expert_stage reference_expert_stage(const problem& p) {
   return [p](const graph::expert_stage_io& io, cudaStream_t s) { return reference_experts(p, io, s); };
 }
 
+graph::step_spec zero_copy_step(const comm::ep_session& session, const batch_storage& batch, const problem& p) {
+  graph::step_spec spec;
+  spec.dispatch = batch.dispatch_args();
+  spec.combine = batch.combine_args();
+  spec.experts = reference_expert_stage(p);
+  spec.expert_output = session.combine_region();
+  return spec;
+}
+
 }  // namespace epgraph::sim

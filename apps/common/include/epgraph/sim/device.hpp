@@ -66,4 +66,8 @@ cudaError_t check_output(const problem& p, int rank, std::uint64_t step, const v
 /// An expert_stage callable bound to a problem.
 graph::expert_stage reference_expert_stage(const problem& p);
 
+/// A zero-copy step of the reference experts over `batch`'s buffers (expert output written
+/// into the session's combine region).
+graph::step_spec zero_copy_step(const comm::ep_session& session, const batch_storage& batch, const problem& p);
+
 }  // namespace epgraph::sim
