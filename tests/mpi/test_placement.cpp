@@ -271,13 +271,8 @@ TEST(Placement, ATableTooLargeToCacheGivesTheSameResults) {
   const comm::expert_placement big = table(p.num_experts, replicas, slots);
   session.set_placement(big);
   sim::batch_storage buffers(p);
-  graph::step_spec spec;
-  spec.dispatch = buffers.dispatch_args();
-  spec.combine = buffers.combine_args();
-  spec.experts = sim::reference_expert_stage(p);
-  spec.expert_output = session.combine_region();
   graph::stream s;
-  graph::step_graph step(graph::plan_step(session, spec), s);
+  graph::step_graph step(graph::plan_step(session, sim::zero_copy_step(session, buffers, p)), s);
   std::vector<std::uint16_t> host(static_cast<std::size_t>(p.max_tokens) * p.hidden);
   long long wrong = 0;
   for (std::uint64_t k = 0; k < 20; ++k) {
