@@ -42,11 +42,11 @@ comm::ep_config config_with_table(const sim::problem& p) {
 }
 
 // A table from a list of (logical expert, rank, slot) replicas: physical ids in list order.
-comm::expert_placement table(int experts, std::vector<std::array<int, 3>> replicas) {
+comm::expert_placement table(int experts, std::vector<std::array<int, 3>> replicas, int slots = kSlots) {
   std::stable_sort(replicas.begin(), replicas.end(), [](const auto& a, const auto& b) { return a[0] < b[0]; });
   comm::expert_placement t;
   t.num_experts = experts;
-  t.local_slots = kSlots;
+  t.local_slots = slots;
   t.replica_offsets.assign(static_cast<std::size_t>(experts) + 1, 0);
   for (const auto& r : replicas) {
     ++t.replica_offsets[static_cast<std::size_t>(r[0]) + 1];
@@ -250,4 +250,40 @@ TEST(Placement, ATableOneRankGetsWrongFailsEveryRankAndChangesNothing) {
   } catch (const comm::error& e) {
     EXPECT_NE(std::string(e.what()).find("expert_slots_per_rank: is 0"), std::string::npos) << e.what();
   }
+}
+
+// A table too large for dispatch's shared-memory cache (more than max_cached_table_words) is
+// read from global memory: the same results. 2052 experts, one spare slot per rank holding a
+// replica of expert 0.
+TEST(Placement, ATableTooLargeToCacheGivesTheSameResults) {
+  sim::problem p = make_problem();
+  const int me = mpi().rank(), ep = p.ep_size;
+  p.num_experts = 2052;  // divisible by 2 and 4
+  p.hidden = 256;
+  const int per_rank = p.num_experts / ep, slots = per_rank + 1;
+  comm::ep_config config = sim::make_config(p, 32, 256);
+  config.expert_slots_per_rank = slots;
+  ASSERT_GT(2LL * (config.num_experts + config.physical_experts()), kernels::max_cached_table_words);
+  comm::ep_session session(world_comm(), config);
+  std::vector<std::array<int, 3>> replicas;
+  for (int e = 0; e < p.num_experts; ++e) replicas.push_back({e, e / per_rank, e % per_rank});
+  for (int rank = 1; rank < ep; ++rank) replicas.push_back({0, rank, per_rank});
+  const comm::expert_placement big = table(p.num_experts, replicas, slots);
+  session.set_placement(big);
+  sim::batch_storage buffers(p);
+  graph::stream s;
+  graph::step_graph step(graph::plan_step(session, sim::zero_copy_step(session, buffers, p)), s);
+  std::vector<std::uint16_t> host(static_cast<std::size_t>(p.max_tokens) * p.hidden);
+  long long wrong = 0;
+  for (std::uint64_t k = 0; k < 20; ++k) {
+    EXPECT_EQ(sim::generate_batch(p, me, k, buffers.inputs(), s.get()), cudaSuccess);
+    EXPECT_EQ(step.replay(s), cudaSuccess);
+    s.sync();
+    const int T = sim::token_count(p, me, k);
+    EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * 2,
+                              cudaMemcpyDeviceToHost));
+    wrong += sim::count_wrong(p, k, me, host.data(), &big);
+  }
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
 }

@@ -27,7 +27,7 @@ constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per
 // leaves as the physical ids token t chose, so the receiver knows the replica.
 template <bool Domains, bool Placed, class V>
 __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
-                         const device::warp_slots& slots, int lane, bool ids) {
+                         const device::warp_slots& slots, int lane, bool ids, device::table_cache cache, bool cached) {
   std::size_t v0, v1;
   device::push_items::slice_range(c.row_bytes / sizeof(V), slice, slices, v0, v1);
   const V* src = reinterpret_cast<const V*>(c.src + static_cast<std::size_t>(t) * c.row_bytes);
@@ -46,7 +46,8 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u)
           if (base + u * 32 + lane < v1)
-            x[u] = static_cast<V>(device::physical_expert(table, static_cast<int>(x[u]), t));
+            x[u] = static_cast<V>(cached ? cache.physical(static_cast<int>(x[u]), t)
+                                        : device::physical_expert(table, static_cast<int>(x[u]), t));
       }
     }
     // Destinations from rank+1 upwards, then wrapping: each source starts on another peer
@@ -122,6 +123,12 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   const device::announcer me = device::announcer_of(v);
   for (int d = tid; d < ep; d += nthreads) s_count[d] = s_prefix[d] = 0;
   if (tid == 0) s_failed = 0;
+  // A placement table small enough is copied into shared memory now, beside the claim; the
+  // claim's __syncthreads() publishes it.
+  extern __shared__ int2 s_table[];
+  device::table_cache cache{s_table, s_table + v.num_experts, v.num_experts};
+  const bool cached = Placed && p.table_cache_bytes > 0;
+  if (cached) cache.fill(v.placement());
   device::begin_collective(v, comm::collective_kind::dispatch, st);
   const int T = device::clamp_token_count(requested_tokens, v.max_tokens, input, b == 0 && tid == 0 && !st.refused);
   // Combine uses this count, after a dispatch refused for a fatal fault too (it marks every
@@ -160,7 +167,8 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   std::uint64_t first_mask = 0;
   const auto mask_of = [&](int t, bool report) {
     if constexpr (Placed)
-      return device::placed_destination_mask(p.topk_ids, t, v.top_k, v.placement(), input, report);
+      return cached ? device::cached_destination_mask(p.topk_ids, t, v.top_k, cache, input, report)
+                    : device::placed_destination_mask(p.topk_ids, t, v.top_k, v.placement(), input, report);
     else
       return device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, report);
   };
@@ -223,7 +231,8 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {
-        push_row<Domains, Placed, decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane, c == 0);
+        push_row<Domains, Placed, decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane, c == 0,
+                                                 cache, cached);
       });
     }
   }
@@ -270,8 +279,9 @@ cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_param
   const dim3 grid(p.v.num_ctas), block(p.v.threads_per_cta);
   const bool domains = p.v.domain_size < p.v.ep_size;
   if (p.v.placed) {
-    if (domains) dispatch_kernel<true, true><<<grid, block, 0, stream>>>(dev, p);
-    else dispatch_kernel<false, true><<<grid, block, 0, stream>>>(dev, p);
+    const auto shared = static_cast<std::size_t>(p.table_cache_bytes);
+    if (domains) dispatch_kernel<true, true><<<grid, block, shared, stream>>>(dev, p);
+    else dispatch_kernel<false, true><<<grid, block, shared, stream>>>(dev, p);
   } else {
     if (domains) dispatch_kernel<true, false><<<grid, block, 0, stream>>>(dev, p);
     else dispatch_kernel<false, false><<<grid, block, 0, stream>>>(dev, p);

@@ -112,6 +112,10 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
                                v.layout.staged_payloads[i], static_cast<int>(vec)};
     }
     params_.num_copies = static_cast<int>(args.payloads.size()) + 1;
+    // A placement table of up to max_cached_table_words is read from shared memory (dispatch.cu).
+    const long long table_words = 2LL * (static_cast<long long>(c.num_experts) + c.physical_experts());
+    params_.table_cache_bytes =
+        v.placed && table_words <= max_cached_table_words ? static_cast<int>(table_words * sizeof(int)) : 0;
     dev_ = session.dev_comm();
     remote_ = detail::make_remote_transport(session);
   });

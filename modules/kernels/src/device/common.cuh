@@ -95,6 +95,53 @@ __device__ inline std::uint64_t placed_destination_mask(const std::int32_t* topk
   return mask;
 }
 
+/// A placement table cached in one CTA's shared memory: per logical expert (first replica,
+/// replicas), per replica (rank, physical id). One lookup is two shared loads instead of three
+/// dependent global ones.
+struct table_cache {
+  int2* info;     ///< [num_experts]
+  int2* replica;  ///< [physical]
+  int num_experts;
+
+  /// Every thread of the CTA; the caller's next __syncthreads() publishes it.
+  __device__ void fill(const comm::placement_ref& t) {
+    for (int e = threadIdx.x; e < t.num_experts; e += blockDim.x) {
+      const int first = t.replica_offsets[e], next = t.replica_offsets[e + 1];
+      info[e] = make_int2(first, next - first);
+    }
+    for (int i = threadIdx.x; i < t.physical; i += blockDim.x) {
+      const int id = t.replica_ids[i];
+      replica[i] = id >= 0 ? make_int2(t.rank_of[id], id) : make_int2(-1, -1);
+    }
+  }
+  /// (rank, physical id) of the replica token t uses for valid logical expert e (choose_replica).
+  __device__ int2 chosen(int e, int t) const {
+    const int2 in = info[e];
+    return replica[in.x + static_cast<int>(static_cast<unsigned>(t) % static_cast<unsigned>(in.y))];
+  }
+  /// physical_expert's answer from the cache: -1 for an id that is no logical expert.
+  __device__ int physical(int e, int t) const { return e < 0 || e >= num_experts ? -1 : chosen(e, t).y; }
+};
+
+/// placed_destination_mask from the cached table.
+__device__ inline std::uint64_t cached_destination_mask(const std::int32_t* topk_ids, int t, int k,
+                                                        const table_cache& cache, comm::fault_record* input,
+                                                        bool report) {
+  std::uint64_t mask = 0;
+  const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
+  for (int j = 0; j < k; ++j) {
+    const int e = ids[j];
+    if (e == -1) continue;
+    if (e < -1 || e >= cache.num_experts) {
+      if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
+      continue;
+    }
+    const int rank = cache.chosen(e, t).x;
+    if (rank >= 0 && rank < 64) mask |= std::uint64_t{1} << rank;  // a checked table always has it
+  }
+  return mask;
+}
+
 // ---- per-token destination slots, spread over the warp --------------------------------
 
 /// Lane l holds the slot of destinations l and l + 32 (ep <= 64). Warp-uniform queries.

@@ -24,12 +24,17 @@ struct copy_spec {
 
 inline constexpr int max_copies = comm::max_payloads + 1;  // payloads + the implicit top-k ids
 
+/// Shared-memory words of a placement table cached per dispatch CTA (2 per logical expert, 2 per
+/// physical one); a larger table is read from global memory.
+inline constexpr int max_cached_table_words = 8192;
+
 struct dispatch_params {
   comm::session_view v;
   const std::int32_t* num_tokens;
   const std::int32_t* topk_ids;
   int num_copies;
   copy_spec copies[max_copies];
+  int table_cache_bytes;  ///< placement table cached in shared memory (0: none, or read from global)
 };
 
 /// Combine reads the token count the last dispatch recorded (layout.dispatched), never the
