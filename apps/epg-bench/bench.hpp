@@ -41,6 +41,9 @@ struct options {
   /// several domains no exchange guard), so their cost can be measured.
   double deadline_seconds = 30.0;
   bool placement_table = false;  ///< sessions keep a placement table (ep_config::expert_slots_per_rank)
+  /// fp8 rows also time the quantizing dispatch (bf16 rows in) and a separate quantize_rows_op
+  /// followed by the fp8 dispatch (issue 15); --quantize none skips them.
+  bool quantize = true;
   bool trace = false;  ///< every rank prints each phase of each configuration to stderr
   std::string out = "epg-bench";  ///< writes <out>.csv (row by row) and <out>.json (at the end)
 };
@@ -53,6 +56,10 @@ std::vector<shape> sweep_shapes(const options& o);
 /// The problem and session config of one measurement (fp8: e4m3 bytes + 1x128 fp32 scales).
 sim::problem make_problem(const shape& s, int ep_size, int tokens, std::uint64_t seed);
 comm::ep_config make_config(const sim::problem& p, const std::string& payload, int ctas, int threads);
+
+/// Hidden-state-like bf16 rows [tokens][hidden] for the quantizing timings: values spread over
+/// a few units with an outlier now and then (no NaN or Inf), drawn from `seed`. Pure.
+std::vector<std::uint16_t> bf16_rows(int tokens, int hidden, std::uint64_t seed);
 
 /// The permute the bench times beside dispatch and combine: packed, rows keep their router
 /// weights (the payload named "weights").
@@ -98,6 +105,10 @@ struct result {
   /// the GPU-memory bytes each must read and write once per rank (mean over ranks).
   stats permute, unpermute;
   double permute_bytes = 0, unpermute_bytes = 0;
+  /// fp8 payload with options::quantize: quantize_rows_op alone (and the bytes it reads and
+  /// writes), the quantizing dispatch, and quantize_rows_op + the fp8 dispatch as one op.
+  stats quantize, quantized_dispatch, quantize_then_dispatch;
+  double quantize_bytes = 0;
   /// Bytes per GPU, every part once (no totals).
   std::vector<workspace_part> workspace;
 };

@@ -129,6 +129,13 @@ std::vector<column> make_columns() {
               "weighted un-permute: each received token's expert rows, times their weights, summed into the "
               "combine region",
               &result::unpermute, &result::unpermute_bytes);
+  c.add_local("quantize", "fp8 rows (--quantize fp8; else 0): quantize_rows_op alone, bf16 rows into e4m3 codes "
+              "and 1x128 fp32 scales", &result::quantize, &result::quantize_bytes);
+  c.add_timed("quantized_dispatch", "fp8 rows (--quantize fp8; else 0): the quantizing dispatch, bf16 rows in",
+              &result::quantized_dispatch, &result::wire_dispatch_bytes);
+  c.add_timed("quantize_then_dispatch", "fp8 rows (--quantize fp8; else 0): quantize_rows_op, then the fp8 dispatch",
+              &result::quantize_then_dispatch, &result::wire_dispatch_bytes);
+  c.add_wire_bandwidths();
   const std::string workspace = "session GPU memory per rank: total = window (symmetric) + local state + remote state (several domains)";
   c.add("workspace_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r)); });
   c.add("workspace_window_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r, "window.")); });

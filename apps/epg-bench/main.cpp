@@ -97,7 +97,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   double bytes_per_token = std::size_t(shape.top_k) * 4;  // the top-k ids travel too
   for (const auto& spec : cfg.payloads) bytes_per_token += spec.row_bytes;
   for (int set = 0; set < 2; ++set) {
-    kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}};
+    kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}, std::nullopt};
     for (const auto& spec : cfg.payloads) {
       inputs.push_back(std::make_unique<comm::device_buffer>(std::size_t(tokens) * spec.row_bytes));
       EPG_CHECK_CUDA(sim::fill_pattern(inputs.back()->get(), tokens, spec.row_bytes, 17 * set + me, nullptr));
@@ -221,6 +221,35 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     const double out_row = double(shape.hidden) * double(comm::element_size(cfg.combine_type));
     r.permute_bytes = mean_over_ranks(received * payload_row + rows * (payload_row + 3 * 4 + 4));
     r.unpermute_bytes = mean_over_ranks(rows * out_row + received * out_row);
+  }
+  if (payload == "fp8" && o.quantize) {
+    // Quantizing inside dispatch against quantizing first: the same session and routing; the
+    // separate quantize writes set 0's fp8 inputs, which dispatch 0 then sends.
+    const std::size_t hidden = cfg.payloads[0].row_bytes, blocks = (hidden + 127) / 128;
+    comm::device_buffer rows(std::size_t(tokens) * hidden * 2);
+    const auto values = bench::bf16_rows(tokens, static_cast<int>(hidden), o.seed + static_cast<std::uint64_t>(me));
+    EPG_CHECK_CUDA(cudaMemcpy(rows.get(), values.data(), values.size() * 2, cudaMemcpyHostToDevice));
+    kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(),
+                                {{}, {}, {inputs[2]->get(), cfg.payloads[2].row_bytes}},
+                                kernels::fp8_dispatch{rows.get(), 0, 1, kernels::fp8::scale_format::fp32}};
+    const kernels::dispatch_op quantizing(session, args);
+    const kernels::quantize_rows_op quantize(session, {num_tokens.as<std::int32_t>(), tokens, static_cast<int>(hidden),
+                                                       rows.get(), inputs[0]->get(), inputs[1]->get(),
+                                                       kernels::fp8::scale_format::fp32});
+    phase("quantize timing");
+    replayer rq(s, {[&](cudaStream_t st) { return quantize.run(st); }}, o.ops_per_graph);
+    r.quantize = rq.time(mpi, o.warmup, o.replays);
+    r.quantize_bytes = double(tokens) * double(hidden * 3 + blocks * 4);
+    phase("quantizing dispatch timing");
+    replayer rd(s, {[&](cudaStream_t st) { return quantizing.run(st); }}, o.ops_per_graph);
+    r.quantized_dispatch = rd.time(mpi, o.warmup, o.replays);
+    phase("quantize + dispatch timing");
+    replayer rp(s, {[&](cudaStream_t st) {
+                  const cudaError_t e = quantize.run(st);
+                  return e != cudaSuccess ? e : dispatches[0].run(st);
+                }},
+                o.ops_per_graph);
+    r.quantize_then_dispatch = rp.time(mpi, o.warmup, o.replays);
   }
   r.workspace = bench::workspace_parts(session.layout(), cfg);
   phase("check_faults");

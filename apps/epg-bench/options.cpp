@@ -1,4 +1,5 @@
 // epg-bench options: parsing, the sweep, and the session config of one measurement.
+#include <cstring>
 #include <sstream>
 
 #include "bench.hpp"
@@ -41,7 +42,7 @@ std::string join(const std::vector<int>& values) {
 
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
   options o;
-  std::string tokens = join(o.tokens), payloads = "bf16,fp8", hidden = join(o.hidden), top_k = join(o.top_k),
+  std::string tokens = join(o.tokens), payloads = "bf16,fp8", quantize = "fp8", hidden = join(o.hidden), top_k = join(o.top_k),
               experts = join(o.experts), routing = "uniform", domains = join(o.domain_sizes), ctas = join(o.ctas);
   po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
                                "usage: mpirun -np <gpus> epg-bench [options]\n"
@@ -68,6 +69,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
                                                                                      "off: no device deadline, no exchange guard)")
     ("placement-table", po::bool_switch(&o.placement_table), "sessions keep an expert placement table (the contiguous "
                                                              "one): dispatch picks replicas and sends physical ids")
+    ("quantize", po::value(&quantize)->default_value(quantize), "fp8: fp8 rows also time the quantizing dispatch (bf16 "
+                                                              "rows in) and quantize_rows_op + the fp8 dispatch; none: not")
     ("trace", po::bool_switch(&o.trace), "every rank prints each phase of each configuration to stderr (to find where "
                                          "a run stalls)")
     ("out", po::value(&o.out)->default_value(o.out), "output prefix (rank 0 writes; missing folders are created): "
@@ -94,6 +97,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   o.payloads = split<std::string>(payloads, "--payload");
   for (const auto& p : o.payloads)
     if (p != "bf16" && p != "fp8") comm::throw_config_error("--payload", "has '" + p + "'", "use bf16 or fp8");
+  if (quantize != "fp8" && quantize != "none")
+    comm::throw_config_error("--quantize", "is '" + quantize + "'", "use fp8 or none");
+  o.quantize = quantize == "fp8";
   o.routings.clear();
   for (const auto& name : split<std::string>(routing, "--routing")) o.routings.push_back(sim::parse_routing(name));
   if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");
@@ -138,6 +144,19 @@ comm::ep_config make_config(const sim::problem& p, const std::string& payload, i
                     {"weights", static_cast<std::size_t>(p.top_k) * sizeof(float)}};
   }
   return cfg;
+}
+
+std::vector<std::uint16_t> bf16_rows(int tokens, int hidden, std::uint64_t seed) {
+  std::vector<std::uint16_t> out(std::size_t(tokens) * std::size_t(hidden));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const std::uint32_t h = sim::mix(seed * 0x9e3779b97f4a7c15ull + i);
+    float x = (static_cast<float>(h & 0xffff) - 32768.0f) / 8192.0f;  // [-4, 4)
+    if ((h >> 16) % 64 == 0) x *= 40.0f;
+    std::uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    out[i] = static_cast<std::uint16_t>(bits >> 16);
+  }
+  return out;
 }
 
 kernels::permute_args timed_permute(const comm::ep_config& config) {

@@ -67,7 +67,7 @@ TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
   EPG_CHECK_CUDA(cudaMemcpy(num_tokens.get(), &T, 4, cudaMemcpyHostToDevice));
   if (T) EPG_CHECK_CUDA(cudaMemcpy(ids.get(), routes.ids[me].data(), routes.ids[me].size() * 4, cudaMemcpyHostToDevice));
   std::vector<comm::device_buffer> payloads;
-  kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}};
+  kernels::dispatch_args args{num_tokens.as<std::int32_t>(), ids.as<std::int32_t>(), {}, std::nullopt};
   for (std::size_t i = 0; i < c.row_bytes.size(); ++i) {
     payloads.emplace_back(std::size_t(p.max_tokens) * c.row_bytes[i]);
     EPG_CHECK_CUDA(sim::fill_pattern(payloads.back().get(), p.max_tokens, c.row_bytes[i], 100 * me + i, nullptr));

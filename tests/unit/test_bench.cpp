@@ -25,6 +25,8 @@ TEST(BenchOptions, DefaultsSweepTheReferenceShapes) {
   EXPECT_EQ(o->ops_per_graph, 10);
   EXPECT_FALSE(o->placement_table);
   EXPECT_TRUE(bench::parse_options({"--placement-table"})->placement_table);
+  EXPECT_TRUE(o->quantize);  // fp8 rows time the quantizing dispatch too
+  EXPECT_FALSE(bench::parse_options({"--quantize", "none"})->quantize);
   // One shape by default: the reference H=7168, top-8 of 256 experts, uniform routing.
   EXPECT_EQ(bench::sweep_shapes(*o), (std::vector<bench::shape>{{7168, 8, 256, sim::routing::uniform}}));
 }
@@ -39,6 +41,7 @@ TEST(BenchOptions, ParsesListsAndRejectsBadOnes) {
   EXPECT_THROW(bench::parse_options({"--tokens", "12,abc"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--tokens", "0"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--payload", "nvfp4"}), comm::error);
+  EXPECT_THROW(bench::parse_options({"--quantize", "int8"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--ops-per-graph", "0"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--hidden", "7168,2880x"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--top-k", "8,-1"}), comm::error);
@@ -251,6 +254,10 @@ bench::result known_result() {
   r.unpermute = {3.0, 3.25, 3.5};
   r.permute_bytes = 9e6;
   r.unpermute_bytes = 6.5e6;
+  r.quantize = {6.0, 6.5, 7.0};
+  r.quantize_bytes = 1.3e6;
+  r.quantized_dispatch = {25.0, 25.5, 26.0};
+  r.quantize_then_dispatch = {30.0, 31.0, 32.0};
   r.workspace = {{"window.counts", 16},
                  {"window.combine", 28672},
                  {"window.padding", 3984},
@@ -336,6 +343,19 @@ std::map<std::string, double> expected_numbers() {
           {"unpermute_p90_us", 3.5},
           {"unpermute_bytes", 6.5e6},
           {"unpermute_GBps", 6.5e6 / (3.25 * 1e3)},
+          {"quantize_us", 6.5},
+          {"quantize_p10_us", 6.0},
+          {"quantize_p90_us", 7.0},
+          {"quantize_bytes", 1.3e6},
+          {"quantize_GBps", 1.3e6 / (6.5 * 1e3)},
+          {"quantized_dispatch_us", 25.5},
+          {"quantized_dispatch_p10_us", 25.0},
+          {"quantized_dispatch_p90_us", 26.0},
+          {"quantize_then_dispatch_us", 31.0},
+          {"quantize_then_dispatch_p10_us", 30.0},
+          {"quantize_then_dispatch_p90_us", 32.0},
+          {"wire_quantized_dispatch_GBps", (0.1 + 0.2) / (25.5 * 1e3)},
+          {"wire_quantize_then_dispatch_GBps", (0.1 + 0.2) / (31.0 * 1e3)},
           {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
           {"floor_combine_us", 5e6 / 450e3},
           // The total is the parts, each once: no window total counted on top of its regions.

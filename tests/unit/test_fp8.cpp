@@ -137,3 +137,47 @@ TEST(Fp8, PowerOfTwoScalesCoverTheBlockMaximum) {
   EXPECT_EQ(fp8::ue8m0_exponent(0.0f), 0);
   EXPECT_EQ(fp8::ue8m0_exponent(3.0e38f), 120);          // 3e38 / 448 < 2^120
 }
+
+// A block whose largest element is an fp32 denormal: 448 / amax overflows, the inverse scale
+// is the largest float instead, so zeros stay zeros (not NaN) and the codes match the
+// reference.
+TEST(Fp8, ABlockOfDenormalsQuantizesWithoutNaN) {
+  std::vector<float> row(128, 0.0f);
+  row[1] = 1e-40f;
+  row[2] = -3e-39f;
+  row[3] = -0.0f;
+  EXPECT_TRUE(std::isinf(448.0f / 3e-39f));
+  EXPECT_EQ(fp8::fp32_inverse_scale(3e-39f), std::numeric_limits<float>::max());
+  for (bool ue8m0 : {false, true}) {
+    std::vector<std::uint8_t> codes(128);
+    fp8::quantize_block(row.data(), 128, ue8m0 ? fp8::scale_format::ue8m0 : fp8::scale_format::fp32, codes.data());
+    EXPECT_EQ(codes, sim::reference_quantize_row(row, ue8m0).codes);
+    EXPECT_EQ(codes[0], 0x00);
+    EXPECT_EQ(codes[3], 0x80);  // -0 keeps its sign
+    EXPECT_NE(codes[2] & 0x7f, 0x7f) << "not NaN";
+  }
+}
+
+// The rows the GPU tests quantize (specials by row) quantize on the host as the reference
+// does, and contain what they promise.
+TEST(Fp8, TheGpuTestRowsQuantizeAsTheReference) {
+  int nan_rows = 0;
+  for (int r = 0; r < 10; ++r) {
+    const auto bits = sim::bf16_test_row(1000, 77, r);
+    ASSERT_EQ(bits, sim::bf16_test_row(1000, 77, r));  // deterministic
+    std::vector<float> row(bits.size());
+    for (std::size_t i = 0; i < bits.size(); ++i) row[i] = sim::bf16_value(bits[i]);
+    nan_rows += std::isnan(row[0]) && std::isnan(row[1]) && std::signbit(row[1]);
+    for (bool ue8m0 : {false, true}) {
+      const sim::quantized_row want = sim::reference_quantize_row(row, ue8m0);
+      std::vector<std::uint8_t> codes(row.size());
+      for (int b = 0; b < fp8::blocks_of(1000); ++b) {
+        const int first = b * fp8::block, n = std::min(fp8::block, 1000 - first);
+        fp8::quantize_block(row.data() + first, n, ue8m0 ? fp8::scale_format::ue8m0 : fp8::scale_format::fp32,
+                            codes.data() + first);
+      }
+      EXPECT_EQ(codes, want.codes) << "row " << r;
+    }
+  }
+  EXPECT_EQ(nan_rows, 2);  // rows 1 and 6
+}

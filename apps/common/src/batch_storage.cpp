@@ -24,7 +24,8 @@ batch_storage::batch_storage(const problem& p)
 kernels::dispatch_args batch_storage::dispatch_args() const {
   return {inputs_.num_tokens,
           inputs_.topk_ids,
-          {{inputs_.hidden, payload_row_bytes_[0]}, {inputs_.weights, payload_row_bytes_[1]}}};
+          {{inputs_.hidden, payload_row_bytes_[0]}, {inputs_.weights, payload_row_bytes_[1]}},
+          std::nullopt};
 }
 
 kernels::combine_args batch_storage::combine_args() const { return {inputs_.num_tokens, output_.get(), dtype_}; }

@@ -1,8 +1,11 @@
 #include "epgraph/sim/fp8_reference.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <random>
 
 namespace epgraph::sim {
 
@@ -56,12 +59,57 @@ quantized_row reference_quantize_row(const std::vector<float>& row, bool ue8m0) 
       out.ue8m0.push_back(static_cast<std::uint8_t>(k + 127));
       out.scales.push_back(static_cast<float>(std::ldexp(1.0, k)));
       for (std::size_t i = first; i < end; ++i)
-        out.codes[i] = reference_e4m3(static_cast<float>(std::ldexp(static_cast<double>(row[i]), -k)));
+        out.codes[i] = reference_e4m3(std::isnan(row[i]) ? row[i]
+                                                         : static_cast<float>(std::ldexp(static_cast<double>(row[i]), -k)));
     } else {
-      const float scale = amax > 0.0f ? amax / 448.0f : 1.0f;
-      out.scales.push_back(scale);
-      for (std::size_t i = first; i < end; ++i) out.codes[i] = reference_e4m3(row[i] / scale);
+      // The quantization multiplier 448 / amax, one fp32 rounding; the largest float where
+      // that overflows (amax an fp32 denormal).
+      float inverse = 1.0f;
+      if (amax > 0.0f) {
+        inverse = 448.0f / amax;
+        if (std::isinf(inverse)) inverse = std::numeric_limits<float>::max();
+      }
+      out.scales.push_back(amax > 0.0f ? amax / 448.0f : 1.0f);
+      for (std::size_t i = first; i < end; ++i) out.codes[i] = reference_e4m3(std::isnan(row[i]) ? row[i] : row[i] * inverse);
     }
+  }
+  return out;
+}
+
+float bf16_value(std::uint16_t bits) {
+  const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+namespace {
+std::uint16_t to_bf16_bits(float x) {  // truncation: the test rows only need some bf16 value
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+}  // namespace
+
+std::vector<std::uint16_t> bf16_test_row(int hidden, std::uint64_t seed, int row) {
+  std::mt19937_64 rng(seed * 1000003u + static_cast<std::uint64_t>(row));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> pick(0, 63);
+  std::vector<std::uint16_t> out(static_cast<std::size_t>(hidden));
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int i = 0; i < hidden; ++i) {
+    float x = normal(rng);
+    if (pick(rng) == 0) x *= 40.0f;  // outliers
+    switch (row % 5) {
+      case 1:
+        if (i < 8) x = std::array<float, 8>{nan, -nan, inf, -inf, 1e-40f, -3e-39f, -0.0f, 448.0f * 3}[i];
+        break;
+      case 2: x = (i % 3 == 0) ? (i % 2 ? -0.0f : 0.0f) : x * 1e-39f; break;  // fp32 denormals
+      case 3: if (i < 128) x = 0.0f; break;
+      case 4: x = std::clamp(x * 1e37f, -3.3e38f, 3.3e38f); break;  // near the largest bf16 (3.39e38)
+      default: break;
+    }
+    out[static_cast<std::size_t>(i)] = to_bf16_bits(x);
   }
   return out;
 }

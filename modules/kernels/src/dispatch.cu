@@ -9,6 +9,7 @@
 
 #include "device/collective.cuh"
 #include "device/common.cuh"
+#include "device/fp8_rows.cuh"
 #include "device/push_items.hpp"
 #include "launch.hpp"
 
@@ -17,6 +18,29 @@ namespace {
 
 constexpr int kMaxWarps = 32;
 constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per lane
+
+/// Where row `slot` of region `dst` (a peer of this rank's domain: an NVLink store into its
+/// window) or of the staging region `stage` (another domain: sent by NCCL after the kernel)
+/// lies for destination d.
+template <bool Domains>
+__device__ __forceinline__ char* row_destination(const comm::session_view& v, const comm::region& dst,
+                                                 const comm::region& stage, int d, int slot, std::size_t row_bytes) {
+  if (!Domains || v.in_domain(d))
+    return static_cast<char*>(ncclGetLsaPointer(v.window, v.row_offset(dst, v.rank, slot, row_bytes), v.lsa_peer(d)));
+  return reinterpret_cast<char*>(v.remote_state + v.remote_row_offset(stage, d, slot, row_bytes));
+}
+
+/// Calls f(d) for every destination d in `mask`, from rank+1 upwards, then wrapping: each
+/// source starts on another peer (as the LSA baseline does) instead of every rank storing to
+/// rank 0 first. Measured: T=128 dispatch on 4 GPUs 31.9 -> 25.6 us.
+template <class F>
+__device__ __forceinline__ void for_each_destination(std::uint64_t mask, int rank, F&& f) {
+  const std::uint64_t above = rank + 1 < 64 ? mask & (~std::uint64_t{0} << (rank + 1)) : 0;
+  for (std::uint64_t m = above, rest = mask & ~above; m || rest; m &= m - 1) {
+    if (!m) m = rest, rest = 0;
+    f(__ffsll(static_cast<long long>(m)) - 1);
+  }
+}
 
 /// Pushes slice `slice` of `slices` of token t's row to every destination in `slots.mask`.
 /// The row is read once and stored to each destination. Warp-uniform loop bounds.
@@ -31,7 +55,6 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
   std::size_t v0, v1;
   device::push_items::slice_range(c.row_bytes / sizeof(V), slice, slices, v0, v1);
   const V* src = reinterpret_cast<const V*>(c.src + static_cast<std::size_t>(t) * c.row_bytes);
-  const int rank = v.rank;
 
   for (std::size_t base = v0; base < v1; base += 32 * kUnroll) {
     V x[kUnroll];
@@ -50,25 +73,66 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
                                         : device::physical_expert(table, static_cast<int>(x[u]), t));
       }
     }
-    // Destinations from rank+1 upwards, then wrapping: each source starts on another peer
-    // (as the LSA baseline does) instead of every rank storing to rank 0 first. Measured:
-    // T=128 dispatch on 4 GPUs 31.9 -> 25.6 us.
-    const std::uint64_t above = rank + 1 < 64 ? slots.mask & (~std::uint64_t{0} << (rank + 1)) : 0;
-    for (std::uint64_t m = above, rest = slots.mask & ~above; m || rest; m &= m - 1) {
-      if (!m) m = rest, rest = 0;
-      const int d = __ffsll(static_cast<long long>(m)) - 1;
-      const int slot = slots.slot(d);
-      // Domain peers: an NVLink store into their window. Other domains: this rank's staging
-      // rows, which NCCL sends after the kernel.
-      V* dst = !Domains || v.in_domain(d) ? reinterpret_cast<V*>(static_cast<char*>(ncclGetLsaPointer(
-                                    v.window, v.row_offset(c.dst, rank, slot, c.row_bytes), v.lsa_peer(d))))
-                              : reinterpret_cast<V*>(v.remote_state + v.remote_row_offset(c.stage, d, slot, c.row_bytes));
+    for_each_destination(slots.mask, v.rank, [&](int d) {
+      V* dst = reinterpret_cast<V*>(row_destination<Domains>(v, c.dst, c.stage, d, slots.slot(d), c.row_bytes));
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const std::size_t i = base + u * 32 + lane;
         if (i < v1) dst[i] = x[u];
       }
+    });
+  }
+}
+
+/// The quantizing copy (copy_spec::quantize): slice `slice` of `slices` of token t's bf16 row,
+/// in warp steps of 256 elements, is read once, quantized once, and its codes and block scales
+/// are stored to every destination. Warp-uniform loop bounds.
+template <bool Domains>
+__device__ void push_quantized_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
+                                   const device::warp_slots& slots, int lane) {
+  const int hidden = static_cast<int>(c.row_bytes);  // one code byte per element
+  const int steps = (hidden + device::kFp8StepElements - 1) / device::kFp8StepElements;
+  const int blocks = fp8::blocks_of(hidden);
+  std::size_t s0, s1;
+  device::push_items::slice_range(static_cast<std::size_t>(steps), slice, slices, s0, s1);
+  const uint4* src = reinterpret_cast<const uint4*>(c.src + static_cast<std::size_t>(t) * c.row_bytes * 2);
+
+  for (int base = static_cast<int>(s0); base < static_cast<int>(s1); base += kUnroll) {
+    uint4 x[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+      x[u] = base + u < static_cast<int>(s1) ? device::load_bf16x8(src, (base + u) * 32 + lane, hidden)
+                                             : make_uint4(0, 0, 0, 0);
+    device::fp8_lane q[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) q[u] = device::quantize_lane(x[u], c.scales);
+    // The round's block scales gathered into lanes 0 .. 2*kUnroll-1 (block 2*(base+u)+h sits
+    // in lane 16h of step u), so they leave as one contiguous store.
+    std::uint32_t scale = 0;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const std::uint32_t s = __shfl_sync(~0u, q[u].scale, (lane & 1) * 16);
+      if (lane >> 1 == u) scale = s;
     }
+    const int scale_block = 2 * base + lane;
+    const bool stores_scale = lane < 2 * kUnroll && scale_block < blocks && base + (lane >> 1) < static_cast<int>(s1);
+
+    for_each_destination(slots.mask, v.rank, [&](int d) {
+      const int slot = slots.slot(d);
+      auto* codes = reinterpret_cast<uint2*>(row_destination<Domains>(v, c.dst, c.stage, d, slot, c.row_bytes));
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int i = (base + u) * 32 + lane;
+        if (base + u < static_cast<int>(s1) && 8 * i < hidden) codes[i] = q[u].codes;
+      }
+      if (stores_scale) {
+        char* scales = row_destination<Domains>(v, c.scales_dst, c.scales_stage, d, slot, c.scales_row_bytes);
+        if (c.scales == fp8::scale_format::ue8m0)
+          reinterpret_cast<std::uint8_t*>(scales)[scale_block] = static_cast<std::uint8_t>(scale);
+        else
+          reinterpret_cast<std::uint32_t*>(scales)[scale_block] = scale;
+      }
+    });
   }
 }
 
@@ -230,6 +294,10 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     const device::warp_slots slots =
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
+      if (p.copies[c].quantize) {
+        push_quantized_row<Domains>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+        continue;
+      }
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {
         push_row<Domains, Placed, decltype(vec)>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane, c == 0,
                                                  cache, cached);

@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include "epgraph/kernels/launch_params.hpp"
+#include "epgraph/kernels/ops.hpp"
 
 struct ncclDevComm;
 
@@ -17,6 +18,8 @@ cudaError_t launch_combine(const ncclDevComm& dev, const combine_params& p, cuda
 cudaError_t launch_summarize(const comm::session_view& v, bool sanitize, int grid, cudaStream_t stream) noexcept;
 cudaError_t launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, int grid,
                                    cudaStream_t stream) noexcept;
+cudaError_t launch_quantize_rows(const quantize_rows_args& a, comm::fault_record* input, int grid,
+                                 cudaStream_t stream) noexcept;
 /// Records local_stage_failed (node position `node`) as this rank's fatal fault, if it has none.
 cudaError_t launch_stage_failed(const comm::session_view& v, int node, cudaStream_t stream) noexcept;
 /// The compiled attributes of the kernel a launch would run.

@@ -70,6 +70,46 @@ void require_coresident(cudaError_t queried, const cudaFuncAttributes& a, const 
                              "use num_ctas <= SM count");
 }
 
+// A quantizing dispatch's inputs (fp8_dispatch): two distinct payloads of matching sizes, their
+// entries left empty, bf16 rows that vectorize.
+void check_quantize(const fp8_dispatch& q, const dispatch_args& args, const comm::ep_config& c,
+                    const comm::session_view& v) {
+  const int n = static_cast<int>(c.payloads.size());
+  for (const auto& [index, field] : {std::pair{q.codes_payload, "codes_payload"}, std::pair{q.scales_payload, "scales_payload"}})
+    if (index < 0 || index >= n)
+      comm::throw_config_error(std::string("dispatch_args.quantize.") + field,
+                               "is " + std::to_string(index) + " but the session has " + std::to_string(n) + " payloads",
+                               "name the session payloads that receive the codes and the scales");
+  if (q.codes_payload == q.scales_payload)
+    comm::throw_config_error("dispatch_args.quantize.scales_payload", "is the codes payload too",
+                             "configure one payload for the codes and one for the scales");
+  if (q.scales != fp8::scale_format::fp32 && q.scales != fp8::scale_format::ue8m0)
+    comm::throw_config_error("dispatch_args.quantize.scales", "is " + std::to_string(static_cast<int>(q.scales)),
+                             "use fp8::scale_format::fp32 or ue8m0");
+  const std::size_t hidden = c.payloads[q.codes_payload].row_bytes;
+  if (hidden % 8 != 0)
+    comm::throw_config_error("payloads[" + std::to_string(q.codes_payload) + "].row_bytes",
+                             "is " + std::to_string(hidden) + ": quantized rows need a multiple of 8 elements",
+                             "pad the hidden size to a multiple of 8 (a last block of 128 may be partial)");
+  const std::size_t blocks = static_cast<std::size_t>(fp8::blocks_of(static_cast<int>(hidden)));
+  const std::size_t scale_bytes = blocks * (q.scales == fp8::scale_format::ue8m0 ? 1 : sizeof(float));
+  if (c.payloads[q.scales_payload].row_bytes != scale_bytes)
+    comm::throw_config_error("payloads[" + std::to_string(q.scales_payload) + "].row_bytes",
+                             "is " + std::to_string(c.payloads[q.scales_payload].row_bytes) + " but " +
+                                 std::to_string(blocks) + " blocks of " + std::to_string(hidden) + " elements need " +
+                                 std::to_string(scale_bytes) + " bytes of " +
+                                 (q.scales == fp8::scale_format::ue8m0 ? "UE8M0" : "fp32") + " scales",
+                             "size the scales payload to blocks_of(hidden) x the scale's bytes");
+  for (int index : {q.codes_payload, q.scales_payload})
+    if (args.payloads[static_cast<std::size_t>(index)].data != nullptr)
+      comm::throw_config_error("dispatch_args.payloads[" + std::to_string(index) + "].data",
+                               "is set but the quantizing dispatch writes that payload",
+                               "leave it null and pass the bf16 rows as dispatch_args.quantize.rows");
+  require_device_pointer(q.rows, "dispatch_args.quantize.rows", 16);
+  require_outside_session(q.rows, static_cast<std::size_t>(v.max_tokens) * hidden * 2, v,
+                          "dispatch_args.quantize.rows");
+}
+
 }  // namespace
 
 dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : link_(session.link()) {
@@ -98,9 +138,25 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
                          v.layout.staged_topk_ids, static_cast<int>(natural_alignment(id_row))};
     // Misaligned ids, or a placement table (the ids are translated one by one): int32 words.
     if (!aligned(args.topk_ids, natural_alignment(id_row)) || v.placed) params_.copies[0].vec_bytes = alignof(std::int32_t);
+    const fp8_dispatch* quantize = args.quantize ? &*args.quantize : nullptr;
+    if (quantize) check_quantize(*quantize, args, c, v);
+    int copies = 1;
     for (std::size_t i = 0; i < args.payloads.size(); ++i) {
       const auto& in = args.payloads[i];
       const std::string field = "dispatch_args.payloads[" + std::to_string(i) + "]";
+      if (quantize && static_cast<int>(i) == quantize->scales_payload) continue;  // written by the codes' copy
+      if (quantize && static_cast<int>(i) == quantize->codes_payload) {
+        const int scales = quantize->scales_payload;
+        copy_spec q{static_cast<const char*>(quantize->rows), c.payloads[i].row_bytes, v.layout.payloads[i],
+                    v.layout.staged_payloads[i], 8};
+        q.quantize = true;
+        q.scales = quantize->scales;
+        q.scales_dst = v.layout.payloads[scales];
+        q.scales_stage = v.layout.staged_payloads[scales];
+        q.scales_row_bytes = c.payloads[scales].row_bytes;
+        params_.copies[copies++] = q;
+        continue;
+      }
       if (in.row_bytes != c.payloads[i].row_bytes)
         comm::throw_config_error(field + ".row_bytes",
                                  "is " + std::to_string(in.row_bytes) + " but the session's payload '" +
@@ -108,10 +164,10 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
       const std::size_t vec = natural_alignment(in.row_bytes);
       require_device_pointer(in.data, field + ".data", vec);
       require_outside_session(in.data, max_tokens * in.row_bytes, v, field + ".data");
-      params_.copies[i + 1] = {static_cast<const char*>(in.data), in.row_bytes, v.layout.payloads[i],
-                               v.layout.staged_payloads[i], static_cast<int>(vec)};
+      params_.copies[copies++] = {static_cast<const char*>(in.data), in.row_bytes, v.layout.payloads[i],
+                                  v.layout.staged_payloads[i], static_cast<int>(vec)};
     }
-    params_.num_copies = static_cast<int>(args.payloads.size()) + 1;
+    params_.num_copies = copies;
     // A placement table of up to max_cached_table_words is read from shared memory (dispatch.cu).
     const long long table_words = 2LL * (static_cast<long long>(c.num_experts) + c.physical_experts());
     params_.table_cache_bytes =
@@ -139,6 +195,35 @@ summarize_op::summarize_op(const comm::ep_session& session, bool sanitize_unused
 cudaError_t summarize_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
   return detail::launch_summarize(view_, sanitize_, grid_, stream);
+}
+
+quantize_rows_op::quantize_rows_op(const comm::ep_session& session, quantize_rows_args args)
+    : link_(session.link()), view_(session.view()), args_(args), grid_(local_grid()) {
+  const std::string op = "quantize_rows_args";
+  if (args.max_rows < 0 || args.max_rows > comm::max_tokens_limit)
+    comm::throw_config_error(op + ".max_rows", "is " + std::to_string(args.max_rows),
+                             "use 0 .. " + std::to_string(comm::max_tokens_limit));
+  if (args.hidden <= 0 || args.hidden % 8 != 0 || static_cast<std::size_t>(args.hidden) > comm::max_row_bytes)
+    comm::throw_config_error(op + ".hidden", "is " + std::to_string(args.hidden),
+                             "use a positive multiple of 8 elements (a last block of 128 may be partial)");
+  if (args.format != fp8::scale_format::fp32 && args.format != fp8::scale_format::ue8m0)
+    comm::throw_config_error(op + ".format", "is " + std::to_string(static_cast<int>(args.format)),
+                             "use fp8::scale_format::fp32 or ue8m0");
+  const auto rows = static_cast<std::size_t>(args.max_rows), hidden = static_cast<std::size_t>(args.hidden);
+  const std::size_t scale_bytes = args.format == fp8::scale_format::ue8m0 ? 1 : sizeof(float);
+  require_device_pointer(args.num_rows, op + ".num_rows", alignof(std::int32_t));
+  require_device_pointer(args.rows, op + ".rows", 16);
+  require_device_pointer(args.codes, op + ".codes", 8);
+  require_device_pointer(args.scales, op + ".scales", scale_bytes);
+  require_outside_session(args.codes, rows * hidden, view_, op + ".codes");
+  require_outside_session(args.scales, rows * static_cast<std::size_t>(fp8::blocks_of(args.hidden)) * scale_bytes,
+                          view_, op + ".scales");
+}
+
+cudaError_t quantize_rows_op::run(cudaStream_t stream) const noexcept {
+  if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
+  return detail::launch_quantize_rows(args_, &view_.local_at<comm::device_faults>(view_.layout.faults)->input, grid_,
+                                      stream);
 }
 
 prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const void* expert_output)

@@ -21,4 +21,12 @@ struct quantized_row {
 /// Quantizes a row in blocks of 128 (the last one partial); ue8m0: power-of-two scales.
 quantized_row reference_quantize_row(const std::vector<float>& row, bool ue8m0);
 
+/// bf16 (the top half of an fp32) and back, exactly.
+float bf16_value(std::uint16_t bits);
+/// Row `row` of a deterministic bf16 test matrix of `hidden` elements: hidden-state-like draws
+/// (N(0, 1) with outliers), and by row: NaN of both signs, +-Inf and fp32 denormals in the
+/// first block (row % 5 == 1), a row of denormals and signed zeros only (2), a zero block
+/// (3), values near the largest bf16 (4). The same (hidden, seed, row) gives the same row.
+std::vector<std::uint16_t> bf16_test_row(int hidden, std::uint64_t seed, int row);
+
 }  // namespace epgraph::sim

@@ -2,8 +2,9 @@
 #include "epgraph/comm/requires_cxx20.hpp"
 // FP8 e4m3 quantization with 1x128 block scales (issue 15): one definition for the host (unit
 // tests against an independent reference, sim::reference_*) and the device (the quantizing
-// dispatch, planned). Every step is exactly rounded IEEE fp32 arithmetic, so both give the
-// same bytes.
+// dispatch and quantize_rows_op). Every step is one correctly rounded IEEE fp32 operation, so
+// both give the same bytes (the device converts with cvt.rn.satfinite, which rounds as to_e4m3
+// does; the GPU tests compare it with the host reference).
 //
 // e4m3 (the "fn" variant: no infinities): sign, 4 exponent bits (bias 7), 3 mantissa bits;
 // largest 448, smallest normal 2^-6, smallest subnormal 2^-9; NaN is S.1111.111.
@@ -13,11 +14,14 @@
 //
 // A row of H elements is quantized in blocks of 128 (the last one partial when H % 128 != 0).
 // Per block, amax is the largest |x| over its finite elements (NaN and +-Inf do not count):
-//   fp32 scales   scale = amax / 448 (1 when amax is 0); q = to_e4m3(x / scale); x ~ q * scale
+//   fp32 scales   scale = amax / 448, inverse = 448 / amax (at most FLT_MAX: a block of
+//                 fp32 denormals); both 1 when amax is 0; q = to_e4m3(x * inverse); x ~ q * scale.
+//                 A multiply per element (what the kernels can afford), one division per block.
 //   ue8m0 scales  scale = 2^k, the smallest power of two >= amax / 448 (that quotient rounded to
 //                 fp32; 2^-127 at least: what
 //                 an E8M0 byte, k + 127, holds; 2^0 when amax is 0); q = to_e4m3(x * 2^-k)
-// A block of zeros gives zero codes; a NaN element a NaN code; an infinite one +-448.
+// A block of zeros gives zero codes; a NaN element the NaN code with its sign (taken before the
+// multiply, which need not keep it); an infinite one +-448.
 #include <math.h>  // fabsf, ldexpf, rintf: the same names on host and device
 #include <cstdint>
 #include <cstring>
@@ -36,6 +40,9 @@ EPGRAPH_HD inline std::uint32_t bits_of(float x) {
   std::memcpy(&u, &x, sizeof u);
   return u;
 }
+
+/// NaN test on the bits (a NaN keeps its sign into its code; arithmetic need not keep it).
+EPGRAPH_HD inline bool is_nan(float x) { return (bits_of(x) & 0x7fffffffu) > 0x7f800000u; }
 
 /// Round to nearest even, saturating (see the header comment).
 EPGRAPH_HD inline std::uint8_t to_e4m3(float x) {
@@ -99,8 +106,20 @@ EPGRAPH_HD inline int ue8m0_exponent(float amax) {
   return k < -127 ? -127 : k;
 }
 
-/// The fp32 scale of a block.
+/// The fp32 scale of a block (the dequantization multiplier) and its quantization multiplier.
 EPGRAPH_HD inline float fp32_scale(float amax) { return amax > 0.0f ? amax / e4m3_max : 1.0f; }
+EPGRAPH_HD inline float fp32_inverse_scale(float amax) {
+  if (!(amax > 0.0f)) return 1.0f;
+  const float inverse = e4m3_max / amax;
+  return inverse < 3.402823466e38f ? inverse : 3.402823466e38f;  // 448 / a denormal overflows
+}
+/// 2^-k as a float, for k in [-127, 127] (the quantization multiplier of an E8M0 scale 2^k).
+EPGRAPH_HD inline float exp2_negated(int k) {
+  const std::uint32_t u = static_cast<std::uint32_t>(127 - k) << 23;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 
 /// Quantizes x[0, n) (one block) into q; returns the scale as the dequantization multiplier
 /// (for ue8m0 it is 2^k, and *ue8m0_byte gets k + 127 when given).
@@ -110,12 +129,13 @@ EPGRAPH_HD inline float quantize_block(const float* x, int n, scale_format forma
   if (format == scale_format::ue8m0) {
     const int k = ue8m0_exponent(amax);
     if (ue8m0_byte) *ue8m0_byte = static_cast<std::uint8_t>(k + 127);
-    for (int i = 0; i < n; ++i) q[i] = to_e4m3(ldexpf(x[i], -k));
+    const float multiplier = exp2_negated(k);  // x * 2^-k: exact but for fp32 denormal results
+    for (int i = 0; i < n; ++i) q[i] = to_e4m3(is_nan(x[i]) ? x[i] : x[i] * multiplier);
     return ldexpf(1.0f, k);
   }
-  const float scale = fp32_scale(amax);
-  for (int i = 0; i < n; ++i) q[i] = to_e4m3(x[i] / scale);
-  return scale;
+  const float inverse = fp32_inverse_scale(amax);
+  for (int i = 0; i < n; ++i) q[i] = to_e4m3(is_nan(x[i]) ? x[i] : x[i] * inverse);
+  return fp32_scale(amax);
 }
 
 /// Blocks of a row of `hidden` elements (the last one partial when hidden % 128 != 0).

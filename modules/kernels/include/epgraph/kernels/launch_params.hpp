@@ -7,6 +7,7 @@
 
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/session_view.hpp"
+#include "epgraph/kernels/fp8_quantize.hpp"
 
 namespace epgraph::kernels {
 
@@ -14,12 +15,22 @@ namespace epgraph::kernels {
 /// laid out [ep][max_tokens][row_bytes] of each destination in this rank's domain, and into
 /// the remote-state region `stage` laid out [remote][max_tokens][row_bytes] for the others (sent by
 /// NCCL after the kernel). vec_bytes: 16/8/4/2/1.
+///
+/// A quantizing copy (quantize set, issue 15) reads bf16 rows [T][row_bytes elements] from
+/// src, and sends each token's e4m3 codes (row_bytes bytes) to dst/stage and its 1x128 block
+/// scales (scales_row_bytes: 4 or 1 byte per block) to scales_dst/scales_stage; vec_bytes is 8
+/// (codes per lane and vector).
 struct copy_spec {
   const char* src;
   std::size_t row_bytes;
   comm::region dst;
   comm::region stage;
   int vec_bytes;
+  bool quantize = false;
+  fp8::scale_format scales = fp8::scale_format::fp32;
+  comm::region scales_dst{};
+  comm::region scales_stage{};
+  std::size_t scales_row_bytes = 0;
 };
 
 inline constexpr int max_copies = comm::max_payloads + 1;  // payloads + the implicit top-k ids

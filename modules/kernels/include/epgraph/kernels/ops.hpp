@@ -10,6 +10,7 @@
 //   (with several NVLink domains, their run() also enqueues an NCCL send/recv group: collective
 //    with the ranks of the other domains, capture-safe, not bounded by the session's deadline)
 //   summarize_op           no (local)             local                 no          run: yes
+//   quantize_rows_op       no (local)             local                 no          run: yes
 //   prepare_combine_op     no (local)             local                 no          run: yes
 //   stage_failure_op       no (local)             local                 no          run: yes
 //
@@ -42,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "epgraph/comm/ep_session.hpp"
@@ -59,10 +61,26 @@ struct payload_input {
   std::size_t row_bytes = 0;
 };
 
+/// A quantizing dispatch (issue 15): dispatch reads bf16 hidden rows, quantizes each token
+/// once on this rank (epgraph/kernels/fp8_quantize.hpp: e4m3, 1x128 blocks, the last one
+/// partial) and sends its codes and block scales into two of the session's payloads. The
+/// receivers see ordinary payload rows.
+struct fp8_dispatch {
+  /// Device [max_tokens_per_rank][hidden] bf16, 16-byte aligned, where hidden is the codes
+  /// payload's row_bytes (one byte per element; a multiple of 8).
+  const void* rows = nullptr;
+  int codes_payload = -1;   ///< session payload of the codes (row_bytes = hidden)
+  int scales_payload = -1;  ///< session payload of the scales: blocks_of(hidden) x 4 bytes (fp32) or x 1 (ue8m0)
+  fp8::scale_format scales = fp8::scale_format::fp32;
+};
+
 struct dispatch_args {
   const std::int32_t* num_tokens = nullptr;  ///< device scalar T (0 <= T <= max_tokens_per_rank)
   const std::int32_t* topk_ids = nullptr;    ///< device [T][top_k]; -1 = no expert
-  std::vector<payload_input> payloads;       ///< one per configured payload, same order
+  /// One per configured payload, same order. With `quantize`, the entries of its codes and
+  /// scales payloads stay empty (null data): dispatch writes those rows.
+  std::vector<payload_input> payloads;
+  std::optional<fp8_dispatch> quantize;  ///< set: a quantizing dispatch
 };
 
 /// Limits on the host-side checks (also used by tests).
@@ -100,6 +118,33 @@ class summarize_op {
   comm::session_view view_;
   bool sanitize_;
   int grid_;  // chosen when planned, so run() only launches
+};
+
+struct quantize_rows_args {
+  /// Device scalar: the rows to quantize, clamped into [0, max_rows] (a count outside it is
+  /// recorded as an input fault of the session, as dispatch records a bad token count).
+  const std::int32_t* num_rows = nullptr;
+  int max_rows = 0;
+  int hidden = 0;                ///< elements per row, a multiple of 8
+  const void* rows = nullptr;    ///< device [max_rows][hidden] bf16, 16-byte aligned
+  void* codes = nullptr;         ///< device [max_rows][hidden] e4m3 codes, 8-byte aligned
+  void* scales = nullptr;        ///< device [max_rows][blocks_of(hidden)]: fp32 (4-byte aligned) or UE8M0 bytes
+  fp8::scale_format format = fp8::scale_format::fp32;
+};
+
+/// Local: quantizes bf16 rows into e4m3 codes and 1x128 block scales, the same bytes as the
+/// quantizing dispatch (fp8_dispatch). The separate kernel of "quantize, then dispatch FP8",
+/// and a helper for expert stages.
+class quantize_rows_op {
+ public:
+  quantize_rows_op(const comm::ep_session& session, quantize_rows_args args);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
+
+ private:
+  comm::session_link link_;
+  comm::session_view view_;  // for its fault word
+  quantize_rows_args args_;
+  int grid_;
 };
 
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives

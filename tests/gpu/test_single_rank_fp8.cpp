@@ -1,0 +1,178 @@
+// FP8 on one GPU (issue 15): quantize_rows_op and the quantizing dispatch (to itself) give the
+// bytes of the independent host quantizer (sim::reference_quantize_row), specials included;
+// planning rejects what it cannot quantize, naming the field.
+#include <cstring>
+
+#include "epgraph/sim/fp8_reference.hpp"
+#include "single_rank.hpp"
+
+using namespace epgraph;
+using gputest::expect_config_error;
+
+namespace {
+
+constexpr std::uint64_t kSeed = 77;
+
+std::vector<std::uint16_t> test_matrix(int rows, int hidden) {
+  std::vector<std::uint16_t> m;
+  for (int r = 0; r < rows; ++r) {
+    const auto row = sim::bf16_test_row(hidden, kSeed, r);
+    m.insert(m.end(), row.begin(), row.end());
+  }
+  return m;
+}
+
+// Compares quantized rows [rows][hidden] codes and [rows][blocks] scales with the reference of
+// row `origin(r)` of the test matrix; returns the number of wrong bytes / scales.
+long long count_mismatches(int rows, int hidden, bool ue8m0, const std::vector<std::uint8_t>& codes,
+                           const std::vector<std::uint8_t>& scales, const std::function<int(int)>& origin) {
+  const int blocks = kernels::fp8::blocks_of(hidden);
+  long long wrong = 0;
+  for (int r = 0; r < rows; ++r) {
+    const auto bits = sim::bf16_test_row(hidden, kSeed, origin(r));
+    std::vector<float> row(bits.size());
+    for (std::size_t i = 0; i < bits.size(); ++i) row[i] = sim::bf16_value(bits[i]);
+    const sim::quantized_row want = sim::reference_quantize_row(row, ue8m0);
+    for (int i = 0; i < hidden; ++i)
+      wrong += codes[std::size_t(r) * hidden + i] != want.codes[std::size_t(i)];
+    for (int b = 0; b < blocks; ++b) {
+      if (ue8m0) {
+        wrong += scales[std::size_t(r) * blocks + b] != want.ue8m0[std::size_t(b)];
+      } else {
+        float got;
+        std::memcpy(&got, &scales[(std::size_t(r) * blocks + b) * 4], 4);
+        wrong += std::memcmp(&got, &want.scales[std::size_t(b)], 4) != 0;
+      }
+    }
+  }
+  return wrong;
+}
+
+}  // namespace
+
+TEST_F(SingleRank, QuantizeRowsGivesTheHostQuantizersBytes) {
+  auto nccl = gputest::solo_comm();
+  const sim::problem p = gputest::small_problem();
+  comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+  for (int hidden : {7168, 200, 8, 2880}) {
+    for (bool ue8m0 : {false, true}) {
+      SCOPED_TRACE("hidden " + std::to_string(hidden) + (ue8m0 ? ", ue8m0" : ", fp32 scales"));
+      const int max_rows = 23, rows = 20;  // the last 3 rows must stay untouched
+      const int blocks = kernels::fp8::blocks_of(hidden);
+      const std::size_t scale_bytes = ue8m0 ? 1 : 4;
+      const auto input = test_matrix(max_rows, hidden);
+      comm::device_buffer in(input.size() * 2), codes(std::size_t(max_rows) * hidden),
+          scales(std::size_t(max_rows) * blocks * scale_bytes), count(4);
+      EPG_CHECK_CUDA(cudaMemcpy(in.get(), input.data(), input.size() * 2, cudaMemcpyHostToDevice));
+      EPG_CHECK_CUDA(cudaMemcpy(count.get(), &rows, 4, cudaMemcpyHostToDevice));
+      EPG_CHECK_CUDA(cudaMemset(codes.get(), 0xab, codes.bytes()));
+      EPG_CHECK_CUDA(cudaMemset(scales.get(), 0xab, scales.bytes()));
+      kernels::quantize_rows_op quantize(
+          session, {count.as<std::int32_t>(), max_rows, hidden, in.get(), codes.get(), scales.get(),
+                    ue8m0 ? kernels::fp8::scale_format::ue8m0 : kernels::fp8::scale_format::fp32});
+      ASSERT_EQ(quantize.run(nullptr), cudaSuccess);
+      std::vector<std::uint8_t> got_codes(codes.bytes()), got_scales(scales.bytes());
+      EPG_CHECK_CUDA(cudaMemcpy(got_codes.data(), codes.get(), got_codes.size(), cudaMemcpyDeviceToHost));
+      EPG_CHECK_CUDA(cudaMemcpy(got_scales.data(), scales.get(), got_scales.size(), cudaMemcpyDeviceToHost));
+      EXPECT_EQ(count_mismatches(rows, hidden, ue8m0, got_codes, got_scales, [](int r) { return r; }), 0);
+      long long touched = 0;
+      for (std::size_t i = std::size_t(rows) * hidden; i < got_codes.size(); ++i) touched += got_codes[i] != 0xab;
+      for (std::size_t i = std::size_t(rows) * blocks * scale_bytes; i < got_scales.size(); ++i)
+        touched += got_scales[i] != 0xab;
+      EXPECT_EQ(touched, 0) << "rows past the count were written";
+    }
+  }
+  EXPECT_EQ(session.read_faults().input.code, comm::fault_code::none);
+}
+
+// EP size 1: every token goes to this rank itself, through the same push as to a peer.
+TEST_F(SingleRank, AQuantizingDispatchDeliversTheHostQuantizersBytes) {
+  auto nccl = gputest::solo_comm();
+  for (bool ue8m0 : {false, true}) {
+    SCOPED_TRACE(ue8m0 ? "ue8m0" : "fp32 scales");
+    sim::problem p = gputest::small_problem();
+    p.hidden = 1000;  // a partial last block (1000 = 7 x 128 + 104)
+    const int blocks = kernels::fp8::blocks_of(p.hidden);
+    const std::size_t scale_bytes = ue8m0 ? 1 : 4;
+    comm::ep_config cfg = sim::make_config(p, 8, 256);
+    cfg.payloads = {{"scales", blocks * scale_bytes}, {"codes", std::size_t(p.hidden)}, {"extra", 12}};
+    comm::ep_session session(nccl, cfg);
+    const int T = 57;
+    std::vector<std::int32_t> ids(std::size_t(p.max_tokens) * p.top_k);
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int32_t>((i * 5) % p.num_experts);
+    const auto input = test_matrix(p.max_tokens, p.hidden);
+    comm::device_buffer count(4), d_ids(ids.size() * 4), rows(input.size() * 2), extra(std::size_t(p.max_tokens) * 12);
+    EPG_CHECK_CUDA(cudaMemcpy(count.get(), &T, 4, cudaMemcpyHostToDevice));
+    EPG_CHECK_CUDA(cudaMemcpy(d_ids.get(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+    EPG_CHECK_CUDA(cudaMemcpy(rows.get(), input.data(), input.size() * 2, cudaMemcpyHostToDevice));
+    EPG_CHECK_CUDA(sim::fill_pattern(extra.get(), p.max_tokens, 12, 5, nullptr));
+    kernels::dispatch_args args{count.as<std::int32_t>(), d_ids.as<std::int32_t>(),
+                                {{nullptr, 0}, {nullptr, 0}, {extra.get(), 12}},
+                                kernels::fp8_dispatch{rows.get(), 1, 0,
+                                                      ue8m0 ? kernels::fp8::scale_format::ue8m0
+                                                            : kernels::fp8::scale_format::fp32}};
+    kernels::dispatch_op dispatch(session, args);
+    ASSERT_EQ(dispatch.run(nullptr), cudaSuccess);
+    EPG_CHECK_CUDA(cudaDeviceSynchronize());
+    std::vector<std::uint8_t> codes(std::size_t(T) * p.hidden), scales(std::size_t(T) * blocks * scale_bytes),
+        got_extra(std::size_t(T) * 12);
+    EPG_CHECK_CUDA(cudaMemcpy(codes.data(), session.recv_payload(1), codes.size(), cudaMemcpyDeviceToHost));
+    EPG_CHECK_CUDA(cudaMemcpy(scales.data(), session.recv_payload(0), scales.size(), cudaMemcpyDeviceToHost));
+    EPG_CHECK_CUDA(cudaMemcpy(got_extra.data(), session.recv_payload(2), got_extra.size(), cudaMemcpyDeviceToHost));
+    // One rank: slot i holds token i.
+    EXPECT_EQ(count_mismatches(T, p.hidden, ue8m0, codes, scales, [](int r) { return r; }), 0);
+    long long extra_wrong = 0;
+    for (int t = 0; t < T; ++t)
+      for (int b = 0; b < 12; ++b) extra_wrong += got_extra[std::size_t(t) * 12 + b] != sim::pattern_byte(5, t, b);
+    EXPECT_EQ(extra_wrong, 0);
+    EXPECT_EQ(session.read_faults().input.code, comm::fault_code::none);
+  }
+}
+
+TEST_F(SingleRank, AQuantizingDispatchItCannotPlanIsRejectedNamingTheField) {
+  auto nccl = gputest::solo_comm();
+  sim::problem p = gputest::small_problem();
+  comm::ep_config cfg = sim::make_config(p, 8, 256);
+  cfg.payloads = {{"codes", 1000}, {"scales", 8 * 4}, {"odd_codes", 1004}, {"ue8m0", 8}};
+  comm::ep_session session(nccl, cfg);
+  comm::device_buffer count(4), ids(std::size_t(p.max_tokens) * p.top_k * 4), rows(std::size_t(p.max_tokens) * 1004 * 2 + 16),
+      other(std::size_t(p.max_tokens) * 1004);
+  EPG_CHECK_CUDA(cudaMemset(count.get(), 0, 4));
+  // The payloads the quantizer does not write get a buffer; its two stay empty.
+  const auto args = [&](kernels::fp8_dispatch q) {
+    kernels::dispatch_args a{count.as<std::int32_t>(), ids.as<std::int32_t>(), {}, q};
+    for (int i = 0; i < 4; ++i)
+      a.payloads.push_back(i == q.codes_payload || i == q.scales_payload
+                               ? kernels::payload_input{}
+                               : kernels::payload_input{other.get(), cfg.payloads[std::size_t(i)].row_bytes});
+    return a;
+  };
+  using kernels::fp8::scale_format;
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({rows.get(), 4, 1, scale_format::fp32})); },
+                      "dispatch_args.quantize.codes_payload", "has 4 payloads");
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({rows.get(), 0, 0, scale_format::fp32})); },
+                      "dispatch_args.quantize.scales_payload", "codes payload too");
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({rows.get(), 0, 3, scale_format::fp32})); },
+                      "payloads[3].row_bytes", "need 32 bytes of fp32 scales");
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({rows.get(), 0, 1, scale_format::ue8m0})); },
+                      "payloads[1].row_bytes", "need 8 bytes of UE8M0 scales");
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({rows.get(), 2, 1, scale_format::fp32})); },
+                      "payloads[2].row_bytes", "multiple of 8 elements");
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({rows.as<char>() + 8, 0, 1, scale_format::fp32})); },
+                      "dispatch_args.quantize.rows", "aligned to 16 bytes");
+  expect_config_error([&] { (void)kernels::dispatch_op(session, args({session.combine_region(), 0, 1, scale_format::fp32})); },
+                      "dispatch_args.quantize.rows", "overlaps the session's workspace");
+  auto given = args({rows.get(), 0, 1, scale_format::fp32});
+  given.payloads[0] = {rows.get(), 1000};
+  expect_config_error([&] { (void)kernels::dispatch_op(session, given); }, "dispatch_args.payloads[0].data",
+                      "the quantizing dispatch writes that payload");
+  expect_config_error(
+      [&] {
+        (void)kernels::quantize_rows_op(session, {count.as<std::int32_t>(), 4, 1004 - 2, rows.get(), rows.get(), rows.get(),
+                                            scale_format::fp32});
+      },
+      "quantize_rows_args.hidden", "multiple of 8");
+  // Accepted: both scale formats (the dispatch test above has the scales before the codes).
+  EXPECT_NO_THROW((void)kernels::dispatch_op(session, args({rows.get(), 0, 1, scale_format::fp32})));
+  EXPECT_NO_THROW((void)kernels::dispatch_op(session, args({rows.get(), 0, 3, scale_format::ue8m0})));
+}
