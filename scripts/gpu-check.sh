@@ -4,7 +4,7 @@
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
 #   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare probe
-#           expertmajor mutants
+#           expertmajor fp8 mutants
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
 #
@@ -105,6 +105,21 @@ for stage in $stages; do
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
           --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*:Placement.ATable*'
       done ;;
+    fp8)  # issue 15: the quantizer on one GPU, the quantizing dispatch at every GPU count and at np 2 with
+          # domain size 1 (the staged rows), and the sanitizers on both
+      run fp8_gpu 300 "$bin/epgraph_gpu_tests" --gtest_filter='SingleRank.*Quantiz*'
+      for np in $np_list; do
+        run "fp8_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" --gtest_filter='*QuantizingDispatch.*'
+      done
+      run fp8_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 "$bin/epgraph_mpi_tests" \
+        --gtest_filter='*QuantizingDispatch.*'
+      for tool in ${EPG_FP8_TOOLS:-memcheck racecheck synccheck}; do
+        run "sanitize_${tool}_fp8_gpu" 600 compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 \
+          "$bin/epgraph_gpu_tests" --gtest_filter='SingleRank.*Quantiz*'
+      done
+      run sanitize_memcheck_fp8_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 compute-sanitizer \
+        --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
+        --gtest_filter='*QuantizingDispatch*partial*:*QuantizingDispatch*tiny*' ;;
     mutants)
       for mutant in "${EPG_MUTANTS:?folder of mutant builds}"/*; do
         name=$(basename "$mutant") log="$logs/mutant_$(basename "$mutant").log"
