@@ -85,46 +85,53 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
 }
 
 /// The quantizing copy (copy_spec::quantize): slice `slice` of `slices` of token t's bf16 row,
-/// in warp steps of 256 elements, is read once, quantized once, and its codes and block scales
-/// are stored to every destination. Warp-uniform loop bounds.
-template <bool Domains>
+/// in warp steps of 32 x N elements (N = c.vec_bytes codes per lane: 16 when the codes rows are
+/// 16-byte aligned, else 8), is read once, quantized once, and its codes and block scales are
+/// stored to every destination. Warp-uniform loop bounds.
+template <bool Domains, int N>
 __device__ void push_quantized_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
                                    const device::warp_slots& slots, int lane) {
+  constexpr int kBlocksPerStep = 32 * N / fp8::block, kLanesPerBlock = fp8::block / N;
+  constexpr int kSteps = kUnroll * 8 / N;  // steps per round: kUnroll 16-byte loads in flight per lane
   const int hidden = static_cast<int>(c.row_bytes);  // one code byte per element
-  const int steps = (hidden + device::kFp8StepElements - 1) / device::kFp8StepElements;
-  const int blocks = fp8::blocks_of(hidden);
+  const int steps = (hidden + 32 * N - 1) / (32 * N), blocks = fp8::blocks_of(hidden);
   std::size_t s0, s1;
   device::push_items::slice_range(static_cast<std::size_t>(steps), slice, slices, s0, s1);
+  const int end = static_cast<int>(s1);
   const uint4* src = reinterpret_cast<const uint4*>(c.src + static_cast<std::size_t>(t) * c.row_bytes * 2);
 
-  for (int base = static_cast<int>(s0); base < static_cast<int>(s1); base += kUnroll) {
-    uint4 x[kUnroll];
+  for (int base = static_cast<int>(s0); base < end; base += kSteps) {
+    uint4 x[kSteps][N / 8];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-      x[u] = base + u < static_cast<int>(s1) ? device::load_bf16x8(src, (base + u) * 32 + lane, hidden)
-                                             : make_uint4(0, 0, 0, 0);
-    device::fp8_lane q[kUnroll];
+    for (int u = 0; u < kSteps; ++u) {
+      if (base + u < end) {
+        device::load_lane<N>(src, base + u, lane, hidden, x[u]);
+      } else {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) q[u] = device::quantize_lane(x[u], c.scales);
-    // The round's block scales gathered into lanes 0 .. 2*kUnroll-1 (block 2*(base+u)+h sits
-    // in lane 16h of step u), so they leave as one contiguous store.
+        for (int w = 0; w < N / 8; ++w) x[u][w] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    device::fp8_lane<N> q[kSteps];
+#pragma unroll
+    for (int u = 0; u < kSteps; ++u) q[u] = device::quantize_lane<N>(x[u], c.scales);
+    // The round's block scales gathered into its first lanes (block b of step u sits in lane
+    // b * kLanesPerBlock), so they leave as one contiguous store.
     std::uint32_t scale = 0;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const std::uint32_t s = __shfl_sync(~0u, q[u].scale, (lane & 1) * 16);
-      if (lane >> 1 == u) scale = s;
+    for (int u = 0; u < kSteps; ++u) {
+      const std::uint32_t s = __shfl_sync(~0u, q[u].scale, (lane % kBlocksPerStep) * kLanesPerBlock);
+      if (lane / kBlocksPerStep == u) scale = s;
     }
-    const int scale_block = 2 * base + lane;
-    const bool stores_scale = lane < 2 * kUnroll && scale_block < blocks && base + (lane >> 1) < static_cast<int>(s1);
+    const int scale_block = kBlocksPerStep * base + lane;
+    const bool stores_scale =
+        lane < kBlocksPerStep * kSteps && scale_block < blocks && base + lane / kBlocksPerStep < end;
 
     for_each_destination(slots.mask, v.rank, [&](int d) {
       const int slot = slots.slot(d);
-      auto* codes = reinterpret_cast<uint2*>(row_destination<Domains>(v, c.dst, c.stage, d, slot, c.row_bytes));
+      char* codes = row_destination<Domains>(v, c.dst, c.stage, d, slot, c.row_bytes);
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int i = (base + u) * 32 + lane;
-        if (base + u < static_cast<int>(s1) && 8 * i < hidden) codes[i] = q[u].codes;
-      }
+      for (int u = 0; u < kSteps; ++u)
+        if (base + u < end) device::store_codes<N>(codes, base + u, lane, hidden, q[u]);
       if (stores_scale) {
         char* scales = row_destination<Domains>(v, c.scales_dst, c.scales_stage, d, slot, c.scales_row_bytes);
         if (c.scales == fp8::scale_format::ue8m0)
@@ -295,7 +302,10 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       if (p.copies[c].quantize) {
-        push_quantized_row<Domains>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+        if (p.copies[c].vec_bytes == 16)
+          push_quantized_row<Domains, 16>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+        else
+          push_quantized_row<Domains, 8>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
         continue;
       }
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {

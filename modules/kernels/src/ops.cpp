@@ -147,8 +147,10 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
       if (quantize && static_cast<int>(i) == quantize->scales_payload) continue;  // written by the codes' copy
       if (quantize && static_cast<int>(i) == quantize->codes_payload) {
         const int scales = quantize->scales_payload;
-        copy_spec q{static_cast<const char*>(quantize->rows), c.payloads[i].row_bytes, v.layout.payloads[i],
-                    v.layout.staged_payloads[i], 8};
+        // 16 codes per lane when every codes row starts 16-byte aligned, else 8.
+        const std::size_t hidden = c.payloads[i].row_bytes;
+        copy_spec q{static_cast<const char*>(quantize->rows), hidden, v.layout.payloads[i],
+                    v.layout.staged_payloads[i], hidden % 16 == 0 ? 16 : 8};
         q.quantize = true;
         q.scales = quantize->scales;
         q.scales_dst = v.layout.payloads[scales];

@@ -18,8 +18,8 @@ namespace epgraph::kernels {
 ///
 /// A quantizing copy (quantize set, issue 15) reads bf16 rows [T][row_bytes elements] from
 /// src, and sends each token's e4m3 codes (row_bytes bytes) to dst/stage and its 1x128 block
-/// scales (scales_row_bytes: 4 or 1 byte per block) to scales_dst/scales_stage; vec_bytes is 8
-/// (codes per lane and vector).
+/// scales (scales_row_bytes: 4 or 1 byte per block) to scales_dst/scales_stage; vec_bytes is
+/// the codes per lane and warp step: 16 when the codes rows are 16-byte aligned, else 8.
 struct copy_spec {
   const char* src;
   std::size_t row_bytes;
