@@ -105,21 +105,22 @@ for stage in $stages; do
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
           --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*:Placement.ATable*'
       done ;;
-    fp8)  # issue 15: the quantizer on one GPU, the quantizing dispatch at every GPU count and at np 2 with
-          # domain size 1 (the staged rows), and the sanitizers on both
-      run fp8_gpu 300 "$bin/epgraph_gpu_tests" --gtest_filter='SingleRank.*Quantiz*'
+    fp8)  # issue 15: the quantizer and the FP8 combine on one GPU; the quantizing dispatch and the FP8
+          # combine at every GPU count and at np 2 with domain size 1 (the staged rows); sanitizers on both
+      fp8_gpu='SingleRank.*Quantiz*:SingleRank.*Fp8*' fp8_mpi='*QuantizingDispatch.*:*Fp8Combine.*'
+      run fp8_gpu 300 "$bin/epgraph_gpu_tests" --gtest_filter="$fp8_gpu"
       for np in $np_list; do
-        run "fp8_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" --gtest_filter='*QuantizingDispatch.*'
+        run "fp8_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" --gtest_filter="$fp8_mpi"
       done
       run fp8_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 "$bin/epgraph_mpi_tests" \
-        --gtest_filter='*QuantizingDispatch.*'
+        --gtest_filter="$fp8_mpi"
       for tool in ${EPG_FP8_TOOLS:-memcheck racecheck synccheck}; do
         run "sanitize_${tool}_fp8_gpu" 600 compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 \
-          "$bin/epgraph_gpu_tests" --gtest_filter='SingleRank.*Quantiz*'
+          "$bin/epgraph_gpu_tests" --gtest_filter="$fp8_gpu"
       done
       run sanitize_memcheck_fp8_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 compute-sanitizer \
         --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-        --gtest_filter='*QuantizingDispatch*partial*:*QuantizingDispatch*tiny*' ;;
+        --gtest_filter='*QuantizingDispatch*partial*:*QuantizingDispatch*tiny*:*whole_tokens*:*sliced_2048*:*Fp8Combine*k1*:*Fp8Combine*one_rank*' ;;
     mutants)
       for mutant in "${EPG_MUTANTS:?folder of mutant builds}"/*; do
         name=$(basename "$mutant") log="$logs/mutant_$(basename "$mutant").log"

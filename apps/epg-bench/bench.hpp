@@ -44,6 +44,9 @@ struct options {
   /// fp8 rows also time the quantizing dispatch (bf16 rows in) and a separate quantize_rows_op
   /// followed by the fp8 dispatch (issue 15); --quantize none skips them.
   bool quantize = true;
+  /// Every row also times the FP8 combine (combine_precision::fp8) and its quantizing
+  /// prepare-combine, beside the exact one (--combine-precision bf16 skips them).
+  bool fp8_combine = true;
   bool trace = false;  ///< every rank prints each phase of each configuration to stderr
   std::string out = "epg-bench";  ///< writes <out>.csv (row by row) and <out>.json (at the end)
 };
@@ -109,6 +112,10 @@ struct result {
   /// writes), the quantizing dispatch, and quantize_rows_op + the fp8 dispatch as one op.
   stats quantize, quantized_dispatch, quantize_then_dispatch;
   double quantize_bytes = 0;
+  /// options::fp8_combine (H % 16 == 0): the FP8 combine, its wire bytes per rank (e4m3 rows
+  /// and their scales), and the quantizing prepare-combine alone with the bytes it moves.
+  stats fp8_combine, fp8_prepare;
+  double wire_fp8_combine_bytes = 0, fp8_prepare_bytes = 0;
   /// Bytes per GPU, every part once (no totals).
   std::vector<workspace_part> workspace;
 };

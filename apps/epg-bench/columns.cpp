@@ -129,13 +129,19 @@ std::vector<column> make_columns() {
               "weighted un-permute: each received token's expert rows, times their weights, summed into the "
               "combine region",
               &result::unpermute, &result::unpermute_bytes);
-  c.add_local("quantize", "fp8 rows (--quantize fp8; else 0): quantize_rows_op alone, bf16 rows into e4m3 codes "
+  c.add_local("quantize", "fp8 rows (--quantize fp8, H % 8 == 0; else 0): quantize_rows_op alone, bf16 rows into e4m3 codes "
               "and 1x128 fp32 scales", &result::quantize, &result::quantize_bytes);
-  c.add_timed("quantized_dispatch", "fp8 rows (--quantize fp8; else 0): the quantizing dispatch, bf16 rows in",
+  c.add_timed("quantized_dispatch", "fp8 rows (--quantize fp8, H % 8 == 0; else 0): the quantizing dispatch, bf16 rows in",
               &result::quantized_dispatch, &result::wire_dispatch_bytes);
-  c.add_timed("quantize_then_dispatch", "fp8 rows (--quantize fp8; else 0): quantize_rows_op, then the fp8 dispatch",
+  c.add_timed("quantize_then_dispatch", "fp8 rows (--quantize fp8, H % 8 == 0; else 0): quantize_rows_op, then the fp8 dispatch",
               &result::quantize_then_dispatch, &result::wire_dispatch_bytes);
+  c.add_timed("fp8_combine", "--combine-precision fp8 (H % 16 == 0; else 0): the FP8 combine, e4m3 rows + 1x128 "
+              "fp32 scales pulled", &result::fp8_combine, &result::wire_fp8_combine_bytes);
   c.add_wire_bandwidths();
+  c.add_local("fp8_prepare", "--combine-precision fp8 (else 0): the quantizing prepare-combine alone, bf16 expert "
+              "rows into FP8 rows of the combine region", &result::fp8_prepare, &result::fp8_prepare_bytes);
+  c.add("wire_fp8_combine_bytes", "--combine-precision fp8: the FP8 combine's wire bytes per rank (mean)",
+        [](const result& r) { return r.wire_fp8_combine_bytes; });
   const std::string workspace = "session GPU memory per rank: total = window (symmetric) + local state + remote state (several domains)";
   c.add("workspace_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r)); });
   c.add("workspace_window_bytes", workspace, [](const result& r) { return integer(workspace_bytes(r, "window.")); });

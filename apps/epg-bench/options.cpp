@@ -42,7 +42,7 @@ std::string join(const std::vector<int>& values) {
 
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help) {
   options o;
-  std::string tokens = join(o.tokens), payloads = "bf16,fp8", quantize = "fp8", hidden = join(o.hidden), top_k = join(o.top_k),
+  std::string tokens = join(o.tokens), payloads = "bf16,fp8", quantize = "fp8", combine_precision = "fp8", hidden = join(o.hidden), top_k = join(o.top_k),
               experts = join(o.experts), routing = "uniform", domains = join(o.domain_sizes), ctas = join(o.ctas);
   po::options_description desc("epg-bench: dispatch/combine timings with NCCL baselines in the same run\n"
                                "usage: mpirun -np <gpus> epg-bench [options]\n"
@@ -71,6 +71,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
                                                              "one): dispatch picks replicas and sends physical ids")
     ("quantize", po::value(&quantize)->default_value(quantize), "fp8: fp8 rows also time the quantizing dispatch (bf16 "
                                                               "rows in) and quantize_rows_op + the fp8 dispatch; none: not")
+    ("combine-precision", po::value(&combine_precision)->default_value(combine_precision),
+     "fp8: every row also times the FP8 combine and its quantizing prepare-combine (H % 16 == 0); bf16: not")
     ("trace", po::bool_switch(&o.trace), "every rank prints each phase of each configuration to stderr (to find where "
                                          "a run stalls)")
     ("out", po::value(&o.out)->default_value(o.out), "output prefix (rank 0 writes; missing folders are created): "
@@ -100,6 +102,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   if (quantize != "fp8" && quantize != "none")
     comm::throw_config_error("--quantize", "is '" + quantize + "'", "use fp8 or none");
   o.quantize = quantize == "fp8";
+  if (combine_precision != "fp8" && combine_precision != "bf16")
+    comm::throw_config_error("--combine-precision", "is '" + combine_precision + "'", "use fp8 or bf16");
+  o.fp8_combine = combine_precision == "fp8";
   o.routings.clear();
   for (const auto& name : split<std::string>(routing, "--routing")) o.routings.push_back(sim::parse_routing(name));
   if (o.replays < 5) comm::throw_config_error("--replays", "must be at least 5");

@@ -45,9 +45,9 @@ std::size_t workspace_bytes(const result& r, std::string_view prefix) {
 }
 
 void print_header() {
-  std::printf("%-7s %8s %-3s %-3s %4s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s | %6s %6s | %7s %7s\n",
+  std::printf("%-7s %8s %-3s %-3s %4s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s | %6s %6s | %7s %7s | %7s\n",
               "done", "elapsed", "EP", "L", "CTAs", "H", "k", "E", "routing", "payload", "T", "disp us", "wire GB/s", "logicGB",
-              "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc", "qdisp", "q+disp");
+              "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc", "qdisp", "q+disp", "fp8 c");
 }
 
 namespace {
@@ -71,7 +71,7 @@ std::string us_text(double us) {  // "-" for an op the row did not time
 void print_row(const result& r, std::size_t done, std::size_t total, double elapsed_seconds) {
   const std::string progress = std::to_string(done) + "/" + std::to_string(total);
   std::printf("%-7s %8s %-3d %-3d %4d %5d %3d %4d %-8s %-7s %6d | %8.1f %9.1f %7.1f | %8.1f %9.1f %7.1f | %8.1f %8.1f | "
-              "%8.1f %8.1f | %6.2f %6.2f | %7s %7s\n",
+              "%8.1f %8.1f | %6.2f %6.2f | %7s %7s | %7s\n",
               progress.c_str(), clock_text(elapsed_seconds).c_str(), r.ep, r.domain_size, r.ctas, r.hidden, r.top_k, r.experts,
               r.routing.c_str(), r.payload.c_str(), r.tokens, r.dispatch.median,
               gbps(r.wire_dispatch_bytes, r.dispatch.median), gbps(r.logical_dispatch_bytes, r.dispatch.median),
@@ -79,7 +79,7 @@ void print_row(const result& r, std::size_t done, std::size_t total, double elap
               gbps(r.logical_combine_bytes, r.combine.median), r.nccl_dispatch.median, r.nccl_combine.median,
               r.lsa_dispatch.median, r.lsa_combine.median, r.nccl_dispatch.median / r.dispatch.median,
               r.nccl_combine.median / r.combine.median, us_text(r.quantized_dispatch.median).c_str(),
-              us_text(r.quantize_then_dispatch.median).c_str());
+              us_text(r.quantize_then_dispatch.median).c_str(), us_text(r.fp8_combine.median).c_str());
   std::fflush(stdout);
 }
 
@@ -113,6 +113,8 @@ graph replays of the slowest rank, each replay divided by --ops-per-graph):
   qdisp      fp8 rows (--quantize fp8): the quantizing dispatch, bf16 rows in (disp us is then
              the dispatch of rows quantized before), us per op; "-" for other rows
   q+disp     fp8 rows: quantize_rows_op, then the fp8 dispatch, as one op, us
+  fp8 c      the FP8 combine (--combine-precision fp8): e4m3 rows + 1x128 scales pulled,
+             dequantized and summed in fp32, us per op ("comb us" is the exact bf16 combine)
 )";
 }
 

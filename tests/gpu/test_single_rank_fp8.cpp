@@ -172,7 +172,86 @@ TEST_F(SingleRank, AQuantizingDispatchItCannotPlanIsRejectedNamingTheField) {
                                             scale_format::fp32});
       },
       "quantize_rows_args.hidden", "multiple of 8");
+  expect_config_error(
+      [&] {
+        (void)kernels::quantize_rows_op(session, {count.as<std::int32_t>(), 4, 1000, rows.get(), rows.as<char>() + 4000,
+                                                  other.get(), scale_format::fp32});
+      },
+      "quantize_rows_args.codes", "overlaps the rows or the scales");
   // Accepted: both scale formats (the dispatch test above has the scales before the codes).
   EXPECT_NO_THROW((void)kernels::dispatch_op(session, args({rows.get(), 0, 1, scale_format::fp32})));
   EXPECT_NO_THROW((void)kernels::dispatch_op(session, args({rows.get(), 0, 3, scale_format::ue8m0})));
+}
+
+// The FP8 combine at EP size 1: a step graph whose prepare-combine quantizes; the output equals
+// the host reference of the FP8 combine bit for bit, over three batches of one captured graph.
+TEST_F(SingleRank, AnFp8CombineStepEqualsTheFp8Reference) {
+  auto nccl = gputest::solo_comm();
+  sim::problem p = gputest::small_problem();
+  p.hidden = 1040;  // 8 blocks of 128 and one of 16
+  comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+  sim::batch_storage batch(p);
+  comm::device_buffer expert_output(session.layout().combine.bytes);
+  graph::step_spec spec;
+  spec.dispatch = batch.dispatch_args();
+  spec.combine = batch.combine_args();
+  spec.combine.precision = kernels::combine_precision::fp8;
+  spec.experts = sim::reference_expert_stage(p);
+  spec.expert_output = expert_output.get();
+  graph::stream s;
+  graph::step_graph step(graph::plan_step(session, spec), s);
+  for (std::uint64_t n : {1u, 2u, 3u}) {
+    ASSERT_EQ(sim::generate_batch(p, 0, n, batch.inputs(), s.get()), cudaSuccess);
+    ASSERT_EQ(step.replay(s), cudaSuccess);
+    s.sync();
+    const int T = sim::token_count(p, 0, n);
+    std::vector<std::uint16_t> got(std::size_t(T) * p.hidden);
+    EPG_CHECK_CUDA(cudaMemcpy(got.data(), batch.output(), got.size() * 2, cudaMemcpyDeviceToHost));
+    const auto want = sim::expect_output_fp8(p, n, 0), exact = sim::expect_output(p, n, 0);
+    long long wrong = 0, differs_from_exact = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      const float v = sim::load_element(comm::element_type::bf16, &got[i]);
+      wrong += v != want[i];
+      differs_from_exact += v != exact[i];
+    }
+    EXPECT_EQ(wrong, 0) << "step " << n << ", of " << got.size();
+    EXPECT_GT(differs_from_exact, 0) << "the FP8 path must not be the exact one";
+  }
+}
+
+TEST_F(SingleRank, AnFp8CombineItCannotServeIsRejectedNamingTheField) {
+  auto nccl = gputest::solo_comm();
+  sim::problem p = gputest::small_problem();
+  comm::device_buffer out(std::size_t(p.max_tokens) * 1032 * 4 + 16), count(4);
+  {
+    sim::problem odd = p;
+    odd.hidden = 1032;  // a multiple of 8, not of 16
+    comm::ep_session session(nccl, sim::make_config(odd, 8, 256));
+    expect_config_error(
+        [&] {
+          (void)kernels::combine_op(session, {nullptr, out.get(), comm::element_type::bf16,
+                                              kernels::combine_precision::fp8});
+        },
+        "combine_args.precision", "hidden % 16 == 0");
+  }
+  {
+    sim::problem wide = p;
+    wide.dtype = comm::element_type::fp32;
+    comm::ep_session session(nccl, sim::make_config(wide, 8, 256));
+    expect_config_error(
+        [&] { (void)kernels::prepare_combine_op(session, out.get(), kernels::combine_precision::fp8); },
+        "prepare_combine.precision", "combine_type is fp32");
+  }
+  comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+  expect_config_error(
+      [&] {
+        (void)kernels::combine_op(session, {nullptr, out.as<char>() + 8, comm::element_type::bf16,
+                                            kernels::combine_precision::fp8});
+      },
+      "combine_args.output", "16-byte aligned");
+  sim::batch_storage batch(p);
+  graph::step_spec spec = sim::zero_copy_step(session, batch, p);
+  spec.combine.precision = kernels::combine_precision::fp8;
+  expect_config_error([&] { (void)graph::plan_step(session, spec); }, "step_spec.combine.precision",
+                      "the expert output is the combine region");
 }

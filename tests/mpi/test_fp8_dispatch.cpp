@@ -29,6 +29,8 @@ struct fp8_case {
   sim::routing dist = sim::routing::uniform;
   std::uint64_t empty_ranks = 0;
   int ctas = 32;
+  int min_tokens = 0;   // with few CTAs: every CTA has at least as many tokens as warps (whole tokens)
+  bool placed = false;  // the session keeps a placement table (the contiguous one)
 };
 std::ostream& operator<<(std::ostream& o, const fp8_case& c) { return o << c.name; }
 
@@ -48,12 +50,14 @@ TEST_P(QuantizingDispatch, DeliversTheHostQuantizersBytesForEveryRow) {
   p.hidden = c.hidden;
   p.dist = c.dist;
   p.empty_ranks = c.empty_ranks;
+  p.min_tokens = c.min_tokens;
   p.domain_size = mpitest::domain_size();
   p.seed = 4321;
   const int blocks = fp8::blocks_of(c.hidden);
   const std::size_t scale_row = std::size_t(blocks) * (ue8m0 ? 1 : 4), extra_row = 24;
   comm::ep_config cfg = sim::make_config(p, c.ctas, 512);
   cfg.payloads = {{"codes", std::size_t(c.hidden)}, {"extra", extra_row}, {"scales", scale_row}};
+  if (c.placed) cfg.expert_slots_per_rank = cfg.experts_per_rank();
   comm::ep_session session(world_comm(), cfg);
 
   comm::device_buffer num_tokens(4), ids(std::size_t(p.max_tokens) * p.top_k * 4),
@@ -130,7 +134,14 @@ INSTANTIATE_TEST_SUITE_P(
                                sim::routing::one_rank},
                       fp8_case{"tiny_rows_8_k1", 128, 1, 4, 8},
                       fp8_case{"odd_ranks_empty_few_ctas", 77, 8, 32, 4096, fp8::scale_format::fp32,
-                               sim::routing::uniform, 0xAAAAAAAAull, 3}),
+                               sim::routing::uniform, 0xAAAAAAAAull, 3},
+                      // Whole tokens (8 codes per lane): 2 CTAs of 16 warps, at least 48 tokens.
+                      fp8_case{"whole_tokens_7168_ue8m0", 64, 8, 32, 7168, fp8::scale_format::ue8m0,
+                               sim::routing::uniform, 0, 2, 48},
+                      // Rows cut into slices, 16 codes per lane, one-round rows of 1024 elements.
+                      fp8_case{"sliced_2048_ue8m0", 64, 8, 32, 2048, fp8::scale_format::ue8m0},
+                      fp8_case{"placement_table_2880", 64, 8, 32, 2880, fp8::scale_format::fp32,
+                               sim::routing::skewed, 0, 32, 0, true}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

@@ -27,6 +27,8 @@ TEST(BenchOptions, DefaultsSweepTheReferenceShapes) {
   EXPECT_TRUE(bench::parse_options({"--placement-table"})->placement_table);
   EXPECT_TRUE(o->quantize);  // fp8 rows time the quantizing dispatch too
   EXPECT_FALSE(bench::parse_options({"--quantize", "none"})->quantize);
+  EXPECT_TRUE(o->fp8_combine);
+  EXPECT_FALSE(bench::parse_options({"--combine-precision", "bf16"})->fp8_combine);
   // One shape by default: the reference H=7168, top-8 of 256 experts, uniform routing.
   EXPECT_EQ(bench::sweep_shapes(*o), (std::vector<bench::shape>{{7168, 8, 256, sim::routing::uniform}}));
 }
@@ -42,6 +44,7 @@ TEST(BenchOptions, ParsesListsAndRejectsBadOnes) {
   EXPECT_THROW(bench::parse_options({"--tokens", "0"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--payload", "nvfp4"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--quantize", "int8"}), comm::error);
+  EXPECT_THROW(bench::parse_options({"--combine-precision", "fp4"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--ops-per-graph", "0"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--hidden", "7168,2880x"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--top-k", "8,-1"}), comm::error);
@@ -258,6 +261,10 @@ bench::result known_result() {
   r.quantize_bytes = 1.3e6;
   r.quantized_dispatch = {25.0, 25.5, 26.0};
   r.quantize_then_dispatch = {30.0, 31.0, 32.0};
+  r.fp8_combine = {12.0, 12.5, 13.0};
+  r.fp8_prepare = {5.0, 5.5, 6.0};
+  r.wire_fp8_combine_bytes = 2.5e6;
+  r.fp8_prepare_bytes = 4e6;
   r.workspace = {{"window.counts", 16},
                  {"window.combine", 28672},
                  {"window.padding", 3984},
@@ -356,6 +363,16 @@ std::map<std::string, double> expected_numbers() {
           {"quantize_then_dispatch_p90_us", 32.0},
           {"wire_quantized_dispatch_GBps", (0.1 + 0.2) / (25.5 * 1e3)},
           {"wire_quantize_then_dispatch_GBps", (0.1 + 0.2) / (31.0 * 1e3)},
+          {"fp8_combine_us", 12.5},
+          {"fp8_combine_p10_us", 12.0},
+          {"fp8_combine_p90_us", 13.0},
+          {"wire_fp8_combine_GBps", 2.5e6 / (12.5 * 1e3)},
+          {"fp8_prepare_us", 5.5},
+          {"fp8_prepare_p10_us", 5.0},
+          {"fp8_prepare_p90_us", 6.0},
+          {"fp8_prepare_bytes", 4e6},
+          {"fp8_prepare_GBps", 4e6 / (5.5 * 1e3)},
+          {"wire_fp8_combine_bytes", 2.5e6},
           {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
           {"floor_combine_us", 5e6 / 450e3},
           // The total is the parts, each once: no window total counted on top of its regions.

@@ -138,23 +138,38 @@ TEST(Fp8, PowerOfTwoScalesCoverTheBlockMaximum) {
   EXPECT_EQ(fp8::ue8m0_exponent(3.0e38f), 120);          // 3e38 / 448 < 2^120
 }
 
-// A block whose largest element is an fp32 denormal: 448 / amax overflows, the inverse scale
-// is the largest float instead, so zeros stay zeros (not NaN) and the codes match the
-// reference.
-TEST(Fp8, ABlockOfDenormalsQuantizesWithoutNaN) {
-  std::vector<float> row(128, 0.0f);
-  row[1] = 1e-40f;
-  row[2] = -3e-39f;
-  row[3] = -0.0f;
-  EXPECT_TRUE(std::isinf(448.0f / 3e-39f));
-  EXPECT_EQ(fp8::fp32_inverse_scale(3e-39f), std::numeric_limits<float>::max());
-  for (bool ue8m0 : {false, true}) {
-    std::vector<std::uint8_t> codes(128);
-    fp8::quantize_block(row.data(), 128, ue8m0 ? fp8::scale_format::ue8m0 : fp8::scale_format::fp32, codes.data());
-    EXPECT_EQ(codes, sim::reference_quantize_row(row, ue8m0).codes);
-    EXPECT_EQ(codes[0], 0x00);
-    EXPECT_EQ(codes[3], 0x80);  // -0 keeps its sign
-    EXPECT_NE(codes[2] & 0x7f, 0x7f) << "not NaN";
+// Blocks whose amax is so small that 448 / amax overflows (below ~1.3e-36, fp32 denormals
+// included) take the exact pair 2^126 / 2^-126: zeros stay zeros (not NaN), the codes match the
+// reference, and code x scale is still within e4m3's precision of x.
+TEST(Fp8, TinyBlocksQuantizeWithoutNaNAndDequantizeBack) {
+  EXPECT_TRUE(std::isinf(448.0f / 1e-37f));
+  EXPECT_EQ(fp8::fp32_inverse_scale(1e-37f), std::ldexp(1.0f, 126));
+  EXPECT_EQ(fp8::fp32_scale(1e-37f), std::ldexp(1.0f, -126));
+  EXPECT_EQ(fp8::fp32_scale(2e-36f), 2e-36f / 448.0f);  // 448 / 2e-36 is finite: the usual pair
+  for (float amax : {2e-36f, 1e-37f, 1e-38f, 3e-39f, 9.2e-41f}) {
+    std::vector<float> row(128, 0.0f);
+    row[1] = amax;
+    row[2] = -amax * 0.75f;
+    row[3] = -0.0f;
+    row[4] = amax * 0.3f;
+    for (bool ue8m0 : {false, true}) {
+      SCOPED_TRACE("amax " + std::to_string(amax) + (ue8m0 ? " ue8m0" : " fp32"));
+      std::vector<std::uint8_t> codes(128);
+      const float scale = fp8::quantize_block(row.data(), 128, ue8m0 ? fp8::scale_format::ue8m0 : fp8::scale_format::fp32,
+                                              codes.data());
+      const sim::quantized_row want = sim::reference_quantize_row(row, ue8m0);
+      EXPECT_EQ(codes, want.codes);
+      EXPECT_EQ(scale, want.scales[0]);
+      EXPECT_EQ(codes[0], 0x00);
+      EXPECT_EQ(codes[3], 0x80);  // -0 keeps its sign
+      for (int i : {1, 2, 4}) {
+        const float x = row[static_cast<std::size_t>(i)];
+        const float back = fp8::from_e4m3(codes[static_cast<std::size_t>(i)]) * scale;
+        // Within half an e4m3 step: relative 2^-4 for a normal code, half a subnormal step
+        // (2^-10) times the scale below (fp32-denormal blocks: 2^126 cannot lift them further).
+        EXPECT_LE(std::fabs(back - x), std::max(std::fabs(x) / 16, std::ldexp(scale, -10)) * 1.0001f) << i;
+      }
+    }
   }
 }
 

@@ -164,3 +164,35 @@ TEST(Scheduler, APermuteWithoutUnpermuteIsRejected) {
         << e.what();
   }
 }
+
+// An FP8 combine (combine_args::precision): prepare-combine quantizes, so it is always
+// inserted and says so; zero copy and an expert-major stage are rejected, naming the field.
+TEST(Scheduler, AnFp8CombineInsertsTheQuantizingPrepareAndRejectsWhatCannotQuantize) {
+  recorder r;
+  step_parts staged = r.parts(false, true);
+  staged.fp8_combine = true;
+  auto plan = r.plan(std::move(staged));
+  EXPECT_TRUE(plan.prepare_combine);
+  EXPECT_EQ(r.factory_calls, 1);
+  EXPECT_NE(plan.decision.find("quantizing to FP8"), std::string::npos) << plan.decision;
+  ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
+  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "summarize", "experts", "prepare-combine", "combine"}));
+
+  const auto expect_rejected = [](step_parts p, const std::string& fragment) {
+    try {
+      (void)schedule(std::move(p));
+      ADD_FAILURE() << "accepted; expected: " << fragment;
+    } catch (const epgraph::comm::error& e) {
+      EXPECT_EQ(e.call(), "step_spec.combine.precision");
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  step_parts zero_copy = r.parts(true, true);
+  zero_copy.fp8_combine = true;
+  expect_rejected(std::move(zero_copy), "the expert output is the combine region");
+  step_parts expert_major = r.parts(false, true);
+  expert_major.fp8_combine = true;
+  expert_major.permute = r.make("permute");
+  expert_major.unpermute = [&] { return r.make("unpermute"); };
+  expect_rejected(std::move(expert_major), "beside an expert-major stage");
+}

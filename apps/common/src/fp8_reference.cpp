@@ -62,14 +62,18 @@ quantized_row reference_quantize_row(const std::vector<float>& row, bool ue8m0) 
         out.codes[i] = reference_e4m3(std::isnan(row[i]) ? row[i]
                                                          : static_cast<float>(std::ldexp(static_cast<double>(row[i]), -k)));
     } else {
-      // The quantization multiplier 448 / amax, one fp32 rounding; the largest float where
-      // that overflows (amax an fp32 denormal).
-      float inverse = 1.0f;
+      // The quantization multiplier 448 / amax, one fp32 rounding, and the scale amax / 448;
+      // where 448 / amax overflows, the exact pair 2^126 and 2^-126.
+      float inverse = 1.0f, scale = 1.0f;
       if (amax > 0.0f) {
         inverse = 448.0f / amax;
-        if (std::isinf(inverse)) inverse = std::numeric_limits<float>::max();
+        scale = amax / 448.0f;
+        if (std::isinf(inverse)) {
+          inverse = std::ldexp(1.0f, 126);
+          scale = std::ldexp(1.0f, -126);
+        }
       }
-      out.scales.push_back(amax > 0.0f ? amax / 448.0f : 1.0f);
+      out.scales.push_back(scale);
       for (std::size_t i = first; i < end; ++i) out.codes[i] = reference_e4m3(std::isnan(row[i]) ? row[i] : row[i] * inverse);
     }
   }

@@ -5,13 +5,19 @@
 #include <nccl_device.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "device/collective.cuh"
 #include "device/common.cuh"
+#include "device/fp8_rows.cuh"
 #include "launch.hpp"
 
 namespace epgraph::kernels {
 namespace {
+
+// The combine region's rows as FP8 codes and scales (combine_precision::fp8), as a kernel's
+// input type.
+struct fp8_rows {};
 
 // 16-byte loads each lane keeps in flight, by the most sources a token can have: min(ep, k)
 // rounded up to 2, 4 or 8. Measured on 4x H200 (docs/perf-notes.md, v6), T=4096: with 2
@@ -83,6 +89,51 @@ __device__ void pull_fast(const comm::session_view& v, const device::warp_slots&
   }
 }
 
+// The FP8 combine (combine_precision::fp8): rows are [hidden codes][blocks fp32 scales]; a lane
+// step is 16 codes (one 16-byte load) and its block's scale, per source. Sources are taken in
+// ascending rank order, up to Sources at a time with all their loads of a round issued first;
+// each adds code x scale in fp32 (device::add_dequantized), the sum is rounded once.
+template <class Out, int Sources, bool Domains>
+__device__ void pull_fp8(const comm::session_view& v, const device::warp_slots& slots, int g0, int g1, int lane,
+                         Out* out_row) {
+  constexpr int kGroups = Sources <= 2 ? 2 : 1;  // 16 accumulators per group: more spills
+  for (int base = g0; base < g1; base += 32 * kGroups) {
+    float acc[kGroups][16] = {};
+    for (std::uint64_t m = slots.mask; m;) {  // warp-uniform: the next Sources sources, ascending
+      const char* rows[Sources];
+#pragma unroll
+      for (int j = 0; j < Sources; ++j) {
+        const int d = m ? __ffsll(static_cast<long long>(m)) - 1 : 0;
+        const int slot = slots.slot(d);
+        rows[j] = m ? peer_combine_row<char, Domains>(v, d, slot) : nullptr;
+        m &= m - 1;
+      }
+      uint4 codes[kGroups][Sources];
+      float scales[kGroups][Sources];
+#pragma unroll
+      for (int u = 0; u < kGroups; ++u) {
+        const int g = base + u * 32 + lane;
+#pragma unroll
+        for (int j = 0; j < Sources; ++j)
+          if (rows[j] && g < g1) {
+            codes[u][j] = reinterpret_cast<const uint4*>(rows[j])[g];
+            scales[u][j] = reinterpret_cast<const float*>(rows[j] + v.hidden)[g * 16 / fp8::block];
+          }
+      }
+#pragma unroll
+      for (int u = 0; u < kGroups; ++u)
+#pragma unroll
+        for (int j = 0; j < Sources; ++j)
+          if (rows[j] && base + u * 32 + lane < g1) device::add_dequantized(codes[u][j], scales[u][j], acc[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kGroups; ++u) {
+      const int g = base + u * 32 + lane;
+      if (g < g1) device::element_group<Out, 16>::store(out_row + static_cast<std::size_t>(g) * 16, acc[u]);
+    }
+  }
+}
+
 template <class In, class Out, int N, int Sources, bool Domains>
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
@@ -138,22 +189,27 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
     }
     const device::warp_slots slots =
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), t, v.ep_size, lane);
-    if constexpr (N > 1) {
+    if constexpr (std::is_same_v<In, fp8_rows>) {
+      pull_fp8<Out, Sources, Domains>(v, slots, g0, g1, lane, out_row);
+      continue;
+    } else if constexpr (N > 1) {
       if (__popcll(slots.mask) <= Sources) {
         pull_fast<In, Out, N, Sources, Domains>(v, slots, g0, g1, lane, out_row);
         continue;
       }
     }
-    for (int base = g0; base < g1; base += 32) {
-      const int g = base + lane;
-      const bool active = g < g1;
-      float acc[N] = {};
-      for (std::uint64_t m = slots.mask; m; m &= m - 1) {
-        const int d = __ffsll(static_cast<long long>(m)) - 1;
-        const In* row = peer_combine_row<In, Domains>(v, d, slots.slot(d));
-        if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
+    if constexpr (!std::is_same_v<In, fp8_rows>) {
+      for (int base = g0; base < g1; base += 32) {
+        const int g = base + lane;
+        const bool active = g < g1;
+        float acc[N] = {};
+        for (std::uint64_t m = slots.mask; m; m &= m - 1) {
+          const int d = __ffsll(static_cast<long long>(m)) - 1;
+          const In* row = peer_combine_row<In, Domains>(v, d, slots.slot(d));
+          if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
+        }
+        if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
       }
-      if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
     }
   }
   device::end_collective(v);
@@ -164,10 +220,16 @@ using combine_fn = void (*)(const ncclDevComm, const combine_params);
 template <class In, class Out, bool Domains>
 combine_fn pick_for_domains(const combine_params& p) {
   const int max_sources = std::min(p.v.ep_size, p.v.top_k);  // a token has at most this many
-  if (!p.vectorized) return combine_kernel<In, Out, 1, 1, Domains>;  // no register path
-  if (max_sources <= 2) return combine_kernel<In, Out, 8, 2, Domains>;
-  if (max_sources <= 4) return combine_kernel<In, Out, 8, 4, Domains>;
-  return combine_kernel<In, Out, 8, 8, Domains>;  // more than 8: general loop
+  if constexpr (std::is_same_v<In, fp8_rows>) {  // always 16 per lane step; sources in rounds of 2, 4 or 8
+    if (max_sources <= 2) return combine_kernel<In, Out, 16, 2, Domains>;
+    if (max_sources <= 4) return combine_kernel<In, Out, 16, 4, Domains>;
+    return combine_kernel<In, Out, 16, 8, Domains>;
+  } else {
+    if (!p.vectorized) return combine_kernel<In, Out, 1, 1, Domains>;  // no register path
+    if (max_sources <= 2) return combine_kernel<In, Out, 8, 2, Domains>;
+    if (max_sources <= 4) return combine_kernel<In, Out, 8, 4, Domains>;
+    return combine_kernel<In, Out, 8, 8, Domains>;  // more than 8: general loop
+  }
 }
 
 template <class In, class Out>
@@ -187,6 +249,7 @@ combine_fn pick_for_input(const combine_params& p) {
 
 // The specialisation a launch with these parameters runs (nullptr for an invalid type).
 combine_fn pick(const combine_params& p) {
+  if (p.fp8) return pick_for_input<fp8_rows>(p);
   switch (p.v.combine_type) {
     case comm::element_type::bf16: return pick_for_input<__nv_bfloat16>(p);
     case comm::element_type::fp16: return pick_for_input<__half>(p);

@@ -1,6 +1,7 @@
-// Local (non-collective) kernels: receive summary and prepare-combine.
+// Local (non-collective) kernels: receive summary and prepare-combine (exact or FP8).
 #include "epgraph/comm/progress.hpp"
 #include "device/common.cuh"
+#include "device/fp8_rows.cuh"
 #include "launch.hpp"
 
 namespace epgraph::kernels {
@@ -62,6 +63,22 @@ __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_vie
   }
 }
 
+// The FP8 prepare-combine: one warp per valid row quantizes the bf16 expert output row into
+// its place in the combine region, [hidden codes][blocks fp32 scales] (combine_precision::fp8).
+__global__ void prepare_combine_fp8_kernel(const __grid_constant__ comm::session_view v, const char* source) {
+  const int lane = threadIdx.x & 31;
+  const int warps = gridDim.x * (blockDim.x >> 5);
+  const int rows = v.ep_size * v.max_tokens;
+  const std::size_t row_bytes = v.layout.combine_row_bytes;
+  char* combine = v.window_at<char>(v.layout.combine);
+  for (int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    if (r % v.max_tokens >= clamped_count(v, r / v.max_tokens)) continue;
+    char* row = combine + static_cast<std::size_t>(r) * row_bytes;
+    device::quantize_row<16>(reinterpret_cast<const uint4*>(source + static_cast<std::size_t>(r) * row_bytes), row,
+                             row + v.hidden, v.hidden, fp8::scale_format::fp32, lane);
+  }
+}
+
 // One thread: a step node failed on this rank; the collectives that follow only keep the peers
 // in step (a fatal fault makes them stop at once and tell the peers). The dispatch word is
 // marked stopped too: the combine exchange carries it to the ranks of other domains, whose
@@ -100,10 +117,12 @@ cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize,
   return cudaGetLastError();
 }
 
-cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, int grid,
-                                           cudaStream_t stream) noexcept {
+cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, bool fp8,
+                                           int grid, cudaStream_t stream) noexcept {
   const auto* src = static_cast<const char*>(source);
-  if (vectorized)
+  if (fp8)
+    prepare_combine_fp8_kernel<<<grid, kLocalThreads, 0, stream>>>(v, src);
+  else if (vectorized)
     prepare_combine_kernel<uint4><<<grid, kLocalThreads, 0, stream>>>(v, src);
   else
     prepare_combine_kernel<std::uint16_t><<<grid, kLocalThreads, 0, stream>>>(v, src);

@@ -110,6 +110,21 @@ void check_quantize(const fp8_dispatch& q, const dispatch_args& args, const comm
                           "dispatch_args.quantize.rows");
 }
 
+// What an FP8 combine needs (combine_precision): the quantizer reads bf16 rows, and 16 codes
+// per lane step keep the codes and the scales behind them aligned.
+void check_combine_precision(combine_precision precision, const comm::session_view& v, const std::string& field) {
+  if (precision == combine_precision::exact) return;
+  if (precision != combine_precision::fp8)
+    comm::throw_config_error(field, "is " + std::to_string(static_cast<int>(precision)), "use exact or fp8");
+  if (v.combine_type != comm::element_type::bf16)
+    comm::throw_config_error(field, std::string("is fp8 but the session's combine_type is ") +
+                                        std::string(comm::to_string(v.combine_type)),
+                             "an FP8 combine quantizes bf16 expert output: use combine_type bf16");
+  if (v.hidden % 16 != 0)
+    comm::throw_config_error(field, "is fp8 but hidden is " + std::to_string(v.hidden),
+                             "an FP8 combine needs hidden % 16 == 0");
+}
+
 }  // namespace
 
 dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : link_(session.link()) {
@@ -217,7 +232,19 @@ quantize_rows_op::quantize_rows_op(const comm::ep_session& session, quantize_row
   require_device_pointer(args.rows, op + ".rows", 16);
   require_device_pointer(args.codes, op + ".codes", 8);
   require_device_pointer(args.scales, op + ".scales", scale_bytes);
+  require_outside_session(args.rows, rows * hidden * 2, view_, op + ".rows");
   require_outside_session(args.codes, rows * hidden, view_, op + ".codes");
+  // Warps quantize different rows at once: no buffer may overlap another (in place would race).
+  const auto overlap = [](const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
+    const auto x = reinterpret_cast<std::uintptr_t>(a), y = reinterpret_cast<std::uintptr_t>(b);
+    return x < y + b_bytes && y < x + a_bytes;
+  };
+  const std::size_t scales_bytes = rows * static_cast<std::size_t>(fp8::blocks_of(args.hidden)) * scale_bytes;
+  if (overlap(args.rows, rows * hidden * 2, args.codes, rows * hidden) ||
+      overlap(args.rows, rows * hidden * 2, args.scales, scales_bytes) ||
+      overlap(args.codes, rows * hidden, args.scales, scales_bytes))
+    comm::throw_config_error(op + ".codes", "overlaps the rows or the scales",
+                             "give the rows, the codes and the scales buffers of their own (no in-place quantizing)");
   require_outside_session(args.scales, rows * static_cast<std::size_t>(fp8::blocks_of(args.hidden)) * scale_bytes,
                           view_, op + ".scales");
 }
@@ -228,14 +255,17 @@ cudaError_t quantize_rows_op::run(cudaStream_t stream) const noexcept {
                                       stream);
 }
 
-prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const void* expert_output)
+prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const void* expert_output,
+                                       combine_precision precision)
     : link_(session.link()),
       view_(session.view()),
       source_(expert_output),
       grid_(local_grid()),
-      vectorized_(view_.layout.combine_row_bytes % 16 == 0) {
+      vectorized_(view_.layout.combine_row_bytes % 16 == 0),
+      precision_(precision) {
+  check_combine_precision(precision, view_, "prepare_combine.precision");
   require_device_pointer(expert_output, "prepare_combine.expert_output",
-                         vectorized_ ? 16 : comm::element_size(view_.combine_type));
+                         vectorized_ || precision == combine_precision::fp8 ? 16 : comm::element_size(view_.combine_type));
   require_outside_session(expert_output, view_.layout.combine.bytes, view_, "prepare_combine.expert_output",
                           expert_output == view_.window_at<char>(view_.layout.combine)
                               ? "it is the combine region: an expert output written there needs no prepare-combine"
@@ -244,7 +274,7 @@ prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const vo
 
 cudaError_t prepare_combine_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
-  return detail::launch_prepare_combine(view_, source_, vectorized_, grid_, stream);
+  return detail::launch_prepare_combine(view_, source_, vectorized_, precision_ == combine_precision::fp8, grid_, stream);
 }
 
 combine_op::combine_op(const comm::ep_session& session, combine_args args) : link_(session.link()) {
@@ -262,6 +292,11 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
     params_.output = args.output;
     params_.output_type = args.output_type;
     params_.vectorized = v.hidden % 8 == 0 && aligned(args.output, 16) && v.layout.combine.offset % 16 == 0;
+    check_combine_precision(args.precision, v, "combine_args.precision");
+    params_.fp8 = args.precision == combine_precision::fp8;
+    if (params_.fp8 && !params_.vectorized)
+      comm::throw_config_error("combine_args.output", "is not 16-byte aligned",
+                               "an FP8 combine stores 16 elements per lane step: align the output to 16 bytes");
     cudaFuncAttributes attributes{};
     require_coresident(detail::combine_attributes(params_, &attributes), attributes, v, "combine");
     dev_ = session.dev_comm();

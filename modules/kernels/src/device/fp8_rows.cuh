@@ -2,13 +2,14 @@
 // The e4m3 block quantizer of epgraph/kernels/fp8_quantize.hpp on a warp (issue 15): the
 // quantizing dispatch and quantize_rows_op share it.
 //
-// A warp step covers 32 x N elements of a bf16 row (N = 16 when the codes rows are 16-byte
-// aligned, else 8): lane l holds elements Nl .. Nl+N-1, so each block of 128 is held by
-// 128 / N neighbouring lanes, and its amax is a reduction over them. The scale arithmetic is fp8_quantize.hpp's own
+// A warp step covers 32 x N elements of a bf16 row (N = 8 or 16; 16 needs 16-byte aligned
+// codes rows, and the caller chooses): lane l holds elements Nl .. Nl+N-1, so each block of 128
+// is held by 128 / N neighbouring lanes, and its amax is a reduction over them. The scale arithmetic is fp8_quantize.hpp's own
 // functions; the conversion is cvt.rn.satfinite (round to nearest even, +-Inf and |x| > 448 to
 // +-448, as to_e4m3), and NaN codes get their input's sign here (the multiply by the inverse
 // scale would make every NaN the canonical one). The GPU tests compare the bytes with the
 // independent host reference.
+#include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -104,6 +105,51 @@ __device__ inline void store_codes(char* row, int step, int lane, int hidden, co
     *reinterpret_cast<uint4*>(row + first) = make_uint4(q.codes[0], q.codes[1], q.codes[2], q.codes[3]);
   else
     *reinterpret_cast<uint2*>(row + first) = make_uint2(q.codes[0], q.codes[1]);
+}
+
+/// A whole bf16 row of `hidden` elements quantized by one warp, N elements per lane:
+/// codes into `codes` (hidden bytes), block scales into `scales` (fp32 or E8M0 bytes). For the
+/// local kernels (quantize_rows_op, the FP8 prepare-combine); dispatch has its own loop, which
+/// stores each step to several destinations.
+template <int N>
+__device__ inline void quantize_row(const uint4* src, char* codes, void* scales, int hidden, fp8::scale_format format,
+                                    int lane) {
+  constexpr int kLanesPerBlock = fp8::block / N, kSteps = 4 * 8 / N;  // four 16-byte loads in flight per lane
+  const int steps = (hidden + 32 * N - 1) / (32 * N), blocks = fp8::blocks_of(hidden);
+  for (int base = 0; base < steps; base += kSteps) {
+    uint4 x[kSteps][N / 8];
+#pragma unroll
+    for (int u = 0; u < kSteps; ++u) load_lane<N>(src, base + u, lane, hidden, x[u]);  // zeros past the row
+#pragma unroll
+    for (int u = 0; u < kSteps; ++u) {
+      const fp8_lane<N> q = quantize_lane<N>(x[u], format);
+      store_codes<N>(codes, base + u, lane, hidden, q);
+      const int block = (base + u) * (32 / kLanesPerBlock) + lane / kLanesPerBlock;
+      if (lane % kLanesPerBlock == 0 && block < blocks) {
+        if (format == fp8::scale_format::ue8m0)
+          static_cast<std::uint8_t*>(scales)[block] = static_cast<std::uint8_t>(q.scale);
+        else
+          static_cast<std::uint32_t*>(scales)[block] = q.scale;
+      }
+    }
+  }
+}
+
+/// Adds code x scale (one fp32 rounding each) for 16 codes to acc, in element order: the FP8
+/// combine's dequantization (e4m3 values are exact in fp16, so the conversion is exact).
+__device__ inline void add_dequantized(const uint4& codes, float scale, float (&acc)[16]) {
+  const std::uint32_t words[4] = {codes.x, codes.y, codes.z, codes.w};
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const __half2_raw pair =
+          __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(words[w] >> (16 * h)), __NV_E4M3);
+      const float2 v = __half22float2(__half2(pair));
+      acc[4 * w + 2 * h] = __fadd_rn(acc[4 * w + 2 * h], __fmul_rn(v.x, scale));
+      acc[4 * w + 2 * h + 1] = __fadd_rn(acc[4 * w + 2 * h + 1], __fmul_rn(v.y, scale));
+    }
+  }
 }
 
 }  // namespace epgraph::kernels::device

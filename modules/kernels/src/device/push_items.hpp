@@ -25,8 +25,10 @@ struct push_items {
   int tokens, num_copies, small = 0, large = 0, slices = 1;
   bool whole_tokens;
 
+  /// A copy one warp moves in one round: 32 lanes x kPushUnroll vectors; a quantizing copy's
+  /// round is 1024 elements whatever its lane width (kPushUnroll 16-byte bf16 loads per lane).
   EPGRAPH_HD static bool one_round(const copy_spec& c) {
-    return c.row_bytes <= std::size_t{32} * kPushUnroll * c.vec_bytes;
+    return c.row_bytes <= std::size_t{32} * kPushUnroll * (c.quantize ? 8 : c.vec_bytes);
   }
   EPGRAPH_HD static int at_least_1(int x) { return x > 1 ? x : 1; }
 

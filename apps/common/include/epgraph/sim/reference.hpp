@@ -70,6 +70,12 @@ std::vector<std::vector<std::vector<float>>> expect_unpermute(
 std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank,
                                  const comm::expert_placement* placement = nullptr);
 
+/// expect_output for an FP8 combine (kernels::combine_precision::fp8): each rank's partial row,
+/// rounded to p.dtype, is quantized by the host reference quantizer (1x128 fp32 scales); the
+/// dequantized rows (code x scale) are summed in fp32 in ascending rank order, rounded once.
+std::vector<float> expect_output_fp8(const problem& p, std::uint64_t step, int rank,
+                                     const comm::expert_placement* placement = nullptr);
+
 /// Elements of a combine output that differ from expect_output(p, step, rank). `output` is
 /// host memory holding this step's [T][hidden] rows of p.dtype (T = token_count).
 long long count_wrong(const problem& p, std::uint64_t step, int rank, const void* output,

@@ -5,7 +5,8 @@
 //   dispatch -> [summarize] -> permute -> expert stage -> un-permute -> combine   (expert-major)
 //
 // The scheduler decides whether prepare-combine is needed: exactly when the expert output is
-// not the workspace combine region (zero copy otherwise); with an expert-major stage
+// not the workspace combine region (zero copy otherwise); with an FP8 combine
+// (step_spec::combine.precision) it always is, and quantizes; with an expert-major stage
 // (step_spec::expert_major) the weighted un-permute is the prepare-combine. The decision is
 // visible in step_plan::explain().
 //
@@ -107,6 +108,9 @@ struct step_parts {
   /// prepare-combine. Both or neither.
   std::optional<node> permute;
   std::function<node()> unpermute;
+  /// The combine pulls FP8 rows (combine_args::precision): prepare-combine quantizes, so it is
+  /// always inserted; a zero-copy expert output or an expert-major stage is a config error.
+  bool fp8_combine = false;
 };
 
 /// Orders the parts and decides: prepare-combine exactly when expert_output != combine_region;

@@ -14,9 +14,10 @@
 //
 // A row of H elements is quantized in blocks of 128 (the last one partial when H % 128 != 0).
 // Per block, amax is the largest |x| over its finite elements (NaN and +-Inf do not count):
-//   fp32 scales   scale = amax / 448, inverse = 448 / amax (at most FLT_MAX: a block of
-//                 fp32 denormals); both 1 when amax is 0; q = to_e4m3(x * inverse); x ~ q * scale.
-//                 A multiply per element (what the kernels can afford), one division per block.
+//   fp32 scales   scale = amax / 448, inverse = 448 / amax; both 1 when amax is 0; 2^-126 and
+//                 2^126 when 448 / amax overflows (amax < ~1.3e-36); q = to_e4m3(x * inverse);
+//                 x ~ q * scale. A multiply per element (what the kernels can afford), one
+//                 division per block.
 //   ue8m0 scales  scale = 2^k, the smallest power of two >= amax / 448 (that quotient rounded to
 //                 fp32; 2^-127 at least: what
 //                 an E8M0 byte, k + 127, holds; 2^0 when amax is 0); q = to_e4m3(x * 2^-k)
@@ -106,14 +107,20 @@ EPGRAPH_HD inline int ue8m0_exponent(float amax) {
   return k < -127 ? -127 : k;
 }
 
+/// A block whose amax is so small that 448 / amax overflows (amax below ~1.3e-36) uses the
+/// fixed pair 2^126 / 2^-126 instead: x * 2^126 stays below 448, and the pair stays exact.
+EPGRAPH_HD inline bool tiny_amax(float amax) { return !(e4m3_max / amax <= 3.402823466e38f); }
 /// The fp32 scale of a block (the dequantization multiplier) and its quantization multiplier.
-EPGRAPH_HD inline float fp32_scale(float amax) { return amax > 0.0f ? amax / e4m3_max : 1.0f; }
+EPGRAPH_HD inline float fp32_scale(float amax) {
+  if (!(amax > 0.0f)) return 1.0f;
+  return tiny_amax(amax) ? 1.1754943508e-38f /* 2^-126 */ : amax / e4m3_max;
+}
 EPGRAPH_HD inline float fp32_inverse_scale(float amax) {
   if (!(amax > 0.0f)) return 1.0f;
-  const float inverse = e4m3_max / amax;
-  return inverse < 3.402823466e38f ? inverse : 3.402823466e38f;  // 448 / a denormal overflows
+  return tiny_amax(amax) ? 8.5070591730e37f /* 2^126 */ : e4m3_max / amax;
 }
-/// 2^-k as a float, for k in [-127, 127] (the quantization multiplier of an E8M0 scale 2^k).
+/// 2^-k as a float, for k in [-127, 126] (the quantization multiplier of an E8M0 scale 2^k;
+/// ue8m0_exponent gives k in [-127, 120] for a finite amax).
 EPGRAPH_HD inline float exp2_negated(int k) {
   const std::uint32_t u = static_cast<std::uint32_t>(127 - k) << 23;
   float f;

@@ -19,7 +19,8 @@ namespace epgraph::kernels {
 /// A quantizing copy (quantize set, issue 15) reads bf16 rows [T][row_bytes elements] from
 /// src, and sends each token's e4m3 codes (row_bytes bytes) to dst/stage and its 1x128 block
 /// scales (scales_row_bytes: 4 or 1 byte per block) to scales_dst/scales_stage; vec_bytes is
-/// the codes per lane and warp step: 16 when the codes rows are 16-byte aligned, else 8.
+/// 16 when the codes rows are 16-byte aligned (hidden % 16 == 0), else 8: the codes per lane
+/// and warp step the kernel may use (dispatch.cu takes 8 for whole tokens, where 16 was slower).
 struct copy_spec {
   const char* src;
   std::size_t row_bytes;
@@ -55,6 +56,7 @@ struct combine_params {
   void* output;
   comm::element_type output_type;
   bool vectorized;  ///< 8 elements per lane step (hidden % 8 == 0, 16-byte aligned output)
+  bool fp8;         ///< the combine region holds FP8 rows (combine_precision::fp8): 16 per lane step
 };
 
 }  // namespace epgraph::kernels

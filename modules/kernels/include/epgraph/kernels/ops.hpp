@@ -147,13 +147,22 @@ class quantize_rows_op {
   int grid_;
 };
 
+/// What combine pulls (issue 15). exact: the expert output rows as they are (combine_type).
+/// fp8: each row quantized by prepare-combine to e4m3 with 1x128 fp32 scales (the quantizer of
+/// fp8_quantize.hpp), laid out in the row's place in the combine region as [hidden codes]
+/// [blocks_of(hidden) fp32 scales]; combine dequantizes (code x scale, one fp32 rounding) and
+/// sums in fp32 in the same ascending rank order, rounding once. Needs a bf16 combine_type,
+/// hidden % 16 == 0, and an expert output outside the combine region.
+enum class combine_precision : std::uint8_t { exact = 0, fp8 = 1 };
+
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives
-/// outside the workspace into the workspace combine region. A source that overlaps the
-/// session's memory (the combine region itself: zero copy needs no prepare-combine) is
-/// rejected.
+/// outside the workspace into the workspace combine region (fp8: quantizes them into it). A
+/// source that overlaps the session's memory (the combine region itself: zero copy needs no
+/// prepare-combine) is rejected.
 class prepare_combine_op {
  public:
-  prepare_combine_op(const comm::ep_session& session, const void* expert_output);
+  prepare_combine_op(const comm::ep_session& session, const void* expert_output,
+                     combine_precision precision = combine_precision::exact);
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
 
  private:
@@ -162,6 +171,7 @@ class prepare_combine_op {
   const void* source_;
   int grid_;
   bool vectorized_;  // rows are whole 16-byte words
+  combine_precision precision_;
 };
 
 struct combine_args {
@@ -170,6 +180,8 @@ struct combine_args {
   const std::int32_t* num_tokens = nullptr;
   void* output = nullptr;  ///< device [max_tokens][hidden] of output_type, outside the session's memory
   comm::element_type output_type = comm::element_type::bf16;
+  /// fp8: the combine region holds rows quantized by prepare-combine (combine_precision::fp8).
+  combine_precision precision = combine_precision::exact;
 };
 
 /// LSA barrier at entry (every peer's expert output is complete), then each token pulls
