@@ -302,11 +302,12 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
         device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       if (p.copies[c].quantize) {
-        // 16 codes per lane (16-byte stores, fewer shuffles) when a CTA has fewer tokens than
-        // warps; 8 for whole tokens, where the wider step was slower. Measured on 2x H200,
-        // EP2, H=7168: T=128 15.4 -> 13.6 us and T=512 25.1 -> 22.2 us with 16, T=4096
-        // 109.5 us with 8 against 114.1 with 16.
-        if (p.copies[c].vec_bytes == 16 && !items.whole_tokens)
+        // 16 codes per lane (16-byte stores, fewer shuffles) but for whole tokens on 2 ranks:
+        // there 8 was faster. Measured on H200, H=7168 (perf-notes v18): EP2 T=128 15.4 ->
+        // 13.6 us and T=512 25.1 -> 22.2 us with 16, but T=4096 (whole tokens) 109.5 us with 8
+        // against 114.1; EP4 T=4096 277.5 with 8 against 269.5 with 16. (Deciding per token by
+        // its destination count spilled registers.)
+        if (p.copies[c].vec_bytes == 16 && (!items.whole_tokens || v.ep_size > 2))
           push_quantized_row<Domains, 16>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
         else
           push_quantized_row<Domains, 8>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
