@@ -25,6 +25,10 @@ REQUIRED = GROUP_KEYS + ["gpu", "tokens", "dispatch_us", "combine_us", "nccl_dis
 SERIES = [("", "epgraph", "-"), ("nccl_", "NCCL send/recv", "--"), ("lsa_", "raw LSA copy", ":")]
 OPS = [("dispatch", "o", "tab:blue"), ("combine", "s", "tab:orange")]
 TEXT_COLUMNS = {"gpu", "payload", "routing", "nccl_version", "checked"}
+# Optional columns drawn beside an op when every row of a group has them (0 = not timed).
+EXTRA_SERIES = {"dispatch": [("quantized_dispatch", "epgraph quantizing dispatch (bf16 in)"),
+                             ("quantize_then_dispatch", "quantize_rows_op + fp8 dispatch")],
+                "combine": [("fp8_combine", "epgraph FP8 combine")]}
 
 
 def is_plotted(key):
@@ -127,6 +131,11 @@ def plot_group(axes, g, plt_colors):
             if all(f"{col}_p10_us" in r and f"{col}_p90_us" in r for r in g):
                 ax.fill_between(t, [r[f"{col}_p10_us"] for r in g], [r[f"{col}_p90_us"] for r in g], color=color,
                                 alpha=0.2, linewidth=0)
+        # FP8 variants a row may carry (issue 15), drawn where every row has them.
+        for col, label in EXTRA_SERIES[op]:
+            if all(r.get(f"{col}_us", 0) > 0 for r in g):
+                ax.plot(t, [r[f"{col}_us"] for r in g], "-.", marker=marker, color="tab:brown" if "quantize_then" in col
+                        else "tab:olive", label=label)
         ax.set(xscale="log", yscale="log", xlabel="tokens per rank", ylabel=f"{op}: us per op (p10-p90 band)")
     ax = axes[2]
     for op, marker, color in OPS:
