@@ -11,6 +11,7 @@
 #include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/comm/error.hpp"
 #include "epgraph/graph/step.hpp"
+#include "epgraph/kernels/ops.hpp"
 #include "epgraph/sim/device.hpp"
 #include "epgraph/sim/reference.hpp"
 #include "world.hpp"
@@ -70,16 +71,18 @@ TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine)
     EPG_CHECK_CUDA(cudaMemcpy(got.data(), batch.output(), got.size() * 2, cudaMemcpyDeviceToHost));
     const auto want = sim::expect_output_fp8(p, n, me);
     const auto exact = sim::expect_output(p, n, me);
+    std::vector<float> value(got.size());
     long long wrong = 0;
     for (std::size_t i = 0; i < got.size(); ++i) {
-      wrong += sim::load_element(comm::element_type::bf16, &got[i]) != want[i];
+      value[i] = sim::load_element(comm::element_type::bf16, &got[i]);
+      wrong += value[i] != want[i];
     }
     EXPECT_EQ(wrong, 0) << "elements that differ from the FP8 reference, of " << got.size();
     // Against the exact combine: per element where the exact value is not tiny against its
     // row, and per row as a norm.
     for (int t = 0; t < T; ++t) {
       const float* e = &exact[std::size_t(t) * p.hidden];
-      const float* q = &want[std::size_t(t) * p.hidden];
+      const float* q = &value[std::size_t(t) * p.hidden];  // the device's output
       double row_max = 0, diff2 = 0, norm2 = 0;
       for (int h = 0; h < p.hidden; ++h) row_max = std::max(row_max, double(std::fabs(e[h])));
       for (int h = 0; h < p.hidden; ++h) {
@@ -103,6 +106,32 @@ TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine)
   EXPECT_LE(worst_row, 0.0625);
   EXPECT_LE(mean_rel, 0.04);
   EXPECT_EQ(session.read_faults().input.code, comm::fault_code::none);
+  session.barrier();
+}
+
+// Combine reads what the peers' prepare-combine wrote, so a precision that differs between
+// ranks would sum rows of the wrong format: planning throws on every rank instead.
+TEST(Fp8CombinePlanning, APrecisionThatDiffersBetweenRanksIsRejectedOnEveryRank) {
+  sim::problem p;
+  p.ep_size = mpi().size();
+  p.max_tokens = 16;
+  p.top_k = 2;
+  p.num_experts = 4 * p.ep_size;
+  p.hidden = 256;
+  p.domain_size = mpitest::domain_size();
+  comm::ep_session session(world_comm(), sim::make_config(p, 8, 256));
+  comm::device_buffer output(std::size_t(p.max_tokens) * p.hidden * 2);
+  const auto precision = mpi().rank() == 0 ? kernels::combine_precision::fp8 : kernels::combine_precision::exact;
+  try {
+    (void)kernels::combine_op(session, {nullptr, output.get(), comm::element_type::bf16, precision});
+    ADD_FAILURE() << "accepted on rank " << mpi().rank();
+  } catch (const comm::error& e) {
+    EXPECT_EQ(e.call(), "combine_args.precision") << e.what();
+    EXPECT_NE(std::string(e.what()).find("differs between ranks"), std::string::npos) << e.what();
+  }
+  // The same precision everywhere plans.
+  EXPECT_NO_THROW((void)kernels::combine_op(
+      session, {nullptr, output.get(), comm::element_type::bf16, kernels::combine_precision::fp8}));
   session.barrier();
 }
 

@@ -135,7 +135,8 @@ INSTANTIATE_TEST_SUITE_P(
                       fp8_case{"tiny_rows_8_k1", 128, 1, 4, 8},
                       fp8_case{"odd_ranks_empty_few_ctas", 77, 8, 32, 4096, fp8::scale_format::fp32,
                                sim::routing::uniform, 0xAAAAAAAAull, 3},
-                      // Whole tokens (8 codes per lane): 2 CTAs of 16 warps, at least 48 tokens.
+                      // Whole tokens (8 codes per lane on 2 ranks, 16 on more): 2 CTAs of 16 warps,
+                      // at least 48 tokens.
                       fp8_case{"whole_tokens_7168_ue8m0", 64, 8, 32, 7168, fp8::scale_format::ue8m0,
                                sim::routing::uniform, 0, 2, 48},
                       // Rows cut into slices, 16 codes per lane, one-round rows of 1024 elements.

@@ -232,7 +232,7 @@ quantize_rows_op::quantize_rows_op(const comm::ep_session& session, quantize_row
   require_device_pointer(args.rows, op + ".rows", 16);
   require_device_pointer(args.codes, op + ".codes", 8);
   require_device_pointer(args.scales, op + ".scales", scale_bytes);
-  require_outside_session(args.rows, rows * hidden * 2, view_, op + ".rows");
+  // The rows may be received payload rows (read in stream order); what it writes may not.
   require_outside_session(args.codes, rows * hidden, view_, op + ".codes");
   // Warps quantize different rows at once: no buffer may overlap another (in place would race).
   const auto overlap = [](const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) {
@@ -240,11 +240,13 @@ quantize_rows_op::quantize_rows_op(const comm::ep_session& session, quantize_row
     return x < y + b_bytes && y < x + a_bytes;
   };
   const std::size_t scales_bytes = rows * static_cast<std::size_t>(fp8::blocks_of(args.hidden)) * scale_bytes;
-  if (overlap(args.rows, rows * hidden * 2, args.codes, rows * hidden) ||
-      overlap(args.rows, rows * hidden * 2, args.scales, scales_bytes) ||
-      overlap(args.codes, rows * hidden, args.scales, scales_bytes))
-    comm::throw_config_error(op + ".codes", "overlaps the rows or the scales",
-                             "give the rows, the codes and the scales buffers of their own (no in-place quantizing)");
+  const char* hint = "give the rows, the codes and the scales buffers of their own (no in-place quantizing)";
+  if (overlap(args.rows, rows * hidden * 2, args.codes, rows * hidden))
+    comm::throw_config_error(op + ".codes", "overlaps the rows", hint);
+  if (overlap(args.rows, rows * hidden * 2, args.scales, scales_bytes))
+    comm::throw_config_error(op + ".scales", "overlaps the rows", hint);
+  if (overlap(args.codes, rows * hidden, args.scales, scales_bytes))
+    comm::throw_config_error(op + ".scales", "overlaps the codes", hint);
   require_outside_session(args.scales, rows * static_cast<std::size_t>(fp8::blocks_of(args.hidden)) * scale_bytes,
                           view_, op + ".scales");
 }
@@ -302,6 +304,14 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
     dev_ = session.dev_comm();
     remote_ = detail::make_remote_transport(session);
   });
+  // Combine reads rows in the format the peers' prepare-combine wrote: every rank must use the
+  // same precision, or the sums are silently wrong. Two host AND-reductions tell (planning only).
+  const bool fp8 = args.precision == combine_precision::fp8;
+  const bool all_fp8 = session.all_agree(fp8), all_exact = session.all_agree(!fp8);
+  if (!all_fp8 && !all_exact)
+    comm::throw_config_error("combine_args.precision", "differs between ranks (this rank: " +
+                                                           std::string(fp8 ? "fp8" : "exact") + ")",
+                             "plan the combine with the same precision on every rank");
 }
 
 cudaError_t combine_op::run(cudaStream_t stream) const noexcept {

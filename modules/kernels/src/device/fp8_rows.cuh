@@ -1,6 +1,7 @@
 #pragma once
-// The e4m3 block quantizer of epgraph/kernels/fp8_quantize.hpp on a warp (issue 15): the
-// quantizing dispatch and quantize_rows_op share it.
+// The e4m3 block quantizer of epgraph/kernels/fp8_quantize.hpp on a warp (issue 15), shared by
+// the quantizing dispatch, quantize_rows_op and the FP8 prepare-combine; and the FP8 combine's
+// dequantization.
 //
 // A warp step covers 32 x N elements of a bf16 row (N = 8 or 16; 16 needs 16-byte aligned
 // codes rows, and the caller chooses): lane l holds elements Nl .. Nl+N-1, so each block of 128

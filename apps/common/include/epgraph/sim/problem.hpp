@@ -99,7 +99,8 @@ EPGRAPH_HD inline float expert_scale(int e) { return 1.0f + static_cast<float>(e
 
 EPGRAPH_HD inline int owner_rank(const problem& p, int expert) { return expert / (p.num_experts / p.ep_size); }
 
-// fp32 ops that the device compiler must not contract into FMAs (host and device agree).
+// fp32 ops rounded one by one, never contracted into FMAs, so host and device agree: the
+// device by the _rn intrinsics, the host by -ffp-contract=off (apps/common/CMakeLists.txt).
 EPGRAPH_HD inline float mul_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fmul_rn(a, b);

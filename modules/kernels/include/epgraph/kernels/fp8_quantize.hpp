@@ -2,9 +2,9 @@
 #include "epgraph/comm/requires_cxx20.hpp"
 // FP8 e4m3 quantization with 1x128 block scales (issue 15): one definition for the host (unit
 // tests against an independent reference, sim::reference_*) and the device (the quantizing
-// dispatch and quantize_rows_op). Every step is one correctly rounded IEEE fp32 operation, so
-// both give the same bytes (the device converts with cvt.rn.satfinite, which rounds as to_e4m3
-// does; the GPU tests compare it with the host reference).
+// dispatch, quantize_rows_op and the FP8 prepare-combine). Every step is one correctly rounded
+// IEEE fp32 operation, so both give the same bytes (the device converts with cvt.rn.satfinite,
+// which rounds as to_e4m3 does; the GPU tests compare it with the host reference).
 //
 // e4m3 (the "fn" variant: no infinities): sign, 4 exponent bits (bias 7), 3 mantissa bits;
 // largest 448, smallest normal 2^-6, smallest subnormal 2^-9; NaN is S.1111.111.

@@ -20,7 +20,8 @@ namespace epgraph::kernels {
 /// src, and sends each token's e4m3 codes (row_bytes bytes) to dst/stage and its 1x128 block
 /// scales (scales_row_bytes: 4 or 1 byte per block) to scales_dst/scales_stage; vec_bytes is
 /// 16 when the codes rows are 16-byte aligned (hidden % 16 == 0), else 8: the codes per lane
-/// and warp step the kernel may use (dispatch.cu takes 8 for whole tokens, where 16 was slower).
+/// and warp step the kernel may use (dispatch.cu takes 8 for whole tokens on 2 ranks, where 16
+/// was slower).
 struct copy_spec {
   const char* src;
   std::size_t row_bytes;

@@ -152,7 +152,8 @@ class quantize_rows_op {
 /// fp8_quantize.hpp), laid out in the row's place in the combine region as [hidden codes]
 /// [blocks_of(hidden) fp32 scales]; combine dequantizes (code x scale, one fp32 rounding) and
 /// sums in fp32 in the same ascending rank order, rounding once. Needs a bf16 combine_type,
-/// hidden % 16 == 0, and an expert output outside the combine region.
+/// hidden % 16 == 0, a 16-byte aligned combine output, an expert output outside the combine
+/// region, and the same precision on every rank (combine_op planning checks it).
 enum class combine_precision : std::uint8_t { exact = 0, fp8 = 1 };
 
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives
