@@ -107,3 +107,38 @@ TEST(PushItems, LargeBatchesPushWholeTokens) {
 }
 
 }  // namespace
+
+// A quantizing copy (copy_spec::quantize) is cut into warp steps of 32 x N elements (N = 16 or
+// 8, its vec_bytes), not into vectors: the kernel slices the row's steps with slice_range. Every
+// step of every token is covered exactly once by the items, whatever the lane width; and a
+// quantizing copy is a one-round copy only up to 1024 elements (a round is kPushUnroll 16-byte
+// bf16 loads per lane), whatever its vec_bytes.
+TEST(PushItems, QuantizingCopiesCoverEveryStepOnceAndRoundAt1024Elements) {
+  for (int vec : {8, 16}) {
+    for (std::size_t hidden : {std::size_t{8}, std::size_t{1000}, std::size_t{1024}, std::size_t{1040},
+                               std::size_t{2048}, std::size_t{7168}}) {
+      if (vec == 16 && hidden % 16 != 0) continue;  // planning gives 8 then
+      dispatch_params p = params_for({{32, 16}, {hidden, vec}, {32, 16}});
+      p.copies[1].quantize = true;
+      EXPECT_EQ(push_items::one_round(p.copies[1]), hidden <= 1024) << hidden << " with " << vec;
+      const std::size_t steps = (hidden + 32 * std::size_t(vec) - 1) / (32 * std::size_t(vec));
+      for (int tokens : {1, 2, 5, 16, 40}) {
+        const push_items items(p, tokens, 16);
+        std::vector<std::vector<int>> covered(static_cast<std::size_t>(tokens), std::vector<int>(steps, 0));
+        for (int i = 0; i < items.count(); ++i) {
+          const push_items::item it = items.at(p, 0, i);
+          for (int c = it.copy; c < it.copy_end; ++c) {
+            if (c != 1) continue;
+            std::size_t first = 0, end = 0;
+            push_items::slice_range(steps, it.slice, it.slices, first, end);
+            for (std::size_t s = first; s < end; ++s) ++covered[static_cast<std::size_t>(it.token)][s];
+          }
+        }
+        for (int t = 0; t < tokens; ++t)
+          for (std::size_t s = 0; s < steps; ++s)
+            ASSERT_EQ(covered[static_cast<std::size_t>(t)][s], 1)
+                << "hidden " << hidden << ", vec " << vec << ", T " << tokens << ", token " << t << ", step " << s;
+      }
+    }
+  }
+}
