@@ -60,7 +60,7 @@ np_list="2"; [ "$gpus" -ge 4 ] && np_list="2 $gpus"
 for stage in $stages; do
   case $stage in
     gpu) run gpu_tests 300 "$bin/epgraph_gpu_tests" ;;
-    mpi) for np in $np_list; do  # EPG_MPI_FILTER: a gtest filter (default: every test); EPG_MPI_TIMEOUT: s per run
+    mpi) for np in ${EPG_MPI_NP:-$np_list}; do  # EPG_MPI_FILTER: a gtest filter (default: every test); EPG_MPI_TIMEOUT: s per run; EPG_MPI_NP: rank counts
         run "mpi_tests_np$np" "${EPG_MPI_TIMEOUT:-600}" mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" \
           --gtest_filter="${EPG_MPI_FILTER:-*}"
       done ;;
@@ -105,12 +105,24 @@ for stage in $stages; do
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
           --gtest_filter='ExpertMajorStep.TheUnpermute*:ExpertMajorStep.AMasked*:ExpertMajorStep.ARepeated*:Placement.ATable*'
       done ;;
-    fp8)  # issue 15: the quantizer and the FP8 combine on one GPU; the quantizing dispatch and the FP8
-          # combine at every GPU count and at np 2 with domain size 1 (the staged rows); sanitizers on both
-      fp8_gpu='SingleRank.*Quantiz*:SingleRank.*Fp8*' fp8_mpi='*QuantizingDispatch.*:*Fp8Combine.*'
+    fp8)  # issue 15: the quantizer and the reduced combines on one GPU; the quantizing dispatch and the
+          # reduced combines at every GPU count and at np 2 with domain size 1 (the staged rows); sanitizers
+          # on both; the demo with each reduced precision (EPG_FP8_DEMO=0 skips it)
+      fp8_gpu='SingleRank.*Quantiz*:SingleRank.*Fp8*:SingleRank.*Bf16*'
+      fp8_mpi='*QuantizingDispatch.*:*Fp8Combine.*:*Fp8CombinePlanning.*'
       run fp8_gpu 300 "$bin/epgraph_gpu_tests" --gtest_filter="$fp8_gpu"
       for np in $np_list; do
         run "fp8_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" --gtest_filter="$fp8_mpi"
+        [ "${EPG_FP8_DEMO:-1}" = 0 ] && continue
+        run "demo_np${np}_fp8" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 100 --tokens 256 \
+          --quantize fp8 --combine-precision fp8 --host-check-every 25
+        tail -3 "$logs/demo_np${np}_fp8.log"
+        run "demo_np${np}_ue8m0_expert_major" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 \
+          --tokens 256 --quantize fp8-ue8m0 --layout expert-major --host-check-every 25
+        tail -3 "$logs/demo_np${np}_ue8m0_expert_major.log"
+        run "demo_np${np}_bf16_of_fp32" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 --tokens 256 \
+          --dtype fp32 --combine-precision bf16 --host-check-every 25
+        tail -3 "$logs/demo_np${np}_bf16_of_fp32.log"
       done
       run fp8_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 "$bin/epgraph_mpi_tests" \
         --gtest_filter="$fp8_mpi"
@@ -120,7 +132,7 @@ for stage in $stages; do
       done
       run sanitize_memcheck_fp8_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 compute-sanitizer \
         --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-        --gtest_filter='*QuantizingDispatch*partial*:*QuantizingDispatch*tiny*:*whole_tokens*:*sliced_2048*:*Fp8Combine*k1*:*Fp8Combine*one_rank*' ;;
+        --gtest_filter='*QuantizingDispatch*partial*:*QuantizingDispatch*tiny*:*whole_tokens*:*sliced_2048*:*Fp8Combine*k1*:*Fp8Combine*one_rank*:*Fp8Combine*bf16_of_fp32_skewed*' ;;
     mutants)
       for mutant in "${EPG_MUTANTS:?folder of mutant builds}"/*; do
         name=$(basename "$mutant") log="$logs/mutant_$(basename "$mutant").log"

@@ -10,9 +10,42 @@ namespace po = boost::program_options;
 
 namespace epgraph::demo {
 
+namespace {
+// What --quantize and --combine-precision need of the other options (the library checks the
+// same at planning; here the message names the demo's options, before any GPU work).
+void check_precisions(const options& o) {
+  const sim::problem& p = o.problem;
+  const std::string dtype(comm::to_string(p.dtype));
+  if (p.quantize && p.dtype != comm::element_type::bf16)
+    comm::throw_config_error("--quantize", "quantizes bf16 rows but --dtype is " + dtype, "use --dtype bf16");
+  if (p.quantize && p.hidden % 8 != 0)
+    comm::throw_config_error("--quantize", "needs --hidden % 8 == 0, not " + std::to_string(p.hidden),
+                             "use a multiple of 8 (the last 128-block may be partial)");
+  if (p.combine == kernels::combine_precision::exact) return;
+  const bool fp8 = p.combine == kernels::combine_precision::fp8;
+  const std::string name = fp8 ? "fp8" : "bf16";
+  if (p.dtype != (fp8 ? comm::element_type::bf16 : comm::element_type::fp32))
+    comm::throw_config_error("--combine-precision",
+                             "is " + name + " but --dtype is " + dtype,
+                             fp8 ? "an FP8 combine quantizes bf16 rows: use --dtype bf16"
+                                 : "a bf16 combine rounds fp32 rows: use --dtype fp32");
+  if (p.hidden % (fp8 ? 16 : 8) != 0)
+    comm::throw_config_error("--combine-precision", "is " + name + " but --hidden is " + std::to_string(p.hidden),
+                             fp8 ? "use a multiple of 16" : "use a multiple of 8");
+  if (o.which == variant::zero_copy)
+    comm::throw_config_error("--combine-precision", "is " + name + " beside --variant zero-copy",
+                             "prepare-combine reduces the rows: use --variant staged (or both, which then runs "
+                             "staged only)");
+  if (o.rows == layout::expert_major)
+    comm::throw_config_error("--combine-precision", "is " + name + " beside --layout expert-major",
+                             "the un-permute writes the combine rows: use --combine-precision exact");
+}
+}  // namespace
+
 std::optional<options> parse_options(const std::vector<std::string>& args, std::string* help_text) {
   options o;
-  std::string dtype = "bf16", routing = "uniform", which = "both", stall, rows = "source-major", form = "packed";
+  std::string dtype = "bf16", routing = "uniform", which = "both", stall, rows = "source-major", form = "packed",
+              quantize = "none", combine_precision = "exact";
   po::options_description desc("epg-demo: a whole MoE layer step, captured once, replayed and checked\n"
                                "usage: mpirun -np <gpus> epg-demo [options]");
   // clang-format off
@@ -29,6 +62,12 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("layout", po::value(&rows)->default_value("source-major"), "what the expert stage sees: source-major (the receive slots) or "
                                                                "expert-major (permute, grouped rows, weighted un-permute)")
     ("form", po::value(&form)->default_value("packed"), "expert-major form: packed (offsets) or masked (capacity + counts)")
+    ("quantize", po::value(&quantize)->default_value(quantize), "dispatch quantizes the bf16 hidden rows to FP8 e4m3 "
+                                                              "with 1x128 scales: none, fp8 (fp32 scales), fp8-ue8m0 "
+                                                              "(power-of-two scales); the experts read code x scale")
+    ("combine-precision", po::value(&combine_precision)->default_value(combine_precision),
+     "what combine pulls: exact (the expert output), fp8 (prepare-combine quantizes bf16 rows), bf16 (prepare-combine "
+     "rounds fp32 rows, --dtype fp32); reduced precisions run the staged variant only")
     ("routing", po::value(&routing)->default_value("uniform"), "routing distribution: uniform, skewed, one-rank")
     ("seed", po::value(&o.problem.seed)->default_value(1), "random seed")
     ("domain-size", po::value(&o.problem.domain_size)->default_value(0), "ranks per NVLink domain (0 = the NVLink team NCCL finds); "
@@ -63,6 +102,17 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   if (rows == "source-major") o.rows = layout::source_major;
   else if (rows == "expert-major") o.rows = layout::expert_major;
   else comm::throw_config_error("--layout", "is '" + rows + "'", "use source-major or expert-major");
+  if (quantize == "none" || quantize == "fp8" || quantize == "fp8-ue8m0") {
+    o.problem.quantize = quantize != "none";
+    o.problem.scales = quantize == "fp8-ue8m0" ? kernels::fp8::scale_format::ue8m0 : kernels::fp8::scale_format::fp32;
+  } else {
+    comm::throw_config_error("--quantize", "is '" + quantize + "'", "use none, fp8 or fp8-ue8m0");
+  }
+  if (combine_precision == "exact") o.problem.combine = kernels::combine_precision::exact;
+  else if (combine_precision == "fp8") o.problem.combine = kernels::combine_precision::fp8;
+  else if (combine_precision == "bf16") o.problem.combine = kernels::combine_precision::bf16;
+  else comm::throw_config_error("--combine-precision", "is '" + combine_precision + "'", "use exact, fp8 or bf16");
+  check_precisions(o);
   if (form == "packed" || form == "masked") o.masked = form == "masked";
   else comm::throw_config_error("--form", "is '" + form + "'", "use packed or masked");
   if (o.steps < 1) comm::throw_config_error("--steps", "is " + std::to_string(o.steps), "use at least 1");
@@ -103,7 +153,7 @@ std::string option_for(const std::string& field) {
   if (field == "max_tokens_per_rank") return "--tokens";
   if (field == "top_k" || field == "payloads[1].row_bytes") return "--top-k";
   if (field == "num_experts") return "--experts";
-  if (field == "hidden" || field == "payloads[0].row_bytes") return "--hidden";
+  if (field == "hidden" || field == "payloads[0].row_bytes" || field == "payloads[2].row_bytes") return "--hidden";
   if (field == "combine_type") return "--dtype";
   if (field == "num_ctas") return "--ctas";
   if (field == "domain_size") return "--domain-size";

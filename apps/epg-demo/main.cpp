@@ -245,10 +245,16 @@ int run(comm::mpi_context& mpi, int argc, char** argv) {
     const std::string host_checks = o.host_check_every == 1
                                         ? std::string("every step")
                                         : "steps 1, " + std::to_string(1 + o.host_check_every) + ", ... and the last";
-    std::printf("[epg-demo] %d ranks, max %d tokens/rank, hidden %d, top-%d of %d experts, %s, %s routing, %d steps; "
-                "device check: every step, host check: %s\n",
+    const char* quantize = !o.problem.quantize                                           ? ""
+                           : o.problem.scales == kernels::fp8::scale_format::ue8m0 ? ", dispatch quantizes to FP8 (UE8M0 scales)"
+                                                                                   : ", dispatch quantizes to FP8 (fp32 scales)";
+    const char* combine = o.problem.combine == kernels::combine_precision::fp8    ? ", FP8 combine"
+                          : o.problem.combine == kernels::combine_precision::bf16 ? ", bf16 combine"
+                                                                                  : "";
+    std::printf("[epg-demo] %d ranks, max %d tokens/rank, hidden %d, top-%d of %d experts, %s%s%s, %s routing, %d "
+                "steps; device check: every step, host check: %s\n",
                 mpi.size(), o.problem.max_tokens, o.problem.hidden, o.problem.top_k, o.problem.num_experts,
-                std::string(comm::to_string(o.problem.dtype)).c_str(),
+                std::string(comm::to_string(o.problem.dtype)).c_str(), quantize, combine,
                 std::string(sim::to_string(o.problem.dist)).c_str(), o.steps, host_checks.c_str());
     std::fflush(stdout);
   }
@@ -257,7 +263,13 @@ int run(comm::mpi_context& mpi, int argc, char** argv) {
   if (o.rows == demo::layout::expert_major) {
     results.push_back(run_variant(mpi, nccl, o, false));
   } else {
-    if (o.which != demo::variant::staged) results.push_back(run_variant(mpi, nccl, o, true));
+    // A reduced combine needs prepare-combine (demo::parse_options refused --variant zero-copy).
+    const bool reduced = o.problem.combine != kernels::combine_precision::exact;
+    if (reduced && o.which == demo::variant::both && mpi.rank() == 0)
+      std::printf("[epg-demo] --combine-precision %s: the zero-copy variant is skipped (prepare-combine reduces "
+                  "the rows)\n",
+                  o.problem.combine == kernels::combine_precision::fp8 ? "fp8" : "bf16");
+    if (o.which != demo::variant::staged && !reduced) results.push_back(run_variant(mpi, nccl, o, true));
     if (o.which != demo::variant::zero_copy) results.push_back(run_variant(mpi, nccl, o, false));
   }
 

@@ -183,40 +183,91 @@ TEST_F(SingleRank, AQuantizingDispatchItCannotPlanIsRejectedNamingTheField) {
   EXPECT_NO_THROW((void)kernels::dispatch_op(session, args({rows.get(), 0, 3, scale_format::ue8m0})));
 }
 
-// The FP8 combine at EP size 1: a step graph whose prepare-combine quantizes; the output equals
-// the host reference of the FP8 combine bit for bit, over three batches of one captured graph.
-TEST_F(SingleRank, AnFp8CombineStepEqualsTheFp8Reference) {
+// Reduced precision at EP size 1, in a step graph over three batches of one captured graph:
+// the output equals the host reference (sim::expect_output of the problem, whose quantizer is
+// the independent one) bit for bit, and the device check (sim::check_output) agrees; it
+// differs from the exact step's reference, so the reduced path really ran (but where UE8M0
+// scales are exact on the problem's values: multiples of 1/8 in [-1, 1] become multiples of
+// 32 up to 256, all e4m3 values).
+// - FP8 combine of bf16 rows: prepare-combine quantizes.
+// - bf16 combine of fp32 rows: prepare-combine rounds.
+// - the quantizing dispatch (both scale formats) into the reference experts, which read code x
+//   scale; alone and with the FP8 combine.
+void expect_reduced_step(sim::problem p, bool differs = true) {
   auto nccl = gputest::solo_comm();
-  sim::problem p = gputest::small_problem();
-  p.hidden = 1040;  // 8 blocks of 128 and one of 16
   comm::ep_session session(nccl, sim::make_config(p, 8, 256));
   sim::batch_storage batch(p);
-  comm::device_buffer expert_output(session.layout().combine.bytes);
+  comm::device_buffer expert_output(session.layout().combine.bytes), wrong(sizeof(unsigned long long));
+  EPG_CHECK_CUDA(cudaMemset(wrong.get(), 0, sizeof(unsigned long long)));
   graph::step_spec spec;
   spec.dispatch = batch.dispatch_args();
-  spec.combine = batch.combine_args();
-  spec.combine.precision = kernels::combine_precision::fp8;
+  spec.combine = batch.combine_args();  // carries p.combine
   spec.experts = sim::reference_expert_stage(p);
   spec.expert_output = expert_output.get();
   graph::stream s;
   graph::step_graph step(graph::plan_step(session, spec), s);
+  sim::problem exact_problem = p;
+  exact_problem.quantize = false;
+  exact_problem.combine = kernels::combine_precision::exact;
+  const std::size_t elem = comm::element_size(p.dtype);
   for (std::uint64_t n : {1u, 2u, 3u}) {
     ASSERT_EQ(sim::generate_batch(p, 0, n, batch.inputs(), s.get()), cudaSuccess);
     ASSERT_EQ(step.replay(s), cudaSuccess);
+    ASSERT_EQ(sim::check_output(p, 0, n, batch.output(), wrong.as<unsigned long long>(), s.get()), cudaSuccess);
     s.sync();
     const int T = sim::token_count(p, 0, n);
-    std::vector<std::uint16_t> got(std::size_t(T) * p.hidden);
-    EPG_CHECK_CUDA(cudaMemcpy(got.data(), batch.output(), got.size() * 2, cudaMemcpyDeviceToHost));
-    const auto want = sim::expect_output_fp8(p, n, 0), exact = sim::expect_output(p, n, 0);
-    long long wrong = 0, differs_from_exact = 0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-      const float v = sim::load_element(comm::element_type::bf16, &got[i]);
-      wrong += v != want[i];
+    std::vector<unsigned char> got(std::size_t(T) * p.hidden * elem);
+    EPG_CHECK_CUDA(cudaMemcpy(got.data(), batch.output(), got.size(), cudaMemcpyDeviceToHost));
+    const auto want = sim::expect_output(p, n, 0), exact = sim::expect_output(exact_problem, n, 0);
+    long long wrong_elements = 0, differs_from_exact = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      const float v = sim::load_element(p.dtype, &got[i * elem]);
+      wrong_elements += v != want[i];
       differs_from_exact += v != exact[i];
     }
-    EXPECT_EQ(wrong, 0) << "step " << n << ", of " << got.size();
-    EXPECT_GT(differs_from_exact, 0) << "the FP8 path must not be the exact one";
+    EXPECT_EQ(wrong_elements, 0) << "step " << n << ", of " << want.size();
+    if (differs) {
+      EXPECT_GT(differs_from_exact, 0) << "the reduced path must not be the exact one";
+    } else {
+      EXPECT_EQ(differs_from_exact, 0) << "UE8M0 is exact on these values";
+    }
+    EXPECT_EQ(sim::count_wrong(p, n, 0, got.data()), wrong_elements);
   }
+  unsigned long long device_wrong = 1;
+  EPG_CHECK_CUDA(cudaMemcpy(&device_wrong, wrong.get(), sizeof device_wrong, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(device_wrong, 0u) << "the device check disagrees with the host reference";
+  EXPECT_EQ(session.read_faults().input.code, comm::fault_code::none);
+}
+
+TEST_F(SingleRank, AnFp8CombineStepEqualsTheFp8Reference) {
+  sim::problem p = gputest::small_problem();
+  p.hidden = 1040;  // 8 blocks of 128 and one of 16
+  p.combine = kernels::combine_precision::fp8;
+  expect_reduced_step(p);
+}
+
+TEST_F(SingleRank, ABf16CombineOfFp32RowsEqualsItsReference) {
+  sim::problem p = gputest::small_problem();
+  p.dtype = comm::element_type::fp32;
+  p.hidden = 1048;  // a multiple of 8, not of 16
+  p.combine = kernels::combine_precision::bf16;
+  expect_reduced_step(p);
+}
+
+TEST_F(SingleRank, AQuantizingDispatchStepEqualsItsReference) {
+  for (auto scales : {kernels::fp8::scale_format::fp32, kernels::fp8::scale_format::ue8m0}) {
+    SCOPED_TRACE(scales == kernels::fp8::scale_format::ue8m0 ? "ue8m0" : "fp32 scales");
+    sim::problem p = gputest::small_problem();
+    p.hidden = 1000;  // 7 blocks of 128 and one of 104
+    p.quantize = true;
+    p.scales = scales;
+    expect_reduced_step(p, scales == kernels::fp8::scale_format::fp32);
+  }
+  sim::problem both = gputest::small_problem();
+  both.hidden = 2064;
+  both.quantize = true;
+  both.combine = kernels::combine_precision::fp8;
+  expect_reduced_step(both);
 }
 
 TEST_F(SingleRank, AnFp8CombineItCannotServeIsRejectedNamingTheField) {
@@ -254,4 +305,17 @@ TEST_F(SingleRank, AnFp8CombineItCannotServeIsRejectedNamingTheField) {
   spec.combine.precision = kernels::combine_precision::fp8;
   expect_config_error([&] { (void)graph::plan_step(session, spec); }, "step_spec.combine.precision",
                       "the expert output is the combine region");
+  // bf16 rounds fp32 rows: a bf16 session has nothing to round.
+  expect_config_error(
+      [&] {
+        (void)kernels::combine_op(session, {nullptr, out.get(), comm::element_type::bf16,
+                                            kernels::combine_precision::bf16});
+      },
+      "combine_args.precision", "is bf16 but the session's combine_type is bf16");
+  expect_config_error(
+      [&] {
+        (void)kernels::combine_op(session, {nullptr, out.get(), comm::element_type::bf16,
+                                            static_cast<kernels::combine_precision>(7)});
+      },
+      "combine_args.precision", "use exact, fp8 or bf16");
 }

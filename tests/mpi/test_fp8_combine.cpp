@@ -1,7 +1,8 @@
-// The FP8 combine (issue 15) in whole step graphs: prepare-combine quantizes each rank's
-// partial rows, combine sums the dequantized rows. The output must equal the host reference of
-// exactly that (sim::expect_output_fp8) bit for bit, and stay within the documented error of
-// the exact combine (sim::expect_output); the error is printed for docs/perf-notes.md.
+// Reduced-precision combines (issue 15) in whole step graphs: prepare-combine quantizes each
+// rank's partial rows to FP8 (or rounds fp32 rows to bf16), combine sums the rows it pulls. The
+// output must equal the host reference of exactly that (sim::expect_output of the problem) bit
+// for bit, agree with the device check, and stay within the documented error of the exact
+// combine; the error is printed for docs/perf-notes.md. Some cases quantize in dispatch too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,6 +28,8 @@ struct fp8_combine_case {
   int max_tokens, top_k, experts_per_rank, hidden;
   sim::routing dist = sim::routing::uniform;
   std::uint64_t empty_ranks = 0;
+  kernels::combine_precision precision = kernels::combine_precision::fp8;  // bf16: fp32 rows
+  bool quantize = false;  // the dispatch quantizes too (fp32 scales)
 };
 std::ostream& operator<<(std::ostream& o, const fp8_combine_case& c) { return o << c.name; }
 
@@ -45,19 +48,27 @@ TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine)
   p.empty_ranks = c.empty_ranks;
   p.domain_size = mpitest::domain_size();
   p.seed = 2024;
+  p.combine = c.precision;
+  p.quantize = c.quantize;
+  const bool fp8 = c.precision == kernels::combine_precision::fp8;
+  if (!fp8) p.dtype = comm::element_type::fp32;
+  sim::problem exact_problem = p;  // the same experts' input, the exact combine
+  exact_problem.combine = kernels::combine_precision::exact;
   comm::ep_session session(world_comm(), sim::make_config(p, 32, 512));
   sim::batch_storage batch(p);
-  comm::device_buffer expert_output(session.layout().combine.bytes);
+  comm::device_buffer expert_output(session.layout().combine.bytes), device_wrong(sizeof(unsigned long long));
+  EPG_CHECK_CUDA(cudaMemset(device_wrong.get(), 0, sizeof(unsigned long long)));
   graph::step_spec spec;
   spec.dispatch = batch.dispatch_args();
-  spec.combine = batch.combine_args();
-  spec.combine.precision = kernels::combine_precision::fp8;
+  spec.combine = batch.combine_args();  // carries p.combine
   spec.experts = sim::reference_expert_stage(p);
   spec.expert_output = expert_output.get();
   graph::step_plan plan = graph::plan_step(session, spec);
-  EXPECT_NE(plan.explain().find("quantizing to FP8"), std::string::npos) << plan.explain();
+  EXPECT_NE(plan.explain().find(fp8 ? "quantizing to FP8" : "rounding fp32 to bf16"), std::string::npos)
+      << plan.explain();
   graph::stream s;
   graph::step_graph step(plan, s);
+  const std::size_t elem = comm::element_size(p.dtype);
 
   double max_rel = 0, sum_rel = 0, worst_row = 0;
   long long counted = 0;
@@ -65,19 +76,21 @@ TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine)
     SCOPED_TRACE("step " + std::to_string(n));
     ASSERT_EQ(sim::generate_batch(p, me, n, batch.inputs(), s.get()), cudaSuccess);
     ASSERT_EQ(step.replay(s), cudaSuccess);
+    ASSERT_EQ(sim::check_output(p, me, n, batch.output(), device_wrong.as<unsigned long long>(), s.get()),
+              cudaSuccess);
     s.sync();
     const int T = sim::token_count(p, me, n);
-    std::vector<std::uint16_t> got(std::size_t(T) * p.hidden);
-    EPG_CHECK_CUDA(cudaMemcpy(got.data(), batch.output(), got.size() * 2, cudaMemcpyDeviceToHost));
-    const auto want = sim::expect_output_fp8(p, n, me);
-    const auto exact = sim::expect_output(p, n, me);
-    std::vector<float> value(got.size());
+    std::vector<unsigned char> got(std::size_t(T) * p.hidden * elem);
+    EPG_CHECK_CUDA(cudaMemcpy(got.data(), batch.output(), got.size(), cudaMemcpyDeviceToHost));
+    const auto want = sim::expect_output(p, n, me);
+    const auto exact = sim::expect_output(exact_problem, n, me);
+    std::vector<float> value(want.size());
     long long wrong = 0;
-    for (std::size_t i = 0; i < got.size(); ++i) {
-      value[i] = sim::load_element(comm::element_type::bf16, &got[i]);
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      value[i] = sim::load_element(p.dtype, &got[i * elem]);
       wrong += value[i] != want[i];
     }
-    EXPECT_EQ(wrong, 0) << "elements that differ from the FP8 reference, of " << got.size();
+    EXPECT_EQ(wrong, 0) << "elements that differ from the reduced-precision reference, of " << value.size();
     // Against the exact combine: per element where the exact value is not tiny against its
     // row, and per row as a norm.
     for (int t = 0; t < T; ++t) {
@@ -99,12 +112,19 @@ TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine)
     }
   }
   const double mean_rel = counted ? sum_rel / double(counted) : 0;
-  std::printf("[rank %d] %s: FP8 combine against the exact one: max relative error %.4f, mean %.5f over %lld "
+  std::printf("[rank %d] %s: %s combine against the exact one: max relative error %.4f, mean %.5f over %lld "
               "elements (|exact| >= 1%% of its row's largest), worst row (L2) %.4f\n",
-              me, c.name.c_str(), max_rel, mean_rel, counted, worst_row);
-  // e4m3 rounds to within 2^-4 of a value; a sum of a few such rows stays within that in norm.
-  EXPECT_LE(worst_row, 0.0625);
-  EXPECT_LE(mean_rel, 0.04);
+              me, c.name.c_str(), fp8 ? "FP8" : "bf16", max_rel, mean_rel, counted, worst_row);
+  // e4m3 rounds to within 2^-4 of a value, bf16 to within 2^-8; a sum of a few such rows stays
+  // within that in norm.
+  EXPECT_LE(worst_row, fp8 ? 0.0625 : 0.0040);
+  EXPECT_LE(mean_rel, fp8 ? 0.04 : 0.0025);
+  if (counted > 0) {
+    EXPECT_GT(worst_row, 0.0) << "the reduced path must not be the exact one";
+  }
+  unsigned long long device_count = 1;
+  EPG_CHECK_CUDA(cudaMemcpy(&device_count, device_wrong.get(), sizeof device_count, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(device_count, 0u) << "the device check disagrees with the host reference";
   EXPECT_EQ(session.read_faults().input.code, comm::fault_code::none);
   session.barrier();
 }
@@ -141,7 +161,15 @@ INSTANTIATE_TEST_SUITE_P(
                       fp8_combine_case{"skewed_k8_h2048", 96, 8, 16, 2048, sim::routing::skewed},
                       fp8_combine_case{"one_rank_k4_h1040", 48, 4, 8, 1040, sim::routing::one_rank},
                       fp8_combine_case{"k1_h512", 128, 1, 4, 512},
-                      fp8_combine_case{"odd_ranks_empty_h512", 64, 8, 16, 512, sim::routing::uniform, 0xAAAAAAAAull}),
+                      fp8_combine_case{"odd_ranks_empty_h512", 64, 8, 16, 512, sim::routing::uniform, 0xAAAAAAAAull},
+                      fp8_combine_case{"quantized_dispatch_too_k8_h7168", 64, 8, 32, 7168, sim::routing::uniform, 0,
+                                       kernels::combine_precision::fp8, true},
+                      fp8_combine_case{"bf16_of_fp32_k8_h7168", 64, 8, 32, 7168, sim::routing::uniform, 0,
+                                       kernels::combine_precision::bf16},
+                      fp8_combine_case{"bf16_of_fp32_skewed_h1032", 96, 8, 16, 1032, sim::routing::skewed, 0,
+                                       kernels::combine_precision::bf16},
+                      fp8_combine_case{"bf16_of_fp32_one_rank_k4_h256", 48, 4, 8, 256, sim::routing::one_rank, 0,
+                                       kernels::combine_precision::bf16}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

@@ -110,6 +110,43 @@ TEST(DemoOptions, BadValuesNameTheOption) {
   }
 }
 
+TEST(DemoOptions, ReducedPrecisionsParseAndTheirNeedsAreChecked) {
+  auto o = demo::parse_options({});
+  ASSERT_TRUE(o);
+  EXPECT_FALSE(o->problem.quantize);
+  EXPECT_EQ(o->problem.combine, kernels::combine_precision::exact);
+  o = demo::parse_options({"--quantize", "fp8-ue8m0", "--combine-precision", "fp8"});
+  ASSERT_TRUE(o);
+  EXPECT_TRUE(o->problem.quantize);
+  EXPECT_EQ(o->problem.scales, kernels::fp8::scale_format::ue8m0);
+  EXPECT_EQ(o->problem.combine, kernels::combine_precision::fp8);
+  o = demo::parse_options({"--quantize", "fp8", "--layout", "expert-major"});  // the permute moves the scales
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->problem.scales, kernels::fp8::scale_format::fp32);
+  o = demo::parse_options({"--combine-precision", "bf16", "--dtype", "fp32"});
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->problem.combine, kernels::combine_precision::bf16);
+  // The session config carries the quantizing dispatch's payloads: codes, weights, scales.
+  o = demo::parse_options({"--quantize", "fp8", "--hidden", "1000"});
+  ASSERT_TRUE(o);
+  o->problem.ep_size = 2;
+  const comm::ep_config c = demo::session_config(*o);
+  ASSERT_EQ(c.payloads.size(), 3u);
+  EXPECT_EQ(c.payloads[0].row_bytes, 1000u);
+  EXPECT_EQ(c.payloads[2].row_bytes, 8u * 4);
+
+  expect_rejected({"--quantize", "int8"}, 0, {"config error in --quantize: is 'int8'", "use none, fp8 or fp8-ue8m0"});
+  expect_rejected({"--quantize", "fp8", "--dtype", "fp16"}, 0, {"--quantize: quantizes bf16 rows but --dtype is fp16"});
+  expect_rejected({"--quantize", "fp8", "--hidden", "1004"}, 0, {"--quantize: needs --hidden % 8 == 0, not 1004"});
+  expect_rejected({"--combine-precision", "fp4"}, 0, {"--combine-precision: is 'fp4'", "use exact, fp8 or bf16"});
+  expect_rejected({"--combine-precision", "fp8", "--dtype", "fp32"}, 0,
+                  {"--combine-precision: is fp8 but --dtype is fp32", "use --dtype bf16"});
+  expect_rejected({"--combine-precision", "bf16"}, 0, {"is bf16 but --dtype is bf16", "use --dtype fp32"});
+  expect_rejected({"--combine-precision", "fp8", "--hidden", "1032"}, 0, {"is fp8 but --hidden is 1032"});
+  expect_rejected({"--combine-precision", "fp8", "--variant", "zero-copy"}, 0, {"beside --variant zero-copy"});
+  expect_rejected({"--combine-precision", "fp8", "--layout", "expert-major"}, 0, {"beside --layout expert-major"});
+}
+
 TEST(DemoOptions, DeadlineAndWatchdogAcceptZeroAsOff) {
   auto o = demo::parse_options({"--watchdog", "0", "--deadline", "0"});
   ASSERT_TRUE(o);

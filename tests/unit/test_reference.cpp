@@ -141,6 +141,85 @@ TEST(Reference, OutputMatchesExactMathWithinTwoRoundings) {
   }
 }
 
+// The host reference and the device check share expected_output's formula for the exact path:
+// the host's loop (per rank, then per element) must give the same bits.
+TEST(Reference, ExactOutputIsTheSharedFormulaBitForBit) {
+  sim::problem p;
+  p.ep_size = 4;
+  p.num_experts = 32;
+  p.hidden = 200;
+  p.max_tokens = p.min_tokens = 12;
+  for (auto type : {element_type::bf16, element_type::fp32}) {
+    p.dtype = type;
+    const auto out = sim::expect_output(p, 2, 3);
+    const auto round = [&](float v) { return sim::round_to(type, v); };
+    long long differ = 0;
+    for (int t = 0; t < 12; ++t) {
+      int experts[8];
+      float weights[8];
+      for (int j = 0; j < 8; ++j) {
+        experts[j] = sim::expert_id(p, 3, 2, t, j);
+        weights[j] = sim::router_weight(p, 3, 2, t, j);
+      }
+      for (int h = 0; h < p.hidden; ++h)
+        differ += out[std::size_t(t) * p.hidden + h] !=
+                  sim::expected_output(p, experts, weights, round(sim::hidden_value(p, 3, 2, t, h)), round);
+    }
+    EXPECT_EQ(differ, 0);
+  }
+}
+
+// Reduced precisions: the quantized input and the reduced combine stay within their rounding of
+// the exact output, and differ from it (they are not the exact path by accident).
+TEST(Reference, ReducedPrecisionOutputsStayWithinTheirRounding) {
+  sim::problem p;
+  p.ep_size = 4;
+  p.num_experts = 32;
+  p.hidden = 1000;  // a partial last block
+  p.max_tokens = p.min_tokens = 6;
+  struct variant {
+    const char* name;
+    element_type dtype;
+    bool quantize;
+    kernels::fp8::scale_format scales;
+    kernels::combine_precision combine;
+    double bound;  // relative, per element
+  };
+  const variant variants[] = {
+      {"fp8 combine", element_type::bf16, false, kernels::fp8::scale_format::fp32, kernels::combine_precision::fp8, 0.15},
+      {"bf16 combine of fp32", element_type::fp32, false, kernels::fp8::scale_format::fp32,
+       kernels::combine_precision::bf16, 0.004},
+      {"quantized dispatch", element_type::bf16, true, kernels::fp8::scale_format::fp32, kernels::combine_precision::exact,
+       0.15},
+      {"quantized dispatch, ue8m0", element_type::bf16, true, kernels::fp8::scale_format::ue8m0,
+       kernels::combine_precision::exact, 0.15}};
+  for (const variant& v : variants) {
+    SCOPED_TRACE(v.name);
+    p.dtype = v.dtype;
+    p.quantize = false;
+    p.combine = kernels::combine_precision::exact;
+    const auto exact = sim::expect_output(p, 4, 0);
+    p.quantize = v.quantize;
+    p.scales = v.scales;
+    p.combine = v.combine;
+    const auto reduced = sim::expect_output(p, 4, 0);
+    ASSERT_EQ(reduced.size(), exact.size());
+    long long differ = 0, outside = 0;
+    for (std::size_t i = 0; i < exact.size(); ++i) {
+      differ += reduced[i] != exact[i];
+      outside += std::fabs(reduced[i] - exact[i]) > v.bound * std::fabs(exact[i]) + 1e-6;
+    }
+    // The problem's hidden values are multiples of 1/8 in [-1, 1]: a block's power-of-two scale
+    // 2^-8 maps them onto multiples of 32 up to 256, all e4m3 values, so UE8M0 is exact there;
+    // 448 / amax maps 3/8 to 168, which e4m3 rounds.
+    if (v.quantize && v.scales == kernels::fp8::scale_format::ue8m0)
+      EXPECT_EQ(differ, 0);
+    else
+      EXPECT_GT(differ, 0);
+    EXPECT_EQ(outside, 0);
+  }
+}
+
 TEST(Reference, CountWrongFindsEveryDifferingElement) {
   sim::problem p;
   p.ep_size = 2;

@@ -170,7 +170,7 @@ TEST(Scheduler, APermuteWithoutUnpermuteIsRejected) {
 TEST(Scheduler, AnFp8CombineInsertsTheQuantizingPrepareAndRejectsWhatCannotQuantize) {
   recorder r;
   step_parts staged = r.parts(false, true);
-  staged.fp8_combine = true;
+  staged.combine_precision = epgraph::kernels::combine_precision::fp8;
   auto plan = r.plan(std::move(staged));
   EXPECT_TRUE(plan.prepare_combine);
   EXPECT_EQ(r.factory_calls, 1);
@@ -188,11 +188,33 @@ TEST(Scheduler, AnFp8CombineInsertsTheQuantizingPrepareAndRejectsWhatCannotQuant
     }
   };
   step_parts zero_copy = r.parts(true, true);
-  zero_copy.fp8_combine = true;
+  zero_copy.combine_precision = epgraph::kernels::combine_precision::fp8;
   expect_rejected(std::move(zero_copy), "the expert output is the combine region");
   step_parts expert_major = r.parts(false, true);
-  expert_major.fp8_combine = true;
+  expert_major.combine_precision = epgraph::kernels::combine_precision::fp8;
   expert_major.permute = r.make("permute");
   expert_major.unpermute = [&] { return r.make("unpermute"); };
   expect_rejected(std::move(expert_major), "beside an expert-major stage");
+}
+
+// A bf16 combine of fp32 expert output: the same rules, its own decision line and messages.
+TEST(Scheduler, ABf16CombineInsertsTheRoundingPrepareAndRejectsZeroCopy) {
+  recorder r;
+  step_parts staged = r.parts(false, true);
+  staged.combine_precision = epgraph::kernels::combine_precision::bf16;
+  auto plan = r.plan(std::move(staged));
+  EXPECT_TRUE(plan.prepare_combine);
+  EXPECT_NE(plan.decision.find("rounding fp32 to bf16"), std::string::npos) << plan.decision;
+  ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
+  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "summarize", "experts", "prepare-combine", "combine"}));
+  step_parts zero_copy = r.parts(true, true);
+  zero_copy.combine_precision = epgraph::kernels::combine_precision::bf16;
+  try {
+    (void)schedule(std::move(zero_copy));
+    ADD_FAILURE() << "a zero-copy bf16 combine was accepted";
+  } catch (const epgraph::comm::error& e) {
+    EXPECT_EQ(e.call(), "step_spec.combine.precision");
+    EXPECT_NE(std::string(e.what()).find("is bf16 but the expert output is the combine region"), std::string::npos)
+        << e.what();
+  }
 }

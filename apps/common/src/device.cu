@@ -55,9 +55,34 @@ __device__ inline int local_logical_expert(const problem& p, int rank, const com
   return id >= 0 && id < table.physical && table.rank_of[id] == rank ? table.logical_of[id] : -1;
 }
 
+// The dequantization multiplier of a UE8M0 scale byte: 2^(byte - 127), exact.
+__device__ inline float ue8m0_value(std::uint8_t byte) {
+  return byte == 0 ? __uint_as_float(0x00400000u) : __uint_as_float(static_cast<std::uint32_t>(byte) << 23);
+}
+
+// The hidden rows the reference experts read: as received (T), or with problem.quantize the
+// e4m3 codes and block scales the quantizing dispatch delivered, read as code x scale (one
+// fp32 rounding, as the host reference).
+template <class T>
+struct hidden_rows {
+  const void* rows;
+  const void* scales;  // quantize only: [row][blocks] fp32 or UE8M0 bytes
+  int hidden;
+  bool quantized, ue8m0;
+
+  __device__ float at(long long r, int h) const {
+    const std::size_t i = static_cast<std::size_t>(r) * hidden + h;
+    if (!quantized) return from_element(static_cast<const T*>(rows)[i]);
+    const std::size_t b = static_cast<std::size_t>(r) * kernels::fp8::blocks_of(hidden) + h / kernels::fp8::block;
+    const float scale = ue8m0 ? ue8m0_value(static_cast<const std::uint8_t*>(scales)[b])
+                              : static_cast<const float*>(scales)[b];
+    return __fmul_rn(kernels::fp8::from_e4m3(static_cast<const std::uint8_t*>(rows)[i]), scale);
+  }
+};
+
 template <class T>
 __global__ void experts_kernel(const problem p, int rank, const comm::placement_ref table, const std::int32_t* counts,
-                               const std::int32_t* ids, const float* weights, const T* hidden, T* output) {
+                               const std::int32_t* ids, const float* weights, const hidden_rows<T> hidden, T* output) {
   __shared__ int s_expert[32];
   __shared__ float s_factor[32];
   const int rows = p.ep_size * p.max_tokens;
@@ -72,10 +97,9 @@ __global__ void experts_kernel(const problem p, int rank, const comm::placement_
           mine ? __fmul_rn(weights[static_cast<std::size_t>(r) * p.top_k + threadIdx.x], expert_scale(e)) : 0.f;
     }
     __syncthreads();
-    const T* x = hidden + static_cast<std::size_t>(r) * p.hidden;
     T* y = output + static_cast<std::size_t>(r) * p.hidden;
     for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) {
-      const float xv = from_element(x[h]);
+      const float xv = hidden.at(r, h);
       float acc = 0.f;
       for (int j = 0; j < p.top_k; ++j)
         if (s_expert[j] >= 0) acc = __fadd_rn(acc, __fmul_rn(s_factor[j], xv));
@@ -93,18 +117,17 @@ struct expert_major_rows {  // the plain part of kernels::expert_major_view (no 
   bool masked;
   int local_slots;
   long long capacity, rows;
-  const void* hidden;
   void* output;
   const std::int32_t* counts;
   const std::int64_t* offsets;
 };
 
+
 template <class T>
 __global__ void expert_major_kernel(const problem p, int rank, const comm::placement_ref table,
-                                    const expert_major_rows view) {
+                                    const expert_major_rows view, const hidden_rows<T> hidden) {
   const bool masked = view.masked;
   const long long rows = masked ? view.rows : view.offsets[view.local_slots];
-  const T* x_all = static_cast<const T*>(view.hidden);
   T* y_all = static_cast<T*>(view.output);
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     int s = 0;
@@ -121,9 +144,8 @@ __global__ void expert_major_kernel(const problem p, int rank, const comm::place
     }
     const int e = table.slot_expert ? table.slot_expert[rank * table.local_slots + s] : rank * (p.num_experts / p.ep_size) + s;
     const float scale = expert_scale(e);
-    const T* x = x_all + r * p.hidden;
     T* y = y_all + r * p.hidden;
-    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) y[h] = to_element<T>(__fmul_rn(scale, from_element(x[h])));
+    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) y[h] = to_element<T>(__fmul_rn(scale, hidden.at(r, h)));
   }
 }
 
@@ -143,6 +165,96 @@ __global__ void check_kernel(const problem p, int rank, std::uint64_t step, cons
     for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) {
       const float want = expected_output(p, s_expert, s_weight, round(hidden_value(p, rank, step, t, h)), round);
       mine += from_element(out[static_cast<std::size_t>(t) * p.hidden + h]) != want;
+    }
+    __syncthreads();
+  }
+  if (mine) atomicAdd(wrong, mine);
+}
+
+// The input the reference experts see for element h of a token whose bf16-rounded hidden
+// values are x (problem.quantize: this lane's 4 elements of one 128-block, quantized with the
+// block's amax by fp8_quantize.hpp's rules, read back as code x scale).
+__device__ inline float warp_amax(float a) {
+  for (int offset = 16; offset > 0; offset >>= 1) a = fmaxf(a, __shfl_xor_sync(~0u, a, offset));
+  return a;
+}
+
+// code x scale of v quantized in a block whose largest |value| is amax (fp8_quantize.hpp).
+__device__ inline float fp8_round_trip(float v, float amax, kernels::fp8::scale_format format) {
+  namespace fp8 = kernels::fp8;
+  if (format == fp8::scale_format::ue8m0) {
+    const int k = fp8::ue8m0_exponent(amax);
+    return __fmul_rn(fp8::from_e4m3(fp8::to_e4m3(__fmul_rn(v, fp8::exp2_negated(k)))),
+                     ue8m0_value(static_cast<std::uint8_t>(k + 127)));
+  }
+  return __fmul_rn(fp8::from_e4m3(fp8::to_e4m3(__fmul_rn(v, fp8::fp32_inverse_scale(amax)))), fp8::fp32_scale(amax));
+}
+
+// The device check of a step with problem.quantize or a reduced combine precision: one warp per
+// 128-block of a token's row, 4 elements per lane, so a block's amax is a warp reduction. Per
+// destination rank (ascending) the reference experts' partial is rounded to dtype, then reduced
+// as prepare-combine does (fp8: quantized with its block's amax, read back as code x scale;
+// bf16: rounded to bf16), summed in fp32 and rounded to dtype.
+template <class T>
+__global__ void check_reduced_kernel(const problem p, int rank, std::uint64_t step, const T* out,
+                                     unsigned long long* wrong) {
+  __shared__ int s_expert[32], s_owner[32];
+  __shared__ float s_weight[32];
+  const auto round = [](float v) { return from_element(to_element<T>(v)); };
+  const int tokens = token_count(p, rank, step), lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  const int blocks = kernels::fp8::blocks_of(p.hidden);
+  unsigned long long mine = 0;
+  for (int t = blockIdx.x; t < tokens; t += gridDim.x) {
+    if (threadIdx.x < p.top_k) {
+      s_expert[threadIdx.x] = expert_id(p, rank, step, t, threadIdx.x);
+      s_owner[threadIdx.x] = owner_rank(p, s_expert[threadIdx.x]);
+      s_weight[threadIdx.x] = router_weight(p, rank, step, t, threadIdx.x);
+    }
+    __syncthreads();
+    for (int b = threadIdx.x >> 5; b < blocks; b += warps) {  // warp-uniform
+      float x[4], total[4] = {};
+      bool valid[4];
+      float amax = 0.f;
+      for (int i = 0; i < 4; ++i) {
+        const int h = b * kernels::fp8::block + lane * 4 + i;
+        valid[i] = h < p.hidden;
+        x[i] = valid[i] ? round(hidden_value(p, rank, step, t, h)) : 0.f;
+        amax = fmaxf(amax, fabsf(x[i]));
+      }
+      if (p.quantize) {
+        amax = warp_amax(amax);
+        for (int i = 0; i < 4; ++i) x[i] = fp8_round_trip(x[i], amax, p.scales);
+      }
+      for (int d = 0; d < p.ep_size; ++d) {
+        bool routed = false;
+        float partial[4] = {};
+        for (int j = 0; j < p.top_k; ++j) {
+          if (s_owner[j] != d) continue;
+          routed = true;
+          const float factor = mul_rn(s_weight[j], expert_scale(s_expert[j]));
+          for (int i = 0; i < 4; ++i) partial[i] = add_rn(partial[i], mul_rn(factor, x[i]));
+        }
+        if (!routed) continue;  // warp-uniform
+        float part_amax = 0.f;
+        for (int i = 0; i < 4; ++i) {
+          partial[i] = round(partial[i]);
+          part_amax = fmaxf(part_amax, fabsf(partial[i]));
+        }
+        if (p.combine == kernels::combine_precision::fp8) part_amax = warp_amax(part_amax);
+        for (int i = 0; i < 4; ++i) {
+          const float pulled = p.combine == kernels::combine_precision::fp8
+                                   ? fp8_round_trip(partial[i], part_amax, kernels::fp8::scale_format::fp32)
+                               : p.combine == kernels::combine_precision::bf16
+                                   ? __bfloat162float(__float2bfloat16_rn(partial[i]))
+                                   : partial[i];
+          total[i] = add_rn(total[i], pulled);
+        }
+      }
+      for (int i = 0; i < 4; ++i)
+        if (valid[i]) {
+          const int h = b * kernels::fp8::block + lane * 4 + i;
+          mine += from_element(out[static_cast<std::size_t>(t) * p.hidden + h]) != round(total[i]);
+        }
     }
     __syncthreads();
   }
@@ -184,17 +296,23 @@ cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io
   if (io.recv_payloads.size() < 2) return cudaErrorInvalidValue;  // make_config's hidden + weights
   return by_type(p.dtype, [&](auto tag) {
     using T = decltype(tag);
+    const bool ue8m0 = p.scales == kernels::fp8::scale_format::ue8m0;
     if (io.expert_major) {
       const kernels::expert_major_view& v = *io.expert_major;
+      if (p.quantize && v.payloads.size() < 3) return cudaErrorInvalidValue;
       const expert_major_rows rows{v.form == comm::expert_major_form::masked, v.local_slots,
-                                   static_cast<long long>(v.capacity), static_cast<long long>(v.rows),
-                                   v.payloads[0], v.output, v.counts, v.offsets};
-      expert_major_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.placement, rows);
+                                   static_cast<long long>(v.capacity), static_cast<long long>(v.rows), v.output,
+                                   v.counts, v.offsets};
+      const hidden_rows<T> hidden{v.payloads[0], p.quantize ? v.payloads[2] : nullptr, p.hidden, p.quantize, ue8m0};
+      expert_major_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.placement, rows, hidden);
       return cudaGetLastError();
     }
+    if (p.quantize && io.recv_payloads.size() < 3) return cudaErrorInvalidValue;
+    const hidden_rows<T> hidden{io.recv_payloads[0], p.quantize ? io.recv_payloads[2] : nullptr, p.hidden, p.quantize,
+                                ue8m0};
     experts_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.placement, io.recv_counts, io.recv_topk_ids,
-                                                static_cast<const float*>(io.recv_payloads[1]),
-                                                static_cast<const T*>(io.recv_payloads[0]), static_cast<T*>(io.output));
+                                                static_cast<const float*>(io.recv_payloads[1]), hidden,
+                                                static_cast<T*>(io.output));
     return cudaGetLastError();
   });
 }
@@ -203,7 +321,10 @@ cudaError_t check_output(const problem& p, int rank, std::uint64_t step, const v
                          unsigned long long* wrong, cudaStream_t stream) noexcept {
   return by_type(p.dtype, [&](auto tag) {
     using T = decltype(tag);
-    check_kernel<T><<<264, 256, 0, stream>>>(p, rank, step, static_cast<const T*>(output), wrong);
+    if (p.quantize || p.combine != kernels::combine_precision::exact)
+      check_reduced_kernel<T><<<264, 256, 0, stream>>>(p, rank, step, static_cast<const T*>(output), wrong);
+    else
+      check_kernel<T><<<264, 256, 0, stream>>>(p, rank, step, static_cast<const T*>(output), wrong);
     return cudaGetLastError();
   });
 }

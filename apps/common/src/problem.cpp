@@ -33,6 +33,11 @@ comm::ep_config make_config(const problem& p, int num_ctas, int threads_per_cta)
   c.combine_type = p.dtype;
   c.payloads = {{"hidden", static_cast<std::size_t>(p.hidden) * comm::element_size(p.dtype)},
                 {"weights", static_cast<std::size_t>(p.top_k) * sizeof(float)}};
+  if (p.quantize) {
+    const std::size_t scale_bytes = p.scales == kernels::fp8::scale_format::ue8m0 ? 1 : sizeof(float);
+    c.payloads[0] = {"hidden_e4m3", static_cast<std::size_t>(p.hidden)};
+    c.payloads.push_back({"scales_1x128", static_cast<std::size_t>(kernels::fp8::blocks_of(p.hidden)) * scale_bytes});
+  }
   c.num_ctas = num_ctas;
   c.threads_per_cta = threads_per_cta;
   return c;

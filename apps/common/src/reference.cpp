@@ -218,30 +218,10 @@ std::vector<std::vector<std::vector<float>>> expect_unpermute(
 std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank,
                                  const comm::expert_placement* placement) {
   const int tokens = token_count(p, rank, step);
-  std::vector<float> out(static_cast<std::size_t>(tokens) * p.hidden);
+  const std::size_t hidden = static_cast<std::size_t>(p.hidden);
+  std::vector<float> out(static_cast<std::size_t>(tokens) * hidden);
   std::vector<int> experts(p.top_k), owners(p.top_k);
-  std::vector<float> weights(p.top_k);
-  for (int t = 0; t < tokens; ++t) {
-    for (int j = 0; j < p.top_k; ++j) {
-      experts[j] = expert_id(p, rank, step, t, j);
-      owners[j] = serving_rank(p, placement, experts[j], t);
-      weights[j] = router_weight(p, rank, step, t, j);
-    }
-    const auto round = [&](float v) { return round_to(p.dtype, v); };
-    for (int h = 0; h < p.hidden; ++h)
-      out[static_cast<std::size_t>(t) * p.hidden + h] =
-          expected_output(p, experts.data(), owners.data(), weights.data(), round(hidden_value(p, rank, step, t, h)),
-                          round);
-  }
-  return out;
-}
-
-std::vector<float> expect_output_fp8(const problem& p, std::uint64_t step, int rank,
-                                     const comm::expert_placement* placement) {
-  const int tokens = token_count(p, rank, step);
-  std::vector<float> out(static_cast<std::size_t>(tokens) * p.hidden);
-  std::vector<int> experts(p.top_k), owners(p.top_k);
-  std::vector<float> weights(p.top_k), partial(static_cast<std::size_t>(p.hidden)), total(partial.size());
+  std::vector<float> weights(p.top_k), x(hidden), partial(hidden), total(hidden);
   const auto round = [&](float v) { return round_to(p.dtype, v); };
   for (int t = 0; t < tokens; ++t) {
     for (int j = 0; j < p.top_k; ++j) {
@@ -249,24 +229,32 @@ std::vector<float> expect_output_fp8(const problem& p, std::uint64_t step, int r
       owners[j] = serving_rank(p, placement, experts[j], t);
       weights[j] = router_weight(p, rank, step, t, j);
     }
+    for (std::size_t h = 0; h < hidden; ++h) x[h] = round(hidden_value(p, rank, step, t, static_cast<int>(h)));
+    if (p.quantize) {  // the experts read what the quantizing dispatch delivered: code x scale
+      const quantized_row q = reference_quantize_row(x, p.scales == kernels::fp8::scale_format::ue8m0);
+      for (std::size_t h = 0; h < hidden; ++h) x[h] = mul_rn(reference_e4m3_value(q.codes[h]), q.scales[h / 128]);
+    }
     std::fill(total.begin(), total.end(), 0.0f);
-    for (int d = 0; d < p.ep_size; ++d) {
+    for (int d = 0; d < p.ep_size; ++d) {  // ascending, as combine sums
       if (std::find(owners.begin(), owners.end(), d) == owners.end()) continue;
-      // Rank d's partial row, as its expert stage writes it (rounded to the combine type)...
-      for (int h = 0; h < p.hidden; ++h) {
-        const float x = round(hidden_value(p, rank, step, t, h));
+      // Rank d's partial row, as its expert stage writes it (entry order, rounded to dtype)...
+      for (std::size_t h = 0; h < hidden; ++h) {
         float sum = 0.0f;
         for (int j = 0; j < p.top_k; ++j)
-          if (owners[j] == d) sum = add_rn(sum, mul_rn(mul_rn(weights[j], expert_scale(experts[j])), x));
-        partial[static_cast<std::size_t>(h)] = round(sum);
+          if (owners[j] == d) sum = add_rn(sum, mul_rn(mul_rn(weights[j], expert_scale(experts[j])), x[h]));
+        partial[h] = round(sum);
       }
-      // ... quantized by its prepare-combine, dequantized and added by this rank's combine.
-      const quantized_row q = reference_quantize_row(partial, false);
-      for (std::size_t h = 0; h < partial.size(); ++h)
-        total[h] = add_rn(total[h], mul_rn(reference_e4m3_value(q.codes[h]), q.scales[h / 128]));
+      // ... as combine pulls it (prepare-combine reduced it to the combine precision) ...
+      if (p.combine == kernels::combine_precision::fp8) {
+        const quantized_row q = reference_quantize_row(partial, false);
+        for (std::size_t h = 0; h < hidden; ++h) partial[h] = mul_rn(reference_e4m3_value(q.codes[h]), q.scales[h / 128]);
+      } else if (p.combine == kernels::combine_precision::bf16) {
+        for (float& v : partial) v = round_to(comm::element_type::bf16, v);
+      }
+      // ... added in fp32.
+      for (std::size_t h = 0; h < hidden; ++h) total[h] = add_rn(total[h], partial[h]);
     }
-    for (int h = 0; h < p.hidden; ++h)
-      out[static_cast<std::size_t>(t) * p.hidden + h] = round(total[static_cast<std::size_t>(h)]);
+    for (std::size_t h = 0; h < hidden; ++h) out[static_cast<std::size_t>(t) * hidden + h] = round(total[h]);
   }
   return out;
 }

@@ -18,18 +18,24 @@ step_plan schedule(step_parts parts) {
   if (expert_major != static_cast<bool>(parts.unpermute))
     comm::throw_config_error("step_parts.unpermute", expert_major ? "is missing beside a permute" : "is set without a permute",
                              "an expert-major stage needs both: the permute before it, the un-permute after it");
-  if (parts.fp8_combine && expert_major)
-    comm::throw_config_error("step_spec.combine.precision", "is fp8 beside an expert-major stage",
-                             "use the exact combine with expert_major (its un-permute writes bf16 rows)");
-  if (parts.fp8_combine && parts.expert_output == parts.combine_region)
-    comm::throw_config_error("step_spec.combine.precision", "is fp8 but the expert output is the combine region",
-                             "give the expert stage a buffer of its own: prepare-combine quantizes it into the region");
+  const kernels::combine_precision precision = parts.combine_precision;
+  const bool reduced = precision != kernels::combine_precision::exact;
+  const char* name = precision == kernels::combine_precision::fp8 ? "fp8" : "bf16";
+  if (reduced && expert_major)
+    comm::throw_config_error("step_spec.combine.precision", std::string("is ") + name + " beside an expert-major stage",
+                             "use the exact combine with expert_major (its un-permute writes combine_type rows)");
+  if (reduced && parts.expert_output == parts.combine_region)
+    comm::throw_config_error("step_spec.combine.precision",
+                             std::string("is ") + name + " but the expert output is the combine region",
+                             "give the expert stage a buffer of its own: prepare-combine reduces it into the region");
   step_plan plan;
   plan.prepare_combine = expert_major || parts.expert_output != parts.combine_region;
   plan.decision =
       expert_major ? "prepare-combine: the un-permute (the expert stage writes expert-major rows)"
-      : parts.fp8_combine
+      : precision == kernels::combine_precision::fp8
           ? "prepare-combine: inserted, quantizing to FP8 e4m3 with 1x128 scales (combine pulls FP8 rows)"
+      : precision == kernels::combine_precision::bf16
+          ? "prepare-combine: inserted, rounding fp32 to bf16 (combine pulls bf16 rows)"
       : plan.prepare_combine
           ? "prepare-combine: inserted (expert output lies outside the workspace combine region)"
           : "prepare-combine: skipped (expert output is the workspace combine region, zero copy)";
@@ -91,10 +97,12 @@ step_plan plan_step(const comm::ep_session& session, const step_spec& spec) {
       };
     }
     parts.experts = {"expert stage", [io, experts = spec.experts](cudaStream_t s) { return experts(io, s); }};
-    parts.fp8_combine = spec.combine.precision == kernels::combine_precision::fp8;
+    parts.combine_precision = spec.combine.precision;
     parts.prepare_combine = [&session, output = spec.expert_output, precision = spec.combine.precision] {
       kernels::prepare_combine_op prepare(session, output, precision);
-      return node{precision == kernels::combine_precision::fp8 ? "prepare-combine (quantize to fp8)" : "prepare-combine",
+      return node{precision == kernels::combine_precision::fp8    ? "prepare-combine (quantize to fp8)"
+                  : precision == kernels::combine_precision::bf16 ? "prepare-combine (round to bf16)"
+                                                                  : "prepare-combine",
                   [prepare](cudaStream_t s) { return prepare.run(s); }};
     };
     parts.combine = {"combine", [combine](cudaStream_t s) { return combine.run(s); }};

@@ -249,7 +249,10 @@ combine_fn pick_for_input(const combine_params& p) {
 
 // The specialisation a launch with these parameters runs (nullptr for an invalid type).
 combine_fn pick(const combine_params& p) {
-  if (p.fp8) return pick_for_input<fp8_rows>(p);
+  if (p.precision == combine_precision::fp8) return pick_for_input<fp8_rows>(p);
+  // bf16 rows in an fp32 session's combine region (first half of each row): the bf16 kernels,
+  // with the row stride of the session's layout.
+  if (p.precision == combine_precision::bf16) return pick_for_input<__nv_bfloat16>(p);
   switch (p.v.combine_type) {
     case comm::element_type::bf16: return pick_for_input<__nv_bfloat16>(p);
     case comm::element_type::fp16: return pick_for_input<__half>(p);

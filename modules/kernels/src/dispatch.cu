@@ -88,19 +88,26 @@ __device__ void push_row(const copy_spec& c, const comm::session_view& v, int t,
 /// in warp steps of 32 x N elements (N = c.vec_bytes codes per lane: 16 when the codes rows are
 /// 16-byte aligned, else 8), is read once, quantized once, and its codes and block scales are
 /// stored to every destination. Warp-uniform loop bounds.
-template <bool Domains, int N>
+/// A round (kSteps steps) yields 8 block scales. HoldScales: a lane holds one, so the scales of
+/// four rounds leave together as one 32-lane store per destination instead of four 8-lane
+/// stores (small NVLink writes): EP4 T=4096 269.4 -> 264.7 us (perf-notes v21). The kernel with
+/// a placement table keeps the store per round: holding spilled registers there.
+template <bool Domains, int N, bool HoldScales>
 __device__ void push_quantized_row(const copy_spec& c, const comm::session_view& v, int t, int slice, int slices,
                                    const device::warp_slots& slots, int lane) {
   constexpr int kBlocksPerStep = 32 * N / fp8::block, kLanesPerBlock = fp8::block / N;
   constexpr int kSteps = kUnroll * 8 / N;  // steps per round: kUnroll 16-byte loads in flight per lane
+  constexpr int kRoundBlocks = kBlocksPerStep * kSteps, kRoundsHeld = HoldScales ? 32 / kRoundBlocks : 1;
+  static_assert(32 % kRoundBlocks == 0, "a warp holds whole rounds of scales");
   const int hidden = static_cast<int>(c.row_bytes);  // one code byte per element
   const int steps = (hidden + 32 * N - 1) / (32 * N), blocks = fp8::blocks_of(hidden);
   std::size_t s0, s1;
   device::push_items::slice_range(static_cast<std::size_t>(steps), slice, slices, s0, s1);
-  const int end = static_cast<int>(s1);
+  const int first = static_cast<int>(s0), end = static_cast<int>(s1);
   const uint4* src = reinterpret_cast<const uint4*>(c.src + static_cast<std::size_t>(t) * c.row_bytes * 2);
+  std::uint32_t held = 0;  // lane l: the scale of block l of the held rounds
 
-  for (int base = static_cast<int>(s0); base < end; base += kSteps) {
+  for (int base = first; base < end; base += kSteps) {
     uint4 x[kSteps][N / 8];
 #pragma unroll
     for (int u = 0; u < kSteps; ++u) {
@@ -114,17 +121,32 @@ __device__ void push_quantized_row(const copy_spec& c, const comm::session_view&
     device::fp8_lane<N> q[kSteps];
 #pragma unroll
     for (int u = 0; u < kSteps; ++u) q[u] = device::quantize_lane<N>(x[u], c.scales);
-    // The round's block scales gathered into its first lanes (block b of step u sits in lane
-    // b * kLanesPerBlock), so they leave as one contiguous store.
-    std::uint32_t scale = 0;
+    // Where the round's scales go (warp-uniform bounds). Without holding: block b (of step
+    // u = b / kBlocksPerStep, computed by lane (b % kBlocksPerStep) * kLanesPerBlock) into lane
+    // b, stored this round. Holding: this is round r of the held ones, and block b goes to lane
+    // r * kRoundBlocks + b; the held scales leave after the last held round or the slice's
+    // last round.
+    bool flush = true, stores = false;  // stores: this lane holds a block scale of the row
+    int held_first = kBlocksPerStep * base;  // lane l holds block held_first + l
+    if constexpr (HoldScales) {
+      const int r = (base - first) / kSteps % kRoundsHeld, local = lane - r * kRoundBlocks;
 #pragma unroll
-    for (int u = 0; u < kSteps; ++u) {
-      const std::uint32_t s = __shfl_sync(~0u, q[u].scale, (lane % kBlocksPerStep) * kLanesPerBlock);
-      if (lane / kBlocksPerStep == u) scale = s;
+      for (int u = 0; u < kSteps; ++u) {
+        const std::uint32_t s = __shfl_sync(~0u, q[u].scale, (lane % kBlocksPerStep) * kLanesPerBlock);
+        if (local >= 0 && local < kRoundBlocks && local / kBlocksPerStep == u) held = s;
+      }
+      flush = r == kRoundsHeld - 1 || base + kSteps >= end;
+      held_first -= r * kRoundBlocks;
+      stores = lane < r * kRoundBlocks + min(kRoundBlocks, min(blocks - kBlocksPerStep * base, (end - base) * kBlocksPerStep));
+    } else {
+      held = 0;
+#pragma unroll
+      for (int u = 0; u < kSteps; ++u) {
+        const std::uint32_t s = __shfl_sync(~0u, q[u].scale, (lane % kBlocksPerStep) * kLanesPerBlock);
+        if (lane / kBlocksPerStep == u) held = s;
+      }
+      stores = lane < kRoundBlocks && held_first + lane < blocks && base + lane / kBlocksPerStep < end;
     }
-    const int scale_block = kBlocksPerStep * base + lane;
-    const bool stores_scale =
-        lane < kBlocksPerStep * kSteps && scale_block < blocks && base + lane / kBlocksPerStep < end;
 
     for_each_destination(slots.mask, v.rank, [&](int d) {
       const int slot = slots.slot(d);
@@ -132,12 +154,12 @@ __device__ void push_quantized_row(const copy_spec& c, const comm::session_view&
 #pragma unroll
       for (int u = 0; u < kSteps; ++u)
         if (base + u < end) device::store_codes<N>(codes, base + u, lane, hidden, q[u]);
-      if (stores_scale) {
+      if (flush && stores) {
         char* scales = row_destination<Domains>(v, c.scales_dst, c.scales_stage, d, slot, c.scales_row_bytes);
         if (c.scales == fp8::scale_format::ue8m0)
-          reinterpret_cast<std::uint8_t*>(scales)[scale_block] = static_cast<std::uint8_t>(scale);
+          reinterpret_cast<std::uint8_t*>(scales)[held_first + lane] = static_cast<std::uint8_t>(held);
         else
-          reinterpret_cast<std::uint32_t*>(scales)[scale_block] = scale;
+          reinterpret_cast<std::uint32_t*>(scales)[held_first + lane] = held;
       }
     });
   }
@@ -308,9 +330,9 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
         // against 114.1; EP4 T=4096 277.5 with 8 against 269.5 with 16. (Deciding per token by
         // its destination count spilled registers.)
         if (p.copies[c].vec_bytes == 16 && (!items.whole_tokens || v.ep_size > 2))
-          push_quantized_row<Domains, 16>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+          push_quantized_row<Domains, 16, !Placed>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
         else
-          push_quantized_row<Domains, 8>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
+          push_quantized_row<Domains, 8, !Placed>(p.copies[c], v, it.token, it.slice, it.slices, slots, lane);
         continue;
       }
       device::with_vector_type(p.copies[c].vec_bytes, [&](auto vec) {

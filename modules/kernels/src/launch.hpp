@@ -16,8 +16,8 @@ int local_grid();
 cudaError_t launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept;
 cudaError_t launch_combine(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) noexcept;
 cudaError_t launch_summarize(const comm::session_view& v, bool sanitize, int grid, cudaStream_t stream) noexcept;
-cudaError_t launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, bool fp8, int grid,
-                                   cudaStream_t stream) noexcept;
+cudaError_t launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized,
+                                   combine_precision precision, int grid, cudaStream_t stream) noexcept;
 cudaError_t launch_quantize_rows(const quantize_rows_args& a, comm::fault_record* input, int grid,
                                  cudaStream_t stream) noexcept;
 /// Records local_stage_failed (node position `node`) as this rank's fatal fault, if it has none.

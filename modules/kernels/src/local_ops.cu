@@ -1,4 +1,4 @@
-// Local (non-collective) kernels: receive summary and prepare-combine (exact or FP8).
+// Local (non-collective) kernels: receive summary and prepare-combine (exact, FP8 or bf16).
 #include "epgraph/comm/progress.hpp"
 #include "device/common.cuh"
 #include "device/fp8_rows.cuh"
@@ -79,6 +79,34 @@ __global__ void prepare_combine_fp8_kernel(const __grid_constant__ comm::session
   }
 }
 
+// The bf16 prepare-combine: one warp per valid row rounds the fp32 expert output row to bf16
+// (to nearest even, as __float2bfloat16_rn) into the first half of its place in the combine
+// region (combine_precision::bf16), 8 elements per lane step.
+__global__ void prepare_combine_bf16_kernel(const __grid_constant__ comm::session_view v, const char* source) {
+  const int lane = threadIdx.x & 31;
+  const int warps = gridDim.x * (blockDim.x >> 5);
+  const int rows = v.ep_size * v.max_tokens, groups = v.hidden / 8;
+  const std::size_t row_bytes = v.layout.combine_row_bytes;
+  char* combine = v.window_at<char>(v.layout.combine);
+  for (int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    if (r % v.max_tokens >= clamped_count(v, r / v.max_tokens)) continue;
+    const std::size_t offset = static_cast<std::size_t>(r) * row_bytes;
+    const float4* src = reinterpret_cast<const float4*>(source + offset);
+    uint4* dst = reinterpret_cast<uint4*>(combine + offset);
+    for (int g = lane; g < groups; g += 32) {
+      const float4 a = src[2 * g], b = src[2 * g + 1];
+      const float f[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+      std::uint32_t words[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const __nv_bfloat162 pair = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+        words[i] = *reinterpret_cast<const std::uint32_t*>(&pair);
+      }
+      dst[g] = make_uint4(words[0], words[1], words[2], words[3]);
+    }
+  }
+}
+
 // One thread: a step node failed on this rank; the collectives that follow only keep the peers
 // in step (a fatal fault makes them stop at once and tell the peers). The dispatch word is
 // marked stopped too: the combine exchange carries it to the ranks of other domains, whose
@@ -117,11 +145,13 @@ cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize,
   return cudaGetLastError();
 }
 
-cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized, bool fp8,
-                                           int grid, cudaStream_t stream) noexcept {
+cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized,
+                                           combine_precision precision, int grid, cudaStream_t stream) noexcept {
   const auto* src = static_cast<const char*>(source);
-  if (fp8)
+  if (precision == combine_precision::fp8)
     prepare_combine_fp8_kernel<<<grid, kLocalThreads, 0, stream>>>(v, src);
+  else if (precision == combine_precision::bf16)
+    prepare_combine_bf16_kernel<<<grid, kLocalThreads, 0, stream>>>(v, src);
   else if (vectorized)
     prepare_combine_kernel<uint4><<<grid, kLocalThreads, 0, stream>>>(v, src);
   else

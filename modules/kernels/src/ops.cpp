@@ -110,19 +110,33 @@ void check_quantize(const fp8_dispatch& q, const dispatch_args& args, const comm
                           "dispatch_args.quantize.rows");
 }
 
-// What an FP8 combine needs (combine_precision): the quantizer reads bf16 rows, and 16 codes
-// per lane step keep the codes and the scales behind them aligned.
+std::string precision_name(combine_precision precision) {
+  switch (precision) {
+    case combine_precision::exact: return "exact";
+    case combine_precision::fp8: return "fp8";
+    case combine_precision::bf16: return "bf16";
+  }
+  return std::to_string(static_cast<int>(precision));
+}
+
+// What a reduced-precision combine needs (combine_precision): the FP8 quantizer reads bf16
+// rows, 16 codes per lane step keep the codes and the scales behind them aligned; the bf16
+// rounding reads fp32 rows 8 elements per lane step.
 void check_combine_precision(combine_precision precision, const comm::session_view& v, const std::string& field) {
   if (precision == combine_precision::exact) return;
-  if (precision != combine_precision::fp8)
-    comm::throw_config_error(field, "is " + std::to_string(static_cast<int>(precision)), "use exact or fp8");
-  if (v.combine_type != comm::element_type::bf16)
-    comm::throw_config_error(field, std::string("is fp8 but the session's combine_type is ") +
+  if (precision != combine_precision::fp8 && precision != combine_precision::bf16)
+    comm::throw_config_error(field, "is " + precision_name(precision), "use exact, fp8 or bf16");
+  const bool fp8 = precision == combine_precision::fp8;
+  const comm::element_type needs = fp8 ? comm::element_type::bf16 : comm::element_type::fp32;
+  if (v.combine_type != needs)
+    comm::throw_config_error(field, "is " + precision_name(precision) + " but the session's combine_type is " +
                                         std::string(comm::to_string(v.combine_type)),
-                             "an FP8 combine quantizes bf16 expert output: use combine_type bf16");
-  if (v.hidden % 16 != 0)
-    comm::throw_config_error(field, "is fp8 but hidden is " + std::to_string(v.hidden),
-                             "an FP8 combine needs hidden % 16 == 0");
+                             fp8 ? "an FP8 combine quantizes bf16 expert output: use combine_type bf16"
+                                 : "a bf16 combine rounds fp32 expert output: use combine_type fp32 (a bf16 "
+                                   "combine_type is already bf16: use exact)");
+  if (v.hidden % (fp8 ? 16 : 8) != 0)
+    comm::throw_config_error(field, "is " + precision_name(precision) + " but hidden is " + std::to_string(v.hidden),
+                             fp8 ? "an FP8 combine needs hidden % 16 == 0" : "a bf16 combine needs hidden % 8 == 0");
 }
 
 }  // namespace
@@ -267,7 +281,8 @@ prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const vo
       precision_(precision) {
   check_combine_precision(precision, view_, "prepare_combine.precision");
   require_device_pointer(expert_output, "prepare_combine.expert_output",
-                         vectorized_ || precision == combine_precision::fp8 ? 16 : comm::element_size(view_.combine_type));
+                         vectorized_ || precision != combine_precision::exact ? 16
+                                                                              : comm::element_size(view_.combine_type));
   require_outside_session(expert_output, view_.layout.combine.bytes, view_, "prepare_combine.expert_output",
                           expert_output == view_.window_at<char>(view_.layout.combine)
                               ? "it is the combine region: an expert output written there needs no prepare-combine"
@@ -276,7 +291,7 @@ prepare_combine_op::prepare_combine_op(const comm::ep_session& session, const vo
 
 cudaError_t prepare_combine_op::run(cudaStream_t stream) const noexcept {
   if (const cudaError_t st = link_.launch_status(); st != cudaSuccess) return st;
-  return detail::launch_prepare_combine(view_, source_, vectorized_, precision_ == combine_precision::fp8, grid_, stream);
+  return detail::launch_prepare_combine(view_, source_, vectorized_, precision_, grid_, stream);
 }
 
 combine_op::combine_op(const comm::ep_session& session, combine_args args) : link_(session.link()) {
@@ -295,8 +310,8 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
     params_.output_type = args.output_type;
     params_.vectorized = v.hidden % 8 == 0 && aligned(args.output, 16) && v.layout.combine.offset % 16 == 0;
     check_combine_precision(args.precision, v, "combine_args.precision");
-    params_.fp8 = args.precision == combine_precision::fp8;
-    if (params_.fp8 && !params_.vectorized)
+    params_.precision = args.precision;
+    if (args.precision == combine_precision::fp8 && !params_.vectorized)
       comm::throw_config_error("combine_args.output", "is not 16-byte aligned",
                                "an FP8 combine stores 16 elements per lane step: align the output to 16 bytes");
     cudaFuncAttributes attributes{};
@@ -305,12 +320,13 @@ combine_op::combine_op(const comm::ep_session& session, combine_args args) : lin
     remote_ = detail::make_remote_transport(session);
   });
   // Combine reads rows in the format the peers' prepare-combine wrote: every rank must use the
-  // same precision, or the sums are silently wrong. Two host AND-reductions tell (planning only).
-  const bool fp8 = args.precision == combine_precision::fp8;
-  const bool all_fp8 = session.all_agree(fp8), all_exact = session.all_agree(!fp8);
-  if (!all_fp8 && !all_exact)
-    comm::throw_config_error("combine_args.precision", "differs between ranks (this rank: " +
-                                                           std::string(fp8 ? "fp8" : "exact") + ")",
+  // same precision, or the sums are silently wrong. Host AND-reductions tell (planning only).
+  bool agreed = false;
+  for (combine_precision p : {combine_precision::exact, combine_precision::fp8, combine_precision::bf16})
+    agreed = session.all_agree(args.precision == p) || agreed;  // every rank runs all three
+  if (!agreed)
+    comm::throw_config_error("combine_args.precision",
+                             "differs between ranks (this rank: " + precision_name(args.precision) + ")",
                              "plan the combine with the same precision on every rank");
 }
 

@@ -23,7 +23,9 @@ struct batch_buffers {
 
 /// Owns one rank's input buffers and its combine output ([max_tokens][hidden] of
 /// problem.dtype). Allocates: yes (cudaMalloc). The dispatch payloads are those of
-/// make_config(p): the hidden rows, then the router weights.
+/// make_config(p): the hidden rows, then the router weights (with problem.quantize the hidden
+/// rows are dispatch's quantize rows, and the scales are payload 2); combine_args carries
+/// problem.combine.
 class batch_storage {
  public:
   explicit batch_storage(const problem& p);
@@ -35,6 +37,9 @@ class batch_storage {
  private:
   comm::element_type dtype_;
   std::vector<std::size_t> payload_row_bytes_;  // of make_config(p)
+  bool quantize_;
+  kernels::fp8::scale_format scales_;
+  kernels::combine_precision combine_;
   comm::device_buffer num_tokens_, ids_, weights_, hidden_, output_;
   batch_buffers inputs_;
 };

@@ -12,6 +12,7 @@
 
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/host_device.hpp"
+#include "epgraph/kernels/launch_params.hpp"
 
 namespace epgraph::sim {
 
@@ -31,6 +32,13 @@ struct problem {
   int min_tokens = 0;  ///< token counts are drawn from [min_tokens, max_tokens]
   std::uint64_t empty_ranks = 0;  ///< bit r set: rank r has no tokens in any step
   int domain_size = 0;            ///< ranks per NVLink domain (ep_config::domain_size; 0 = NCCL's NVLink team)
+  /// Dispatch quantizes the bf16 hidden rows (kernels::fp8_dispatch): payload 0 carries e4m3
+  /// codes, payload 2 the 1x128 block scales in `scales`; the reference experts read code x
+  /// scale. Needs dtype bf16 and hidden % 8 == 0.
+  bool quantize = false;
+  kernels::fp8::scale_format scales = kernels::fp8::scale_format::fp32;
+  /// What combine pulls (kernels::combine_precision): fp8 needs dtype bf16, bf16 needs fp32.
+  kernels::combine_precision combine = kernels::combine_precision::exact;
 };
 
 EPGRAPH_HD inline std::uint32_t mix(std::uint64_t x) {
@@ -144,7 +152,8 @@ EPGRAPH_HD inline float expected_output(const problem& p, const int* experts, co
   return expected_output(p, experts, owners, weights, x, round);
 }
 
-/// The session config that carries this problem: payload 0 = hidden rows, 1 = fp32 weights.
+/// The session config that carries this problem: payload 0 = hidden rows (quantize: e4m3
+/// codes), 1 = fp32 weights, and with quantize 2 = the block scales.
 comm::ep_config make_config(const problem& p, int num_ctas = 64, int threads_per_cta = 512);
 
 }  // namespace epgraph::sim

@@ -66,15 +66,13 @@ std::vector<std::vector<std::vector<float>>> expect_unpermute(
 
 /// Expected combine output of `rank` for one step, as floats already rounded to p.dtype,
 /// [tokens][hidden]: per destination rank (ascending) the reference experts' partial sum
-/// rounded to p.dtype, then those summed in fp32 and rounded to p.dtype.
+/// rounded to p.dtype, then those summed in fp32 and rounded to p.dtype. With p.quantize the
+/// experts read each hidden row as the host reference quantizer's code x scale; with a reduced
+/// p.combine each partial row is pulled as prepare-combine reduced it (fp8: quantized by the
+/// host reference quantizer with 1x128 fp32 scales, read as code x scale; bf16: rounded to
+/// bf16) before it is added.
 std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank,
                                  const comm::expert_placement* placement = nullptr);
-
-/// expect_output for an FP8 combine (kernels::combine_precision::fp8): each rank's partial row,
-/// rounded to p.dtype, is quantized by the host reference quantizer (1x128 fp32 scales); the
-/// dequantized rows (code x scale) are summed in fp32 in ascending rank order, rounded once.
-std::vector<float> expect_output_fp8(const problem& p, std::uint64_t step, int rank,
-                                     const comm::expert_placement* placement = nullptr);
 
 /// Elements of a combine output that differ from expect_output(p, step, rank). `output` is
 /// host memory holding this step's [T][hidden] rows of p.dtype (T = token_count).

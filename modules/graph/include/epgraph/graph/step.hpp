@@ -108,9 +108,10 @@ struct step_parts {
   /// prepare-combine. Both or neither.
   std::optional<node> permute;
   std::function<node()> unpermute;
-  /// The combine pulls FP8 rows (combine_args::precision): prepare-combine quantizes, so it is
-  /// always inserted; a zero-copy expert output or an expert-major stage is a config error.
-  bool fp8_combine = false;
+  /// What combine pulls (combine_args::precision). fp8 or bf16: prepare-combine reduces the
+  /// rows, so it is always inserted; a zero-copy expert output or an expert-major stage is a
+  /// config error.
+  kernels::combine_precision combine_precision = kernels::combine_precision::exact;
 };
 
 /// Orders the parts and decides: prepare-combine exactly when expert_output != combine_region;

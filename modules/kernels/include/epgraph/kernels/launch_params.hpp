@@ -52,12 +52,15 @@ struct dispatch_params {
 
 /// Combine reads the token count the last dispatch recorded (layout.dispatched), never the
 /// caller's scalar again: rows always match the slots dispatch wrote.
+/// What combine pulls from the combine region; documented with combine_args (ops.hpp).
+enum class combine_precision : std::uint8_t { exact = 0, fp8 = 1, bf16 = 2 };
+
 struct combine_params {
   comm::session_view v;
   void* output;
   comm::element_type output_type;
   bool vectorized;  ///< 8 elements per lane step (hidden % 8 == 0, 16-byte aligned output)
-  bool fp8;         ///< the combine region holds FP8 rows (combine_precision::fp8): 16 per lane step
+  combine_precision precision;  ///< what the combine region holds (fp8: 16 per lane step)
 };
 
 }  // namespace epgraph::kernels

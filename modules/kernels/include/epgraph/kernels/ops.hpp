@@ -147,17 +147,21 @@ class quantize_rows_op {
   int grid_;
 };
 
-/// What combine pulls (issue 15). exact: the expert output rows as they are (combine_type).
-/// fp8: each row quantized by prepare-combine to e4m3 with 1x128 fp32 scales (the quantizer of
-/// fp8_quantize.hpp), laid out in the row's place in the combine region as [hidden codes]
-/// [blocks_of(hidden) fp32 scales]; combine dequantizes (code x scale, one fp32 rounding) and
-/// sums in fp32 in the same ascending rank order, rounding once. Needs a bf16 combine_type,
-/// hidden % 16 == 0, a 16-byte aligned combine output, an expert output outside the combine
-/// region, and the same precision on every rank (combine_op planning checks it).
-enum class combine_precision : std::uint8_t { exact = 0, fp8 = 1 };
+/// What combine pulls (issue 15). The enum lives in launch_params.hpp:
+/// - exact: the expert output rows as they are (combine_type).
+/// - fp8: each row quantized by prepare-combine to e4m3 with 1x128 fp32 scales (the quantizer of
+///   fp8_quantize.hpp), laid out in the row's place in the combine region as [hidden codes]
+///   [blocks_of(hidden) fp32 scales]; combine dequantizes (code x scale, one fp32 rounding) and
+///   sums in fp32 in the same ascending rank order, rounding once. Needs a bf16 combine_type,
+///   hidden % 16 == 0 and a 16-byte aligned combine output.
+/// - bf16: fp32 expert output rounded to bf16 (to nearest even) by prepare-combine, into the
+///   first half of the row's place; combine sums the bf16 rows in fp32 as the exact path does.
+///   Half the bytes of an fp32 combine. Needs an fp32 combine_type and hidden % 8 == 0.
+/// Both reduced precisions need an expert output outside the combine region (a prepare-combine
+/// node) and the same precision on every rank (combine_op planning checks it).
 
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives
-/// outside the workspace into the workspace combine region (fp8: quantizes them into it). A
+/// outside the workspace into the workspace combine region (fp8 / bf16: reduced into it). A
 /// source that overlaps the session's memory (the combine region itself: zero copy needs no
 /// prepare-combine) is rejected.
 class prepare_combine_op {
@@ -181,7 +185,7 @@ struct combine_args {
   const std::int32_t* num_tokens = nullptr;
   void* output = nullptr;  ///< device [max_tokens][hidden] of output_type, outside the session's memory
   comm::element_type output_type = comm::element_type::bf16;
-  /// fp8: the combine region holds rows quantized by prepare-combine (combine_precision::fp8).
+  /// fp8 / bf16: the combine region holds rows prepare-combine reduced to that precision.
   combine_precision precision = combine_precision::exact;
 };
 
