@@ -28,7 +28,7 @@ TEST(BenchOptions, DefaultsSweepTheReferenceShapes) {
   EXPECT_TRUE(o->quantize);  // fp8 rows time the quantizing dispatch too
   EXPECT_FALSE(bench::parse_options({"--quantize", "none"})->quantize);
   EXPECT_TRUE(o->fp8_combine);
-  EXPECT_FALSE(bench::parse_options({"--combine-precision", "bf16"})->fp8_combine);
+  EXPECT_FALSE(bench::parse_options({"--combine-precision", "exact"})->fp8_combine);
   // One shape by default: the reference H=7168, top-8 of 256 experts, uniform routing.
   EXPECT_EQ(bench::sweep_shapes(*o), (std::vector<bench::shape>{{7168, 8, 256, sim::routing::uniform}}));
 }
@@ -45,6 +45,7 @@ TEST(BenchOptions, ParsesListsAndRejectsBadOnes) {
   EXPECT_THROW(bench::parse_options({"--payload", "nvfp4"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--quantize", "int8"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--combine-precision", "fp4"}), comm::error);
+  EXPECT_THROW(bench::parse_options({"--combine-precision", "bf16"}), comm::error);  // was "exact"; now a precision of its own
   EXPECT_THROW(bench::parse_options({"--ops-per-graph", "0"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--hidden", "7168,2880x"}), comm::error);
   EXPECT_THROW(bench::parse_options({"--top-k", "8,-1"}), comm::error);
