@@ -117,9 +117,12 @@ for stage in $stages; do
         run "demo_np${np}_fp8" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 100 --tokens 256 \
           --quantize fp8 --combine-precision fp8 --host-check-every 25
         tail -3 "$logs/demo_np${np}_fp8.log"
-        run "demo_np${np}_ue8m0_expert_major" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 \
-          --tokens 256 --quantize fp8-ue8m0 --layout expert-major --host-check-every 25
-        tail -3 "$logs/demo_np${np}_ue8m0_expert_major.log"
+        run "demo_np${np}_ue8m0_fp8" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 --tokens 256 \
+          --quantize fp8-ue8m0 --combine-precision fp8 --host-check-every 25
+        tail -3 "$logs/demo_np${np}_ue8m0_fp8.log"
+        run "demo_np${np}_fp8_expert_major" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 \
+          --tokens 256 --quantize fp8 --layout expert-major --host-check-every 25
+        tail -3 "$logs/demo_np${np}_fp8_expert_major.log"
         run "demo_np${np}_bf16_of_fp32" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 --tokens 256 \
           --dtype fp32 --combine-precision bf16 --host-check-every 25
         tail -3 "$logs/demo_np${np}_bf16_of_fp32.log"

@@ -102,6 +102,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   if (rows == "source-major") o.rows = layout::source_major;
   else if (rows == "expert-major") o.rows = layout::expert_major;
   else comm::throw_config_error("--layout", "is '" + rows + "'", "use source-major or expert-major");
+  o.problem.expert_major = o.rows == layout::expert_major;  // the references follow its order
   if (quantize == "none" || quantize == "fp8" || quantize == "fp8-ue8m0") {
     o.problem.quantize = quantize != "none";
     o.problem.scales = quantize == "fp8-ue8m0" ? kernels::fp8::scale_format::ue8m0 : kernels::fp8::scale_format::fp32;

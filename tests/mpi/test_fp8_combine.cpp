@@ -155,6 +155,36 @@ TEST(Fp8CombinePlanning, APrecisionThatDiffersBetweenRanksIsRejectedOnEveryRank)
   session.barrier();
 }
 
+// The same for an fp32 session, where exact and bf16 are both valid: one rank's bf16 beside the
+// others' exact would read bf16 rows as fp32 ones.
+TEST(Fp8CombinePlanning, ABf16PrecisionBesideExactIsRejectedOnEveryRank) {
+  sim::problem p;
+  p.ep_size = mpi().size();
+  p.max_tokens = 16;
+  p.top_k = 2;
+  p.num_experts = 4 * p.ep_size;
+  p.hidden = 256;
+  p.dtype = comm::element_type::fp32;
+  p.domain_size = mpitest::domain_size();
+  comm::ep_session session(world_comm(), sim::make_config(p, 8, 256));
+  comm::device_buffer output(std::size_t(p.max_tokens) * p.hidden * 4);
+  const auto precision = mpi().rank() == mpi().size() - 1 ? kernels::combine_precision::bf16
+                                                          : kernels::combine_precision::exact;
+  try {
+    (void)kernels::combine_op(session, {nullptr, output.get(), comm::element_type::fp32, precision});
+    ADD_FAILURE() << "accepted on rank " << mpi().rank();
+  } catch (const comm::error& e) {
+    EXPECT_EQ(e.call(), "combine_args.precision") << e.what();
+    EXPECT_NE(std::string(e.what()).find("differs between ranks (this rank: " +
+                                         std::string(mpi().rank() == mpi().size() - 1 ? "bf16" : "exact")),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW((void)kernels::combine_op(
+      session, {nullptr, output.get(), comm::element_type::fp32, kernels::combine_precision::bf16}));
+  session.barrier();
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Routing, Fp8Combine,
     ::testing::Values(fp8_combine_case{"uniform_k8_h7168", 64, 8, 32, 7168},

@@ -123,6 +123,8 @@ TEST(DemoOptions, ReducedPrecisionsParseAndTheirNeedsAreChecked) {
   o = demo::parse_options({"--quantize", "fp8", "--layout", "expert-major"});  // the permute moves the scales
   ASSERT_TRUE(o);
   EXPECT_EQ(o->problem.scales, kernels::fp8::scale_format::fp32);
+  EXPECT_TRUE(o->problem.expert_major);  // the references follow the expert-major order
+  EXPECT_FALSE(demo::parse_options({})->problem.expert_major);
   o = demo::parse_options({"--combine-precision", "bf16", "--dtype", "fp32"});
   ASSERT_TRUE(o);
   EXPECT_EQ(o->problem.combine, kernels::combine_precision::bf16);

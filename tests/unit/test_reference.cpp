@@ -220,6 +220,31 @@ TEST(Reference, ReducedPrecisionOutputsStayWithinTheirRounding) {
   }
 }
 
+// The expert-major order (each expert row rounded to dtype, then weighted) gives the same bits
+// as the source-major one on the problem's exact hidden values and on UE8M0-quantized ones,
+// but not on fp32-scale-quantized ones: the references must follow the step's order.
+TEST(Reference, ExpertMajorOrderMattersOnlyForInexactExpertRows) {
+  sim::problem p;
+  p.ep_size = 2;
+  p.num_experts = 16;
+  p.hidden = 512;
+  p.max_tokens = p.min_tokens = 8;
+  const auto differing = [&](bool quantize, kernels::fp8::scale_format scales) {
+    p.quantize = quantize;
+    p.scales = scales;
+    p.expert_major = false;
+    const auto source_major = sim::expect_output(p, 1, 0);
+    p.expert_major = true;
+    const auto expert_major = sim::expect_output(p, 1, 0);
+    long long n = 0;
+    for (std::size_t i = 0; i < source_major.size(); ++i) n += source_major[i] != expert_major[i];
+    return n;
+  };
+  EXPECT_EQ(differing(false, kernels::fp8::scale_format::fp32), 0);
+  EXPECT_EQ(differing(true, kernels::fp8::scale_format::ue8m0), 0);
+  EXPECT_GT(differing(true, kernels::fp8::scale_format::fp32), 0);
+}
+
 TEST(Reference, CountWrongFindsEveryDifferingElement) {
   sim::problem p;
   p.ep_size = 2;

@@ -190,7 +190,8 @@ __device__ inline float fp8_round_trip(float v, float amax, kernels::fp8::scale_
   return __fmul_rn(fp8::from_e4m3(fp8::to_e4m3(__fmul_rn(v, fp8::fp32_inverse_scale(amax)))), fp8::fp32_scale(amax));
 }
 
-// The device check of a step with problem.quantize or a reduced combine precision: one warp per
+// The device check of a step with problem.quantize or a reduced combine precision (and the
+// expert-major order of problem.expert_major, see reference.cpp): one warp per
 // 128-block of a token's row, 4 elements per lane, so a block's amax is a warp reduction. Per
 // destination rank (ascending) the reference experts' partial is rounded to dtype, then reduced
 // as prepare-combine does (fp8: quantized with its block's amax, read back as code x scale;
@@ -232,7 +233,10 @@ __global__ void check_reduced_kernel(const problem p, int rank, std::uint64_t st
           if (s_owner[j] != d) continue;
           routed = true;
           const float factor = mul_rn(s_weight[j], expert_scale(s_expert[j]));
-          for (int i = 0; i < 4; ++i) partial[i] = add_rn(partial[i], mul_rn(factor, x[i]));
+          for (int i = 0; i < 4; ++i)  // the two orders of reference.cpp's expect_output
+            partial[i] = add_rn(partial[i], p.expert_major
+                                                ? mul_rn(s_weight[j], round(mul_rn(expert_scale(s_expert[j]), x[i])))
+                                                : mul_rn(factor, x[i]));
         }
         if (!routed) continue;  // warp-uniform
         float part_amax = 0.f;

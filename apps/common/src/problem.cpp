@@ -23,6 +23,13 @@ routing parse_routing(std::string_view name) {
 }
 
 comm::ep_config make_config(const problem& p, int num_ctas, int threads_per_cta) {
+  // What the batch's buffers and the references assume; the library checks the rest.
+  if (p.quantize && p.dtype != comm::element_type::bf16)
+    comm::throw_config_error("problem.quantize", "is set but dtype is " + std::string(comm::to_string(p.dtype)),
+                             "the quantizing dispatch reads bf16 rows: use dtype bf16");
+  if (p.quantize && p.hidden % 8 != 0)
+    comm::throw_config_error("problem.quantize", "is set but hidden is " + std::to_string(p.hidden),
+                             "use a multiple of 8");
   comm::ep_config c;
   c.ep_size = p.ep_size;
   c.domain_size = p.domain_size;

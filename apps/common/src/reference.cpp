@@ -240,8 +240,14 @@ std::vector<float> expect_output(const problem& p, std::uint64_t step, int rank,
       // Rank d's partial row, as its expert stage writes it (entry order, rounded to dtype)...
       for (std::size_t h = 0; h < hidden; ++h) {
         float sum = 0.0f;
-        for (int j = 0; j < p.top_k; ++j)
-          if (owners[j] == d) sum = add_rn(sum, mul_rn(mul_rn(weights[j], expert_scale(experts[j])), x[h]));
+        for (int j = 0; j < p.top_k; ++j) {
+          if (owners[j] != d) continue;
+          // Source-major: one expert stage sums (weight x scale) x x; expert-major: each expert
+          // row is scale x x in dtype, and the un-permute sums weight x row.
+          const float term = p.expert_major ? mul_rn(weights[j], round(mul_rn(expert_scale(experts[j]), x[h])))
+                                            : mul_rn(mul_rn(weights[j], expert_scale(experts[j])), x[h]);
+          sum = add_rn(sum, term);
+        }
         partial[h] = round(sum);
       }
       // ... as combine pulls it (prepare-combine reduced it to the combine precision) ...

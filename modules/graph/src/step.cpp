@@ -20,7 +20,9 @@ step_plan schedule(step_parts parts) {
                              "an expert-major stage needs both: the permute before it, the un-permute after it");
   const kernels::combine_precision precision = parts.combine_precision;
   const bool reduced = precision != kernels::combine_precision::exact;
-  const char* name = precision == kernels::combine_precision::fp8 ? "fp8" : "bf16";
+  const char* name = precision == kernels::combine_precision::fp8    ? "fp8"
+                     : precision == kernels::combine_precision::bf16 ? "bf16"
+                                                                     : "not exact";
   if (reduced && expert_major)
     comm::throw_config_error("step_spec.combine.precision", std::string("is ") + name + " beside an expert-major stage",
                              "use the exact combine with expert_major (its un-permute writes combine_type rows)");

@@ -62,9 +62,11 @@ cudaError_t fill_pattern(void* dst, std::size_t rows, std::size_t row_bytes, std
 /// Needs payload 0 = hidden rows (make_config).
 cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io, cudaStream_t stream) noexcept;
 
-/// Device-side check of a combine output against expected_output(): adds the number of
-/// wrong elements of this step to *wrong (no host synchronization, so every step of a long
-/// run can be checked).
+/// Device-side check of a combine output: adds the number of wrong elements of this step to
+/// *wrong (no host synchronization, so every step of a long run can be checked). The expected
+/// value is expected_output()'s; with problem.quantize, a reduced problem.combine or
+/// problem.expert_major it is the arithmetic expect_output() (reference.hpp) describes, with
+/// the library's quantizer rules (fp8_quantize.hpp).
 cudaError_t check_output(const problem& p, int rank, std::uint64_t step, const void* output,
                          unsigned long long* wrong, cudaStream_t stream) noexcept;
 

@@ -39,6 +39,10 @@ struct problem {
   kernels::fp8::scale_format scales = kernels::fp8::scale_format::fp32;
   /// What combine pulls (kernels::combine_precision): fp8 needs dtype bf16, bf16 needs fp32.
   kernels::combine_precision combine = kernels::combine_precision::exact;
+  /// The step is expert-major: the reference experts write scale(e) * x per (token, expert),
+  /// rounded to dtype, and the weighted un-permute sums weight x that. The references follow
+  /// (with exact hidden values both orders give the same bits; with quantized ones not).
+  bool expert_major = false;
 };
 
 EPGRAPH_HD inline std::uint32_t mix(std::uint64_t x) {

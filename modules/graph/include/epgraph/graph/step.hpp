@@ -5,8 +5,8 @@
 //   dispatch -> [summarize] -> permute -> expert stage -> un-permute -> combine   (expert-major)
 //
 // The scheduler decides whether prepare-combine is needed: exactly when the expert output is
-// not the workspace combine region (zero copy otherwise); with an FP8 combine
-// (step_spec::combine.precision) it always is, and quantizes; with an expert-major stage
+// not the workspace combine region (zero copy otherwise); with a reduced-precision combine
+// (step_spec::combine.precision fp8 or bf16) it always is, and reduces the rows; with an expert-major stage
 // (step_spec::expert_major) the weighted un-permute is the prepare-combine. The decision is
 // visible in step_plan::explain().
 //

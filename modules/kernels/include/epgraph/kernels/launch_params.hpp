@@ -50,11 +50,11 @@ struct dispatch_params {
   int table_cache_bytes;  ///< placement table cached in shared memory (0: none, or read from global)
 };
 
-/// Combine reads the token count the last dispatch recorded (layout.dispatched), never the
-/// caller's scalar again: rows always match the slots dispatch wrote.
 /// What combine pulls from the combine region; documented with combine_args (ops.hpp).
 enum class combine_precision : std::uint8_t { exact = 0, fp8 = 1, bf16 = 2 };
 
+/// Combine reads the token count the last dispatch recorded (layout.dispatched), never the
+/// caller's scalar again: rows always match the slots dispatch wrote.
 struct combine_params {
   comm::session_view v;
   void* output;

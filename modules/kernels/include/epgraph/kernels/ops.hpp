@@ -156,9 +156,12 @@ class quantize_rows_op {
 ///   hidden % 16 == 0 and a 16-byte aligned combine output.
 /// - bf16: fp32 expert output rounded to bf16 (to nearest even) by prepare-combine, into the
 ///   first half of the row's place; combine sums the bf16 rows in fp32 as the exact path does.
-///   Half the bytes of an fp32 combine. Needs an fp32 combine_type and hidden % 8 == 0.
+///   Half the NVLink bytes of an fp32 combine (the exchange with other NVLink domains still
+///   sends whole rows). Needs an fp32 combine_type and hidden % 8 == 0.
 /// Both reduced precisions need an expert output outside the combine region (a prepare-combine
-/// node) and the same precision on every rank (combine_op planning checks it).
+/// node) and the same precision on every rank (combine_op planning checks it). The
+/// prepare_combine_op and the combine_op of a step must be planned with the same precision
+/// (plan_step takes both from step_spec::combine.precision; ops composed by hand must).
 
 /// Local: copies the valid rows of an expert output [ep][max_tokens][hidden] that lives
 /// outside the workspace into the workspace combine region (fp8 / bf16: reduced into it). A
