@@ -30,7 +30,7 @@ struct options {
   std::vector<int> tokens{1, 128, 512, 4096};
   std::vector<std::string> payloads{"bf16", "fp8"};  ///< fp8 = e4m3 bytes + 1x128 fp32 scales
   std::vector<int> hidden{7168}, top_k{8}, experts{256};
-  std::vector<sim::routing> routings{sim::routing::uniform};
+  std::vector<sim::routing> routings{sim::routing::uniform, sim::routing::skewed};  // skew always reported
   std::vector<int> domain_sizes{0};  ///< ranks per NVLink domain; 0 = the NVLink team NCCL finds
   std::vector<int> ctas{64};         ///< CTAs per launch: the SM budget (issue 16 sweeps 8 .. 64)
   // Fixed for the whole run.

@@ -29,8 +29,11 @@ TEST(BenchOptions, DefaultsSweepTheReferenceShapes) {
   EXPECT_FALSE(bench::parse_options({"--quantize", "none"})->quantize);
   EXPECT_TRUE(o->fp8_combine);
   EXPECT_FALSE(bench::parse_options({"--combine-precision", "exact"})->fp8_combine);
-  // One shape by default: the reference H=7168, top-8 of 256 experts, uniform routing.
-  EXPECT_EQ(bench::sweep_shapes(*o), (std::vector<bench::shape>{{7168, 8, 256, sim::routing::uniform}}));
+  // The reference H=7168, top-8 of 256 experts, by default under uniform and skewed routing
+  // (the standard run always reports skew, issue 16).
+  EXPECT_EQ(bench::sweep_shapes(*o), (std::vector<bench::shape>{{7168, 8, 256, sim::routing::uniform},
+                                                                 {7168, 8, 256, sim::routing::skewed}}));
+  EXPECT_EQ(bench::sweep_shapes(*bench::parse_options({"--routing", "uniform"})).size(), 1u);
 }
 
 TEST(BenchOptions, ParsesListsAndRejectsBadOnes) {
@@ -67,7 +70,7 @@ TEST(BenchSweep, EveryCombinationOnceRoutingFastest) {
 }
 
 TEST(BenchSweep, CtaCountsVaryFastestAndReachTheSessionConfig) {
-  auto o = bench::parse_options({"--ctas", "8,16,24,32,64", "--domain-size", "2,1"});
+  auto o = bench::parse_options({"--ctas", "8,16,24,32,64", "--domain-size", "2,1", "--routing", "uniform"});
   ASSERT_TRUE(o);
   const auto shapes = bench::sweep_shapes(*o);
   ASSERT_EQ(shapes.size(), 10u);
