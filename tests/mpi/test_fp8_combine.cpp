@@ -130,59 +130,46 @@ TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine)
 }
 
 // Combine reads what the peers' prepare-combine wrote, so a precision that differs between
-// ranks would sum rows of the wrong format: planning throws on every rank instead.
-TEST(Fp8CombinePlanning, APrecisionThatDiffersBetweenRanksIsRejectedOnEveryRank) {
+// ranks would sum rows of the wrong format: planning throws on every rank instead, naming the
+// field and this rank's precision. A small session of `dtype` rows; rank `odd` plans with
+// `odd_precision`, the others with `precision`; then `odd_precision` everywhere plans.
+void expect_mixed_precisions_rejected(comm::element_type dtype, int odd, kernels::combine_precision odd_precision,
+                                      const std::string& odd_name, kernels::combine_precision precision,
+                                      const std::string& name) {
   sim::problem p;
   p.ep_size = mpi().size();
   p.max_tokens = 16;
   p.top_k = 2;
   p.num_experts = 4 * p.ep_size;
   p.hidden = 256;
+  p.dtype = dtype;
   p.domain_size = mpitest::domain_size();
   comm::ep_session session(world_comm(), sim::make_config(p, 8, 256));
-  comm::device_buffer output(std::size_t(p.max_tokens) * p.hidden * 2);
-  const auto precision = mpi().rank() == 0 ? kernels::combine_precision::fp8 : kernels::combine_precision::exact;
+  comm::device_buffer output(std::size_t(p.max_tokens) * p.hidden * comm::element_size(dtype));
+  const bool is_odd = mpi().rank() == odd;
   try {
-    (void)kernels::combine_op(session, {nullptr, output.get(), comm::element_type::bf16, precision});
+    (void)kernels::combine_op(session, {nullptr, output.get(), dtype, is_odd ? odd_precision : precision});
     ADD_FAILURE() << "accepted on rank " << mpi().rank();
   } catch (const comm::error& e) {
     EXPECT_EQ(e.call(), "combine_args.precision") << e.what();
-    EXPECT_NE(std::string(e.what()).find("differs between ranks"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("differs between ranks (this rank: " + (is_odd ? odd_name : name) + ")"),
+              std::string::npos)
+        << e.what();
   }
-  // The same precision everywhere plans.
-  EXPECT_NO_THROW((void)kernels::combine_op(
-      session, {nullptr, output.get(), comm::element_type::bf16, kernels::combine_precision::fp8}));
+  EXPECT_NO_THROW((void)kernels::combine_op(session, {nullptr, output.get(), dtype, odd_precision}));
   session.barrier();
+}
+
+TEST(Fp8CombinePlanning, APrecisionThatDiffersBetweenRanksIsRejectedOnEveryRank) {
+  expect_mixed_precisions_rejected(comm::element_type::bf16, 0, kernels::combine_precision::fp8, "fp8",
+                                   kernels::combine_precision::exact, "exact");
 }
 
 // The same for an fp32 session, where exact and bf16 are both valid: one rank's bf16 beside the
 // others' exact would read bf16 rows as fp32 ones.
 TEST(Fp8CombinePlanning, ABf16PrecisionBesideExactIsRejectedOnEveryRank) {
-  sim::problem p;
-  p.ep_size = mpi().size();
-  p.max_tokens = 16;
-  p.top_k = 2;
-  p.num_experts = 4 * p.ep_size;
-  p.hidden = 256;
-  p.dtype = comm::element_type::fp32;
-  p.domain_size = mpitest::domain_size();
-  comm::ep_session session(world_comm(), sim::make_config(p, 8, 256));
-  comm::device_buffer output(std::size_t(p.max_tokens) * p.hidden * 4);
-  const auto precision = mpi().rank() == mpi().size() - 1 ? kernels::combine_precision::bf16
-                                                          : kernels::combine_precision::exact;
-  try {
-    (void)kernels::combine_op(session, {nullptr, output.get(), comm::element_type::fp32, precision});
-    ADD_FAILURE() << "accepted on rank " << mpi().rank();
-  } catch (const comm::error& e) {
-    EXPECT_EQ(e.call(), "combine_args.precision") << e.what();
-    EXPECT_NE(std::string(e.what()).find("differs between ranks (this rank: " +
-                                         std::string(mpi().rank() == mpi().size() - 1 ? "bf16" : "exact")),
-              std::string::npos)
-        << e.what();
-  }
-  EXPECT_NO_THROW((void)kernels::combine_op(
-      session, {nullptr, output.get(), comm::element_type::fp32, kernels::combine_precision::bf16}));
-  session.barrier();
+  expect_mixed_precisions_rejected(comm::element_type::fp32, mpi().size() - 1, kernels::combine_precision::bf16, "bf16",
+                                   kernels::combine_precision::exact, "exact");
 }
 
 INSTANTIATE_TEST_SUITE_P(
