@@ -122,7 +122,6 @@ struct expert_major_rows {  // the plain part of kernels::expert_major_view (no 
   const std::int64_t* offsets;
 };
 
-
 template <class T>
 __global__ void expert_major_kernel(const problem p, int rank, const comm::placement_ref table,
                                     const expert_major_rows view, const hidden_rows<T> hidden) {
