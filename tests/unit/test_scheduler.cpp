@@ -165,16 +165,19 @@ TEST(Scheduler, APermuteWithoutUnpermuteIsRejected) {
   }
 }
 
-// An FP8 combine (combine_args::precision): prepare-combine quantizes, so it is always
-// inserted and says so; zero copy and an expert-major stage are rejected, naming the field.
-TEST(Scheduler, AnFp8CombineInsertsTheQuantizingPrepareAndRejectsWhatCannotQuantize) {
+// A reduced-precision combine (combine_args::precision): prepare-combine reduces the rows, so
+// it is always inserted and the decision says how; zero copy and an expert-major stage are
+// rejected, naming the field and the precision.
+namespace {
+void expect_reduced_combine_rules(epgraph::kernels::combine_precision precision, const std::string& decision,
+                                  const std::string& name) {
   recorder r;
   step_parts staged = r.parts(false, true);
-  staged.combine_precision = epgraph::kernels::combine_precision::fp8;
+  staged.combine_precision = precision;
   auto plan = r.plan(std::move(staged));
   EXPECT_TRUE(plan.prepare_combine);
   EXPECT_EQ(r.factory_calls, 1);
-  EXPECT_NE(plan.decision.find("quantizing to FP8"), std::string::npos) << plan.decision;
+  EXPECT_NE(plan.decision.find(decision), std::string::npos) << plan.decision;
   ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
   EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "summarize", "experts", "prepare-combine", "combine"}));
 
@@ -188,33 +191,21 @@ TEST(Scheduler, AnFp8CombineInsertsTheQuantizingPrepareAndRejectsWhatCannotQuant
     }
   };
   step_parts zero_copy = r.parts(true, true);
-  zero_copy.combine_precision = epgraph::kernels::combine_precision::fp8;
-  expect_rejected(std::move(zero_copy), "the expert output is the combine region");
+  zero_copy.combine_precision = precision;
+  expect_rejected(std::move(zero_copy), "is " + name + " but the expert output is the combine region");
   step_parts expert_major = r.parts(false, true);
-  expert_major.combine_precision = epgraph::kernels::combine_precision::fp8;
+  expert_major.combine_precision = precision;
   expert_major.permute = r.make("permute");
   expert_major.unpermute = [&] { return r.make("unpermute"); };
-  expect_rejected(std::move(expert_major), "beside an expert-major stage");
+  expect_rejected(std::move(expert_major), "is " + name + " beside an expert-major stage");
+}
+}  // namespace
+
+TEST(Scheduler, AnFp8CombineInsertsTheQuantizingPrepareAndRejectsWhatCannotQuantize) {
+  expect_reduced_combine_rules(epgraph::kernels::combine_precision::fp8, "quantizing to FP8", "fp8");
 }
 
 // A bf16 combine of fp32 expert output: the same rules, its own decision line and messages.
 TEST(Scheduler, ABf16CombineInsertsTheRoundingPrepareAndRejectsZeroCopy) {
-  recorder r;
-  step_parts staged = r.parts(false, true);
-  staged.combine_precision = epgraph::kernels::combine_precision::bf16;
-  auto plan = r.plan(std::move(staged));
-  EXPECT_TRUE(plan.prepare_combine);
-  EXPECT_NE(plan.decision.find("rounding fp32 to bf16"), std::string::npos) << plan.decision;
-  ASSERT_EQ(enqueue(plan, nullptr), cudaSuccess);
-  EXPECT_EQ(r.calls, (std::vector<std::string>{"dispatch", "summarize", "experts", "prepare-combine", "combine"}));
-  step_parts zero_copy = r.parts(true, true);
-  zero_copy.combine_precision = epgraph::kernels::combine_precision::bf16;
-  try {
-    (void)schedule(std::move(zero_copy));
-    ADD_FAILURE() << "a zero-copy bf16 combine was accepted";
-  } catch (const epgraph::comm::error& e) {
-    EXPECT_EQ(e.call(), "step_spec.combine.precision");
-    EXPECT_NE(std::string(e.what()).find("is bf16 but the expert output is the combine region"), std::string::npos)
-        << e.what();
-  }
+  expect_reduced_combine_rules(epgraph::kernels::combine_precision::bf16, "rounding fp32 to bf16", "bf16");
 }
