@@ -36,6 +36,7 @@ struct dispatch_case {
   sim::routing dist = sim::routing::uniform;
   std::uint64_t empty_ranks = 0;
   bool corrupt = false;  // plant an out-of-range id and a -1
+  int ctas = 32;
 };
 
 std::ostream& operator<<(std::ostream& o, const dispatch_case& c) { return o << c.name; }
@@ -49,7 +50,7 @@ TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
   const int ep = mpi().size(), me = mpi().rank();
   sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.seed = 1234;
-  comm::ep_config cfg = sim::make_config(p, 32, 512);
+  comm::ep_config cfg = sim::make_config(p, c.ctas, 512);
   cfg.payloads.clear();
   for (std::size_t i = 0; i < c.row_bytes.size(); ++i) cfg.payloads.push_back({std::string("payload").append(std::to_string(i)), c.row_bytes[i]});
   comm::ep_session session(world_comm(), cfg);
@@ -153,7 +154,13 @@ INSTANTIATE_TEST_SUITE_P(
         dispatch_case{"k4_several_entries_per_rank", 128, 4, 2, {256}},
         dispatch_case{"k16", 128, 16, 32, {256}},
         dispatch_case{"invalid_ids_skipped_and_reported", 64, 8, 32, {512}, sim::routing::uniform, 0, true},
-        dispatch_case{"max_tokens_not_multiple_of_ctas", 77, 8, 32, {130}}),
+        dispatch_case{"max_tokens_not_multiple_of_ctas", 77, 8, 32, {130}},
+        // Dispatch's routing passes: a chunk of more tokens than threads takes several rounds
+        // (2 CTAs: 550 tokens each), and a chunk whose slots do not fit in shared memory reads
+        // them back from global memory (4 CTAs at 4 ranks: 275 x 4 slots); both skewed, with
+        // bad ids.
+        dispatch_case{"chunks_of_several_rounds", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 2},
+        dispatch_case{"chunks_of_one_round", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 4}),
     [](const auto& info) { return info.param.name; });
 
 // ---- whole steps: dispatch -> reference experts -> [prepare-combine] -> combine ----------

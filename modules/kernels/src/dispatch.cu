@@ -18,6 +18,13 @@ namespace {
 
 constexpr int kMaxWarps = 32;
 constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per lane
+constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared memory (tokens x ep)
+// The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
+// largest cached placement table stay within the 48 KB a launch gets without opting in (the
+// kernel's other shared state is a few hundred bytes).
+static_assert(sizeof(int) * (kSharedSlots + (kMaxWarps + 3) * comm::max_ep_size + max_cached_table_words) + 1024 <=
+                  48 * 1024,
+              "dispatch's shared memory");
 
 /// Where row `slot` of region `dst` (a peer of this rank's domain: an NVLink store into its
 /// window) or of the staging region `stage` (another domain: sent by NCCL after the kernel)
@@ -222,8 +229,39 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   device::table_cache cache{s_table, s_table + v.num_experts, v.num_experts};
   const bool cached = Placed && p.table_cache_bytes > 0;
   if (cached) cache.fill(v.placement());
-  device::begin_collective(v, comm::collective_kind::dispatch, st);
-  const int T = device::clamp_token_count(requested_tokens, v.max_tokens, input, b == 0 && tid == 0 && !st.refused);
+  // The claim, and T with this thread's token mask when the chunk is one round. Without a
+  // placement table the mask comes first, so that the id loads overlap the claim's atomic
+  // (taken by the last thread, which holds no token at small T); nothing is reported before
+  // the claim, as a refused launch reports nothing. With a table the claim comes first: its
+  // __syncthreads publishes the cache, and T computed before it spilled registers.
+  if constexpr (Placed) device::begin_collective(v, comm::collective_kind::dispatch, st);
+  const int T = device::clamp_token_count(requested_tokens, v.max_tokens, input, false);
+  const int chunk = (T + G - 1) / G;
+  const int begin = min(T, b * chunk), end = min(T, begin + chunk);
+  const bool one_round = chunk <= nthreads;  // at T <= grid * threads, i.e. nearly always
+  const int t = begin + tid;                 // this thread's token in a one-round chunk
+  const auto mask_of = [&](int token, bool report, bool& invalid) {
+    const auto of = [&](auto rank_of) {
+      return device::destination_mask(p.topk_ids, token, v.top_k, v.num_experts, rank_of, input, report, invalid);
+    };
+    if constexpr (Placed) {
+      if (cached) return of([&](int e) { return cache.chosen(e, token).x; });
+      return of([&](int e) {
+        const comm::placement_ref table = v.placement();
+        return table.rank_of[device::physical_expert(table, e, token)];
+      });
+    } else {
+      return of([&](int e) { return e / v.experts_per_rank; });
+    }
+  };
+  bool invalid = false;  // this thread's token has an id out of range
+  std::uint64_t m = 0;
+  if (!Placed && one_round && t < end) m = mask_of(t, false, invalid);
+  if constexpr (!Placed) device::begin_collective(v, comm::collective_kind::dispatch, st);
+  if (!st.refused) {  // the faults found before the claim
+    if (b == 0 && tid == 0) device::clamp_token_count(requested_tokens, v.max_tokens, input, true);
+    if (invalid) device::report_invalid_ids(p.topk_ids, t, v.top_k, v.num_experts, input);
+  }
   // Combine uses this count, after a dispatch refused for a fatal fault too (it marks every
   // row of the step NaN); a launch that overlaps another leaves the other's count and word
   // alone. The word goes to the other domains with the rows and comes back with their combine
@@ -252,76 +290,108 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     device::stop_collective(v, st.seq);
     return;
   }
-  const int chunk = (T + G - 1) / G;
-  const int begin = min(T, b * chunk), end = min(T, begin + chunk);
-
-  // 1. Count my chunk per destination. The first round's masks stay in registers for the
-  //    slot pass (at T <= grid * threads that is every token), which then reads no ids.
-  std::uint64_t first_mask = 0;
-  const auto mask_of = [&](int t, bool report) {
-    if constexpr (Placed)
-      return cached ? device::cached_destination_mask(p.topk_ids, t, v.top_k, cache, input, report)
-                    : device::placed_destination_mask(p.topk_ids, t, v.top_k, v.placement(), input, report);
-    else
-      return device::destination_mask(p.topk_ids, t, v.top_k, v.num_experts, v.experts_per_rank, input, report);
+  // My chunk's slots, also kept in shared memory for the push when they fit (the push then
+  // reads no global slots back); token_slots always gets them, combine reads it.
+  __shared__ int s_slots[kSharedSlots];
+  const bool shared_slots = (end - begin) * ep <= kSharedSlots;
+  std::int32_t* token_slots = v.local_at<std::int32_t>(v.layout.token_slots);
+  // Slot of `token` (this thread's, destinations `mask`) at every destination: prefix (none:
+  // 0) + base of its warp + rank in the warp. Every thread of the CTA (the ballots).
+  const auto write_slots = [&](int token, std::uint64_t mask, const int* prefix) {
+    for (int d = 0; d < ep; ++d) {
+      const unsigned int ballot = __ballot_sync(~0u, (mask >> d) & 1);
+      if (token >= end) continue;
+      const int base = (prefix ? prefix[d] : 0) + s_warp_base[warp][d];
+      const int slot = (mask >> d) & 1 ? base + __popc(ballot & ((1u << lane) - 1)) : -1;
+      token_slots[static_cast<std::size_t>(token) * ep + d] = slot;
+      if (shared_slots) s_slots[(token - begin) * ep + d] = slot;
+    }
   };
-  for (int t = begin + tid; t < end; t += nthreads) {
-    const std::uint64_t mask = mask_of(t, true);
-    if (t == begin + tid) first_mask = mask;
-    for (std::uint64_t m = mask; m; m &= m - 1) atomicAdd(&s_count[__ffsll(static_cast<long long>(m)) - 1], 1);
-  }
-  __syncthreads();
-
-  // 2. Publish my aggregate. Only a CTA with tokens needs its predecessors' sum (all CTAs
-  //    are co-resident, so the wait ends); at small T most CTAs skip it entirely.
-  for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, s_count[d]), cuda::memory_order_relaxed);
   device::deadline clock(v.deadline_ns);
-  if (begin < end) {
-    for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
-  }
-  __syncthreads();
-  for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
-  const int usable_end = s_failed ? begin : end;  // a failed look-back leaves the prefix unknown
-  __syncthreads();
-
-  // 3. Slots in token order: slot = prefix + rank among this CTA's earlier tokens.
-  for (int base = begin; base < usable_end; base += nthreads) {
-    const int t = base + tid;
-    const std::uint64_t m =
-        t >= end      ? 0
-        : base == begin ? first_mask
-                        : mask_of(t, false);
+  int usable_end;
+  if (one_round) {
+    // A thread owns at most one token (its mask m is known), and the count pass is the slot
+    // pass. Warp ballots count; a thread per destination scans the warps and publishes the
+    // chunk's count at once; after the look-back each thread has its slots. Three
+    // __syncthreads instead of six.
+    if (Placed && t < end) {
+      bool bad = false;
+      m = mask_of(t, true, bad);
+    }
     for (int d = 0; d < ep; ++d) {
       const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
       if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
     }
     __syncthreads();
     for (int d = tid; d < ep; d += nthreads) {
-      int run = s_running[d];
+      int run = 0;
       for (int w = 0; w < nwarps; ++w) {
         const int c = s_warp_base[w][d];
         s_warp_base[w][d] = run;
         run += c;
       }
-      s_running[d] = run;
+      lookback_entry(v, b * ep + d).store(pack(tag, run), cuda::memory_order_relaxed);
+    }
+    // Only a CTA with tokens needs its predecessors' sum (all CTAs are co-resident and publish
+    // before they wait, so the wait ends); at small T most CTAs skip it entirely.
+    if (begin < end)
+      for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
+    __syncthreads();
+    usable_end = s_failed ? begin : end;  // a failed look-back leaves the prefix unknown
+    if (!s_failed) write_slots(t, m, s_prefix);
+    __syncthreads();
+  } else {
+    // 1. Count my chunk per destination. The first round's masks stay in registers for the
+    //    slot pass, which then reads those ids once.
+    std::uint64_t first_mask = 0;
+    for (int token = t; token < end; token += nthreads) {
+      bool bad = false;
+      const std::uint64_t mask = mask_of(token, true, bad);
+      if (token == t) first_mask = mask;
+      for (std::uint64_t r = mask; r; r &= r - 1) atomicAdd(&s_count[__ffsll(static_cast<long long>(r)) - 1], 1);
     }
     __syncthreads();
-    std::int32_t* token_slots = v.local_at<std::int32_t>(v.layout.token_slots);
-    for (int d = 0; d < ep; ++d) {
-      const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
-      if (t < end)
-        token_slots[static_cast<std::size_t>(t) * ep + d] =
-            (m >> d) & 1 ? s_warp_base[warp][d] + __popc(ballot & ((1u << lane) - 1)) : -1;
-    }
+
+    // 2. Publish my aggregate; wait for my predecessors' (see above).
+    for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, s_count[d]), cuda::memory_order_relaxed);
+    if (begin < end)
+      for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
     __syncthreads();
+    for (int d = tid; d < ep; d += nthreads) s_running[d] = s_prefix[d];
+    usable_end = s_failed ? begin : end;
+    __syncthreads();
+
+    // 3. Slots in token order, a round of nthreads tokens at a time.
+    for (int base = begin; base < usable_end; base += nthreads) {
+      const int token = base + tid;
+      bool bad = false;
+      const std::uint64_t mask = token >= end ? 0 : base == begin ? first_mask : mask_of(token, false, bad);
+      for (int d = 0; d < ep; ++d) {
+        const unsigned int ballot = __ballot_sync(~0u, (mask >> d) & 1);
+        if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
+      }
+      __syncthreads();
+      for (int d = tid; d < ep; d += nthreads) {
+        int run = s_running[d];
+        for (int w = 0; w < nwarps; ++w) {
+          const int c = s_warp_base[w][d];
+          s_warp_base[w][d] = run;
+          run += c;
+        }
+        s_running[d] = run;
+      }
+      __syncthreads();
+      write_slots(token, mask, nullptr);  // the warp bases include the prefix
+      __syncthreads();
+    }
   }
 
   // 4. Push rows, one work item per warp at a time.
   const device::push_items items(p, usable_end - begin, nwarps);
   for (int i = warp; i < items.count(); i += nwarps) {
     const device::push_items::item it = items.at(p, begin, i);
-    const device::warp_slots slots =
-        device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), it.token, ep, lane);
+    const device::warp_slots slots = shared_slots ? device::warp_slots::load(s_slots, it.token - begin, ep, lane)
+                                                  : device::warp_slots::load(token_slots, it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       if (p.copies[c].quantize) {
         // 16 codes per lane (16-byte stores, fewer shuffles) but for whole tokens on 2 ranks:

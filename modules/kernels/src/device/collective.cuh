@@ -94,7 +94,7 @@ __device__ inline unsigned long long* launch_word(const comm::session_view& v) {
                                                blockIdx.x * comm::launch_word_stride);
 }
 
-/// Thread 0 of begin_collective, or the claiming thread of arrive_and_claim: claims CTA index b
+/// The last thread of begin_collective, or the claiming thread of arrive_and_claim: claims CTA index b
 /// with one atomic on its launch word and reads whether the session has a fatal fault.
 __device__ inline void claim_cta(const comm::session_view& v, comm::collective_kind kind, collective_state& st) {
   const unsigned long long before = atomicAdd(launch_word(v), comm::launch_claim_increment);
@@ -110,11 +110,13 @@ __device__ inline void claim_cta(const comm::session_view& v, comm::collective_k
   st.overlapped = claim.refused;
 }
 
-/// All threads. Ends with __syncthreads(): `st` is then valid in every thread. Callers issue
-/// the loads they need soon before this, so their latency overlaps the atomic's.
+/// All threads. The last thread claims (at small T it holds no token, so the threads that do
+/// load their ids beside the atomic). Ends with __syncthreads(): `st` is then valid in every
+/// thread. Callers issue the loads they need soon before this, so their latency overlaps the
+/// atomic's.
 __device__ inline void begin_collective(const comm::session_view& v, comm::collective_kind kind,
                                         collective_state& st) {
-  if (threadIdx.x == 0) claim_cta(v, kind, st);
+  if (threadIdx.x == blockDim.x - 1) claim_cta(v, kind, st);
   __syncthreads();
 }
 

@@ -52,47 +52,11 @@ __device__ inline int clamp_token_count(int requested, int max_tokens, comm::fau
   return t;
 }
 
-/// Bit d set if token t has an expert on rank d. Invalid ids are skipped (and reported).
-__device__ inline std::uint64_t destination_mask(const std::int32_t* topk_ids, int t, int k, int num_experts,
-                                                 int experts_per_rank, comm::fault_record* input, bool report) {
-  std::uint64_t mask = 0;
-  const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
-  for (int j = 0; j < k; ++j) {
-    const int e = ids[j];
-    if (e == -1) continue;
-    if (e < -1 || e >= num_experts) {
-      if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
-      continue;
-    }
-    mask |= std::uint64_t{1} << (e / experts_per_rank);
-  }
-  return mask;
-}
-
 /// With a placement table: the physical expert token t uses for entry e; -1 ("no expert") for an
 /// id that is not a logical expert, since some of those are valid physical ids at a receiver.
 __device__ inline int physical_expert(const comm::placement_ref& table, int e, int t) {
   if (e < 0 || e >= table.num_experts) return -1;
   return comm::choose_replica(e, t, table.replica_offsets, table.replica_ids);
-}
-
-/// destination_mask with a placement table: bit d set if a replica token t chose is on rank d.
-__device__ inline std::uint64_t placed_destination_mask(const std::int32_t* topk_ids, int t, int k,
-                                                        const comm::placement_ref& table, comm::fault_record* input,
-                                                        bool report) {
-  std::uint64_t mask = 0;
-  const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
-  for (int j = 0; j < k; ++j) {
-    const int e = ids[j];
-    if (e == -1) continue;
-    if (e < -1 || e >= table.num_experts) {
-      if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
-      continue;
-    }
-    const int rank = table.rank_of[physical_expert(table, e, t)];
-    if (rank >= 0 && rank < 64) mask |= std::uint64_t{1} << rank;  // a checked table always has it
-  }
-  return mask;
 }
 
 /// A placement table cached in one CTA's shared memory: per logical expert (first replica,
@@ -123,20 +87,37 @@ struct table_cache {
   __device__ int physical(int e, int t) const { return e < 0 || e >= num_experts ? -1 : chosen(e, t).y; }
 };
 
-/// placed_destination_mask from the cached table.
-__device__ inline std::uint64_t cached_destination_mask(const std::int32_t* topk_ids, int t, int k,
-                                                        const table_cache& cache, comm::fault_record* input,
-                                                        bool report) {
+/// Records the first id of token t outside [-1, num_experts), for a mask computed without
+/// reports (a cold path: not inlined).
+__device__ __noinline__ inline void report_invalid_ids(const std::int32_t* topk_ids, int t, int k, int num_experts,
+                                                comm::fault_record* input) {
+  const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
+  for (int j = 0; j < k; ++j)
+    if (ids[j] < -1 || ids[j] >= num_experts) {
+      record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, ids[j]);
+      return;
+    }
+}
+
+/// Bit d set if token t has an expert on rank d: rank_of(e) for each valid entry e (without
+/// a placement table e / experts_per_rank; with one, the rank of the replica token t uses).
+/// Ids outside [-1, num_experts) are skipped and set `invalid`; the first is recorded when
+/// `report`. -1 means "no expert".
+template <class RankOf>
+__device__ inline std::uint64_t destination_mask(const std::int32_t* topk_ids, int t, int k, int num_experts,
+                                                 RankOf rank_of, comm::fault_record* input, bool report,
+                                                 bool& invalid) {
   std::uint64_t mask = 0;
   const std::int32_t* ids = topk_ids + static_cast<std::size_t>(t) * k;
   for (int j = 0; j < k; ++j) {
     const int e = ids[j];
     if (e == -1) continue;
-    if (e < -1 || e >= cache.num_experts) {
-      if (report) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
+    if (e < -1 || e >= num_experts) {
+      if (report && !invalid) record_input_fault(input, comm::fault_code::expert_id_out_of_range, t, j, e);
+      invalid = true;
       continue;
     }
-    const int rank = cache.chosen(e, t).x;
+    const int rank = rank_of(e);
     if (rank >= 0 && rank < 64) mask |= std::uint64_t{1} << rank;  // a checked table always has it
   }
   return mask;
