@@ -104,6 +104,9 @@ struct result {
   stats slab_dispatch, slab_combine;
   double slab_dispatch_bytes = 0, slab_combine_bytes = 0;
   double model_wire_dispatch_bytes = 0;  ///< traffic model: T * U * (N-1)/N * bytes_per_token
+  /// Dispatch bytes the busiest rank receives from the others (max over ranks): under skew the
+  /// hot rank's incoming NVLink bounds every all-to-all (its combine rows leave it the same way).
+  double busiest_dispatch_ingress_bytes = 0, busiest_combine_egress_bytes = 0;
   /// The expert-major permute (packed) and the weighted un-permute, alone, on this routing, and
   /// the GPU-memory bytes each must read and write once per rank (mean over ranks).
   stats permute, unpermute;

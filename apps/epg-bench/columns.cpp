@@ -121,6 +121,16 @@ std::vector<column> make_columns() {
   const std::string floor = "wire bytes at NVLink4's 450 GB/s line rate, microseconds";
   c.add("floor_dispatch_us", floor, [](const result& r) { return r.wire_dispatch_bytes / 450e3; });
   c.add("floor_combine_us", floor, [](const result& r) { return r.wire_combine_bytes / 450e3; });
+  const std::string busiest =
+      "the busiest rank's bytes (max over ranks): dispatch rows it receives from the others, combine rows the "
+      "others pull from it; under skew its links bound every all-to-all";
+  c.add("busiest_dispatch_ingress_bytes", busiest, [](const result& r) { return r.busiest_dispatch_ingress_bytes; });
+  c.add("busiest_combine_egress_bytes", busiest, [](const result& r) { return r.busiest_combine_egress_bytes; });
+  const std::string busiest_floor = "the busiest rank's bytes at NVLink4's 450 GB/s line rate, microseconds";
+  c.add("busiest_floor_dispatch_us", busiest_floor,
+        [](const result& r) { return r.busiest_dispatch_ingress_bytes / 450e3; });
+  c.add("busiest_floor_combine_us", busiest_floor,
+        [](const result& r) { return r.busiest_combine_egress_bytes / 450e3; });
   c.add_local("permute",
               "expert-major permute (packed, rows keep their weights): counts, CUB scan, placement, copy of every "
               "received payload row to each of its local experts' rows",

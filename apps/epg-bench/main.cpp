@@ -162,6 +162,13 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.logical_combine_bytes = mean_over_ranks(logical_d * row_ratio);
   r.model_wire_dispatch_bytes =
       tokens * bench::expected_destinations(ep, shape.experts, shape.top_k) * (ep - 1) / ep * bytes_per_token;
+  for (int receiver = 0; receiver < ep; ++receiver) {  // every rank sees the whole routing
+    double in = 0;
+    for (int sender = 0; sender < ep; ++sender)
+      if (sender != receiver) in += expect.counts[receiver][sender] * bytes_per_token;
+    r.busiest_dispatch_ingress_bytes = std::max(r.busiest_dispatch_ingress_bytes, in);
+  }
+  r.busiest_combine_egress_bytes = r.busiest_dispatch_ingress_bytes * row_ratio;
 
   {
     bench::nccl_alltoallv nd(nccl, d_bytes), nc(nccl, c_bytes);

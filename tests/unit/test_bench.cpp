@@ -246,6 +246,8 @@ bench::result known_result() {
   r.wire_combine_bytes = 5e6;
   r.logical_combine_bytes = 6.25e6;
   r.model_wire_dispatch_bytes = 2.0 / 3.0;
+  r.busiest_dispatch_ingress_bytes = 9e5;
+  r.busiest_combine_egress_bytes = 1.8e6;
   r.dispatch = {24.3808, 24.4608, 24.5728};
   r.combine = {22.5184, 22.8032, 23.1296};
   r.nccl_dispatch = {30.1, 30.5024, 30.9};
@@ -379,6 +381,10 @@ std::map<std::string, double> expected_numbers() {
           {"wire_fp8_combine_bytes", 2.5e6},
           {"floor_dispatch_us", (0.1 + 0.2) / 450e3},
           {"floor_combine_us", 5e6 / 450e3},
+          {"busiest_dispatch_ingress_bytes", 9e5},
+          {"busiest_combine_egress_bytes", 1.8e6},
+          {"busiest_floor_dispatch_us", 9e5 / 450e3},
+          {"busiest_floor_combine_us", 1.8e6 / 450e3},
           // The total is the parts, each once: no window total counted on top of its regions.
           {"workspace_bytes", double(known_window_bytes + known_local_bytes + known_remote_bytes)},
           {"workspace_window_bytes", double(known_window_bytes)},
