@@ -20,11 +20,14 @@
 # every domain size smaller than the rank count (4 GPUs: 2 and 1; 2 GPUs: 1), and
 # compute-sanitizer's memcheck at 2 ranks with domain size 1.
 #
+# bench: epg-bench's standard sweep (EPG_BENCH_ARGS) at 64 CTAs (EPG_BENCH_CTAS), then the CTA
+# sweep 8 .. 64 (EPG_CTA_SWEEP_ARGS; EPG_CTA_SWEEP=0 skips it), at every GPU count.
+#
 # compare: A/B timing of builds. EPG_COMPARE holds "name=dir" pairs; each dir has an
 # epg-bench. They run interleaved, EPG_COMPARE_ROUNDS times (default 2), at every GPU count
 # (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
-# alike. "name=dir@--option=value" adds one option for that entry only (e.g. the same build
-# with --deadline=0).
+# alike. "name=dir@--option=value" adds an option for that entry only (e.g. the same build
+# with --deadline=0); "@--a=1@--b=2" adds several.
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -166,19 +169,20 @@ for stage in $stages; do
       run "endurance_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --variant zero-copy \
         --steps "${EPG_ENDURANCE_STEPS:-100000}" --host-check-every 5000 --tokens 256
       tail -5 "$logs/endurance_np$np.log" ;;
-    sanitize)
+    sanitize)  # EPG_SANITIZE_GPU=0 skips the single-GPU runs
       for tool in memcheck racecheck synccheck; do  # single GPU: the whole pipeline at EP 1
+        [ "${EPG_SANITIZE_GPU:-1}" = 0 ] && break
         run "sanitize_${tool}_gpu" 600 compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 "$bin/epgraph_gpu_tests" \
           --gtest_filter='SingleRank.*:-SingleRank.WorkspaceThatCannotFit*'
       done
       # The fault paths too: a collective out of step (refused launches, NaN output, stop words).
       run sanitize_memcheck_np2 600 mpirun -np 2 --bind-to none compute-sanitizer --tool memcheck --report-api-errors no \
         --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-        --gtest_filter='*Dispatch*uniform*:*rows_not*:*Combine*h2880*:*fp32*:Safety.AnExtraDispatch*:Safety.AFailingExpert*:Safety.Overlapping*'
+        --gtest_filter='*Dispatch*uniform*:*rows_not*:*chunks_of*:*Combine*h2880*:*fp32*:Safety.AnExtraDispatch*:Safety.AFailingExpert*:Safety.Overlapping*'
       for tool in racecheck synccheck; do
         run "sanitize_${tool}_np2" 600 mpirun -np 2 --bind-to none compute-sanitizer --tool "$tool" \
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-          --gtest_filter='*Dispatch*uniform*:*Combine*h2880*:Safety.AnExtraDispatch*'
+          --gtest_filter='*Dispatch*uniform*:*chunks_of*:*Combine*h2880*:Safety.AnExtraDispatch*'
       done ;;
     bench)
       for np in $np_list; do
@@ -189,13 +193,19 @@ for stage in $stages; do
         done
       done
       python3 "$(dirname "$0")/plot_bench.py" "$logs/bench.png" "$logs"/bench_np*.csv > "$logs/plot.log" 2>&1 \
-        || tail -5 "$logs/plot.log" ;;
+        || tail -5 "$logs/plot.log"
+      # The SM budget (issue 16): BF16 at 8 to 64 CTAs, both routings. EPG_CTA_SWEEP=0 skips it.
+      for np in $np_list; do
+        [ "${EPG_CTA_SWEEP:-1}" = 0 ] && break
+        run "ctas_np${np}" 600 mpirun -np "$np" --bind-to none "$bin/epg-bench" --out "$logs/ctas_np${np}" \
+          ${EPG_CTA_SWEEP_ARGS:---ctas 8,16,24,32,64 --payload bf16 --quantize none --combine-precision exact}
+      done ;;
     compare)
       for np in ${EPG_COMPARE_NP:-$np_list}; do
         for round in $(seq "${EPG_COMPARE_ROUNDS:-2}"); do
           for pair in ${EPG_COMPARE:?name=dir pairs}; do
             name=${pair%%=*} dir=${pair#*=} extra=()
-            [[ $dir == *@* ]] && { extra=("${dir#*@}"); dir=${dir%%@*}; }
+            [[ $dir == *@* ]] && { IFS=@ read -ra extra <<< "${dir#*@}"; dir=${dir%%@*}; }
             run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none "$dir/epg-bench" \
               --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
           done
