@@ -36,7 +36,8 @@ struct dispatch_case {
   sim::routing dist = sim::routing::uniform;
   std::uint64_t empty_ranks = 0;
   bool corrupt = false;  // plant an out-of-range id and a -1
-  int ctas = 32;
+  int ctas = 32, threads = 512;
+  bool full = false;  // every rank sends max_tokens (else the count is drawn from [0, max_tokens])
 };
 
 std::ostream& operator<<(std::ostream& o, const dispatch_case& c) { return o << c.name; }
@@ -50,7 +51,8 @@ TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
   const int ep = mpi().size(), me = mpi().rank();
   sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.seed = 1234;
-  comm::ep_config cfg = sim::make_config(p, c.ctas, 512);
+  if (c.full) p.min_tokens = p.max_tokens;
+  comm::ep_config cfg = sim::make_config(p, c.ctas, c.threads);
   cfg.payloads.clear();
   for (std::size_t i = 0; i < c.row_bytes.size(); ++i) cfg.payloads.push_back({std::string("payload").append(std::to_string(i)), c.row_bytes[i]});
   comm::ep_session session(world_comm(), cfg);
@@ -155,12 +157,16 @@ INSTANTIATE_TEST_SUITE_P(
         dispatch_case{"k16", 128, 16, 32, {256}},
         dispatch_case{"invalid_ids_skipped_and_reported", 64, 8, 32, {512}, sim::routing::uniform, 0, true},
         dispatch_case{"max_tokens_not_multiple_of_ctas", 77, 8, 32, {130}},
-        // Dispatch's routing passes: a chunk of more tokens than threads takes several rounds
-        // (2 CTAs: 550 tokens each), and a chunk whose slots do not fit in shared memory reads
-        // them back from global memory (4 CTAs at 4 ranks: 275 x 4 slots); both skewed, with
-        // bad ids.
-        dispatch_case{"chunks_of_several_rounds", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 2},
-        dispatch_case{"chunks_of_one_round", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 4}),
+        // Dispatch's routing passes, every rank sending 1100 tokens (skewed, with bad ids): a
+        // chunk of more tokens than threads takes several rounds (2 CTAs of 512 threads: 550
+        // tokens each, its slots read back from global memory); a one-round chunk whose slots
+        // do not all fit in shared memory at 4 ranks (4 CTAs: 275 x 4 > 1024; at 2 ranks they
+        // fit); several rounds with the slots in shared memory (8 CTAs of 64 threads: 138
+        // tokens, 3 rounds, 276 or 552 slots).
+        dispatch_case{"chunks_of_several_rounds", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 2, 512, true},
+        dispatch_case{"chunks_of_one_round", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 4, 512, true},
+        dispatch_case{"several_rounds_slots_in_shared_memory", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true,
+                      8, 64, true}),
     [](const auto& info) { return info.param.name; });
 
 // ---- whole steps: dispatch -> reference experts -> [prepare-combine] -> combine ----------

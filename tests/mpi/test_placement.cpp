@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/expert_placement.hpp"
@@ -252,24 +253,11 @@ TEST(Placement, ATableOneRankGetsWrongFailsEveryRankAndChangesNothing) {
   }
 }
 
-// A table too large for dispatch's shared-memory cache (more than max_cached_table_words) is
-// read from global memory: the same results. 2052 experts, one spare slot per rank holding a
-// replica of expert 0.
-TEST(Placement, ATableTooLargeToCacheGivesTheSameResults) {
-  sim::problem p = make_problem();
-  const int me = mpi().rank(), ep = p.ep_size;
-  p.num_experts = 2052;  // divisible by 2 and 4
-  p.hidden = 256;
-  const int per_rank = p.num_experts / ep, slots = per_rank + 1;
-  comm::ep_config config = sim::make_config(p, 32, 256);
-  config.expert_slots_per_rank = slots;
-  ASSERT_GT(2LL * (config.num_experts + config.physical_experts()), kernels::max_cached_table_words);
+// Steps with table `t` on a session of `config` give exactly the reference results, 20 times.
+void expect_exact_steps(const sim::problem& p, const comm::ep_config& config, const comm::expert_placement& t) {
+  const int me = mpi().rank();
   comm::ep_session session(world_comm(), config);
-  std::vector<std::array<int, 3>> replicas;
-  for (int e = 0; e < p.num_experts; ++e) replicas.push_back({e, e / per_rank, e % per_rank});
-  for (int rank = 1; rank < ep; ++rank) replicas.push_back({0, rank, per_rank});
-  const comm::expert_placement big = table(p.num_experts, replicas, slots);
-  session.set_placement(big);
+  session.set_placement(t);
   sim::batch_storage buffers(p);
   graph::stream s;
   graph::step_graph step(graph::plan_step(session, sim::zero_copy_step(session, buffers, p)), s);
@@ -282,8 +270,42 @@ TEST(Placement, ATableTooLargeToCacheGivesTheSameResults) {
     const int T = sim::token_count(p, me, k);
     EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * 2,
                               cudaMemcpyDeviceToHost));
-    wrong += sim::count_wrong(p, k, me, host.data(), &big);
+    wrong += sim::count_wrong(p, k, me, host.data(), &t);
   }
-  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(wrong, 0) << config.num_ctas << " CTAs of " << config.threads_per_cta << " threads";
   EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
+}
+
+// A table too large for dispatch's shared-memory cache (more than max_cached_table_words) is
+// read from global memory: the same results. 2052 experts, one spare slot per rank holding a
+// replica of expert 0. Also with chunks of several rounds (1 CTA of 64 threads).
+TEST(Placement, ATableTooLargeToCacheGivesTheSameResults) {
+  sim::problem p = make_problem();
+  const int ep = p.ep_size;
+  p.num_experts = 2052;  // divisible by 2 and 4
+  p.hidden = 256;
+  const int per_rank = p.num_experts / ep, slots = per_rank + 1;
+  std::vector<std::array<int, 3>> replicas;
+  for (int e = 0; e < p.num_experts; ++e) replicas.push_back({e, e / per_rank, e % per_rank});
+  for (int rank = 1; rank < ep; ++rank) replicas.push_back({0, rank, per_rank});
+  const comm::expert_placement big = table(p.num_experts, replicas, slots);
+  for (const auto& [ctas, threads] : {std::pair{32, 256}, std::pair{1, 64}}) {
+    comm::ep_config config = sim::make_config(p, ctas, threads);
+    config.expert_slots_per_rank = slots;
+    ASSERT_GT(2LL * (config.num_experts + config.physical_experts()), kernels::max_cached_table_words);
+    expect_exact_steps(p, config, big);
+  }
+}
+
+// Dispatch with a (cached) table when a CTA's chunk takes several rounds: 300 tokens on 1 CTA of
+// 128 threads (3 rounds; the slots read back from global memory at 4 ranks) and on 2 CTAs of 64
+// threads (150 tokens, 3 rounds, the slots kept in shared memory).
+TEST(Placement, ChunksOfSeveralRoundsGiveTheSameResults) {
+  sim::problem p = make_problem();
+  p.max_tokens = p.min_tokens = 300;
+  for (const auto& [ctas, threads] : {std::pair{1, 128}, std::pair{2, 64}}) {
+    comm::ep_config config = sim::make_config(p, ctas, threads);
+    config.expert_slots_per_rank = kSlots;
+    expect_exact_steps(p, config, replicated(p.ep_size));
+  }
 }
