@@ -37,6 +37,19 @@ comm::mpi_context& mpi() { return *g_mpi; }
 comm::nccl_comm& world_comm() { return *g_nccl; }
 bool all_ok(bool ok) { return g_mpi->all_agree(ok); }
 int domain_size() { return g_domain_size; }
+
+sim::problem problem_on_this_world(int max_tokens, int top_k, int experts_per_rank, sim::routing dist,
+                                   std::uint64_t empty_ranks) {
+  sim::problem p;
+  p.ep_size = mpi().size();
+  p.max_tokens = max_tokens;
+  p.top_k = top_k;
+  p.num_experts = experts_per_rank * p.ep_size;
+  p.dist = dist;
+  p.empty_ranks = empty_ranks;
+  p.domain_size = domain_size();
+  return p;
+}
 }  // namespace epgraph::mpitest
 
 int main(int argc, char** argv) {

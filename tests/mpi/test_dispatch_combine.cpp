@@ -12,22 +12,10 @@
 
 using namespace epgraph;
 using mpitest::mpi;
+using mpitest::problem_on_this_world;
 using mpitest::world_comm;
 
 namespace {
-
-sim::problem problem_on_this_world(int max_tokens, int top_k, int experts_per_rank, sim::routing dist,
-                                   std::uint64_t empty_ranks) {
-  sim::problem p;
-  p.ep_size = mpi().size();
-  p.max_tokens = max_tokens;
-  p.top_k = top_k;
-  p.num_experts = experts_per_rank * p.ep_size;
-  p.dist = dist;
-  p.empty_ranks = empty_ranks;
-  p.domain_size = mpitest::domain_size();
-  return p;
-}
 
 struct dispatch_case {
   std::string name;

@@ -37,16 +37,9 @@ class Fp8Combine : public ::testing::TestWithParam<fp8_combine_case> {};
 
 TEST_P(Fp8Combine, EqualsTheFp8ReferenceAndStaysWithinTheErrorOfTheExactCombine) {
   const fp8_combine_case& c = GetParam();
-  const int ep = mpi().size(), me = mpi().rank();
-  sim::problem p;
-  p.ep_size = ep;
-  p.max_tokens = c.max_tokens;
-  p.top_k = c.top_k;
-  p.num_experts = c.experts_per_rank * ep;
+  const int me = mpi().rank();
+  sim::problem p = mpitest::problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.hidden = c.hidden;
-  p.dist = c.dist;
-  p.empty_ranks = c.empty_ranks;
-  p.domain_size = mpitest::domain_size();
   p.seed = 2024;
   p.combine = c.precision;
   p.quantize = c.quantize;

@@ -42,16 +42,9 @@ TEST_P(QuantizingDispatch, DeliversTheHostQuantizersBytesForEveryRow) {
   const fp8_case& c = GetParam();
   const int ep = mpi().size(), me = mpi().rank();
   const bool ue8m0 = c.scales == fp8::scale_format::ue8m0;
-  sim::problem p;
-  p.ep_size = ep;
-  p.max_tokens = c.max_tokens;
-  p.top_k = c.top_k;
-  p.num_experts = c.experts_per_rank * ep;
+  sim::problem p = mpitest::problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.hidden = c.hidden;
-  p.dist = c.dist;
-  p.empty_ranks = c.empty_ranks;
   p.min_tokens = c.min_tokens;
-  p.domain_size = mpitest::domain_size();
   p.seed = 4321;
   const int blocks = fp8::blocks_of(c.hidden);
   const std::size_t scale_row = std::size_t(blocks) * (ue8m0 ? 1 : 4), extra_row = 24;

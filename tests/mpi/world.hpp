@@ -1,7 +1,10 @@
 #pragma once
 // The MPI test world: one process per GPU, shared by every test of the binary.
+#include <cstdint>
+
 #include "epgraph/comm/mpi_context.hpp"
 #include "epgraph/comm/nccl_comm.hpp"
+#include "epgraph/sim/problem.hpp"
 
 namespace epgraph::mpitest {
 comm::mpi_context& mpi();
@@ -12,4 +15,8 @@ bool all_ok(bool ok);
 /// 0 or unset: NCCL's NVLink team, one domain on one machine), so scripts/gpu-check.sh runs
 /// them at every domain size.
 int domain_size();
+/// A sim problem on this world: one EP rank per process, experts_per_rank experts on each, and
+/// the run's domain size (domain_size()).
+sim::problem problem_on_this_world(int max_tokens, int top_k, int experts_per_rank, sim::routing dist,
+                                   std::uint64_t empty_ranks);
 }  // namespace epgraph::mpitest
