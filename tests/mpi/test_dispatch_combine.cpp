@@ -165,6 +165,8 @@ struct combine_case {
   comm::element_type dtype = comm::element_type::bf16;
   sim::routing dist = sim::routing::uniform;
   std::uint64_t empty_ranks = 0;
+  int ctas = 48, threads = 512;
+  int min_tokens = 0;  // the fewest tokens a rank sends in a step (the count is drawn up to max_tokens)
 };
 std::ostream& operator<<(std::ostream& o, const combine_case& c) { return o << c.name; }
 
@@ -176,9 +178,10 @@ TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
   sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.hidden = c.hidden;
   p.dtype = c.dtype;
+  p.min_tokens = c.min_tokens;
   const std::size_t elem = comm::element_size(p.dtype);
   for (bool zero_copy : {true, false}) {
-    comm::ep_session session(world_comm(), sim::make_config(p, 48, 512));
+    comm::ep_session session(world_comm(), sim::make_config(p, c.ctas, c.threads));
     sim::batch_storage buffers(p);
     comm::device_buffer staged(zero_copy ? 0 : std::size_t(ep) * p.max_tokens * p.hidden * elem);
     graph::step_spec spec;
@@ -212,7 +215,14 @@ INSTANTIATE_TEST_SUITE_P(
                       combine_case{"k1", 64, 1, 8, 1024}, combine_case{"k2", 64, 2, 8, 1024},
                       combine_case{"one_rank_routing", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::one_rank},
                       combine_case{"skewed_routing", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::skewed},
-                      combine_case{"rank1_empty", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::uniform, 0b10}),
+                      combine_case{"rank1_empty", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::uniform, 0b10},
+                      // A grid of at most 512 warps pulls deeper when a warp owns whole rows
+                      // (T >= its warps; here 2 CTAs of 256 threads: 16 warps); steps with
+                      // fewer tokens slice rows and take the usual pull in the same kernel.
+                      combine_case{"small_grid_whole_rows_h7168", 160, 8, 64, 7168, comm::element_type::bf16,
+                                   sim::routing::uniform, 0, 2, 256, 40},
+                      combine_case{"small_grid_skewed_fp16_any_count", 24, 8, 32, 2048, comm::element_type::fp16,
+                                   sim::routing::skewed, 0, 2, 256, 0}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

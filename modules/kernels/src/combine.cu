@@ -25,8 +25,15 @@ struct fp8_rows {};
 // sources 8 beat 16 (EP4 492 vs 500 us). 8 sources keep 16 (2 groups), as before. 64
 // registers of loads at most: 512 threads per SM must fit without spills. The kernel is
 // specialised per source bound: two specialisations in one kernel spill.
-template <int Sources>
-constexpr int kLoadsInFlight = Sources <= 4 ? 8 : 16;
+// Deep: 16 loads for <= 4 sources as well, chosen when the grid is small. A small grid has few
+// warps in flight, and at T = 4096 on 16 CTAs a lane with 8 loads left the pull bound by
+// loads in flight (EP4 combine 509.8 us; 16 loads: 497.2). On 64 CTAs the same depth cost
+// 36 us (528.0 against 491.5), so it stays a choice by grid (perf-notes v22, v23).
+template <int Sources, bool Deep>
+constexpr int kLoadsInFlight = (Sources <= 4 && !Deep) ? 8 : 16;
+
+// The grids that pull deep: at most this many warps in all (32 CTAs of 512 threads).
+constexpr int kDeepPullMaxWarps = 512;
 
 // Row `slot` of this rank's block in peer d's combine region: the partial sums that peer
 // computed for a token this rank dispatched to it. A peer in another domain sent that block
@@ -53,11 +60,11 @@ __device__ void fill_nan(Out* out_row, int g0, int g1, int lane) {
 
 // Latency-bound pull: every remote 16-byte load of a round (Groups groups from up to Sources
 // ranks) is issued before the first is summed; ascending rank order is kept.
-template <class In, class Out, int N, int Sources, bool Domains>
+template <class In, class Out, int N, int Sources, bool Domains, bool Deep>
 __device__ void pull_fast(const comm::session_view& v, const device::warp_slots& slots, int g0, int g1, int lane,
                           Out* out_row) {
   using group = device::element_group<In, N>;
-  constexpr int kGroups = std::max(1, kLoadsInFlight<Sources> / (Sources * group::words));
+  constexpr int kGroups = std::max(1, kLoadsInFlight<Sources, Deep> / (Sources * group::words));
   const In* rows[Sources];
   std::uint64_t m = slots.mask;
 #pragma unroll
@@ -134,7 +141,47 @@ __device__ void pull_fp8(const comm::session_view& v, const device::warp_slots& 
   }
 }
 
-template <class In, class Out, int N, int Sources, bool Domains>
+// Every (token, slice) item of this warp: pulls the token's partial rows (or NaN when the
+// barrier failed).
+template <class In, class Out, int N, int Sources, bool Domains, bool Deep>
+__device__ __forceinline__ void pull_items(const comm::session_view& v, Out* out, int T, int slices, int per_slice,
+                                           int groups, bool in_step, int global_warp, int total_warps, int lane) {
+  for (int item = global_warp; item < T * slices; item += total_warps) {
+    const int t = item / slices, slice = item % slices;
+    const int g0 = slice * per_slice, g1 = min(groups, g0 + per_slice);
+    Out* out_row = out + static_cast<std::size_t>(t) * v.hidden;
+    if (!in_step) {
+      fill_nan<Out, N>(out_row, g0, g1, lane);
+      continue;
+    }
+    const device::warp_slots slots =
+        device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), t, v.ep_size, lane);
+    if constexpr (std::is_same_v<In, fp8_rows>) {
+      pull_fp8<Out, Sources, Domains>(v, slots, g0, g1, lane, out_row);
+      continue;
+    } else if constexpr (N > 1) {
+      if (__popcll(slots.mask) <= Sources) {
+        pull_fast<In, Out, N, Sources, Domains, Deep>(v, slots, g0, g1, lane, out_row);
+        continue;
+      }
+    }
+    if constexpr (!std::is_same_v<In, fp8_rows>) {
+      for (int base = g0; base < g1; base += 32) {
+        const int g = base + lane;
+        const bool active = g < g1;
+        float acc[N] = {};
+        for (std::uint64_t m = slots.mask; m; m &= m - 1) {
+          const int d = __ffsll(static_cast<long long>(m)) - 1;
+          const In* row = peer_combine_row<In, Domains>(v, d, slots.slot(d));
+          if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
+        }
+        if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
+      }
+    }
+  }
+}
+
+template <class In, class Out, int N, int Sources, bool Domains, bool Deep = false>
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
@@ -179,39 +226,14 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   const int per_slice = (groups + slices - 1) / slices;
   Out* out = static_cast<Out*>(p.output);
 
-  for (int item = global_warp; item < T * slices; item += total_warps) {
-    const int t = item / slices, slice = item % slices;
-    const int g0 = slice * per_slice, g1 = min(groups, g0 + per_slice);
-    Out* out_row = out + static_cast<std::size_t>(t) * v.hidden;
-    if (!in_step) {
-      fill_nan<Out, N>(out_row, g0, g1, lane);
-      continue;
-    }
-    const device::warp_slots slots =
-        device::warp_slots::load(v.local_at<std::int32_t>(v.layout.token_slots), t, v.ep_size, lane);
-    if constexpr (std::is_same_v<In, fp8_rows>) {
-      pull_fp8<Out, Sources, Domains>(v, slots, g0, g1, lane, out_row);
-      continue;
-    } else if constexpr (N > 1) {
-      if (__popcll(slots.mask) <= Sources) {
-        pull_fast<In, Out, N, Sources, Domains>(v, slots, g0, g1, lane, out_row);
-        continue;
-      }
-    }
-    if constexpr (!std::is_same_v<In, fp8_rows>) {
-      for (int base = g0; base < g1; base += 32) {
-        const int g = base + lane;
-        const bool active = g < g1;
-        float acc[N] = {};
-        for (std::uint64_t m = slots.mask; m; m &= m - 1) {
-          const int d = __ffsll(static_cast<long long>(m)) - 1;
-          const In* row = peer_combine_row<In, Domains>(v, d, slots.slot(d));
-          if (active) device::element_group<In, N>::add(row + static_cast<std::size_t>(g) * N, acc);
-        }
-        if (active) device::element_group<Out, N>::store(out_row + g * N, acc);
-      }
-    }
-  }
+  // Deep loads only where a warp owns whole rows (large T): sliced rows are short. Two whole
+  // loops, not a branch per row: one loop with both pulls spills.
+  if (Deep && slices == 1)
+    pull_items<In, Out, N, Sources, Domains, true>(v, out, T, slices, per_slice, groups, in_step, global_warp,
+                                                   total_warps, lane);
+  else
+    pull_items<In, Out, N, Sources, Domains, false>(v, out, T, slices, per_slice, groups, in_step, global_warp,
+                                                    total_warps, lane);
   device::end_collective(v);
 }
 
@@ -226,8 +248,9 @@ combine_fn pick_for_domains(const combine_params& p) {
     return combine_kernel<In, Out, 16, 8, Domains>;
   } else {
     if (!p.vectorized) return combine_kernel<In, Out, 1, 1, Domains>;  // no register path
-    if (max_sources <= 2) return combine_kernel<In, Out, 8, 2, Domains>;
-    if (max_sources <= 4) return combine_kernel<In, Out, 8, 4, Domains>;
+    const bool deep = static_cast<long>(p.v.num_ctas) * (p.v.threads_per_cta / 32) <= kDeepPullMaxWarps;
+    if (max_sources <= 2) return deep ? combine_kernel<In, Out, 8, 2, Domains, true> : combine_kernel<In, Out, 8, 2, Domains>;
+    if (max_sources <= 4) return deep ? combine_kernel<In, Out, 8, 4, Domains, true> : combine_kernel<In, Out, 8, 4, Domains>;
     return combine_kernel<In, Out, 8, 8, Domains>;  // more than 8: general loop
   }
 }
