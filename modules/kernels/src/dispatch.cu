@@ -307,6 +307,24 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
       if (shared_slots) s_slots[(token - begin) * ep + d] = slot;
     }
   };
+  // Every thread: its warp's count of tokens per destination (`mask`: this thread's token's
+  // destinations) into s_warp_base[warp]. The caller syncs before scan_warps reads it.
+  const auto count_warps = [&](std::uint64_t mask) {
+    for (int d = 0; d < ep; ++d) {
+      const unsigned int ballot = __ballot_sync(~0u, (mask >> d) & 1);
+      if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
+    }
+  };
+  // One thread per destination d: turns the warps' counts into bases starting at `run`;
+  // returns the total past them.
+  const auto scan_warps = [&](int d, int run) {
+    for (int w = 0; w < nwarps; ++w) {
+      const int c = s_warp_base[w][d];
+      s_warp_base[w][d] = run;
+      run += c;
+    }
+    return run;
+  };
   device::deadline clock(v.deadline_ns);
   int usable_end;
   if (one_round) {
@@ -318,20 +336,10 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
       bool bad = false;
       m = mask_of(t, true, bad);
     }
-    for (int d = 0; d < ep; ++d) {
-      const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
-      if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
-    }
+    count_warps(m);
     __syncthreads();
-    for (int d = tid; d < ep; d += nthreads) {
-      int run = 0;
-      for (int w = 0; w < nwarps; ++w) {
-        const int c = s_warp_base[w][d];
-        s_warp_base[w][d] = run;
-        run += c;
-      }
-      lookback_entry(v, b * ep + d).store(pack(tag, run), cuda::memory_order_relaxed);
-    }
+    for (int d = tid; d < ep; d += nthreads)
+      lookback_entry(v, b * ep + d).store(pack(tag, scan_warps(d, 0)), cuda::memory_order_relaxed);
     // Only a CTA with tokens needs its predecessors' sum (all CTAs are co-resident and publish
     // before they wait, so the wait ends); at small T most CTAs skip it entirely.
     if (begin < end)
@@ -366,20 +374,9 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
       const int token = base + tid;
       bool bad = false;
       const std::uint64_t mask = token >= end ? 0 : base == begin ? first_mask : mask_of(token, false, bad);
-      for (int d = 0; d < ep; ++d) {
-        const unsigned int ballot = __ballot_sync(~0u, (mask >> d) & 1);
-        if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
-      }
+      count_warps(mask);
       __syncthreads();
-      for (int d = tid; d < ep; d += nthreads) {
-        int run = s_running[d];
-        for (int w = 0; w < nwarps; ++w) {
-          const int c = s_warp_base[w][d];
-          s_warp_base[w][d] = run;
-          run += c;
-        }
-        s_running[d] = run;
-      }
+      for (int d = tid; d < ep; d += nthreads) s_running[d] = scan_warps(d, s_running[d]);
       __syncthreads();
       write_slots(token, mask, nullptr);  // the warp bases include the prefix
       __syncthreads();
