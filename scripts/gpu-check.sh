@@ -82,7 +82,8 @@ for stage in $stages; do
     demo)  # EPG_DEMO_NP: rank counts; EPG_DEMO_L: domain sizes (default: N, then every smaller divisor)
       for np in ${EPG_DEMO_NP:-$np_list}; do
         for L in ${EPG_DEMO_L:-$(seq "$np" -1 1)}; do
-          [ $((np % L)) = 0 ] && [ "$L" -le "$np" ] || continue
+          [[ $L =~ ^[1-9][0-9]*$ ]] || { echo "demo: EPG_DEMO_L: '$L' is not a domain size"; continue; }
+          [ $((np % L)) = 0 ] || continue
           if [ "$L" = "$np" ]; then
             run "demo_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 --tokens 256
             tail -6 "$logs/demo_np$np.log"

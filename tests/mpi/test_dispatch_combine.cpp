@@ -216,11 +216,18 @@ INSTANTIATE_TEST_SUITE_P(
                       combine_case{"one_rank_routing", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::one_rank},
                       combine_case{"skewed_routing", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::skewed},
                       combine_case{"rank1_empty", 64, 8, 32, 1024, comm::element_type::bf16, sim::routing::uniform, 0b10},
-                      // A grid of at most 512 warps pulls deeper when a warp owns whole rows
-                      // (T >= its warps; here 2 CTAs of 256 threads: 16 warps); steps with
-                      // fewer tokens slice rows and take the usual pull in the same kernel.
+                      // A grid of at most 512 warps (here 2 CTAs of 256 threads: 16 warps;
+                      // tests/unit/test_combine_items.cpp) pulls deeper where rows are whole (T
+                      // above half its warps: 9 or more here); with fewer tokens it slices rows
+                      // and takes the usual pull in the same kernel. Whole rows in every step
+                      // (bf16, and fp32: two 16-byte words per group), sliced rows in every step
+                      // (at most 8 tokens), and both (0 to 24 tokens).
                       combine_case{"small_grid_whole_rows_h7168", 160, 8, 64, 7168, comm::element_type::bf16,
                                    sim::routing::uniform, 0, 2, 256, 40},
+                      combine_case{"small_grid_whole_rows_fp32_h2880", 96, 8, 32, 2880, comm::element_type::fp32,
+                                   sim::routing::uniform, 0, 2, 256, 40},
+                      combine_case{"small_grid_sliced_rows_h1024", 8, 8, 32, 1024, comm::element_type::bf16,
+                                   sim::routing::uniform, 0, 2, 256, 0},
                       combine_case{"small_grid_skewed_fp16_any_count", 24, 8, 32, 2048, comm::element_type::fp16,
                                    sim::routing::skewed, 0, 2, 256, 0}),
     [](const auto& info) { return info.param.name; });

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "device/collective.cuh"
+#include "device/combine_items.hpp"
 #include "device/common.cuh"
 #include "device/fp8_rows.cuh"
 #include "launch.hpp"
@@ -25,15 +26,10 @@ struct fp8_rows {};
 // sources 8 beat 16 (EP4 492 vs 500 us). 8 sources keep 16 (2 groups), as before. 64
 // registers of loads at most: 512 threads per SM must fit without spills. The kernel is
 // specialised per source bound: two specialisations in one kernel spill.
-// Deep: 16 loads for <= 4 sources as well, chosen when the grid is small. A small grid has few
-// warps in flight, and at T = 4096 on 16 CTAs a lane with 8 loads left the pull bound by
-// loads in flight (EP4 combine 509.8 us; 16 loads: 497.2). On 64 CTAs the same depth cost
-// 36 us (528.0 against 491.5), so it stays a choice by grid (perf-notes v22, v23).
+// Deep: 16 loads for <= 4 sources as well, on small grids with whole rows
+// (device/combine_items.hpp says which).
 template <int Sources, bool Deep>
 constexpr int kLoadsInFlight = (Sources <= 4 && !Deep) ? 8 : 16;
-
-// The grids that pull deep: at most this many warps in all (32 CTAs of 512 threads).
-constexpr int kDeepPullMaxWarps = 512;
 
 // Row `slot` of this rank's block in peer d's combine region: the partial sums that peer
 // computed for a token this rank dispatched to it. A peer in another domain sent that block
@@ -226,8 +222,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
   const int per_slice = (groups + slices - 1) / slices;
   Out* out = static_cast<Out*>(p.output);
 
-  // Deep loads only where a warp owns whole rows (large T): sliced rows are short. Two whole
-  // loops, not a branch per row: one loop with both pulls spills.
+  // The deep pull only where rows are whole (slices == 1: T is more than half the grid's warps,
+  // or rows of at most 32 groups); sliced rows are short, and the deep pull cost them 1.3 to
+  // 1.7 us at T = 128 (perf-notes v22). Two whole loops, not a branch per row: one loop with
+  // both pulls spills.
   if (Deep && slices == 1)
     pull_items<In, Out, N, Sources, Domains, true>(v, out, T, slices, per_slice, groups, in_step, global_warp,
                                                    total_warps, lane);
@@ -248,7 +246,7 @@ combine_fn pick_for_domains(const combine_params& p) {
     return combine_kernel<In, Out, 16, 8, Domains>;
   } else {
     if (!p.vectorized) return combine_kernel<In, Out, 1, 1, Domains>;  // no register path
-    const bool deep = static_cast<long>(p.v.num_ctas) * (p.v.threads_per_cta / 32) <= kDeepPullMaxWarps;
+    const bool deep = device::grid_pulls_deep(p.v.num_ctas, p.v.threads_per_cta);
     if (max_sources <= 2) return deep ? combine_kernel<In, Out, 8, 2, Domains, true> : combine_kernel<In, Out, 8, 2, Domains>;
     if (max_sources <= 4) return deep ? combine_kernel<In, Out, 8, 4, Domains, true> : combine_kernel<In, Out, 8, 4, Domains>;
     return combine_kernel<In, Out, 8, 8, Domains>;  // more than 8: general loop
