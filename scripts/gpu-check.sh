@@ -27,7 +27,7 @@
 # epg-bench. They run interleaved, EPG_COMPARE_ROUNDS times (default 2), at every GPU count
 # (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
 # alike. "name=dir@--option=value" adds an option for that entry only (e.g. the same build
-# with --deadline=0); "@--a=1@--b=2" adds several.
+# with --deadline=0); "@--a=1@--b=2" adds several; "@env:NCCL_X=1" sets a variable on every rank.
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -79,7 +79,8 @@ for stage in $stages; do
       run sanitize_memcheck_np2_L1 600 mpirun -np 2 --bind-to none -x EPGRAPH_TEST_DOMAIN_SIZE=1 compute-sanitizer \
         --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
         --gtest_filter='*Dispatch*uniform*:*rows_not*:*Combine*h2880*:*fp32*:Safety.AFailingExpert*:Domains.AFailing*' ;;
-    demo)  # EPG_DEMO_NP: rank counts; EPG_DEMO_L: domain sizes (default: N, then every smaller divisor)
+    demo)  # EPG_DEMO_NP: rank counts; EPG_DEMO_L: domain sizes (default: N, then every smaller divisor);
+           # EPG_DEMO_ARGS: more epg-demo options for the runs with several domains
       for np in ${EPG_DEMO_NP:-$np_list}; do
         for L in ${EPG_DEMO_L:-$(seq "$np" -1 1)}; do
           [[ $L =~ ^[1-9][0-9]*$ ]] || { echo "demo: EPG_DEMO_L: '$L' is not a domain size"; continue; }
@@ -90,7 +91,7 @@ for stage in $stages; do
             continue
           fi
           run "demo_np${np}_L$L" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 --tokens 256 \
-            --domain-size "$L"
+            --domain-size "$L" ${EPG_DEMO_ARGS:-}
           tail -3 "$logs/demo_np${np}_L$L.log"
         done
       done ;;
@@ -208,10 +209,13 @@ for stage in $stages; do
       for np in ${EPG_COMPARE_NP:-$np_list}; do
         for round in $(seq "${EPG_COMPARE_ROUNDS:-2}"); do
           for pair in ${EPG_COMPARE:?name=dir pairs}; do
-            name=${pair%%=*} dir=${pair#*=} extra=()
-            [[ $dir == *@* ]] && { IFS=@ read -ra extra <<< "${dir#*@}"; dir=${dir%%@*}; }
-            run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none "$dir/epg-bench" \
-              --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
+            name=${pair%%=*} dir=${pair#*=} items=() extra=() envs=()
+            [[ $dir == *@* ]] && { IFS=@ read -ra items <<< "${dir#*@}"; dir=${dir%%@*}; }
+            for item in ${items[@]+"${items[@]}"}; do  # "env:VAR=value" goes to every rank's environment
+              if [[ $item == env:* ]]; then envs+=(-x "${item#env:}"); else extra+=("$item"); fi
+            done
+            run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none ${envs[@]+"${envs[@]}"} \
+              "$dir/epg-bench" --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
           done
         done
       done ;;

@@ -74,6 +74,8 @@ std::vector<column> make_columns() {
   c.add("replays", "timed graph replays", [](const result& r) { return integer(r.replays); });
   c.add("deadline_s", "the sessions' deadline_seconds (--deadline; 0 = off: no device deadline, no exchange guard)",
         [](const result& r) -> cell { return r.deadline_seconds; });
+  c.add("remote_ctas", "several domains: CTAs of each NCCL exchange between domains (--remote-ctas; 0 = NCCL's choice)",
+        [](const result& r) { return integer(r.remote_ctas); });
   c.add("checked",
         "what the run verified: faults-only = check_faults() passed after the timings (no out-of-step, deadline "
         "or bad-id fault); the output data are not compared (epg-demo does that)",

@@ -77,6 +77,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
   comm::ep_config cfg = bench::make_config(p, payload, shape.ctas, o.threads);
   cfg.deadline_seconds = o.deadline_seconds;
+  cfg.remote_ctas = o.remote_ctas;
   if (o.placement_table) cfg.expert_slots_per_rank = cfg.experts_per_rank();
   const auto phase = [&](const char* what) {
     if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.domain_size, payload.c_str(), what);
@@ -130,6 +131,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.ops_per_graph = o.ops_per_graph;
   r.replays = o.replays;
   r.deadline_seconds = o.deadline_seconds;
+  r.remote_ctas = o.remote_ctas;
   r.dispatch_bytes_per_token = bytes_per_token;
   r.combine_bytes_per_token = double(shape.hidden) * 2;
   phase("dispatch graph");

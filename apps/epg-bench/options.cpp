@@ -68,6 +68,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("seed", po::value(&o.seed)->default_value(o.seed), "routing seed")
     ("deadline", po::value(&o.deadline_seconds)->default_value(o.deadline_seconds), "session deadline in seconds (0 = "
                                                                                      "off: no device deadline, no exchange guard)")
+    ("remote-ctas", po::value(&o.remote_ctas)->default_value(o.remote_ctas), "several domains: CTAs of each NCCL "
+                                                                           "exchange between domains (0 = NCCL's choice)")
     ("placement-table", po::bool_switch(&o.placement_table), "sessions keep an expert placement table (the contiguous "
                                                              "one): dispatch picks replicas and sends physical ids")
     ("quantize", po::value(&quantize)->default_value(quantize), "fp8: fp8 rows also time the quantizing dispatch (bf16 "
@@ -182,6 +184,7 @@ void check_sweep(const options& o, int ep_size) {
         try {
           comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, s.ctas, o.threads);
           if (o.placement_table) config.expert_slots_per_rank = config.experts_per_rank();
+          config.remote_ctas = o.remote_ctas;
           comm::validate(config);
           (void)kernels::plan_permute(config, timed_permute(config));  // the permute is timed too
         } catch (const comm::error& e) {

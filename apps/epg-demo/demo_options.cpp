@@ -73,6 +73,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("domain-size", po::value(&o.problem.domain_size)->default_value(0), "ranks per NVLink domain (0 = the NVLink team NCCL finds); "
                                                                      "ranks of other domains are reached by NCCL send/recv")
     ("ctas", po::value(&o.num_ctas)->default_value(64), "CTAs per dispatch/combine launch (== LSA barriers)")
+    ("remote-ctas", po::value(&o.remote_ctas)->default_value(o.remote_ctas), "several domains: CTAs of each NCCL exchange between "
+                                                                "domains (0 = NCCL's choice)")
     ("threads", po::value(&o.threads_per_cta)->default_value(512), "threads per CTA")
     ("watchdog", po::value(&o.watchdog_seconds)->default_value(120.0), "abort with a diagnostic if a step takes longer (seconds, 0 = off)")
     ("deadline", po::value(&o.deadline_seconds)->default_value(30.0), "session deadline: a peer that does not arrive within it is a fault naming it (seconds, 0 = off)")
@@ -144,6 +146,7 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
 comm::ep_config session_config(const options& o) {
   comm::ep_config config = sim::make_config(o.problem, o.num_ctas, o.threads_per_cta);
   config.deadline_seconds = o.deadline_seconds;
+  config.remote_ctas = o.remote_ctas;
   return config;
 }
 
@@ -158,6 +161,7 @@ std::string option_for(const std::string& field) {
   if (field == "combine_type") return "--dtype";
   if (field == "num_ctas") return "--ctas";
   if (field == "domain_size") return "--domain-size";
+  if (field == "remote_ctas") return "--remote-ctas";
   if (field == "threads_per_cta") return "--threads";
   if (field == "deadline_seconds") return "--deadline";
   return field;

@@ -25,6 +25,7 @@ struct options {
   int threads_per_cta = 512;
   double watchdog_seconds = 120.0;  ///< host watchdog per step (0 = off)
   double deadline_seconds = 30.0;   ///< the session's deadline: device waits end with a fault (0 = off)
+  int remote_ctas = comm::ep_config{}.remote_ctas;  ///< CTAs of each exchange between domains (0 = NCCL's)
   /// Host comparison, check_faults and the timed sample on steps 1, 1+N, ... and the last; the
   /// device checks every step. Default 10: at T=4096 one host check takes seconds.
   int host_check_every = 10;

@@ -154,7 +154,10 @@ INSTANTIATE_TEST_SUITE_P(
         dispatch_case{"chunks_of_several_rounds", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 2, 512, true},
         dispatch_case{"chunks_of_one_round", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 4, 512, true},
         dispatch_case{"several_rounds_slots_in_shared_memory", 1100, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true,
-                      8, 64, true}),
+                      8, 64, true},
+        // A grid that does not divide T, and a last CTA with fewer tokens: 65 tokens on 3 CTAs
+        // of 64 threads (chunks of 22, 22, 21; one round each).
+        dispatch_case{"one_round_chunks_on_3_ctas", 65, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 3, 64, true}),
     [](const auto& info) { return info.param.name; });
 
 // ---- whole steps: dispatch -> reference experts -> [prepare-combine] -> combine ----------

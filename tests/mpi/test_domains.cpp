@@ -47,9 +47,12 @@ sim::problem shape(int L, sim::routing dist, comm::element_type dtype, int hidde
   return p;
 }
 
-// `steps` steps of one plan (zero copy or staged), each checked against the reference.
-void run_steps(const sim::problem& p, bool zero_copy, std::uint64_t steps, bool graph_replay) {
-  comm::ep_session session(world_comm(), sim::make_config(p, 24, 256));
+// `steps` steps of one plan (zero copy or staged), each checked against the reference;
+// remote_ctas: ep_config::remote_ctas.
+void run_steps(const sim::problem& p, bool zero_copy, std::uint64_t steps, bool graph_replay, int remote_ctas = 0) {
+  comm::ep_config cfg = sim::make_config(p, 24, 256);
+  cfg.remote_ctas = remote_ctas;
+  comm::ep_session session(world_comm(), cfg);
   ASSERT_EQ(session.view().domain_size, p.domain_size);
   ASSERT_EQ(session.remote_comm() != nullptr, p.domain_size < p.ep_size);
   sim::batch_storage buffers(p);
@@ -172,6 +175,22 @@ TEST(Domains, MegabyteSlabsInCapturedGraphs) {
     sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 7168, 8);
     p.max_tokens = 256;  // 3.7 MB of hidden rows per remote rank and step
     for (bool zero_copy : {true, false}) run_steps(p, zero_copy, 20, true);
+  }
+}
+
+// The exchanges on NCCL's choice of CTAs with the caller's communicator's config (remote_ctas
+// 0; the other tests run the default, 64) and on the fewest, with megabyte slabs in captured
+// graphs and eager skewed steps.
+TEST(Domains, ExchangesOnAnyCtaCountGiveTheReferenceResult) {
+  for (int L : domain_sizes()) {
+    if (L == mpi().size()) continue;
+    for (int ctas : {0, 1}) {
+      SCOPED_TRACE("domain size " + std::to_string(L) + ", remote_ctas " + std::to_string(ctas));
+      sim::problem p = shape(L, sim::routing::uniform, comm::element_type::bf16, 7168, 8);
+      p.max_tokens = 256;
+      run_steps(p, true, 10, true, ctas);
+      run_steps(shape(L, sim::routing::skewed, comm::element_type::bf16, 1024, 8), false, 3, false, ctas);
+    }
   }
 }
 

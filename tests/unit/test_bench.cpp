@@ -236,6 +236,7 @@ bench::result known_result() {
   r.ops_per_graph = 10;
   r.replays = 200;
   r.deadline_seconds = 30;
+  r.remote_ctas = 48;
   r.payload = "fp8";
   r.routing = "uniform";
   r.checked = "faults-only";
@@ -303,6 +304,7 @@ std::map<std::string, double> expected_numbers() {
           {"ops_per_graph", 10},
           {"replays", 200},
           {"deadline_s", 30},
+          {"remote_ctas", 48},
           {"dispatch_us", 24.4608},
           {"dispatch_p10_us", 24.3808},
           {"dispatch_p90_us", 24.5728},

@@ -152,6 +152,31 @@ TEST(Config, DomainSizeMustDivideTheGroup) {
   expect_rejected(c, "domain_size", "allowed range [0, 4]");
 }
 
+// The exchanges' CTA count must agree: NCCL forms one communicator of it on every rank.
+TEST(Config, RemoteCtasAreBoundedAndAgreed) {
+  ep_config c = good();
+  for (int n : {0, 1, 32, max_remote_ctas}) {
+    c.remote_ctas = n;
+    EXPECT_NO_THROW(validate(c)) << n;
+  }
+  c.remote_ctas = max_remote_ctas + 1;
+  expect_rejected(c, "remote_ctas", "allowed range [0, 64]");
+  c.remote_ctas = -1;
+  expect_rejected(c, "remote_ctas", "allowed range [0, 64]");
+  ep_config a = good(), b = good();
+  EXPECT_EQ(a.remote_ctas, 64);  // the default: as many CTAs as dispatch and combine
+  b.remote_ctas = 0;
+  const auto fa = fingerprint(a), fb = fingerprint(b);
+  EXPECT_NE(fa, fb);
+  std::vector<std::string> names;
+  for (const auto& [name, value] : fa) names.push_back(name);
+  std::vector<std::int64_t> va, vb;
+  for (const auto& f : fa) va.push_back(f.second);
+  for (const auto& f : fb) vb.push_back(f.second);
+  const std::string text = describe_mismatch(names, {va, vb});
+  EXPECT_NE(text.find("remote_ctas"), std::string::npos) << text;
+}
+
 TEST(Config, FingerprintCarriesTheDomainSizeAsGiven) {
   ep_config a = good(), b = good();
   a.domain_size = 0;

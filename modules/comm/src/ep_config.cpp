@@ -69,6 +69,8 @@ void validate(const ep_config& c) {
                            std::to_string(c.ep_size),
                        "the EP group is ep_size / domain_size domains of equal size: choose a divisor of ep_size "
                        "(the GPUs per node, say), or 0 for the NVLink team NCCL finds");
+  require_range("remote_ctas", c.remote_ctas, 0, max_remote_ctas,
+                "CTAs of each NCCL exchange between domains; 0 = NCCL's choice");
   require_range("hidden", c.hidden, 1, 1 << 18);
   if (element_size(c.combine_type) == 0) throw_config_error("combine_type", "is not bf16, fp16 or fp32");
   require_range("payloads.size()", static_cast<long long>(c.payloads.size()), 0, max_payloads);
@@ -92,6 +94,7 @@ std::vector<std::pair<std::string, std::int64_t>> fingerprint(const ep_config& c
   std::vector<std::pair<std::string, std::int64_t>> f = {
       {"ep_size", c.ep_size},
       {"domain_size", c.domain_size},
+      {"remote_ctas", c.remote_ctas},
       {"max_tokens_per_rank", c.max_tokens_per_rank},
       {"top_k", c.top_k},
       {"num_experts", c.num_experts},

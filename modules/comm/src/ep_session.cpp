@@ -143,9 +143,14 @@ std::vector<int> check_identical_config(detail::rank_agreement& agree, const ep_
 
 // Collective over `comm`: ncclCommSplit, which every rank reaches only after the agreement
 // before it, so it does not fail alone for a reason one rank sees.
-nccl_comm split_communicator(nccl_comm_ref comm, int color, int key, const char* what) {
+// ctas > 0: the new communicator's kernels run on exactly that many CTAs (and it is blocking);
+// 0: it inherits the parent's config.
+nccl_comm split_communicator(nccl_comm_ref comm, int color, int key, const char* what, int ctas = 0) {
   ncclComm_t out = nullptr;
-  const ncclResult_t made = ncclCommSplit(comm.get(), color, key, &out, nullptr);
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 1;
+  config.minCTAs = config.maxCTAs = ctas;
+  const ncclResult_t made = ncclCommSplit(comm.get(), color, key, &out, ctas > 0 ? &config : nullptr);
   if (made != ncclSuccess)
     throw error(error_domain::nccl, std::string("ncclCommSplit (") + what + ")", static_cast<int>(made),
                 ncclGetErrorString(made), "run with NCCL_DEBUG=WARN for the cause");
@@ -235,7 +240,7 @@ void set_up(detail::session_state& s, nccl_comm_ref comm) {
   const int L = c.ranks_per_domain();
   if (L < nranks) {
     s.domain = split_communicator(comm, s.rank / L, s.rank % L, "this rank's domain");
-    s.remote = split_communicator(comm, 0, s.rank, "the exchanges between domains");
+    s.remote = split_communicator(comm, 0, s.rank, "the exchanges between domains", c.remote_ctas);
     // The host agreements leave the caller's communicator: one that misses its deadline is
     // revoked, and nothing unfinished stays behind on a communicator the user still owns.
     s.agreement = split_communicator(comm, 0, s.rank, "the session's host agreements");

@@ -37,6 +37,16 @@ struct ep_config {
   /// Each domain must be an NVLink (LSA) team or a slice of one, so one machine can emulate
   /// several domains (4 GPUs as 2 x 2 or 4 x 1).
   int domain_size = 0;
+  /// Several domains: the CTAs each NCCL exchange between domains runs on (minCTAs = maxCTAs
+  /// of the session's own blocking communicator for them); as many as dispatch and combine
+  /// use by default. With NCCL's own choice the L = 2 dispatch at T = 4096 on 4x H200 read
+  /// 545 us in some runs and 601-638 us in others; with 64 CTAs 538-556 us in five runs, and
+  /// combine 14-16 us less (docs/perf-notes.md, v24). Fewer CTAs leave SMs to work that overlaps an exchange.
+  /// 0 = NCCL's choice, with the config of the caller's communicator inherited; any other
+  /// value does not inherit a config given to the caller's communicator at its creation
+  /// (NCCL's split takes one config or the parent's); NCCL_* environment variables still
+  /// apply. Ignored with one domain.
+  int remote_ctas = 64;
   int max_tokens_per_rank = 0;         ///< static stride of every receive slot array
   int top_k = 0;                       ///< experts per token
   int num_experts = 0;                 ///< global (logical) experts, the ids routing names
@@ -74,6 +84,7 @@ inline constexpr int max_ep_size = 64;    // destination sets are 64-bit masks
 inline constexpr int max_top_k = 32;
 inline constexpr int max_payloads = 8;
 inline constexpr int max_num_ctas = 1024;
+inline constexpr int max_remote_ctas = 64;  // NCCL's channels per communicator (MAXCHANNELS)
 inline constexpr int max_threads_per_cta = 512;  // register budget of the collective kernels
 inline constexpr int max_tokens_limit = 1 << 20;
 inline constexpr std::size_t max_row_bytes = std::size_t{1} << 20;
