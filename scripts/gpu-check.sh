@@ -90,8 +90,9 @@ for stage in $stages; do
             tail -6 "$logs/demo_np$np.log"
             continue
           fi
+          read -ra demo_args <<< "${EPG_DEMO_ARGS:-}"
           run "demo_np${np}_L$L" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 50 --tokens 256 \
-            --domain-size "$L" ${EPG_DEMO_ARGS:-}
+            --domain-size "$L" ${demo_args[@]+"${demo_args[@]}"}
           tail -3 "$logs/demo_np${np}_L$L.log"
         done
       done ;;
@@ -212,7 +213,9 @@ for stage in $stages; do
             name=${pair%%=*} dir=${pair#*=} items=() extra=() envs=()
             [[ $dir == *@* ]] && { IFS=@ read -ra items <<< "${dir#*@}"; dir=${dir%%@*}; }
             for item in ${items[@]+"${items[@]}"}; do  # "env:VAR=value" goes to every rank's environment
-              if [[ $item == env:* ]]; then envs+=(-x "${item#env:}"); else extra+=("$item"); fi
+              if [[ $item == env:?*=* ]]; then envs+=(-x "${item#env:}")
+              elif [[ $item == env:* ]]; then echo "compare: '$item' is not env:NAME=VALUE"; continue 2
+              else extra+=("$item"); fi
             done
             run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none ${envs[@]+"${envs[@]}"} \
               "$dir/epg-bench" --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}

@@ -60,6 +60,9 @@ std::vector<shape> sweep_shapes(const options& o);
 /// The problem and session config of one measurement (fp8: e4m3 bytes + 1x128 fp32 scales).
 sim::problem make_problem(const shape& s, int ep_size, int tokens, std::uint64_t seed);
 comm::ep_config make_config(const sim::problem& p, const std::string& payload, int ctas, int threads);
+/// The session config of one measurement with the run's fixed options (deadline, remote_ctas,
+/// placement table) applied: what every session of the run and check_sweep use. Pure.
+comm::ep_config session_config(const options& o, const shape& s, int ep_size, int tokens, const std::string& payload);
 
 /// Hidden-state-like bf16 rows [tokens][hidden] for the quantizing timings: values spread over
 /// a few units with an outlier now and then (no NaN or Inf), drawn from `seed`. Pure.

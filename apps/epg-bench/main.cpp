@@ -75,10 +75,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
                          const std::string& nccl_version) {
   const int ep = mpi.size(), me = mpi.rank();
   const sim::problem p = bench::make_problem(shape, ep, tokens, o.seed);
-  comm::ep_config cfg = bench::make_config(p, payload, shape.ctas, o.threads);
-  cfg.deadline_seconds = o.deadline_seconds;
-  cfg.remote_ctas = o.remote_ctas;
-  if (o.placement_table) cfg.expert_slots_per_rank = cfg.experts_per_rank();
+  const comm::ep_config cfg = bench::session_config(o, shape, ep, tokens, payload);
   const auto phase = [&](const char* what) {
     if (o.trace) std::fprintf(stderr, "[rank %d] T=%d L=%d %s: %s\n", me, tokens, cfg.domain_size, payload.c_str(), what);
   };

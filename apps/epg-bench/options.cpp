@@ -116,6 +116,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   if (!(o.deadline_seconds >= 0 && o.deadline_seconds <= comm::max_deadline_seconds))
     comm::throw_config_error("--deadline", "must be between 0 and " + std::to_string(comm::max_deadline_seconds) + " seconds");
   if (o.ops_per_graph < 1) comm::throw_config_error("--ops-per-graph", "must be at least 1");
+  if (o.remote_ctas < 0 || o.remote_ctas > comm::max_remote_ctas)
+    comm::throw_config_error("--remote-ctas", "is " + std::to_string(o.remote_ctas),
+                             "use 0 (NCCL's choice) to " + std::to_string(comm::max_remote_ctas));
   if (o.out.empty() || o.out.back() == '/')
     comm::throw_config_error("--out", "is '" + o.out + "', not a file prefix", "give one such as results/run");
   return o;
@@ -177,14 +180,20 @@ kernels::permute_args timed_permute(const comm::ep_config& config) {
   return args;
 }
 
+comm::ep_config session_config(const options& o, const shape& s, int ep_size, int tokens, const std::string& payload) {
+  comm::ep_config cfg = make_config(make_problem(s, ep_size, tokens, o.seed), payload, s.ctas, o.threads);
+  cfg.deadline_seconds = o.deadline_seconds;
+  cfg.remote_ctas = o.remote_ctas;
+  if (o.placement_table) cfg.expert_slots_per_rank = cfg.experts_per_rank();
+  return cfg;
+}
+
 void check_sweep(const options& o, int ep_size) {
   for (const shape& s : sweep_shapes(o))
     for (const auto& payload : o.payloads)
       for (int tokens : o.tokens) {
         try {
-          comm::ep_config config = make_config(make_problem(s, ep_size, tokens, o.seed), payload, s.ctas, o.threads);
-          if (o.placement_table) config.expert_slots_per_rank = config.experts_per_rank();
-          config.remote_ctas = o.remote_ctas;
+          const comm::ep_config config = session_config(o, s, ep_size, tokens, payload);
           comm::validate(config);
           (void)kernels::plan_permute(config, timed_permute(config));  // the permute is timed too
         } catch (const comm::error& e) {

@@ -114,6 +114,31 @@ TEST(BenchSweep, DomainSizesVaryFastestAndReachTheSessionConfig) {
   }
 }
 
+// The run's fixed options reach every session (and the sweep check) through one function.
+TEST(BenchSweep, SessionConfigCarriesTheFixedOptions) {
+  auto o = bench::parse_options({"--remote-ctas", "17", "--deadline", "5", "--placement-table", "--threads", "256"});
+  ASSERT_TRUE(o);
+  const bench::shape s{7168, 8, 256, sim::routing::uniform, 2, 32};
+  const auto cfg = bench::session_config(*o, s, 4, 128, "bf16");
+  EXPECT_EQ(cfg.remote_ctas, 17);
+  EXPECT_EQ(cfg.deadline_seconds, 5.0);
+  EXPECT_EQ(cfg.expert_slots_per_rank, cfg.experts_per_rank());
+  EXPECT_EQ(cfg.domain_size, 2);
+  EXPECT_EQ(cfg.num_ctas, 32);
+  EXPECT_EQ(cfg.threads_per_cta, 256);
+  EXPECT_EQ(cfg.max_tokens_per_rank, 128);
+  EXPECT_EQ(bench::session_config(*bench::parse_options({}), s, 4, 128, "bf16").remote_ctas, 0);
+  for (const char* bad : {"-1", "65"}) {
+    try {
+      (void)bench::parse_options({"--remote-ctas", bad});
+      FAIL() << bad << " accepted";
+    } catch (const comm::error& e) {
+      EXPECT_EQ(e.call(), "--remote-ctas");
+      EXPECT_NE(std::string(e.what()).find(std::string("is ") + bad), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(BenchSweep, ConfigOfOneMeasurement) {
   const bench::shape s{7168, 8, 256, sim::routing::uniform};
   const auto p = bench::make_problem(s, 4, 128, 1);

@@ -164,8 +164,8 @@ TEST(Config, RemoteCtasAreBoundedAndAgreed) {
   c.remote_ctas = -1;
   expect_rejected(c, "remote_ctas", "allowed range [0, 64]");
   ep_config a = good(), b = good();
-  EXPECT_EQ(a.remote_ctas, 64);  // the default: as many CTAs as dispatch and combine
-  b.remote_ctas = 0;
+  EXPECT_EQ(a.remote_ctas, 0);  // the default: NCCL's choice, the caller's config inherited
+  b.remote_ctas = 64;
   const auto fa = fingerprint(a), fb = fingerprint(b);
   EXPECT_NE(fa, fb);
   std::vector<std::string> names;

@@ -218,7 +218,7 @@ TEST(DemoOptions, ValidateAcceptsWhatTheSessionAccepts) {
 
 TEST(DemoOptions, SessionConfigCarriesTheOptions) {
   auto o = demo::parse_options({"--tokens", "64", "--ctas", "32", "--threads", "256", "--deadline", "5",
-                                 "--domain-size", "2", "--remote-ctas", "64"});
+                                 "--domain-size", "2", "--remote-ctas", "17"});
   ASSERT_TRUE(o);
   o->problem.ep_size = 4;
   const comm::ep_config c = demo::session_config(*o);
@@ -228,6 +228,6 @@ TEST(DemoOptions, SessionConfigCarriesTheOptions) {
   EXPECT_EQ(c.num_ctas, 32);
   EXPECT_EQ(c.threads_per_cta, 256);
   EXPECT_EQ(c.deadline_seconds, 5.0);
-  EXPECT_EQ(c.remote_ctas, 64);
+  EXPECT_EQ(c.remote_ctas, 17);
   EXPECT_NO_THROW(comm::validate(c));
 }

@@ -143,8 +143,8 @@ std::vector<int> check_identical_config(detail::rank_agreement& agree, const ep_
 
 // Collective over `comm`: ncclCommSplit, which every rank reaches only after the agreement
 // before it, so it does not fail alone for a reason one rank sees.
-// ctas > 0: the new communicator's kernels run on exactly that many CTAs (and it is blocking);
-// 0: it inherits the parent's config.
+// ctas > 0: a blocking config of its own with minCTAs = maxCTAs = ctas (ep_config::remote_ctas);
+// 0: the parent's config, inherited.
 nccl_comm split_communicator(nccl_comm_ref comm, int color, int key, const char* what, int ctas = 0) {
   ncclComm_t out = nullptr;
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
@@ -236,7 +236,8 @@ void set_up(detail::session_state& s, nccl_comm_ref comm) {
     if (s.layout.remote_bytes) s.remote_memory = symmetric_memory(s.layout.remote_bytes);
   });
   // Several domains: the window and device communicator live on this rank's domain, split off
-  // the EP communicator (collective over it), the exchanges with other domains on a duplicate.
+  // the EP communicator (collective over it), the exchanges with other domains on another
+  // split (with remote_ctas, a config of its own).
   const int L = c.ranks_per_domain();
   if (L < nranks) {
     s.domain = split_communicator(comm, s.rank / L, s.rank % L, "this rank's domain");
