@@ -53,7 +53,9 @@
 // The session is movable; what is planned from it (ops, step plans, step graphs) holds a
 // session_link, which survives moves and expires when the session is destroyed: launching
 // through an expired link returns an error instead of touching freed memory. Graphs must not
-// outlive their session. The borrowed communicator must outlive the session. A moved-from
+// outlive their session. The borrowed communicator must outlive the session, and be blocking
+// (NCCL's default): with a non-blocking one (config.blocking = 0, NCCL_COMM_BLOCKING=0) NCCL
+// calls return ncclInProgress, which setup does not wait for; not supported. A moved-from
 // session may only be destroyed or moved into; its throwing calls say so, its noexcept
 // accessors must not be called.
 
