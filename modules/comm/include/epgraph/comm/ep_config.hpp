@@ -38,17 +38,13 @@ struct ep_config {
   /// several domains (4 GPUs as 2 x 2 or 4 x 1).
   int domain_size = 0;
   /// Several domains: the channels (CTAs) of the session's own communicator for the exchanges
-  /// between domains, set as its minCTAs = maxCTAs (NCCL then gives each peer a share of them;
-  /// NCCL_MIN/MAX_CTAS and NCCL_*_P2P_NCHANNELS in the environment still override). 0, the
-  /// default: NCCL's choice, and the config of the caller's communicator inherited. Any other
-  /// value splits with a blocking config of its own, so a config given to the caller's
-  /// communicator at its creation (netName, trafficClass, ...) is not inherited (NCCL's split
-  /// takes one config or the parent's); NCCL_* environment variables still apply. Measured
-  /// only with NVLink between the domains (4x H200 as 2 x 2, T = 4096): with NCCL's choice
-  /// the dispatch read about 545 us in some processes and 601-638 us in others; with 64,
-  /// 538-556 us in five runs and combine 14-16 us less (docs/perf-notes.md, v24). More
-  /// channels hold more SMs while an exchange runs. Compared across ranks even with one
-  /// domain (the check runs before domain_size 0 is resolved); used only with several.
+  /// between domains (its minCTAs = maxCTAs; NCCL_* environment variables still override).
+  /// 0, the default: NCCL's choice, the caller's communicator's config inherited. N > 0 splits
+  /// with a blocking config of its own, so a config given to the caller's communicator at its
+  /// creation (netName, trafficClass, ...) is not inherited. 64 steadied the L = 2 dispatch on
+  /// one NVLink machine (docs/perf-notes.md, v24); more channels hold more SMs during an
+  /// exchange. Compared across ranks even with one domain (checked before domain_size 0 is
+  /// resolved).
   int remote_ctas = 0;
   int max_tokens_per_rank = 0;         ///< static stride of every receive slot array
   int top_k = 0;                       ///< experts per token
