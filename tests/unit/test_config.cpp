@@ -28,6 +28,19 @@ void expect_rejected(const ep_config& c, const std::string& field, const std::st
     EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
 }
+
+// describe_mismatch over the fingerprints of `per_rank` (rank r's config at index r).
+std::string mismatch_of(const std::vector<ep_config>& per_rank) {
+  std::vector<std::string> names;
+  for (const auto& field : fingerprint(per_rank.at(0))) names.push_back(field.first);
+  std::vector<std::vector<std::int64_t>> all;
+  for (const ep_config& c : per_rank) {
+    all.emplace_back();
+    for (const auto& field : fingerprint(c)) all.back().push_back(field.second);
+  }
+  return describe_mismatch(names, all);
+}
+
 }  // namespace
 
 TEST(Config, AcceptsTypicalDeepSeekShape) { EXPECT_NO_THROW(validate(good())); }
@@ -77,20 +90,11 @@ TEST(Config, ParsesElementTypes) {
 }
 
 TEST(Config, MismatchNamesFieldAndEveryRanksValue) {
-  auto a = fingerprint(good());
   auto c = good();
   c.hidden = 2880;
-  auto b = fingerprint(c);
-  std::vector<std::string> names;
-  std::vector<std::vector<std::int64_t>> all(3);
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    names.push_back(a[i].first);
-    all[0].push_back(a[i].second);
-    all[1].push_back(b[i].second);
-    all[2].push_back(a[i].second);
-  }
-  EXPECT_EQ(describe_mismatch(names, {all[0], all[2]}), "");
-  EXPECT_EQ(describe_mismatch(names, all), "field 'hidden' differs between ranks: rank 0=7168 rank 1=2880 rank 2=7168");
+  EXPECT_EQ(mismatch_of({good(), good()}), "");
+  EXPECT_EQ(mismatch_of({good(), c, good()}),
+            "field 'hidden' differs between ranks: rank 0=7168 rank 1=2880 rank 2=7168");
 }
 
 TEST(Config, FingerprintCoversPayloadRowSizes) {
@@ -166,15 +170,7 @@ TEST(Config, RemoteCtasAreBoundedAndAgreed) {
   ep_config a = good(), b = good();
   EXPECT_EQ(a.remote_ctas, 0);  // the default: NCCL's choice, the caller's config inherited
   b.remote_ctas = 64;
-  const auto fa = fingerprint(a), fb = fingerprint(b);
-  std::vector<std::string> names;
-  std::vector<std::vector<std::int64_t>> all(2);
-  for (std::size_t i = 0; i < fa.size(); ++i) {
-    names.push_back(fa[i].first);
-    all[0].push_back(fa[i].second);
-    all[1].push_back(fb[i].second);
-  }
-  EXPECT_EQ(describe_mismatch(names, all), "field 'remote_ctas' differs between ranks: rank 0=0 rank 1=64");
+  EXPECT_EQ(mismatch_of({a, b}), "field 'remote_ctas' differs between ranks: rank 0=0 rank 1=64");
 }
 
 TEST(Config, FingerprintCarriesTheDomainSizeAsGiven) {
