@@ -1,6 +1,9 @@
 // Dispatch and combine against the independent host reference, on every rank.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <random>
 #include <sstream>
 
 #include "epgraph/comm/device_buffer.hpp"
@@ -30,12 +33,9 @@ struct dispatch_case {
 
 std::ostream& operator<<(std::ostream& o, const dispatch_case& c) { return o << c.name; }
 
-class Dispatch : public ::testing::TestWithParam<dispatch_case> {};
-
 // Routing from the sim (host), payload bytes from a pattern; everything uploaded, then
 // every received byte, count, id and per-expert count checked against the reference.
-TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
-  const dispatch_case& c = GetParam();
+void check_dispatch(const dispatch_case& c) {
   const int ep = mpi().size(), me = mpi().rank();
   sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.seed = 1234;
@@ -129,6 +129,10 @@ TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) {
   session.barrier();
 }
 
+class Dispatch : public ::testing::TestWithParam<dispatch_case> {};
+
+TEST_P(Dispatch, DeliversEveryRowBitExactToItsDeterministicSlot) { check_dispatch(GetParam()); }
+
 INSTANTIATE_TEST_SUITE_P(
     Routing, Dispatch,
     ::testing::Values(
@@ -173,10 +177,10 @@ struct combine_case {
 };
 std::ostream& operator<<(std::ostream& o, const combine_case& c) { return o << c.name; }
 
-class Combine : public ::testing::TestWithParam<combine_case> {};
-
-TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
-  const combine_case& c = GetParam();
+// Three steps of dispatch -> reference experts -> [prepare-combine] -> combine, with the
+// experts writing into the combine region (zero-copy) and elsewhere (staged): every output
+// element against the host reference.
+void check_steps(const combine_case& c) {
   const int ep = mpi().size(), me = mpi().rank();
   sim::problem p = problem_on_this_world(c.max_tokens, c.top_k, c.experts_per_rank, c.dist, c.empty_ranks);
   p.hidden = c.hidden;
@@ -209,6 +213,10 @@ TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) {
   }
 }
 
+class Combine : public ::testing::TestWithParam<combine_case> {};
+
+TEST_P(Combine, MatchesTheReferenceExactlyInBothVariants) { check_steps(GetParam()); }
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, Combine,
     ::testing::Values(combine_case{"h7168_bf16_k8", 128, 8, 64, 7168},
@@ -234,5 +242,95 @@ INSTANTIATE_TEST_SUITE_P(
                       combine_case{"small_grid_skewed_fp16_any_count", 24, 8, 32, 2048, comm::element_type::fp16,
                                    sim::routing::skewed, 0, 2, 256, 0}),
     [](const auto& info) { return info.param.name; });
+
+// ---- shapes no list above names: drawn from a seed ---------------------------------------
+
+// Every rank draws the same cases (same seed, same standard library). EPGRAPH_TEST_SEED and
+// EPGRAPH_TEST_DRAWS widen the search (a failure names its seed and draw, which replays it).
+std::uint64_t env_or(const char* name, std::uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+struct draws {
+  std::mt19937_64 gen;
+  int between(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); }
+  bool chance(double p) { return std::bernoulli_distribution(p)(gen); }
+  // Few, some, or many tokens: the one-token path, one-round chunks and several rounds.
+  int tokens(int most) { return chance(0.4) ? between(1, 64) : chance(0.7) ? between(65, most / 2) : between(most / 2, most); }
+  int row_bytes() {  // odd sizes, 16-byte multiples, and the small copies (ids, weights, scales)
+    return chance(0.4) ? between(1, 9000) : chance(0.6) ? 16 * between(1, 1024) : between(1, 64);
+  }
+  sim::routing dist() {
+    const int r = between(0, 5);
+    return r == 0 ? sim::routing::one_rank : r <= 2 ? sim::routing::skewed : sim::routing::uniform;
+  }
+  std::uint64_t empty_ranks(int ep) { return chance(0.1) ? std::uint64_t(between(1, (1 << ep) - 1)) : 0; }
+  // top_k first, then enough experts per rank for it; the grid of any size the kernels take.
+  void shape(int ep, int& top_k, int& experts_per_rank, int& ctas, int& threads) {
+    top_k = between(1, 16);
+    experts_per_rank = between((top_k + ep - 1) / ep, 64);
+    ctas = between(1, 64);
+    threads = 32 * between(2, 16);
+  }
+};
+
+std::string describe(const dispatch_case& c) {
+  std::ostringstream o;
+  o << c.name << ": max_tokens " << c.max_tokens << (c.full ? " (all sent)" : "") << ", top_k " << c.top_k
+    << ", experts/rank " << c.experts_per_rank << ", routing " << sim::to_string(c.dist) << ", empty ranks "
+    << c.empty_ranks << (c.corrupt ? ", bad ids" : "") << ", " << c.ctas << " x " << c.threads << ", rows";
+  for (auto b : c.row_bytes) o << " " << b;
+  return o.str();
+}
+std::string describe(const combine_case& c) {
+  std::ostringstream o;
+  o << c.name << ": max_tokens " << c.max_tokens << " (at least " << c.min_tokens << "), top_k " << c.top_k
+    << ", experts/rank " << c.experts_per_rank << ", hidden " << c.hidden << " " << comm::to_string(c.dtype)
+    << ", routing " << sim::to_string(c.dist) << ", empty ranks " << c.empty_ranks << ", " << c.ctas << " x "
+    << c.threads;
+  return o.str();
+}
+
+TEST(RandomShapes, DispatchAndWholeStepsMatchTheReference) {
+  const std::uint64_t seed = env_or("EPGRAPH_TEST_SEED", 1);
+  const auto count = static_cast<int>(env_or("EPGRAPH_TEST_DRAWS", 6));
+  const int ep = mpi().size();
+  if (mpi().rank() == 0) std::printf("RandomShapes: seed %llu, %d draws\n", static_cast<unsigned long long>(seed), count);
+  for (int i = 0; i < count; ++i) {
+    draws d{std::mt19937_64(seed * 0x9e3779b97f4a7c15ull + static_cast<std::uint64_t>(i))};
+    dispatch_case dc{"seed " + std::to_string(seed) + " draw " + std::to_string(i) + " dispatch", 0, 0, 0, {}};
+    d.shape(ep, dc.top_k, dc.experts_per_rank, dc.ctas, dc.threads);
+    dc.max_tokens = d.tokens(2000);
+    for (int n = d.between(1, 4); n > 0; --n) dc.row_bytes.push_back(static_cast<std::size_t>(d.row_bytes()));
+    dc.dist = d.dist();
+    dc.empty_ranks = d.empty_ranks(ep);
+    dc.corrupt = d.chance(0.2);
+    dc.full = d.chance(0.3);
+
+    combine_case cc{"seed " + std::to_string(seed) + " draw " + std::to_string(i) + " step", 0, 0, 0, 0};
+    d.shape(ep, cc.top_k, cc.experts_per_rank, cc.ctas, cc.threads);
+    cc.max_tokens = d.tokens(600);
+    cc.hidden = d.chance(0.5) ? 8 * d.between(1, 1024) : d.between(1, 5000);
+    const int type = d.between(0, 2);
+    cc.dtype = type == 0 ? comm::element_type::bf16 : type == 1 ? comm::element_type::fp16 : comm::element_type::fp32;
+    cc.dist = d.dist();
+    cc.empty_ranks = d.empty_ranks(ep);
+    cc.min_tokens = d.between(0, cc.max_tokens);
+
+    // A line per draw before it runs: a run cut by a timeout shows the shape it stopped in.
+    if (mpi().rank() == 0) std::printf("%s\n%s\n", describe(dc).c_str(), describe(cc).c_str());
+    std::fflush(stdout);
+    SCOPED_TRACE(describe(dc));
+    check_dispatch(dc);
+    SCOPED_TRACE(describe(cc));
+    check_steps(cc);
+    // Every rank stops at the first draw any rank failed: the next one would start out of step.
+    if (!mpitest::all_ok(!::testing::Test::HasFailure())) {
+      ADD_FAILURE() << "stopped after draw " << i << " of seed " << seed;
+      return;
+    }
+  }
+}
 
 }  // namespace
