@@ -68,7 +68,7 @@ for stage in $stages; do
           --gtest_filter="${EPG_MPI_FILTER:-*}"
       done ;;
     domains)
-      domain_tests='*Dispatch.*:*Combine.*:StepGraph.*:Safety.AFailingExpert*'
+      domain_tests='*Dispatch.*:*Combine.*:StepGraph.*:Safety.AFailingExpert*:RandomShapes.*'
       for np in $np_list; do
         for L in $(seq $((np / 2)) -1 1); do
           [ $((np % L)) = 0 ] || continue
