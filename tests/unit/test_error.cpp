@@ -41,6 +41,19 @@ TEST(Error, NcclCheckMacroUsesNcclsMessage) {
   }
 }
 
+// A non-blocking communicator answers ncclInProgress where setup expects ncclSuccess: the
+// error says what to pass instead.
+TEST(Error, InProgressPointsAtANonBlockingCommunicator) {
+  try {
+    EPG_CHECK_NCCL(ncclInProgress);
+    FAIL();
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), static_cast<int>(ncclInProgress));
+    EXPECT_NE(e.hint().find("non-blocking"), std::string::npos) << e.what();
+    EXPECT_NE(e.hint().find("pass a blocking one"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Error, ConfigErrorsNameTheField) {
   try {
     throw_config_error("top_k", "is 40", "use at most 32");

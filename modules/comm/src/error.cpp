@@ -71,6 +71,9 @@ std::string hint_for_nccl(ncclResult_t code) {
     case ncclSystemError:
     case ncclUnhandledCudaError:
       return "rerun with NCCL_DEBUG=WARN for the underlying cause";
+    case ncclInProgress:
+      return "the communicator is non-blocking (ncclConfig_t::blocking = 0 or NCCL_COMM_BLOCKING=0), which "
+             "epgraph does not support: pass a blocking one (NCCL's default)";
     default:
       return {};
   }
