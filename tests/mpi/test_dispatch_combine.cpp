@@ -335,11 +335,12 @@ TEST(RandomShapes, DispatchAndWholeStepsMatchTheReference) {
     cc.min_tokens = d.between(0, cc.max_tokens);
 
     // A line per draw before it runs: a run cut by a timeout shows the shape it stopped in.
-    if (mpi().rank() == 0) std::printf("%s\n%s\n", describe(dc).c_str(), describe(cc).c_str());
+    const std::string dispatch_shape = describe(dc), step_shape = describe(cc);
+    if (mpi().rank() == 0) std::printf("%s\n%s\n", dispatch_shape.c_str(), step_shape.c_str());
     std::fflush(stdout);
-    SCOPED_TRACE(describe(dc));
+    SCOPED_TRACE(dispatch_shape);
     check_dispatch(dc);
-    SCOPED_TRACE(describe(cc));
+    SCOPED_TRACE(step_shape);
     check_steps(cc);
     // Every rank stops after the first draw in which any rank failed an expectation: the next
     // would start out of step. (A failed ASSERT leaves its helper early on that rank only; as
