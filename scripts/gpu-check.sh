@@ -3,7 +3,7 @@
 # at all local GPUs, the demo, compute-sanitizer, and (if asked) epg-bench.
 #
 #   scripts/gpu-check.sh <bin-dir> <log-dir> [stages...]
-#   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare probe
+#   stages: gpu mpi domains demo twohosts watchdog failmodes endurance sanitize bench compare probe links
 #           expertmajor fp8 mutants
 #           (demo: at every GPU count, one domain and every smaller domain size)
 #           (default: gpu mpi domains demo sanitize)
@@ -163,6 +163,10 @@ for stage in $stages; do
       else
         record "twohosts_np${np}_domains" FAIL "$(grep -h 'NVLink domains' "$logs/twohosts_np$np.log" | head -1)"
       fi ;;
+    links)  # tests/probes/link_rates.cu: NVLink rates of GPUs 0 and 1 by SM count, op and direction
+            # (EPG_LINKS_ARGS: its options); the rows go to links.csv
+      run links 120 bash -c "\"\$0\" \$1 > \"\$2\"" "$bin/epgraph_probe_link_rates" "${EPG_LINKS_ARGS:-}" "$logs/links.csv"
+      tr , "\t" < "$logs/links.csv" | head -120 ;;
     probe)  # tests/probes/first_contact.cpp: how a first NCCL call with a missing peer can end
       for mode in revoke-blocking abort-nonblocking revoke-nonblocking; do
         run "probe_$mode" 60 mpirun -np 2 --bind-to none "$bin/epgraph_probe_first_contact" "$mode"

@@ -3,9 +3,12 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 #include "epgraph/comm/ep_session.hpp"
 #include "epgraph/comm/select_device.hpp"
@@ -38,6 +41,18 @@ comm::nccl_comm& world_comm() { return *g_nccl; }
 bool all_ok(bool ok) { return g_mpi->all_agree(ok); }
 int domain_size() { return g_domain_size; }
 
+std::uint64_t env_or(const char* name, std::uint64_t fallback, std::uint64_t least, std::uint64_t most) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  if (*v == '-' || *end != '\0' || errno != 0 || x < least || x > most)
+    throw std::invalid_argument(std::string(name) + " is '" + v + "': use a whole number from " +
+                                std::to_string(least) + " to " + std::to_string(most));
+  return x;
+}
+
 sim::problem problem_on_this_world(int max_tokens, int top_k, int experts_per_rank, sim::routing dist,
                                    std::uint64_t empty_ranks) {
   sim::problem p;
@@ -69,7 +84,8 @@ int main(int argc, char** argv) {
     comm::nccl_comm nccl = comm::nccl_comm::bootstrap(mpi.world());
     mpitest::g_mpi = &mpi;
     mpitest::g_nccl = &nccl;
-    if (const char* L = std::getenv("EPGRAPH_TEST_DOMAIN_SIZE")) mpitest::g_domain_size = std::atoi(L);
+    // 0: NCCL's team; a size that does not divide the ranks is the session's error to report.
+    mpitest::g_domain_size = static_cast<int>(mpitest::env_or("EPGRAPH_TEST_DOMAIN_SIZE", 0, 0, comm::max_ep_size));
     if (mpi.rank() == 0)
       std::printf("MPI tests on %d ranks, domain size %d\n", mpi.size(), mpitest::g_domain_size);  // 0: NCCL's team
 

@@ -1,7 +1,6 @@
 // Dispatch and combine against the independent host reference, on every rank.
 #include <gtest/gtest.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -16,6 +15,7 @@
 #include "world.hpp"
 
 using namespace epgraph;
+using mpitest::env_or;
 using mpitest::mpi;
 using mpitest::problem_on_this_world;
 using mpitest::world_comm;
@@ -249,22 +249,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Every rank draws the same cases (same seed, same standard library). EPGRAPH_TEST_SEED and
 // EPGRAPH_TEST_DRAWS widen the search. A failure names its seed and draw: the same rank count
-// and domain size, that seed and at least draw + 1 draws replay it.
-// The variable's value as a whole decimal number in [least, most]; unset: fallback. Anything
-// else fails the test (the same on every rank, which reads the same environment), so a typo
-// never runs zero draws and passes.
-std::uint64_t env_or(const char* name, std::uint64_t fallback, std::uint64_t least, std::uint64_t most) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long x = std::strtoull(v, &end, 10);
-  if (*v == '-' || *end != '\0' || errno != 0 || x < least || x > most)
-    throw std::invalid_argument(std::string(name) + " is '" + v + "': use a whole number from " +
-                                std::to_string(least) + " to " + std::to_string(most));
-  return x;
-}
-
+// and domain size, that seed and at least draw + 1 draws replay it. Both are parsed strictly
+// (env_or), so a typo never runs zero draws and passes.
 struct draws {
   std::mt19937_64 gen;
   int between(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen); }
