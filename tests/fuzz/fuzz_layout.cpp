@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
       check_region(l.token_slots, tokens * ep * 4, l.local_bytes, "token_slots", local);
       check_region(l.lookback, u128(c.num_ctas) * ep * 8, l.local_bytes, "lookback", local);
       check_region(l.launches, u128(c.num_ctas) * launch_word_stride, l.local_bytes, "launches", local);
+      check_region(l.push_claims, u128(c.num_ctas) * launch_word_stride, l.local_bytes, "push_claims", local);
       check_region(l.dispatched, 4, l.local_bytes, "dispatched", local);
       check_region(l.faults, sizeof(device_faults), l.local_bytes, "faults", local);
       check_region(l.dispatch_word, 8, l.local_bytes, "dispatch_word", local);

@@ -65,12 +65,13 @@ TEST(Layout, LocalStateHoldsSlotsLookbackLaunchesAndFaults) {
   EXPECT_EQ(l.token_slots.bytes, 512u * 8 * 4);
   EXPECT_EQ(l.lookback.bytes, 32u * 8 * 8);
   EXPECT_EQ(l.launches.bytes, 32u * launch_word_stride);  // per CTA: one word on a line of its own
+  EXPECT_EQ(l.push_claims.bytes, 32u * launch_word_stride);
   EXPECT_EQ(l.dispatched.bytes, 4u);
   EXPECT_EQ(l.faults.bytes, sizeof(device_faults));
   EXPECT_EQ(l.expert_counts.bytes, 32u * 4);
   EXPECT_EQ(l.expert_load.bytes, 33u * 8);  // 64-bit counts per local expert, then received tokens
-  std::vector<region> local = {l.token_slots, l.lookback,      l.launches,   l.dispatched,
-                               l.faults,      l.expert_counts, l.expert_load};
+  std::vector<region> local = {l.token_slots, l.lookback,      l.launches,    l.push_claims,
+                               l.dispatched,  l.faults,        l.expert_counts, l.expert_load};
   for (std::size_t i = 0; i < local.size(); ++i) {
     EXPECT_EQ(local[i].offset % region_alignment, 0u) << i;
     EXPECT_LE(local[i].end(), l.local_bytes) << i;
@@ -100,7 +101,7 @@ TEST(Layout, LargestAllowedConfigIsComputedWithoutWrapping) {
 TEST(Layout, DescribeListsEveryRegion) {
   auto text = describe(plan_workspace(shape(2, 64, 256)));
   for (const char* name : {"counts", "arrivals", "mailbox", "topk_ids", "payload[0]", "payload[1]", "combine",
-                           "token_slots", "lookback", "launches", "dispatched", "dispatch_word", "faults",
+                           "token_slots", "lookback", "launches", "push_claims", "dispatched", "dispatch_word", "faults",
                            "expert_counts", "expert_load"})
     EXPECT_NE(text.find(name), std::string::npos) << name;
 }

@@ -36,6 +36,7 @@ workspace_layout plan_workspace(const ep_config& c) {
   l.token_slots = local.add(max_tokens, ep, sizeof(std::int32_t));
   l.lookback = local.add(ctas, ep, sizeof(std::uint64_t));
   l.launches = local.add(ctas, launch_word_stride);
+  l.push_claims = local.add(ctas, launch_word_stride);
   l.dispatched = local.add(1, sizeof(std::int32_t));
   l.dispatch_word = local.add(1, sizeof(std::uint64_t));
   l.faults = local.add(1, sizeof(device_faults));
@@ -78,7 +79,8 @@ std::vector<named_region> list_regions(const workspace_layout& l, const std::vec
   for (int i = 0; i < l.num_payloads; ++i) out.push_back({"window", payload_name("payload", i), l.payloads[i]});
   out.push_back({"window", "combine", l.combine});
   for (auto [name, r] : {std::pair{"token_slots", l.token_slots}, std::pair{"lookback", l.lookback},
-                         std::pair{"launches", l.launches}, std::pair{"dispatched", l.dispatched},
+                         std::pair{"launches", l.launches}, std::pair{"push_claims", l.push_claims},
+                         std::pair{"dispatched", l.dispatched},
                          std::pair{"dispatch_word", l.dispatch_word}, std::pair{"faults", l.faults},
                          std::pair{"expert_counts", l.expert_counts}, std::pair{"expert_load", l.expert_load},
                          std::pair{"placement", l.placement}})

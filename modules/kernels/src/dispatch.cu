@@ -1,7 +1,7 @@
 // Dispatch: deterministic slots by a per-CTA count + look-back, NVLink stores into the
 // receive buffers of the peers in this rank's domain (rows for other domains into staging in
-// the remote state, sent by NCCL after the kernel), counts published by the last CTA, one LSA barrier
-// per CTA.
+// the remote state, sent by NCCL after the kernel), large chunks pushed as claimed tokens
+// (device/push_claims.cuh), counts published by the last CTA, one LSA barrier per CTA.
 #include <nccl.h>
 #include <nccl_device.h>
 
@@ -10,6 +10,7 @@
 #include "device/collective.cuh"
 #include "device/common.cuh"
 #include "device/fp8_rows.cuh"
+#include "device/push_claims.cuh"
 #include "device/push_items.hpp"
 #include "launch.hpp"
 
@@ -19,6 +20,11 @@ namespace {
 constexpr int kMaxWarps = 32;
 constexpr int kUnroll = device::kPushUnroll;  // independent loads in flight per lane
 constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared memory (tokens x ep)
+// Tokens per warp from which a CTA offers its chunk to claims (step 4). Claiming costs about
+// 2 us per launch (the offer's release and barrier, the first claim, the last search): at 1 to
+// 4 tokens per warp it lost up to 2.8 us (T = 512 and 1024); from 8 on it won up to 15% at
+// T = 4096 on 16 to 32 CTAs, but lost 3 to 5% at EP2 on 16 CTAs on one machine (v26).
+constexpr int kClaimTokensPerWarp = 8;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
 // kernel's other shared state is a few hundred bytes).
@@ -287,6 +293,8 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   if (st.refused) {
     // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
     for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
+    if (tid == 0)  // nothing to take from this CTA
+      device::push_claim(v, b).store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
     device::stop_collective(v, st.seq);
     return;
   }
@@ -383,12 +391,44 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     }
   }
 
-  // 4. Push rows, one work item per warp at a time.
+  // 4. Push rows. Claimed (at least kClaimTokensPerWarp tokens per warp): a warp takes the next
+  //    token of this CTA's chunk from the CTA's claim word, and once the chunk is exhausted, of
+  //    another CTA's chunk. SMs do not store over NVLink at equal rates, so equal fixed chunks
+  //    leave the fast SMs idle while the slow ones finish (probe tests/probes/link_rates.cu,
+  //    perf-notes v26). Otherwise fixed items (push_items).
   const device::push_items items(p, usable_end - begin, nwarps);
-  for (int i = warp; i < items.count(); i += nwarps) {
-    const device::push_items::item it = items.at(p, begin, i);
-    const device::warp_slots slots = shared_slots ? device::warp_slots::load(s_slots, it.token - begin, ep, lane)
-                                                  : device::warp_slots::load(token_slots, it.token, ep, lane);
+  const bool claimed = usable_end - begin >= kClaimTokensPerWarp * nwarps;  // whole tokens too
+  // Claimed: the CTA whose chunk this warp claims from, and lane 0's ticket
+  // (next_claimed_token). Else no CTA, and the warp's next item. One loop, one register for
+  // both: two loops, or two call sites of the push, spilled registers.
+  int cta = -1;
+  unsigned int next = warp;
+  if (claimed) {
+    // Offered once the chunk's slots are written (the __syncthreads above): a warp that reads
+    // this launch's tag in the word reads those slots. This CTA's warps claim only after the
+    // offer. (Giving warp w token w unclaimed, to save the first claim's round trip, spilled
+    // registers.)
+    if (tid == 0) device::push_claim(v, b).store(device::claim_word(tag, 0), cuda::memory_order_release);
+    __syncthreads();
+    cta = b;
+    next = lane == 0 ? device::claim_token(v, b) : 0u;
+  } else if (tid == 0) {  // nothing to take from this CTA
+    device::push_claim(v, b).store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
+  }
+  for (;;) {
+    device::push_items::item it;
+    if (claimed) {
+      const int token = device::next_claimed_token(v, cta, next, tag, T, chunk, lane);
+      if (token < 0) break;
+      it = {token, 0, p.num_copies, 0, 1};
+    } else {
+      if (static_cast<int>(next) >= items.count()) break;
+      it = items.at(p, begin, static_cast<int>(next));
+      next += nwarps;
+    }
+    const bool own = cta == -1 || cta == b;  // else the slots are in token_slots only
+    const device::warp_slots slots = own && shared_slots ? device::warp_slots::load(s_slots, it.token - begin, ep, lane)
+                                                         : device::warp_slots::load(token_slots, it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {
       if (p.copies[c].quantize) {
         // 16 codes per lane (16-byte stores, fewer shuffles) but for whole tokens on 2 ranks:

@@ -13,6 +13,10 @@
 //   token_slots   int32 [max_tokens][ep]     slot of each token at each destination, or -1
 //   lookback      uint64 [num_ctas][ep]      per-CTA destination counts, tagged by launch number
 //   launches      uint64 [num_ctas] x 128 B  per CTA, a line of its own: launches so far, running now (progress.hpp)
+//   push_claims   uint64 [num_ctas] x 128 B  per dispatch CTA, a line of its own: tokens of its chunk claimed
+//                                            so far (runs past the chunk's end), tagged by launch
+//                                            number; other CTAs claim from it once theirs are
+//                                            pushed (dispatch.cu). Written by every CTA each launch
 //   dispatched    int32                      the token count the last dispatch used
 //   dispatch_word uint64                     the last dispatch's progress word (its number)
 //   faults        device_faults              first input fault, first fatal fault
@@ -92,6 +96,7 @@ struct workspace_layout {
   region token_slots;
   region lookback;
   region launches;
+  region push_claims;
   region dispatched;
   region dispatch_word;
   region faults;
