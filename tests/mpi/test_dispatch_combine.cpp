@@ -163,7 +163,12 @@ INSTANTIATE_TEST_SUITE_P(
                       8, 64, true},
         // A grid that does not divide T, and a last CTA with fewer tokens: 65 tokens on 3 CTAs
         // of 64 threads (chunks of 22, 22, 21; one round each).
-        dispatch_case{"one_round_chunks_on_3_ctas", 65, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 3, 64, true}),
+        dispatch_case{"one_round_chunks_on_3_ctas", 65, 8, 32, {256, 8 * 4}, sim::routing::skewed, 0, true, 3, 64, true},
+        // Claimed chunks (8 tokens per warp and more) beside a fixed one: 47 tokens on 3 CTAs of
+        // 2 warps are chunks of 16, 16 and 15, so the first two CTAs offer theirs to claims and
+        // the last pushes fixed items (dispatch.cu, step 4; the four cases above claim in every CTA).
+        dispatch_case{"claimed_chunks_beside_a_fixed_one", 47, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 3,
+                      64, true}),
     [](const auto& info) { return info.param.name; });
 
 // ---- whole steps: dispatch -> reference experts -> [prepare-combine] -> combine ----------
