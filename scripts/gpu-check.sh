@@ -188,11 +188,11 @@ for stage in $stages; do
       # The fault paths too: a collective out of step (refused launches, NaN output, stop words).
       run sanitize_memcheck_np2 600 mpirun -np 2 --bind-to none compute-sanitizer --tool memcheck --report-api-errors no \
         --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-        --gtest_filter='*Dispatch*uniform*:*rows_not*:*chunks_of*:*Combine*h2880*:*Combine*small_grid*:*fp32*:Safety.AnExtraDispatch*:Safety.AFailingExpert*:Safety.Overlapping*'
+        --gtest_filter='*Dispatch*uniform*:*rows_not*:*chunks_of*:*claimed*:*Combine*h2880*:*Combine*small_grid*:*fp32*:Safety.AnExtraDispatch*:Safety.AFailingExpert*:Safety.Overlapping*'
       for tool in racecheck synccheck; do
         run "sanitize_${tool}_np2" 600 mpirun -np 2 --bind-to none compute-sanitizer --tool "$tool" \
           --report-api-errors no --error-exitcode 9 "$bin/epgraph_mpi_tests" \
-          --gtest_filter='*Dispatch*uniform*:*chunks_of*:*Combine*h2880*:*Combine*small_grid*:Safety.AnExtraDispatch*'
+          --gtest_filter='*Dispatch*uniform*:*chunks_of*:*claimed*:*Combine*h2880*:*Combine*small_grid*:Safety.AnExtraDispatch*'
       done ;;
     bench)
       for np in $np_list; do

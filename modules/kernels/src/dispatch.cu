@@ -23,7 +23,9 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // Tokens per warp from which a CTA offers its chunk to claims (step 4). Claiming costs about
 // 2 us per launch (the offer's release and barrier, the first claim, the last search): at 1 to
 // 4 tokens per warp it lost up to 2.8 us (T = 512 and 1024); from 8 on it won up to 15% at
-// T = 4096 on 16 to 32 CTAs, but lost 3 to 5% at EP2 on 16 CTAs on one machine (v26).
+// T = 4096 on 16 to 32 CTAs (v26). At exactly 8 it still loses 3.8 us at EP2, T = 2048 on 16
+// CTAs (v27), where the SMs' own store rate, more likely than their shares of the link,
+// bounds the push (v26).
 constexpr int kClaimTokensPerWarp = 8;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
@@ -294,7 +296,8 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
     for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
     if (tid == 0)  // nothing to take from this CTA
-      device::push_claim(v, b).store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
+      device::push_claim(device::claim_words(v), b)
+          .store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
     device::stop_collective(v, st.seq);
     return;
   }
@@ -398,35 +401,40 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   //    perf-notes v26). Otherwise fixed items (push_items).
   const device::push_items items(p, usable_end - begin, nwarps);
   const bool claimed = usable_end - begin >= kClaimTokensPerWarp * nwarps;  // whole tokens too
-  // Claimed: the CTA whose chunk this warp claims from, and lane 0's ticket
-  // (next_claimed_token). Else no CTA, and the warp's next item. One loop, one register for
-  // both: two loops, or two call sites of the push, spilled registers.
-  int cta = -1;
-  unsigned int next = warp;
+  // Claimed: the warp's claim cursor (its CTA: -1 when not claimed). Else the warp's next
+  // item, in the cursor's ticket. One loop, one push: two loops, or two call sites of the
+  // push, spilled registers.
+  device::claim_cursor at{-1, static_cast<unsigned int>(warp)};
+  __shared__ device::claim_launch s_launch;  // claimed: written with the offer
   if (claimed) {
     // Offered once the chunk's slots are written (the __syncthreads above): a warp that reads
     // this launch's tag in the word reads those slots. This CTA's warps claim only after the
     // offer. (Giving warp w token w unclaimed, to save the first claim's round trip, spilled
     // registers.)
-    if (tid == 0) device::push_claim(v, b).store(device::claim_word(tag, 0), cuda::memory_order_release);
+    if (tid == 0) {
+      s_launch = {T, chunk, tag};
+      device::push_claim(device::claim_words(v), b).store(device::claim_word(tag, 0), cuda::memory_order_release);
+    }
     __syncthreads();
-    cta = b;
-    next = lane == 0 ? device::claim_token(v, b) : 0u;
+    at = {b, lane == 0 ? device::claim_token(device::claim_words(v), b, cuda::memory_order_relaxed) : 0u};
   } else if (tid == 0) {  // nothing to take from this CTA
-    device::push_claim(v, b).store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
+    device::push_claim(device::claim_words(v), b)
+        .store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
   }
   for (;;) {
     device::push_items::item it;
     if (claimed) {
-      const int token = device::next_claimed_token(v, cta, next, tag, T, chunk, lane);
-      if (token < 0) break;
-      it = {token, 0, p.num_copies, 0, 1};
+      const device::claimed_token next =
+          device::next_claimed_token(device::claim_words(v), at, s_launch.tag, s_launch.tokens, s_launch.chunk, lane);
+      if (next.token < 0) break;
+      at = next.at;
+      it = {next.token, 0, p.num_copies, 0, 1};
     } else {
-      if (static_cast<int>(next) >= items.count()) break;
-      it = items.at(p, begin, static_cast<int>(next));
-      next += nwarps;
+      if (static_cast<int>(at.ticket) >= items.count()) break;
+      it = items.at(p, begin, static_cast<int>(at.ticket));
+      at.ticket += nwarps;
     }
-    const bool own = cta == -1 || cta == b;  // else the slots are in token_slots only
+    const bool own = at.cta == -1 || at.cta == b;  // else the slots are in token_slots only
     const device::warp_slots slots = own && shared_slots ? device::warp_slots::load(s_slots, it.token - begin, ep, lane)
                                                          : device::warp_slots::load(token_slots, it.token, ep, lane);
     for (int c = it.copy; c < it.copy_end; ++c) {

@@ -10,8 +10,12 @@
 //    tag: (tag, 0) with release once its slots are written when it offers its chunk, else
 //    (tag, kNoClaims). A word is then never older than the previous collective, so a 32-bit
 //    tag that wrapped around never matches a stale word.
-//  * Only words that carry this launch's tag are claimed from; a claim's acquire (lane 0) and
-//    __syncwarp make that chunk's slots (token_slots) visible to the whole warp.
+//  * Only words that carry this launch's tag are claimed from. The first claim a warp makes on
+//    another CTA's word is an acquire (lane 0; __syncwarp passes it on to the warp): it makes
+//    that chunk's slots (token_slots) visible. Every other claim is relaxed: later claims on the
+//    same word come after that acquire, and the CTA's own slots were published by
+//    __syncthreads. An acquire makes the warp wait for the atomic's round trip, which the push
+//    of the token before it was meant to hide.
 //  * Every token of an offered chunk is returned by exactly one claim; a claim past the
 //    chunk's end moves the warp on. Nothing spins.
 #include <cuda/atomic>
@@ -31,17 +35,22 @@ __device__ inline unsigned long long claim_word(unsigned int tag, unsigned int c
   return (static_cast<unsigned long long>(tag) << 32) | count;
 }
 
-/// CTA b's push claim word (region push_claims, a line of its own), as an atomic. Addressed
-/// from the kernel parameters each time: a pointer kept in registers spilled.
-__device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> push_claim(
-    const comm::session_view& v, int b) {
-  return cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(*reinterpret_cast<unsigned long long*>(
-      v.local + v.layout.push_claims.offset + static_cast<std::size_t>(b) * comm::launch_word_stride));
+/// The push claim words (region push_claims: CTA b's word at the start of line b).
+__device__ inline unsigned long long* claim_words(const comm::session_view& v) {
+  return reinterpret_cast<unsigned long long*>(v.local + v.layout.push_claims.offset);
+}
+
+/// CTA b's push claim word, as an atomic.
+__device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device> push_claim(unsigned long long* words,
+                                                                                             int b) {
+  return cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(
+      words[static_cast<std::size_t>(b) * (comm::launch_word_stride / sizeof(unsigned long long))]);
 }
 
 /// Lane 0: claims the next token of CTA c's chunk; returns the tokens claimed before it.
-__device__ inline unsigned int claim_token(const comm::session_view& v, int c) {
-  return static_cast<unsigned int>(push_claim(v, c).fetch_add(1, cuda::memory_order_acquire));
+/// `order`: acquire for a warp's first claim on another CTA's word, else relaxed (contract).
+__device__ inline unsigned int claim_token(unsigned long long* words, int c, cuda::memory_order order) {
+  return static_cast<unsigned int>(push_claim(words, c).fetch_add(1, order));
 }
 
 /// Tokens in CTA c's chunk of a launch with T tokens cut into chunks of `chunk`.
@@ -52,13 +61,13 @@ __device__ inline int chunk_tokens(int c, int T, int chunk) {
 
 /// Whole warp: another CTA whose claim word carries this launch's tag and tokens not yet
 /// claimed (each lane reads one word per round of 32 CTAs, from CTA b + 1 on), or -1.
-__device__ inline int cta_with_tokens_left(const comm::session_view& v, unsigned int tag, int T, int chunk, int lane) {
+__device__ inline int cta_with_tokens_left(unsigned long long* words, unsigned int tag, int T, int chunk, int lane) {
   const int G = gridDim.x, b = blockIdx.x;
   for (int first = 1; first < G; first += 32) {
     const int c = (b + first + lane) % G;
     bool left = false;
     if (first + lane < G) {
-      const unsigned long long w = push_claim(v, c).load(cuda::memory_order_relaxed);
+      const unsigned long long w = push_claim(words, c).load(cuda::memory_order_relaxed);
       left = static_cast<unsigned int>(w >> 32) == tag &&
              static_cast<int>(static_cast<unsigned int>(w)) < chunk_tokens(c, T, chunk);
     }
@@ -68,28 +77,50 @@ __device__ inline int cta_with_tokens_left(const comm::session_view& v, unsigned
   return -1;
 }
 
-/// Whole warp: the next token this warp pushes, or -1 when every offered chunk is claimed.
-/// `cta`: the CTA whose chunk the warp claims from (its own first; -1 once none has tokens
-/// left). `ticket`, in lane 0: that chunk's tokens claimed before the warp's last claim,
-/// issued one token ahead so that its latency hides behind a push. Claims go only to words
-/// that carry this launch's tag, which no other launch changes while this one runs, so the
-/// count alone is kept. (Launches that overlap, a misuse, can break that; the fault is fatal
-/// and the step's outputs void, as for every overlap.) A claim that comes back past its
-/// chunk's end (others took the rest) moves on to another chunk. The acquire of a claim (lane
-/// 0) and __syncwarp make the chunk's slots visible to the whole warp.
-__device__ inline int next_claimed_token(const comm::session_view& v, int& cta, unsigned int& ticket, unsigned int tag,
-                                         int T, int chunk, int lane) {
-  while (cta >= 0) {
-    const int k = static_cast<int>(__shfl_sync(~0u, ticket, 0));
-    if (k < chunk_tokens(cta, T, chunk)) {
+/// What a claiming warp needs of its launch: T, the chunk length and the launch's tag. Kept in
+/// shared memory by the CTA that offers its chunk and read at each claim: held in registers
+/// across the push, they slowed the fixed push beside it (perf-notes v27).
+struct claim_launch {
+  int tokens;
+  int chunk;
+  unsigned int tag;
+};
+
+/// A warp's place in the claims: the CTA whose chunk it claims from (its own first; -1 once
+/// none has tokens left) and, in lane 0, that chunk's tokens claimed before the warp's last
+/// claim (issued one token ahead, so that its latency hides behind a push).
+struct claim_cursor {
+  int cta;
+  unsigned int ticket;
+};
+
+/// The next token a warp pushes (-1: every offered chunk is claimed) and its cursor after it.
+struct claimed_token {
+  int token;
+  claim_cursor at;
+};
+
+/// Whole warp: the token after cursor `at`. Claims go only to words that carry this launch's
+/// tag, which no other launch changes while this one runs, so the count alone is kept.
+/// (Launches that overlap, a misuse, can break that; the fault is fatal and the step's outputs
+/// void, as for every overlap.) A claim that comes back past its chunk's end (others took the
+/// rest) moves on to another chunk. The first claim on that chunk is an acquire (lane 0), and
+/// __syncwarp makes the chunk's slots visible to the whole warp. Not inlined, and everything
+/// passed by value: inlined, it cost the fixed push beside it (the push is at the edge of the
+/// register budget) 0.3 to 0.5 us at T = 128 (perf-notes v27).
+__device__ __noinline__ claimed_token next_claimed_token(unsigned long long* words, claim_cursor at, unsigned int tag,
+                                                         int T, int chunk, int lane) {
+  while (at.cta >= 0) {
+    const int k = static_cast<int>(__shfl_sync(~0u, at.ticket, 0));
+    if (k < chunk_tokens(at.cta, T, chunk)) {
       __syncwarp();
-      if (lane == 0) ticket = claim_token(v, cta);
-      return min(T, cta * chunk) + k;
+      if (lane == 0) at.ticket = claim_token(words, at.cta, cuda::memory_order_relaxed);
+      return {min(T, at.cta * chunk) + k, at};
     }
-    cta = cta_with_tokens_left(v, tag, T, chunk, lane);
-    if (cta >= 0 && lane == 0) ticket = claim_token(v, cta);
+    at.cta = cta_with_tokens_left(words, tag, T, chunk, lane);
+    if (at.cta >= 0 && lane == 0) at.ticket = claim_token(words, at.cta, cuda::memory_order_acquire);
   }
-  return -1;
+  return {-1, at};
 }
 
 }  // namespace epgraph::kernels::device
