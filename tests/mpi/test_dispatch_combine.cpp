@@ -168,6 +168,11 @@ INSTANTIATE_TEST_SUITE_P(
         // 2 warps are chunks of 16, 16 and 15, so the first two CTAs offer theirs to claims and
         // the last pushes fixed items (dispatch.cu, step 4; the four cases above claim in every CTA).
         dispatch_case{"claimed_chunks_beside_a_fixed_one", 47, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 3,
+                      64, true},
+        // Claimed chunks of unequal work, with bad ids: 1024 skewed tokens on 8 CTAs of 2 warps
+        // (128 tokens each, all offered); tokens go to 1 to 8 ranks, so CTAs finish their own
+        // chunks at different times and claim from each other's (likely, not forced).
+        dispatch_case{"claimed_chunks_of_unequal_work", 1024, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0, true, 8,
                       64, true}),
     [](const auto& info) { return info.param.name; });
 

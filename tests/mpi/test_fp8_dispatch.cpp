@@ -132,6 +132,9 @@ INSTANTIATE_TEST_SUITE_P(
                       // at least 48 tokens.
                       fp8_case{"whole_tokens_7168_ue8m0", 64, 8, 32, 7168, fp8::scale_format::ue8m0,
                                sim::routing::uniform, 0, 2, 48},
+                      // Claimed whole tokens: 2 CTAs of 16 warps, 150 tokens each (dispatch.cu, step 4).
+                      fp8_case{"claimed_tokens_7168_fp32", 300, 8, 32, 7168, fp8::scale_format::fp32,
+                               sim::routing::uniform, 0, 2, 300},
                       // Rows cut into slices, 16 codes per lane, one-round rows of 1024 elements.
                       fp8_case{"sliced_2048_ue8m0", 64, 8, 32, 2048, fp8::scale_format::ue8m0},
                       fp8_case{"placement_table_2880", 64, 8, 32, 2880, fp8::scale_format::fp32,

@@ -416,7 +416,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
       device::push_claim(device::claim_words(v), b).store(device::claim_word(tag, 0), cuda::memory_order_release);
     }
     __syncthreads();
-    at = {b, lane == 0 ? device::claim_token(device::claim_words(v), b, cuda::memory_order_relaxed) : 0u};
+    at = {b, lane == 0 ? device::claim_token(device::claim_words(v), b) : 0u};
   } else if (tid == 0) {  // nothing to take from this CTA
     device::push_claim(device::claim_words(v), b)
         .store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);

@@ -8,7 +8,7 @@
 // Contract:
 //  * Every dispatch CTA writes its word in every launch, tagged with the launch's look-back
 //    tag: (tag, 0) with release once its slots are written when it offers its chunk, else
-//    (tag, kNoClaims). A word is then never older than the previous collective, so a 32-bit
+//    (tag, kNoClaims). A word is then never older than the previous dispatch, so a 32-bit
 //    tag that wrapped around never matches a stale word.
 //  * Only words that carry this launch's tag are claimed from. The first claim a warp makes on
 //    another CTA's word is an acquire (lane 0; __syncwarp passes it on to the warp): it makes
@@ -18,6 +18,10 @@
 //    of the token before it was meant to hide.
 //  * Every token of an offered chunk is returned by exactly one claim; a claim past the
 //    chunk's end moves the warp on. Nothing spins.
+//  * Counts are compared unsigned, and a warp's first claim on a chunk checks the word's tag:
+//    a word that an overlapping launch (a misuse, a fatal fault) rewrote then reads as "no
+//    tokens left" (a count from kNoClaims up, or another tag), never as a token outside the
+//    chunk.
 #include <cuda/atomic>
 
 #include <cstdint>
@@ -47,10 +51,17 @@ __device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device
       words[static_cast<std::size_t>(b) * (comm::launch_word_stride / sizeof(unsigned long long))]);
 }
 
-/// Lane 0: claims the next token of CTA c's chunk; returns the tokens claimed before it.
-/// `order`: acquire for a warp's first claim on another CTA's word, else relaxed (contract).
-__device__ inline unsigned int claim_token(unsigned long long* words, int c, cuda::memory_order order) {
-  return static_cast<unsigned int>(push_claim(words, c).fetch_add(1, order));
+/// Lane 0: claims the next token of CTA c's chunk; returns the tokens claimed before it. Relaxed
+/// (contract): its result is used a token later.
+__device__ inline unsigned int claim_token(unsigned long long* words, int c) {
+  return static_cast<unsigned int>(push_claim(words, c).fetch_add(1, cuda::memory_order_relaxed));
+}
+
+/// Lane 0: a warp's first claim on CTA c's chunk, an acquire; the tokens claimed before it, or
+/// kNoClaims when the word does not carry this launch's tag (contract).
+__device__ inline unsigned int first_claim_token(unsigned long long* words, int c, unsigned int tag) {
+  const unsigned long long w = push_claim(words, c).fetch_add(1, cuda::memory_order_acquire);
+  return static_cast<unsigned int>(w >> 32) == tag ? static_cast<unsigned int>(w) : kNoClaims;
 }
 
 /// Tokens in CTA c's chunk of a launch with T tokens cut into chunks of `chunk`.
@@ -69,7 +80,7 @@ __device__ inline int cta_with_tokens_left(unsigned long long* words, unsigned i
     if (first + lane < G) {
       const unsigned long long w = push_claim(words, c).load(cuda::memory_order_relaxed);
       left = static_cast<unsigned int>(w >> 32) == tag &&
-             static_cast<int>(static_cast<unsigned int>(w)) < chunk_tokens(c, T, chunk);
+             static_cast<unsigned int>(w) < static_cast<unsigned int>(chunk_tokens(c, T, chunk));
     }
     const unsigned int found = __ballot_sync(~0u, left);
     if (found) return __shfl_sync(~0u, c, __ffs(found) - 1);
@@ -108,17 +119,17 @@ struct claimed_token {
 /// __syncwarp makes the chunk's slots visible to the whole warp. Not inlined, and everything
 /// passed by value: inlined, it cost the fixed push beside it (the push is at the edge of the
 /// register budget) 0.3 to 0.5 us at T = 128 (perf-notes v27).
-__device__ __noinline__ claimed_token next_claimed_token(unsigned long long* words, claim_cursor at, unsigned int tag,
+inline __device__ __noinline__ claimed_token next_claimed_token(unsigned long long* words, claim_cursor at, unsigned int tag,
                                                          int T, int chunk, int lane) {
   while (at.cta >= 0) {
-    const int k = static_cast<int>(__shfl_sync(~0u, at.ticket, 0));
-    if (k < chunk_tokens(at.cta, T, chunk)) {
+    const unsigned int k = __shfl_sync(~0u, at.ticket, 0);
+    if (k < static_cast<unsigned int>(chunk_tokens(at.cta, T, chunk))) {
       __syncwarp();
-      if (lane == 0) at.ticket = claim_token(words, at.cta, cuda::memory_order_relaxed);
-      return {min(T, at.cta * chunk) + k, at};
+      if (lane == 0) at.ticket = claim_token(words, at.cta);
+      return {min(T, at.cta * chunk) + static_cast<int>(k), at};
     }
     at.cta = cta_with_tokens_left(words, tag, T, chunk, lane);
-    if (at.cta >= 0 && lane == 0) at.ticket = claim_token(words, at.cta, cuda::memory_order_acquire);
+    if (at.cta >= 0 && lane == 0) at.ticket = first_claim_token(words, at.cta, tag);
   }
   return {-1, at};
 }
