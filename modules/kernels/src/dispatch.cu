@@ -295,9 +295,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   if (st.refused) {
     // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
     for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
-    if (tid == 0)  // nothing to take from this CTA
-      device::push_claim(device::claim_words(v), b)
-          .store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
+    if (tid == 0) device::offer_nothing(device::claim_words(v), b, tag);
     device::stop_collective(v, st.seq);
     return;
   }
@@ -413,13 +411,12 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     // registers.)
     if (tid == 0) {
       s_launch = {T, chunk, tag};
-      device::push_claim(device::claim_words(v), b).store(device::claim_word(tag, 0), cuda::memory_order_release);
+      device::offer_chunk(device::claim_words(v), b, tag);
     }
     __syncthreads();
     at = {b, lane == 0 ? device::claim_token(device::claim_words(v), b) : 0u};
-  } else if (tid == 0) {  // nothing to take from this CTA
-    device::push_claim(device::claim_words(v), b)
-        .store(device::claim_word(tag, device::kNoClaims), cuda::memory_order_relaxed);
+  } else if (tid == 0) {
+    device::offer_nothing(device::claim_words(v), b, tag);
   }
   for (;;) {
     device::push_items::item it;

@@ -51,6 +51,18 @@ __device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device
       words[static_cast<std::size_t>(b) * (comm::launch_word_stride / sizeof(unsigned long long))]);
 }
 
+/// Thread 0 of CTA b: offers its chunk, once its slots are written and published by
+/// __syncthreads (the release covers them; contract).
+__device__ inline void offer_chunk(unsigned long long* words, int b, unsigned int tag) {
+  push_claim(words, b).store(claim_word(tag, 0), cuda::memory_order_release);
+}
+
+/// Thread 0 of CTA b: this launch takes nothing from its chunk (contract: every CTA writes its
+/// word every launch).
+__device__ inline void offer_nothing(unsigned long long* words, int b, unsigned int tag) {
+  push_claim(words, b).store(claim_word(tag, kNoClaims), cuda::memory_order_relaxed);
+}
+
 /// Lane 0: claims the next token of CTA c's chunk; returns the tokens claimed before it. Relaxed
 /// (contract): its result is used a token later.
 __device__ inline unsigned int claim_token(unsigned long long* words, int c) {
