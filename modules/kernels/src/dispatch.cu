@@ -185,9 +185,6 @@ __device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device
   return cuda::atomic_ref<unsigned long long, cuda::thread_scope_device>(
       v.local_at<unsigned long long>(v.layout.lookback)[i]);
 }
-__device__ inline unsigned long long pack(unsigned int tag, int count) {
-  return (static_cast<unsigned long long>(tag) << 32) | static_cast<unsigned int>(count);
-}
 /// Spins until look-back entry i carries this launch's tag; returns its count. An entry with a
 /// later tag was written by an overlapping launch; an entry that stays earlier past the
 /// deadline belongs to a CTA that is not resident. Both record a fatal fault, set `failed` and
@@ -294,7 +291,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   const unsigned int tag = static_cast<unsigned int>(st.seq);
   if (st.refused) {
     // Nothing moves; the CTAs that still run need this CTA's look-back entries to end.
-    for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, 0), cuda::memory_order_relaxed);
+    for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(device::tagged_count(tag, 0), cuda::memory_order_relaxed);
     if (tid == 0) device::offer_nothing(device::claim_words(v), b, tag);
     device::stop_collective(v, st.seq);
     return;
@@ -348,7 +345,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     count_warps(m);
     __syncthreads();
     for (int d = tid; d < ep; d += nthreads)
-      lookback_entry(v, b * ep + d).store(pack(tag, scan_warps(d, 0)), cuda::memory_order_relaxed);
+      lookback_entry(v, b * ep + d).store(device::tagged_count(tag, scan_warps(d, 0)), cuda::memory_order_relaxed);
     // Only a CTA with tokens needs its predecessors' sum (all CTAs are co-resident and publish
     // before they wait, so the wait ends); at small T most CTAs skip it entirely.
     if (begin < end)
@@ -370,7 +367,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     __syncthreads();
 
     // 2. Publish my aggregate; wait for my predecessors' (see above).
-    for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(pack(tag, s_count[d]), cuda::memory_order_relaxed);
+    for (int d = tid; d < ep; d += nthreads) lookback_entry(v, b * ep + d).store(device::tagged_count(tag, s_count[d]), cuda::memory_order_relaxed);
     if (begin < end)
       for (int i = tid; i < b * ep; i += nthreads) atomicAdd(&s_prefix[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
     __syncthreads();

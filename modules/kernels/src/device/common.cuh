@@ -25,6 +25,12 @@ inline constexpr int kMaxThreads = comm::max_threads_per_cta;
 
 namespace epgraph::kernels::device {
 
+/// A word of a launch tag (high half) and a count (low half): dispatch's look-back entries and
+/// push claim words, so that a word from another launch never matches this one's.
+__device__ inline unsigned long long tagged_count(unsigned int tag, unsigned int count) {
+  return (static_cast<unsigned long long>(tag) << 32) | count;
+}
+
 // ---- input faults ------------------------------------------------------------------------
 
 __device__ inline void record_input_fault(comm::fault_record* input, comm::fault_code code, int token, int entry,

@@ -7,9 +7,9 @@
 //
 // Contract:
 //  * Every dispatch CTA writes its word in every launch, tagged with the launch's look-back
-//    tag: (tag, 0) with release once its slots are written when it offers its chunk, else
-//    (tag, kNoClaims). A word is then never older than the previous dispatch, so a 32-bit
-//    tag that wrapped around never matches a stale word.
+//    tag (tagged_count): (tag, 0) with release once its slots are written when it offers its
+//    chunk, else (tag, kNoClaims). A word is then never older than the previous dispatch, so a
+//    32-bit tag that wrapped around never matches a stale word.
 //  * Only words that carry this launch's tag are claimed from. The first claim a warp makes on
 //    another CTA's word is an acquire (lane 0; __syncwarp passes it on to the warp): it makes
 //    that chunk's slots (token_slots) visible. Every other claim is relaxed: later claims on the
@@ -28,16 +28,12 @@
 
 #include "epgraph/comm/session_view.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
+#include "device/common.cuh"
 
 namespace epgraph::kernels::device {
 
 /// The count of a claim word whose chunk is not offered: no chunk is this long.
 constexpr unsigned int kNoClaims = 0x7fffffffu;
-
-/// A claim word: launch tag and tokens claimed so far.
-__device__ inline unsigned long long claim_word(unsigned int tag, unsigned int count) {
-  return (static_cast<unsigned long long>(tag) << 32) | count;
-}
 
 /// The push claim words (region push_claims: CTA b's word at the start of line b).
 __device__ inline unsigned long long* claim_words(const comm::session_view& v) {
@@ -54,13 +50,13 @@ __device__ inline cuda::atomic_ref<unsigned long long, cuda::thread_scope_device
 /// Thread 0 of CTA b: offers its chunk, once its slots are written and published by
 /// __syncthreads (the release covers them; contract).
 __device__ inline void offer_chunk(unsigned long long* words, int b, unsigned int tag) {
-  push_claim(words, b).store(claim_word(tag, 0), cuda::memory_order_release);
+  push_claim(words, b).store(tagged_count(tag, 0), cuda::memory_order_release);
 }
 
 /// Thread 0 of CTA b: this launch takes nothing from its chunk (contract: every CTA writes its
 /// word every launch).
 __device__ inline void offer_nothing(unsigned long long* words, int b, unsigned int tag) {
-  push_claim(words, b).store(claim_word(tag, kNoClaims), cuda::memory_order_relaxed);
+  push_claim(words, b).store(tagged_count(tag, kNoClaims), cuda::memory_order_relaxed);
 }
 
 /// Lane 0: claims the next token of CTA c's chunk; returns the tokens claimed before it. Relaxed
@@ -131,8 +127,8 @@ struct claimed_token {
 /// __syncwarp makes the chunk's slots visible to the whole warp. Not inlined, and everything
 /// passed by value: inlined, it cost the fixed push beside it (the push is at the edge of the
 /// register budget) 0.3 to 0.5 us at T = 128 (perf-notes v27).
-inline __device__ __noinline__ claimed_token next_claimed_token(unsigned long long* words, claim_cursor at, unsigned int tag,
-                                                         int T, int chunk, int lane) {
+inline __device__ __noinline__ claimed_token next_claimed_token(unsigned long long* words, claim_cursor at,
+                                                                unsigned int tag, int T, int chunk, int lane) {
   while (at.cta >= 0) {
     const unsigned int k = __shfl_sync(~0u, at.ticket, 0);
     if (k < static_cast<unsigned int>(chunk_tokens(at.cta, T, chunk))) {
