@@ -23,9 +23,10 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // Tokens per warp from which a CTA offers its chunk to claims (step 4). Claiming costs about
 // 2 us per launch (the offer's release and barrier, the first claim, the last search): at 1 to
 // 4 tokens per warp it lost up to 2.8 us (T = 512 and 1024); from 8 on it won up to 15% at
-// T = 4096 on 16 to 32 CTAs (v26). At EP2 on 16 CTAs it still loses: BF16 at exactly 8 (T =
-// 2048) 2 to 4%, FP8 rows 6 to 8% at every T that claims (v27). There each claim costs time
-// that the push does not hide (cause not found; the SMs are bound by their own stores there).
+// T = 4096 on 16 to 32 CTAs (v26), and at EP4 on 16 CTAs FP8 too (v28). At EP2 on 16 CTAs it
+// still loses: BF16 at T = 2048 3 to 5%, FP8 rows 5 to 8% (v27, v28). There the CTAs finish
+// together anyway, and each claimed token costs its warp 0.3 to 0.45 us between tokens, not
+// the claim's round trip (a trace, v28).
 constexpr int kClaimTokensPerWarp = 8;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
