@@ -101,9 +101,9 @@ for stage in $stages; do
         run "expert_major_np$np" 600 mpirun -np "$np" --bind-to none "$bin/epgraph_mpi_tests" \
           --gtest_filter='ExpertMajorStep.*:Placement.*'
         [ "${EPG_EM_DEMO:-1}" = 0 ] && continue
-        for form in packed masked; do
+        for form in packed masked packed-indexed; do  # packed-indexed: rows gathered from the receive buffers
           run "demo_np${np}_expert_major_$form" 600 mpirun -np "$np" --bind-to none "$bin/epg-demo" --steps 200 \
-            --tokens 256 --layout expert-major --form "$form"
+            --tokens 256 --layout expert-major --form "${form%-indexed}" $([[ $form == *-indexed ]] && echo --indexed)
           tail -4 "$logs/demo_np${np}_expert_major_$form.log"
         done
       done

@@ -113,9 +113,10 @@ struct result {
   /// hot rank's incoming NVLink bounds every all-to-all (its combine rows leave it the same way).
   double busiest_dispatch_ingress_bytes = 0, busiest_combine_egress_bytes = 0;
   /// The expert-major permute (packed) and the weighted un-permute, alone, on this routing, and
-  /// the GPU-memory bytes each must read and write once per rank (mean over ranks).
-  stats permute, unpermute;
-  double permute_bytes = 0, unpermute_bytes = 0;
+  /// the GPU-memory bytes each must read and write once per rank (mean over ranks); the same
+  /// permute with the rows left in the receive buffers (copy_rows = false: indices only).
+  stats permute, unpermute, permute_indexed;
+  double permute_bytes = 0, unpermute_bytes = 0, permute_indexed_bytes = 0;
   /// fp8 payload with options::quantize: quantize_rows_op alone (and the bytes it reads and
   /// writes), the quantizing dispatch, and quantize_rows_op + the fp8 dispatch as one op.
   stats quantize, quantized_dispatch, quantize_then_dispatch;

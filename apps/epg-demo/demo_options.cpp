@@ -62,6 +62,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
     ("layout", po::value(&rows)->default_value("source-major"), "what the expert stage sees: source-major (the receive slots) or "
                                                                "expert-major (permute, grouped rows, weighted un-permute)")
     ("form", po::value(&form)->default_value("packed"), "expert-major form: packed (offsets) or masked (capacity + counts)")
+    ("indexed", po::bool_switch(&o.indexed), "expert-major: rows stay in the receive buffers and the expert "
+                                             "stage gathers them by index (expert_major_spec::copy_rows = false)")
     ("quantize", po::value(&quantize)->default_value(quantize), "dispatch quantizes the bf16 hidden rows to FP8 e4m3 "
                                                               "with 1x128 scales: none, fp8 (fp32 scales), fp8-ue8m0 "
                                                               "(power-of-two scales); the experts read code x scale")
@@ -118,6 +120,9 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
   check_precisions(o);
   if (form == "packed" || form == "masked") o.masked = form == "masked";
   else comm::throw_config_error("--form", "is '" + form + "'", "use packed or masked");
+  if (o.indexed && o.rows != layout::expert_major)
+    comm::throw_config_error("--indexed", "is set without --layout expert-major",
+                             "add --layout expert-major (the source-major stage reads the receive slots anyway)");
   if (o.steps < 1) comm::throw_config_error("--steps", "is " + std::to_string(o.steps), "use at least 1");
   if (o.host_check_every < 1)
     comm::throw_config_error("--host-check-every", "is " + std::to_string(o.host_check_every),

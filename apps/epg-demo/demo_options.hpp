@@ -21,6 +21,7 @@ struct options {
   variant which = variant::both;  ///< source-major layout only
   layout rows = layout::source_major;
   bool masked = false;  ///< expert-major: DeepGEMM's masked form instead of the packed one
+  bool indexed = false;  ///< expert-major: rows gathered by index from the receive buffers (no copy)
   int num_ctas = 64;
   int threads_per_cta = 512;
   double watchdog_seconds = 120.0;  ///< host watchdog per step (0 = off)

@@ -123,6 +123,7 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   if (expert_major) {
     comm::expert_major_spec form;
     form.form = o.masked ? comm::expert_major_form::masked : comm::expert_major_form::packed;
+    form.copy_rows = !o.indexed;
     spec.expert_major = kernels::permute_args{form, 1};  // make_config: payload 1 = the router weights
   } else {
     spec.expert_output = zero_copy ? session.combine_region() : staged.get();
@@ -152,7 +153,9 @@ variant_result run_variant(comm::mpi_context& mpi, comm::nccl_comm_ref nccl, con
   EPG_CHECK_CUDA(cudaDeviceSynchronize());
   const double free_before = free_mib();
   double lowest_free = free_before;
-  const char* name = expert_major ? (o.masked ? "expert-major (masked)" : "expert-major (packed)")
+  const char* em_name = o.masked ? (o.indexed ? "expert-major (masked, indexed rows)" : "expert-major (masked)")
+                                 : (o.indexed ? "expert-major (packed, indexed rows)" : "expert-major (packed)");
+  const char* name = expert_major ? em_name
                      : zero_copy  ? "zero-copy"
                                   : "staged (prepare-combine)";
   progress_meter progress(name, o.steps);

@@ -1,6 +1,6 @@
 // One GPU, EP size 1: the expert-major step (permute, expert stage on grouped rows, weighted
-// un-permute) against the reference in both forms and at every combine type, its load
-// statistics, and the planning rejections of the permute and un-permute.
+// un-permute) against the reference in both forms, rows copied or indexed, and at every combine
+// type, its load statistics, and the planning rejections of the permute and un-permute.
 #include "single_rank.hpp"
 
 #include "epgraph/kernels/expert_major.hpp"
@@ -13,41 +13,44 @@ TEST_F(SingleRank, AnExpertMajorStepMatchesTheReferenceInBothFormsAndEveryType) 
   auto nccl = solo_comm();
   for (comm::element_type type : {comm::element_type::bf16, comm::element_type::fp16, comm::element_type::fp32}) {
     for (comm::expert_major_form form : {comm::expert_major_form::packed, comm::expert_major_form::masked}) {
-      auto p = small_problem();
-      p.dtype = type;
-      // fp32 rows of 4000 bytes, bf16 and fp16 of 2000: 16-byte vectors, not a power of two;
-      // the masked runs take 1001 elements, whose 16-bit rows are copied and summed by element.
-      p.hidden = form == comm::expert_major_form::masked && type != comm::element_type::fp32 ? 1001 : 1000;
-      comm::ep_session session(nccl, sim::make_config(p, 8, 256));
-      sim::batch_storage b(p);
-      graph::step_spec spec;
-      spec.dispatch = b.dispatch_args();
-      spec.combine = b.combine_args();
-      spec.experts = sim::reference_expert_stage(p);
-      spec.expert_major = kernels::permute_args{{form, 0, 0, true}, 1};
-      graph::stream s;
-      graph::step_graph step(graph::plan_step(session, spec), s);
-      EXPECT_NE(step.plan().explain().find("un-permute (weighted)"), std::string::npos) << step.plan().explain();
-      std::vector<unsigned char> host(std::size_t(p.max_tokens) * p.hidden * comm::element_size(type));
-      std::vector<std::uint64_t> want(static_cast<std::size_t>(p.num_experts), 0);
-      std::uint64_t received = 0;
-      for (std::uint64_t k = 0; k < 20; ++k) {
-        ASSERT_EQ(sim::generate_batch(p, 0, k, b.inputs(), s.get()), cudaSuccess);
-        ASSERT_EQ(step.replay(s), cudaSuccess);
-        s.sync();
-        const int T = sim::token_count(p, 0, k);
-        EPG_CHECK_CUDA(cudaMemcpy(host.data(), b.output(), std::size_t(T) * p.hidden * comm::element_size(type),
-                                  cudaMemcpyDeviceToHost));
-        ASSERT_EQ(sim::count_wrong(p, k, 0, host.data()), 0)
-            << "step " << k << " T=" << T << " hidden " << p.hidden << " " << comm::to_string(type);
-        received += static_cast<std::uint64_t>(T);
-        for (int t = 0; t < T; ++t)
-          for (int j = 0; j < p.top_k; ++j) ++want[static_cast<std::size_t>(sim::expert_id(p, 0, k, t, j))];
+      for (bool copy_rows : {true, false}) {
+        SCOPED_TRACE(copy_rows ? "rows copied" : "rows indexed (the expert stage gathers through receive_rows)");
+        auto p = small_problem();
+        p.dtype = type;
+        // fp32 rows of 4000 bytes, bf16 and fp16 of 2000: 16-byte vectors, not a power of two;
+        // the masked runs take 1001 elements, whose 16-bit rows are copied and summed by element.
+        p.hidden = form == comm::expert_major_form::masked && type != comm::element_type::fp32 ? 1001 : 1000;
+        comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+        sim::batch_storage b(p);
+        graph::step_spec spec;
+        spec.dispatch = b.dispatch_args();
+        spec.combine = b.combine_args();
+        spec.experts = sim::reference_expert_stage(p);
+        spec.expert_major = kernels::permute_args{{form, 0, 0, true, copy_rows}, 1};
+        graph::stream s;
+        graph::step_graph step(graph::plan_step(session, spec), s);
+        EXPECT_NE(step.plan().explain().find("un-permute (weighted)"), std::string::npos) << step.plan().explain();
+        std::vector<unsigned char> host(std::size_t(p.max_tokens) * p.hidden * comm::element_size(type));
+        std::vector<std::uint64_t> want(static_cast<std::size_t>(p.num_experts), 0);
+        std::uint64_t received = 0;
+        for (std::uint64_t k = 0; k < 20; ++k) {
+          ASSERT_EQ(sim::generate_batch(p, 0, k, b.inputs(), s.get()), cudaSuccess);
+          ASSERT_EQ(step.replay(s), cudaSuccess);
+          s.sync();
+          const int T = sim::token_count(p, 0, k);
+          EPG_CHECK_CUDA(cudaMemcpy(host.data(), b.output(), std::size_t(T) * p.hidden * comm::element_size(type),
+                                    cudaMemcpyDeviceToHost));
+          ASSERT_EQ(sim::count_wrong(p, k, 0, host.data()), 0)
+              << "step " << k << " T=" << T << " hidden " << p.hidden << " " << comm::to_string(type);
+          received += static_cast<std::uint64_t>(T);
+          for (int t = 0; t < T; ++t)
+            for (int j = 0; j < p.top_k; ++j) ++want[static_cast<std::size_t>(sim::expert_id(p, 0, k, t, j))];
+        }
+        const comm::ep_session::expert_load load = session.read_expert_load();
+        EXPECT_EQ(load.tokens, want);
+        EXPECT_EQ(load.received, received);
+        EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
       }
-      const comm::ep_session::expert_load load = session.read_expert_load();
-      EXPECT_EQ(load.tokens, want);
-      EXPECT_EQ(load.received, received);
-      EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
     }
   }
 }

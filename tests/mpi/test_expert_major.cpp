@@ -89,8 +89,14 @@ std::string compare_view(const expert_major_step& f, const sim::routing_table& r
   const auto offsets = to_host<std::int64_t>(v.offsets, static_cast<std::size_t>(v.local_slots) + 1);
   const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
   const auto weights = to_host<float>(v.weights, v.rows);
-  const auto hidden = to_host<std::uint16_t>(v.payloads[0], v.rows * p.hidden);
-  const auto weight_rows = to_host<float>(v.payloads[1], v.rows * p.top_k);  // the weights payload, permuted too
+  // Copied rows, or (receive_rows) the receive buffers, read through each row's index.
+  const bool gathered = v.receive_rows != nullptr;
+  if (gathered != v.payloads.empty()) return "receive_rows and copied payloads: exactly one of them";
+  const std::size_t inputs = gathered ? static_cast<std::size_t>(p.ep_size) * p.max_tokens : v.rows;
+  const auto receive_rows = gathered ? to_host<std::int32_t>(v.receive_rows, v.rows) : std::vector<std::int32_t>{};
+  const auto hidden = to_host<std::uint16_t>(gathered ? f.seen.recv_payloads[0] : v.payloads[0], inputs * p.hidden);
+  // the weights payload, permuted too (or gathered)
+  const auto weight_rows = to_host<float>(gathered ? f.seen.recv_payloads[1] : v.payloads[1], inputs * p.top_k);
   const bool masked = v.form == comm::expert_major_form::masked;
   const auto want_offsets = sim::packed_offsets(want);
   std::ostringstream err;
@@ -109,13 +115,18 @@ std::string compare_view(const expert_major_step& f, const sim::routing_table& r
       const int token = sent.origin[static_cast<std::size_t>(me)][static_cast<std::size_t>(w.src)][static_cast<std::size_t>(w.slot)];
       if (weights[r] != sim::router_weight(p, w.src, step, token, w.entry))
         return (err << "slot " << s << " row " << i << ": weight " << weights[r], err.str());
+      if (gathered && receive_rows[r] != w.src * p.max_tokens + w.slot)
+        return (err << "slot " << s << " row " << i << ": receive row " << receive_rows[r] << ", want "
+                    << w.src * p.max_tokens + w.slot,
+                err.str());
+      const std::size_t x = gathered ? static_cast<std::size_t>(receive_rows[r]) : r;  // the row's input
       for (int j = 0; j < p.top_k; ++j)
-        if (weight_rows[r * p.top_k + j] != sim::router_weight(p, w.src, step, token, j))
+        if (weight_rows[x * p.top_k + j] != sim::router_weight(p, w.src, step, token, j))
           return (err << "slot " << s << " row " << i << ": weights payload entry " << j, err.str());
       for (int h = 0; h < p.hidden; ++h) {
         std::uint16_t bits = 0;
         sim::store_element(p.dtype, sim::hidden_value(p, w.src, step, token, h), &bits);
-        if (hidden[r * p.hidden + h] != bits)
+        if (hidden[x * p.hidden + h] != bits)
           return (err << "slot " << s << " row " << i << ": hidden element " << h << " differs", err.str());
       }
     }
@@ -134,9 +145,10 @@ long long wrong_outputs(const expert_major_step& f, std::uint64_t step) {
 
 }  // namespace
 
-// Every routing, k from 1 to 32, one and eight experts per rank, both forms: the view (the
-// hidden rows and the weights payload) is the reference's, row for row and byte for byte, and
-// the weighted un-permute makes combine's output exact.
+// Every routing, k from 1 to 32, one and eight experts per rank, both forms, rows copied or
+// indexed (copy_rows): the view (the hidden rows and the weights payload, or each row's receive
+// index) is the reference's, row for row and byte for byte, and the weighted un-permute makes
+// combine's output exact (the reference expert stage gathers through receive_rows).
 TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndForm) {
   struct shape {
     int k, experts_per_rank;
@@ -147,21 +159,25 @@ TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndFor
     comm::ep_session session(world_comm(), sim::make_config(base, 32, 256));
     for (sim::routing dist : {sim::routing::uniform, sim::routing::skewed, sim::routing::one_rank}) {
       for (comm::expert_major_form form : {comm::expert_major_form::packed, comm::expert_major_form::masked}) {
-        sim::problem p = base;
-        p.dist = dist;
-        comm::expert_major_spec spec;
-        spec.form = form;
-        spec.weights = true;
-        expert_major_step f(p, session, spec, true);
-        for (std::uint64_t step : {3u, 4u}) {
-          SCOPED_TRACE("k " + std::to_string(k) + ", " + std::to_string(p.num_experts / p.ep_size) +
-                       " experts per rank, " + std::string(sim::to_string(dist)) + ", " +
-                       (form == comm::expert_major_form::masked ? "masked" : "packed") + ", step " + std::to_string(step));
-          f.run(step);
-          EXPECT_EQ(compare_view(f, sim::draw_routing(p, step), step), "");
-          EXPECT_EQ(wrong_outputs(f, step), 0);
+        for (bool copy_rows : {true, false}) {
+          sim::problem p = base;
+          p.dist = dist;
+          comm::expert_major_spec spec;
+          spec.form = form;
+          spec.weights = true;
+          spec.copy_rows = copy_rows;
+          expert_major_step f(p, session, spec, true);
+          for (std::uint64_t step : {3u, 4u}) {
+            SCOPED_TRACE("k " + std::to_string(k) + ", " + std::to_string(p.num_experts / p.ep_size) +
+                         " experts per rank, " + std::string(sim::to_string(dist)) + ", " +
+                         (form == comm::expert_major_form::masked ? "masked" : "packed") +
+                         (copy_rows ? ", rows copied" : ", rows indexed") + ", step " + std::to_string(step));
+            f.run(step);
+            EXPECT_EQ(compare_view(f, sim::draw_routing(p, step), step), "");
+            EXPECT_EQ(wrong_outputs(f, step), 0);
+          }
+          EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
         }
-        EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
       }
     }
   }

@@ -289,6 +289,8 @@ bench::result known_result() {
   r.unpermute = {3.0, 3.25, 3.5};
   r.permute_bytes = 9e6;
   r.unpermute_bytes = 6.5e6;
+  r.permute_indexed = {1.0, 1.5, 2.0};
+  r.permute_indexed_bytes = 3e5;
   r.quantize = {6.0, 6.5, 7.0};
   r.quantize_bytes = 1.3e6;
   r.quantized_dispatch = {25.0, 25.5, 26.0};
@@ -378,6 +380,11 @@ std::map<std::string, double> expected_numbers() {
           {"permute_p90_us", 5.0},
           {"permute_bytes", 9e6},
           {"permute_GBps", 9e6 / (4.5 * 1e3)},
+          {"permute_indexed_us", 1.5},
+          {"permute_indexed_p10_us", 1.0},
+          {"permute_indexed_p90_us", 2.0},
+          {"permute_indexed_bytes", 3e5},
+          {"permute_indexed_GBps", 3e5 / (1.5 * 1e3)},
           {"unpermute_us", 3.25},
           {"unpermute_p10_us", 3.0},
           {"unpermute_p90_us", 3.5},

@@ -42,6 +42,8 @@ TEST(ExpertMajor, PackedHoldsEveryRowARankCanReceive) {
   EXPECT_EQ(l.payloads[1].bytes, l.rows * 56 * 4);
   EXPECT_EQ(l.origins.bytes, l.rows * 3 * 4);
   EXPECT_EQ(l.weights.bytes, 0u);
+  EXPECT_TRUE(l.copy_rows);
+  EXPECT_EQ(l.receive_rows.bytes, 0u);  // rows copied: no receive indices
   EXPECT_EQ(l.counts.bytes, 64u * 4u);
   EXPECT_EQ(l.offsets.bytes, 65u * 8u);
   EXPECT_EQ(l.output.bytes, l.rows * 7168 * 2);          // the expert stage's rows, combine type (bf16)
@@ -52,8 +54,9 @@ TEST(ExpertMajor, PackedHoldsEveryRowARankCanReceive) {
   // Back to back, aligned, nothing overlapping, all inside `bytes`.
   EXPECT_EQ(l.demand.bytes, 64u * 4u);
   EXPECT_EQ(l.dropped.bytes, 8u);
-  const region order[] = {l.payloads[0], l.payloads[1], l.output, l.origins,    l.weights,      l.counts,
-                          l.offsets,     l.demand,      l.dropped, l.entry_rows, l.chunk_counts, l.chunk_starts};
+  const region order[] = {l.payloads[0], l.payloads[1], l.output,     l.origins,      l.weights,
+                          l.receive_rows, l.counts,     l.offsets,    l.demand,       l.dropped,
+                          l.entry_rows,   l.chunk_counts, l.chunk_starts};
   std::size_t end = 0;
   for (const region& r : order) {
     EXPECT_EQ(r.offset % region_alignment, 0u);
@@ -66,6 +69,40 @@ TEST(ExpertMajor, PackedHoldsEveryRowARankCanReceive) {
   expert_major_spec few;
   few.local_slots = 3;
   EXPECT_EQ(plan_expert_major(config(), few).rows, 4u * 128u * 3u);
+}
+
+// Rows left in the receive buffers (copy_rows = false): no payload rows, a 4-byte receive index
+// per row instead, everything else as with copied rows, in both forms.
+TEST(ExpertMajor, IndexedRowsKeepAReceiveIndexInsteadOfThePayloads) {
+  for (expert_major_form form : {expert_major_form::packed, expert_major_form::masked}) {
+    expert_major_spec spec;
+    spec.form = form;
+    spec.weights = true;
+    const expert_major_layout copied = plan_expert_major(config(), spec);
+    spec.copy_rows = false;
+    const expert_major_layout l = plan_expert_major(config(), spec);
+    EXPECT_FALSE(l.copy_rows);
+    EXPECT_EQ(l.rows, copied.rows);
+    EXPECT_EQ(l.num_payloads, 2);
+    EXPECT_EQ(l.payloads[0].bytes, 0u);
+    EXPECT_EQ(l.payloads[1].bytes, 0u);
+    EXPECT_EQ(l.receive_rows.bytes, l.rows * 4);
+    EXPECT_EQ(l.output.bytes, copied.output.bytes);  // the expert stage still writes expert-major rows
+    EXPECT_EQ(l.origins.bytes, copied.origins.bytes);
+    EXPECT_EQ(l.weights.bytes, copied.weights.bytes);
+    EXPECT_EQ(l.entry_rows.bytes, copied.entry_rows.bytes);
+    // The saving: every payload row (7168 * 2 + 56 * 4 bytes) for a 4-byte index, up to alignment.
+    EXPECT_LE(l.bytes + l.rows * (7168 * 2 + 56 * 4 - 4), copied.bytes);
+    EXPECT_GE(l.bytes + l.rows * (7168 * 2 + 56 * 4 - 4) + 4 * region_alignment, copied.bytes);
+    std::size_t end = 0;
+    for (const region& r : {l.output, l.origins, l.weights, l.receive_rows, l.counts, l.offsets, l.demand, l.dropped,
+                            l.entry_rows, l.chunk_counts, l.chunk_starts}) {
+      EXPECT_EQ(r.offset % region_alignment, 0u);
+      EXPECT_GE(r.offset, end);
+      end = r.offset + r.bytes;
+    }
+    EXPECT_GE(l.bytes, end);
+  }
 }
 
 TEST(ExpertMajor, MaskedSlotsHaveTheirCapacity) {

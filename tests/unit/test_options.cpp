@@ -56,13 +56,18 @@ TEST(DemoOptions, ParsesEveryKnob) {
   ASSERT_TRUE(o);
   EXPECT_EQ(o->rows, demo::layout::expert_major);
   EXPECT_TRUE(o->masked);
+  EXPECT_FALSE(o->indexed);
+  o = demo::parse_options({"--layout", "expert-major", "--indexed"});
+  ASSERT_TRUE(o);
+  EXPECT_TRUE(o->indexed);
+  EXPECT_FALSE(o->masked);
 }
 
 TEST(DemoOptions, HelpListsEveryOptionWithItsDefault) {
   std::string help;
   EXPECT_FALSE(demo::parse_options({"--help"}, &help));
-  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--layout", "--form", "--routing",
-                           "--watchdog", "--deadline",
+  for (const char* text : {"--tokens", "(=256)", "--hidden", "(=7168)", "--variant", "--layout", "--form", "--indexed",
+                           "--routing", "--watchdog", "--deadline",
                            "--host-check-every", "(=10)"})
     EXPECT_NE(help.find(text), std::string::npos) << text;
 }
@@ -95,6 +100,8 @@ TEST(DemoOptions, BadValuesNameTheOption) {
   rejects({"--variant", "fast"}, "--variant");
   rejects({"--layout", "token-major"}, "config error in --layout: is 'token-major' -- use source-major or expert-major");
   rejects({"--form", "dense"}, "config error in --form: is 'dense' -- use packed or masked");
+  rejects({"--indexed"},
+          "config error in --indexed: is set without --layout expert-major -- add --layout expert-major");
   rejects({"--routing", "zipf"}, "unknown distribution 'zipf'");
   rejects({"--steps", "0"}, "--steps");
   rejects({"--tokens", "many"}, "tokens");

@@ -120,6 +120,7 @@ struct expert_major_rows {  // the plain part of kernels::expert_major_view (no 
   void* output;
   const std::int32_t* counts;
   const std::int64_t* offsets;
+  const std::int32_t* receive_rows;  // the view without copied rows: row r is received row receive_rows[r]
 };
 
 template <class T>
@@ -144,7 +145,8 @@ __global__ void expert_major_kernel(const problem p, int rank, const comm::place
     const int e = table.slot_expert ? table.slot_expert[rank * table.local_slots + s] : rank * (p.num_experts / p.ep_size) + s;
     const float scale = expert_scale(e);
     T* y = y_all + r * p.hidden;
-    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) y[h] = to_element<T>(__fmul_rn(scale, hidden.at(r, h)));
+    const long long x = view.receive_rows ? view.receive_rows[r] : r;  // the gathered input row
+    for (int h = threadIdx.x; h < p.hidden; h += blockDim.x) y[h] = to_element<T>(__fmul_rn(scale, hidden.at(x, h)));
   }
 }
 
@@ -302,11 +304,14 @@ cudaError_t reference_experts(const problem& p, const graph::expert_stage_io& io
     const bool ue8m0 = p.scales == kernels::fp8::scale_format::ue8m0;
     if (io.expert_major) {
       const kernels::expert_major_view& v = *io.expert_major;
-      if (p.quantize && v.payloads.size() < 3) return cudaErrorInvalidValue;
+      // Copied rows, or (receive_rows) the receive buffers' rows by index.
+      const std::vector<const void*>& in = v.receive_rows ? io.recv_payloads : v.payloads;
+      if (p.quantize && in.size() < 3) return cudaErrorInvalidValue;
+      if (in.empty()) return cudaErrorInvalidValue;
       const expert_major_rows rows{v.form == comm::expert_major_form::masked, v.local_slots,
                                    static_cast<long long>(v.capacity), static_cast<long long>(v.rows), v.output,
-                                   v.counts, v.offsets};
-      const hidden_rows<T> hidden{v.payloads[0], p.quantize ? v.payloads[2] : nullptr, p.hidden, p.quantize, ue8m0};
+                                   v.counts, v.offsets, v.receive_rows};
+      const hidden_rows<T> hidden{in[0], p.quantize ? in[2] : nullptr, p.hidden, p.quantize, ue8m0};
       expert_major_kernel<T><<<1024, 256, 0, stream>>>(p, io.rank, io.placement, rows, hidden);
       return cudaGetLastError();
     }

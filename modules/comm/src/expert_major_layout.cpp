@@ -29,6 +29,7 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
   expert_major_layout l;
   l.form = spec.form;
   l.local_slots = slots;
+  l.copy_rows = spec.copy_rows;
   if (spec.form == expert_major_form::masked) {
     l.capacity = spec.capacity > 0 ? static_cast<std::size_t>(spec.capacity) : received;
     l.rows = static_cast<std::size_t>(slots) * l.capacity;
@@ -45,10 +46,11 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
                        "lower the masked capacity, max_tokens_per_rank or the ranks per session");
   detail::region_builder b(c);
   l.num_payloads = static_cast<int>(c.payloads.size());
-  for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = b.add(l.rows, c.payloads[i].row_bytes);
+  for (int i = 0; i < l.num_payloads; ++i) l.payloads[i] = b.add(spec.copy_rows ? l.rows : 0, c.payloads[i].row_bytes);
   l.output = b.add(l.rows, static_cast<std::size_t>(c.hidden) * element_size(c.combine_type));
   l.origins = b.add(l.rows, 3, sizeof(std::int32_t));
   l.weights = b.add(spec.weights ? l.rows : 0, sizeof(float));
+  l.receive_rows = b.add(spec.copy_rows ? 0 : l.rows, sizeof(std::int32_t));
   l.counts = b.add(static_cast<std::size_t>(slots), sizeof(std::int32_t));
   l.offsets = b.add(static_cast<std::size_t>(slots) + 1, sizeof(std::int64_t));
   l.demand = b.add(static_cast<std::size_t>(slots), sizeof(std::int32_t));

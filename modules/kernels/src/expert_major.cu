@@ -7,6 +7,7 @@
 //          slot, from a bit mask per slot) into entry_rows; counts and offsets
 //   copy   one warp per segment of a received token's payload rows: read once, written to
 //          each of the token's places; the first segment's warp also writes origins and weights
+//          (without copy_rows a warp per token writes only those and the rows' receive indices)
 // Un-permute: a warp per segment of a received token's combine row sums the token's rows
 // (ascending top-k entry, fp32, one rounding) into the combine region.
 #include <cub/device/device_scan.cuh>
@@ -219,8 +220,41 @@ __device__ inline void write_origins(const expert_major_params& p, int r, int la
   origin[1] = r % p.v.max_tokens;
   origin[2] = lane;
   if (p.layout.weights.bytes) p.at<float>(p.layout.weights)[row] = p.recv_weights[entry];
+  if (p.layout.receive_rows.bytes) p.at<std::int32_t>(p.layout.receive_rows)[row] = r;
 }
 
+// Segment `segment` of received token r's payload rows, read once and stored to each of the
+// token's places (the whole warp; `places`: the warp's scratch).
+__device__ inline void copy_segment(const expert_major_params& p, int r, int segment, int lane, int* places) {
+  const comm::session_view& v = p.v;
+  const int src = r / v.max_tokens, slot = r % v.max_tokens;
+  int i = 0;  // the payload this segment belongs to
+  while (segment >= p.segments[i]) segment -= p.segments[i++];
+  const std::size_t row_bytes = p.row_bytes[i];
+  const char* src_row = v.window_local + v.row_offset(v.layout.payloads[i], src, slot, row_bytes);
+  char* dst_base = p.buffer + p.layout.payloads[i].offset;
+  device::with_vector_type(p.vec_bytes[i], [&](auto tag) {
+    using V = decltype(tag);
+    // The segment's loads go out before the places are read, so the two latencies overlap.
+    const std::size_t nvec = row_bytes / sizeof(V);
+    const std::size_t first = static_cast<std::size_t>(segment) * 32 * kCopyUnroll + lane;
+    const V* src_vec = reinterpret_cast<const V*>(src_row);
+    V x[kCopyUnroll];
+#pragma unroll
+    for (int u = 0; u < kCopyUnroll; ++u)
+      if (first + u * 32 < nvec) x[u] = src_vec[first + u * 32];
+    const int n = token_places(p, r, lane, places, nullptr);
+    for (int d = 0; d < n; ++d) {
+      V* dst = reinterpret_cast<V*>(dst_base + static_cast<std::size_t>(places[d]) * row_bytes);
+#pragma unroll
+      for (int u = 0; u < kCopyUnroll; ++u)
+        if (first + u * 32 < nvec) dst[first + u * 32] = x[u];
+    }
+  });
+}
+
+// A warp per item: a segment of a received token's payload rows (row_segments per token), or
+// without copy_rows the token itself (row_segments = 1).
 __global__ void __launch_bounds__(kCopyThreads) copy_kernel(const __grid_constant__ expert_major_params p) {
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
@@ -229,33 +263,11 @@ __global__ void __launch_bounds__(kCopyThreads) copy_kernel(const __grid_constan
   for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;
        item += gridDim.x * (kCopyThreads / 32)) {
     const int r = static_cast<int>(item / p.row_segments);
-    int segment = static_cast<int>(item % p.row_segments);
     const int src = r / v.max_tokens, slot = r % v.max_tokens;
     if (slot >= received_count(v, src)) continue;
-    int i = 0;  // the payload this segment belongs to
-    while (segment >= p.segments[i]) segment -= p.segments[i++];
-    const std::size_t row_bytes = p.row_bytes[i];
-    const char* src_row = v.window_local + v.row_offset(v.layout.payloads[i], src, slot, row_bytes);
-    char* dst_base = p.buffer + p.layout.payloads[i].offset;
-    device::with_vector_type(p.vec_bytes[i], [&](auto tag) {
-      using V = decltype(tag);
-      // The segment's loads go out before the places are read, so the two latencies overlap.
-      const std::size_t nvec = row_bytes / sizeof(V);
-      const std::size_t first = static_cast<std::size_t>(segment) * 32 * kCopyUnroll + lane;
-      const V* src_vec = reinterpret_cast<const V*>(src_row);
-      V x[kCopyUnroll];
-#pragma unroll
-      for (int u = 0; u < kCopyUnroll; ++u)
-        if (first + u * 32 < nvec) x[u] = src_vec[first + u * 32];
-      const int n = token_places(p, r, lane, places[warp], nullptr);
-      for (int d = 0; d < n; ++d) {
-        V* dst = reinterpret_cast<V*>(dst_base + static_cast<std::size_t>(places[warp][d]) * row_bytes);
-#pragma unroll
-        for (int u = 0; u < kCopyUnroll; ++u)
-          if (first + u * 32 < nvec) dst[first + u * 32] = x[u];
-      }
-    });
-    if (item % p.row_segments == 0) write_origins(p, r, lane);
+    const int segment = static_cast<int>(item % p.row_segments);
+    if (p.layout.copy_rows) copy_segment(p, r, segment, lane, places[warp]);
+    if (segment == 0) write_origins(p, r, lane);
     __syncwarp();
   }
 }

@@ -96,6 +96,7 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
     p.segments[i] = static_cast<int>((p.row_bytes[i] + segment_bytes - 1) / segment_bytes);
     p.row_segments += p.segments[i];
   }
+  if (!l.copy_rows) p.row_segments = 1;  // a warp per token: origins, weights and receive indices
   state->buffer = comm::device_buffer(l.bytes);
   EPG_CHECK_CUDA(cudaMemset(state->buffer.get(), 0, l.bytes));
   p.buffer = state->buffer.as<char>();
@@ -107,7 +108,9 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
   view_.local_slots = l.local_slots;
   view_.capacity = l.capacity;
   view_.rows = l.rows;
-  for (int i = 0; i < l.num_payloads; ++i) view_.payloads.push_back(p.at<const void>(l.payloads[i]));
+  if (l.copy_rows)
+    for (int i = 0; i < l.num_payloads; ++i) view_.payloads.push_back(p.at<const void>(l.payloads[i]));
+  view_.receive_rows = l.copy_rows ? nullptr : p.at<const std::int32_t>(l.receive_rows);
   view_.output = p.at<void>(l.output);
   view_.origins = p.at<const std::int32_t>(l.origins);
   view_.weights = l.weights.bytes ? p.at<const float>(l.weights) : nullptr;

@@ -12,11 +12,17 @@
 //   masked  slot s owns rows [s * capacity, (s + 1) * capacity) and counts[s] says how many are
 //           used (DeepGEMM's masked layout); rows past the capacity are dropped and recorded as
 //           a fault with the count, never silently
+// Either form can leave the payloads where dispatch put them (spec.copy_rows = false): row r is
+// then received row receive_rows[r] of the receive buffers, for grouped GEMMs that gather their
+// input rows by index; the permute then moves indices only.
 // Regions, in order (each aligned to region_alignment):
-//   payload i     [rows][payload row bytes]   the permuted payloads (hidden, FP8 scales, ...)
+//   payload i     [rows][payload row bytes]   the permuted payloads (hidden, FP8 scales, ...); 0
+//                                             bytes without copy_rows
 //   output        [rows][hidden] combine_type  the expert stage writes its rows here
 //   origins       int32 [rows][3]             source rank, slot and top-k entry of each row
 //   weights       fp32  [rows]                the row's top-k weight (when a weights payload is named)
+//   receive_rows  int32 [rows]                without copy_rows: source * max_tokens + receive slot,
+//                                             the row's index in the receive buffers
 //   counts        int32 [local_slots]         rows per slot
 //   offsets       int64 [local_slots + 1]     exclusive prefix of counts (packed); s * capacity (masked)
 //   demand        int32 [local_slots]         rows each slot was routed this step (masked: before the cap)
@@ -48,6 +54,9 @@ struct expert_major_spec {
   /// experts_per_rank without a placement table).
   int local_slots = 0;
   bool weights = false;  ///< keep each row's top-k weight (for the weighted un-permute)
+  /// Copy every payload into expert-major rows (true), or leave them in the receive buffers and
+  /// give each row its index there (receive_rows), for GEMMs that gather their rows.
+  bool copy_rows = true;
 };
 
 struct expert_major_layout {
@@ -55,11 +64,13 @@ struct expert_major_layout {
   int local_slots = 0;
   std::size_t capacity = 0;  ///< masked: rows per slot; packed: 0
   std::size_t rows = 0;      ///< rows the buffers hold (packed: the bound; masked: slots x capacity)
+  bool copy_rows = true;     ///< the payloads are copied (else receive_rows indexes them)
   region payloads[max_payloads];
   int num_payloads = 0;
   region output;
   region origins;
   region weights;  ///< 0 bytes without weights
+  region receive_rows;  ///< 0 bytes with copy_rows
   region counts;
   region offsets;
   region demand;

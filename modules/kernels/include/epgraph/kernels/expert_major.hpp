@@ -12,7 +12,9 @@
 // permute_op regroups every received token's rows by local expert slot, in (source, receive
 // slot) order within a slot, so it is deterministic; packed (CUTLASS grouped GEMM: offsets) or
 // masked (DeepGEMM: fixed capacity per slot plus counts). Each row also gets its origin
-// (source, slot, top-k entry) and, when asked, its top-k weight. A token that names one expert
+// (source, slot, top-k entry) and, when asked, its top-k weight. With spec.copy_rows = false the
+// payloads stay in the receive buffers and each row gets its index there (receive_rows), for
+// grouped GEMMs that gather their input rows: the permute then writes indices, not rows. A token that names one expert
 // twice is an input fault: the repeat gives no row. Masked rows past a slot's capacity are
 // dropped, never silently: view.demand says how many rows each slot was routed, the first
 // overflow is recorded as an input fault with its count (check_faults), and every dropped row
@@ -28,7 +30,9 @@
 // physical expert and its slot is the table's (session_view::local_slot_of).
 // Memory: plan_expert_major(config, spec).bytes, plus CUB's scan scratch (a few kB).
 // The view's rows are valid from the end of permute until its next run; rows past a slot's
-// count keep what earlier steps left there.
+// count keep what earlier steps left there. Without copy_rows the input rows are the receive
+// buffers': valid until this rank's combine starts (ep_session.hpp).
+// Memory without copy_rows: 4 bytes of receive index per row instead of every payload row.
 
 #include <cuda_runtime_api.h>
 
@@ -59,10 +63,13 @@ struct expert_major_view {
   int local_slots = 0;
   std::size_t capacity = 0;           ///< masked: rows per slot
   std::size_t rows = 0;               ///< rows the buffers hold
-  std::vector<const void*> payloads;  ///< per payload, [rows][row_bytes]
+  std::vector<const void*> payloads;  ///< per payload, [rows][row_bytes]; empty without spec.copy_rows
   void* output = nullptr;             ///< [rows][hidden] of the combine type: the expert stage writes it
   const std::int32_t* origins = nullptr;  ///< [rows][3]: source rank, receive slot, top-k entry
   const float* weights = nullptr;         ///< [rows] (spec.weights), else null
+  /// Without spec.copy_rows: [rows], row r's index in the receive buffers (source * max_tokens +
+  /// receive slot; ep_session::recv_payload(i), expert_stage_io::recv_payloads), else null.
+  const std::int32_t* receive_rows = nullptr;
   const std::int32_t* counts = nullptr;   ///< [local_slots] rows per slot
   const std::int32_t* demand = nullptr;   ///< [local_slots] rows routed to each slot (masked: before the cap)
   const std::uint64_t* dropped = nullptr; ///< rows dropped past a masked capacity, summed over every run
