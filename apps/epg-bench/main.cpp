@@ -217,6 +217,9 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     phase("un-permute timing");
     replayer ru(s, {[&](cudaStream_t st) { return unpermute.run(st); }}, o.ops_per_graph);
     r.unpermute = ru.time(mpi, o.warmup, o.replays);
+  }
+  {
+    // The same permute with indexed rows, its buffers made after the copying one's are freed.
     kernels::permute_args indexed_args = bench::timed_permute(cfg);
     indexed_args.spec.copy_rows = false;
     const kernels::permute_op indexed(session, indexed_args);
@@ -232,8 +235,9 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     for (const auto& slot : sim::expect_expert_major(p, routes, comm::default_placement(cfg), me)) rows += double(slot.size());
     const double out_row = double(shape.hidden) * double(comm::element_size(cfg.combine_type));
     r.permute_bytes = mean_over_ranks(received * payload_row + rows * (payload_row + 3 * 4 + 4));
-    // Indexed: each received token's top-k ids read and its entries' rows written (int32), each
-    // row's origin, weight and receive index written.
+    // Indexed (a lower bound, counted apart from the copy's): each received token's top-k ids
+    // read and its entries' rows written (int32), each row's origin, weight and receive index
+    // written.
     r.permute_indexed_bytes = mean_over_ranks(received * double(shape.top_k) * 8 + rows * (3 * 4 + 4 + 4));
     r.unpermute_bytes = mean_over_ranks(rows * out_row + received * out_row);
   }

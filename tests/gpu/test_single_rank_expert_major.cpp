@@ -25,11 +25,17 @@ TEST_F(SingleRank, AnExpertMajorStepMatchesTheReferenceInBothFormsAndEveryType) 
         graph::step_spec spec;
         spec.dispatch = b.dispatch_args();
         spec.combine = b.combine_args();
-        spec.experts = sim::reference_expert_stage(p);
+        bool indexed_view = false;  // what the expert stage was given (at capture)
+        spec.experts = [&indexed_view, inner = sim::reference_expert_stage(p)](const graph::expert_stage_io& io,
+                                                                               cudaStream_t st) {
+          indexed_view = io.expert_major && io.expert_major->receive_rows && io.expert_major->payloads.empty();
+          return inner(io, st);
+        };
         spec.expert_major = kernels::permute_args{{form, 0, 0, true, copy_rows}, 1};
         graph::stream s;
         graph::step_graph step(graph::plan_step(session, spec), s);
         EXPECT_NE(step.plan().explain().find("un-permute (weighted)"), std::string::npos) << step.plan().explain();
+        EXPECT_EQ(indexed_view, !copy_rows);
         std::vector<unsigned char> host(std::size_t(p.max_tokens) * p.hidden * comm::element_size(type));
         std::vector<std::uint64_t> want(static_cast<std::size_t>(p.num_experts), 0);
         std::uint64_t received = 0;
