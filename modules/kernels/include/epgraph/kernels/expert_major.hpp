@@ -14,11 +14,12 @@
 // masked (DeepGEMM: fixed capacity per slot plus counts). Each row also gets its origin
 // (source, slot, top-k entry) and, when asked, its top-k weight. With spec.copy_rows = false the
 // payloads stay in the receive buffers and each row gets its index there (receive_rows), for
-// grouped GEMMs that gather their input rows: the permute then writes indices, not rows. A token that names one expert
-// twice is an input fault: the repeat gives no row. Masked rows past a slot's capacity are
-// dropped, never silently: view.demand says how many rows each slot was routed, the first
-// overflow is recorded as an input fault with its count (check_faults), and every dropped row
-// is added to a counter (view.dropped, read_dropped_rows) that other faults cannot hide.
+// grouped GEMMs that gather their input rows: the permute then writes indices, not rows. A
+// token that names one expert twice is an input fault: the repeat gives no row. Masked rows
+// past a slot's capacity are dropped, never silently: view.demand says how many rows each slot
+// was routed, the first overflow is recorded as an input fault with its count (check_faults),
+// and every dropped row is added to a counter (view.dropped, read_dropped_rows) that other
+// faults cannot hide.
 //
 // unpermute_op is the prepare-combine of such a stage: for every received token, the expert
 // rows of its entries in ascending top-k entry order, each times its weight when weighted,
