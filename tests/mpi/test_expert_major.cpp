@@ -1,7 +1,8 @@
 // Expert-major permute and un-permute (issue 14) against the host references, on every rank:
 // the rows, their order, origins and weights, counts and offsets of both forms; the
 // un-permute's sums with and without weights; the combine output; masked overflow and
-// repeated experts as recorded faults; the load statistics over 1000 replays.
+// repeated experts as recorded faults; the load statistics over 1000 replays. Rows copied or
+// indexed (expert_major_spec::copy_rows) in each.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -249,129 +250,150 @@ TEST(ExpertMajorStep, TheUnpermuteSumsARowsOutputsInEntryOrderWithAndWithoutWeig
 }
 
 // A masked capacity smaller than a slot's rows drops the rest and says so with the count; the
-// rows that fit are the first ones in order, and nothing is written past a slot.
+// rows that fit are the first ones in order (with their receive index when rows are indexed),
+// and nothing is written past a slot.
 TEST(ExpertMajorStep, AMaskedSlotOverItsCapacityDropsRowsAsARecordedFault) {
   sim::problem p = make_problem(8, sim::routing::skewed);
   p.min_tokens = p.max_tokens;  // full batches: the skewed slots overflow for sure
-  comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));
   const int me = mpi().rank();
-  comm::expert_major_spec spec;
-  spec.form = comm::expert_major_form::masked;
-  spec.capacity = 5;
-  spec.weights = true;
-  expert_major_step f(p, session, spec, true);
-  const std::uint64_t step = 5;
-  f.run(step);
-  const auto want = sim::expect_expert_major(p, sim::draw_routing(p, step), comm::default_placement(session.config()), me);
-  const kernels::expert_major_view& v = f.view();
-  const auto counts = to_host<std::int32_t>(v.counts, static_cast<std::size_t>(v.local_slots));
-  const auto demand = to_host<std::int32_t>(v.demand, static_cast<std::size_t>(v.local_slots));
-  const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
-  bool over = false;
-  std::uint64_t dropped = 0;
-  for (int s = 0; s < v.local_slots; ++s) {
-    const auto& rows = want[static_cast<std::size_t>(s)];
-    EXPECT_EQ(counts[s], std::min<int>(static_cast<int>(rows.size()), 5)) << "slot " << s;
-    EXPECT_EQ(demand[s], static_cast<int>(rows.size())) << "slot " << s;
-    over = over || rows.size() > 5;
-    dropped += rows.size() > 5 ? rows.size() - 5 : 0;
-    for (int i = 0; i < 5; ++i) {  // the kept rows in order; a fresh buffer's zeros past the count
-      const std::size_t r = static_cast<std::size_t>(s) * 5 + static_cast<std::size_t>(i);
-      const bool kept = i < counts[s];
-      EXPECT_EQ(origins[3 * r], kept ? rows[static_cast<std::size_t>(i)].src : 0) << "slot " << s << " row " << i;
-      EXPECT_EQ(origins[3 * r + 1], kept ? rows[static_cast<std::size_t>(i)].slot : 0) << "slot " << s << " row " << i;
+  for (bool copy_rows : {true, false}) {
+    SCOPED_TRACE(copy_rows ? "rows copied" : "rows indexed");
+    comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));  // fresh: its fault is this mode's
+    comm::expert_major_spec spec;
+    spec.form = comm::expert_major_form::masked;
+    spec.capacity = 5;
+    spec.weights = true;
+    spec.copy_rows = copy_rows;
+    expert_major_step f(p, session, spec, true);
+    const std::uint64_t step = 5;
+    f.run(step);
+    const auto want = sim::expect_expert_major(p, sim::draw_routing(p, step), comm::default_placement(session.config()), me);
+    const kernels::expert_major_view& v = f.view();
+    EXPECT_EQ(v.receive_rows != nullptr, !copy_rows);
+    const auto counts = to_host<std::int32_t>(v.counts, static_cast<std::size_t>(v.local_slots));
+    const auto demand = to_host<std::int32_t>(v.demand, static_cast<std::size_t>(v.local_slots));
+    const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
+    const auto receive_rows = v.receive_rows ? to_host<std::int32_t>(v.receive_rows, v.rows) : std::vector<std::int32_t>{};
+    bool over = false;
+    std::uint64_t dropped = 0;
+    for (int s = 0; s < v.local_slots; ++s) {
+      const auto& rows = want[static_cast<std::size_t>(s)];
+      EXPECT_EQ(counts[s], std::min<int>(static_cast<int>(rows.size()), 5)) << "slot " << s;
+      EXPECT_EQ(demand[s], static_cast<int>(rows.size())) << "slot " << s;
+      over = over || rows.size() > 5;
+      dropped += rows.size() > 5 ? rows.size() - 5 : 0;
+      for (int i = 0; i < 5; ++i) {  // the kept rows in order; a fresh buffer's zeros past the count
+        const std::size_t r = static_cast<std::size_t>(s) * 5 + static_cast<std::size_t>(i);
+        const bool kept = i < counts[s];
+        const sim::expert_row* w = kept ? &rows[static_cast<std::size_t>(i)] : nullptr;
+        EXPECT_EQ(origins[3 * r], w ? w->src : 0) << "slot " << s << " row " << i;
+        EXPECT_EQ(origins[3 * r + 1], w ? w->slot : 0) << "slot " << s << " row " << i;
+        if (!copy_rows) EXPECT_EQ(receive_rows[r], w ? w->src * p.max_tokens + w->slot : 0) << "slot " << s << " row " << i;
+      }
     }
-  }
-  EXPECT_EQ(to_host<std::uint64_t>(v.dropped, 1)[0], dropped);
-  const comm::fault_record fault = session.read_faults().input;
-  if (over) {
-    EXPECT_EQ(fault.code, comm::fault_code::expert_rows_over_capacity);
-    const bool slot_named = fault.entry >= 0 && fault.entry < v.local_slots;  // no ASSERT: all_ok follows
-    EXPECT_TRUE(slot_named) << fault.entry;
-    if (slot_named) {
-      EXPECT_EQ(fault.value, static_cast<int>(want[static_cast<std::size_t>(fault.entry)].size()) - 5);
+    EXPECT_EQ(to_host<std::uint64_t>(v.dropped, 1)[0], dropped);
+    const comm::fault_record fault = session.read_faults().input;
+    if (over) {
+      EXPECT_EQ(fault.code, comm::fault_code::expert_rows_over_capacity);
+      const bool slot_named = fault.entry >= 0 && fault.entry < v.local_slots;  // no ASSERT: all_ok follows
+      EXPECT_TRUE(slot_named) << fault.entry;
+      if (slot_named) {
+        EXPECT_EQ(fault.value, static_cast<int>(want[static_cast<std::size_t>(fault.entry)].size()) - 5);
+      }
+    } else {
+      EXPECT_EQ(fault.code, comm::fault_code::none);
     }
-  } else {
-    EXPECT_EQ(fault.code, comm::fault_code::none);
-  }
-  // check_faults: every rank throws, with the text that says what to change.
-  bool any_over = !mpitest::all_ok(!over);
-  ASSERT_TRUE(any_over) << "the skewed routing overflowed no rank's slot";
-  try {
-    session.check_faults();
-    ADD_FAILURE() << "check_faults did not throw";
-  } catch (const comm::error& e) {
-    EXPECT_NE(std::string(e.what()).find("raise expert_major_spec.capacity"), std::string::npos) << e.what();
+    // check_faults: every rank throws, with the text that says what to change.
+    const bool any_over = !mpitest::all_ok(!over);
+    EXPECT_TRUE(any_over) << "the skewed routing overflowed no rank's slot";
+    try {
+      session.check_faults();
+      ADD_FAILURE() << "check_faults did not throw";
+    } catch (const comm::error& e) {
+      EXPECT_NE(std::string(e.what()).find("raise expert_major_spec.capacity"), std::string::npos) << e.what();
+    }
   }
 }
 
 // A token that names one local expert twice: the repeat gives no row and is recorded (source,
-// receive slot, entry, expert); the other rows are as the reference says.
+// receive slot, entry, expert); the other rows are as the reference says, copied or indexed.
 TEST(ExpertMajorStep, ARepeatedExpertGivesNoRowAndIsRecorded) {
   sim::problem p = make_problem(4, sim::routing::uniform);
   comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));
-  comm::expert_major_spec spec;
-  spec.weights = true;
-  expert_major_step f(p, session, spec, true);
-  const std::uint64_t step = 9;
-  sim::routing_table routes = sim::draw_routing(p, step);
-  // Every rank's token 0 (if it has one) names its first expert again in entry 2.
-  for (int src = 0; src < p.ep_size; ++src)
-    if (routes.tokens[static_cast<std::size_t>(src)] > 0) routes.ids[static_cast<std::size_t>(src)][2] = routes.ids[static_cast<std::size_t>(src)][0];
-  std::vector<std::int32_t> mine = routes.ids[static_cast<std::size_t>(mpi().rank())];
-  mine.resize(static_cast<std::size_t>(p.max_tokens) * p.top_k, -1);
-  f.run(step, &mine);
-  EXPECT_EQ(compare_view(f, routes, step), "");
-  // The rank owning a token 0's first expert saw the repeat.
-  bool should_see = false;
-  for (int src = 0; src < p.ep_size; ++src)
-    should_see = should_see || (routes.tokens[static_cast<std::size_t>(src)] > 0 &&
-                                sim::owner_rank(p, routes.ids[static_cast<std::size_t>(src)][0]) == mpi().rank());
-  const comm::fault_record fault = session.read_faults().input;
-  if (should_see) {
-    EXPECT_EQ(fault.code, comm::fault_code::expert_repeated);
-    EXPECT_EQ(fault.token, 0);
-    EXPECT_EQ(fault.entry, 2);
-  } else {
-    EXPECT_EQ(fault.code, comm::fault_code::none);
+  for (bool copy_rows : {true, false}) {
+    SCOPED_TRACE(copy_rows ? "rows copied" : "rows indexed");
+    comm::expert_major_spec spec;
+    spec.weights = true;
+    spec.copy_rows = copy_rows;
+    expert_major_step f(p, session, spec, true);
+    const std::uint64_t step = 9;
+    sim::routing_table routes = sim::draw_routing(p, step);
+    // Every rank's token 0 (if it has one) names its first expert again in entry 2.
+    for (int src = 0; src < p.ep_size; ++src)
+      if (routes.tokens[static_cast<std::size_t>(src)] > 0) routes.ids[static_cast<std::size_t>(src)][2] = routes.ids[static_cast<std::size_t>(src)][0];
+    std::vector<std::int32_t> mine = routes.ids[static_cast<std::size_t>(mpi().rank())];
+    mine.resize(static_cast<std::size_t>(p.max_tokens) * p.top_k, -1);
+    f.run(step, &mine);
+    EXPECT_EQ(f.view().receive_rows != nullptr, !copy_rows);
+    EXPECT_EQ(compare_view(f, routes, step), "");
+    mpi().barrier();  // indexed rows are the receive buffers: read before any peer dispatches again
+    // The rank owning a token 0's first expert saw the repeat.
+    bool should_see = false;
+    for (int src = 0; src < p.ep_size; ++src)
+      should_see = should_see || (routes.tokens[static_cast<std::size_t>(src)] > 0 &&
+                                  sim::owner_rank(p, routes.ids[static_cast<std::size_t>(src)][0]) == mpi().rank());
+    const comm::fault_record fault = session.read_faults().input;
+    if (should_see) {
+      EXPECT_EQ(fault.code, comm::fault_code::expert_repeated);
+      EXPECT_EQ(fault.token, 0);
+      EXPECT_EQ(fault.entry, 2);
+    } else {
+      EXPECT_EQ(fault.code, comm::fault_code::none);
+    }
+    session.clear_input_faults();
   }
-  session.clear_input_faults();
 }
 
 // Captured once, replayed 1000 times with fresh routing and batch sizes: every output exact,
-// checked on the device; the load statistics equal the reference's sum over the steps.
+// checked on the device; the load statistics equal the reference's sum over the steps. Rows
+// copied, and indexed (the reference expert stage gathers from the receive buffers inside the
+// graph).
 TEST(ExpertMajorStep, ThousandReplaysExactWithLoadStatistics) {
   sim::problem p = make_problem(8, sim::routing::skewed);
   comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));
-  session.reset_expert_load();
-  comm::expert_major_spec spec;
-  expert_major_step f(p, session, spec, true);
-  graph::stream s;
-  graph::step_graph graph(f.plan, s);
-  comm::device_buffer wrong(sizeof(unsigned long long));
-  EPG_CHECK_CUDA(cudaMemset(wrong.get(), 0, wrong.bytes()));
-  const int me = mpi().rank();
-  const comm::expert_placement placement = comm::default_placement(session.config());
-  std::vector<std::uint64_t> want_tokens(static_cast<std::size_t>(placement.local_slots), 0);
-  std::uint64_t want_received = 0;
-  for (std::uint64_t step = 0; step < 1000; ++step) {
-    ASSERT_EQ(sim::generate_batch(p, me, step, f.batch.inputs(), s.get()), cudaSuccess);
-    ASSERT_EQ(graph.replay(s), cudaSuccess);
-    ASSERT_EQ(sim::check_output(p, me, step, f.batch.output(), wrong.as<unsigned long long>(), s.get()), cudaSuccess);
-    const auto rows = sim::expect_expert_major(p, sim::draw_routing(p, step), placement, me);
-    int received = 0;
-    for (std::size_t sl = 0; sl < rows.size(); ++sl) want_tokens[sl] += rows[sl].size();
-    const sim::dispatch_expectation sent = sim::expect_dispatch(p, sim::draw_routing(p, step));
-    for (int src = 0; src < p.ep_size; ++src) received += sent.counts[static_cast<std::size_t>(me)][static_cast<std::size_t>(src)];
-    want_received += static_cast<std::uint64_t>(received);
-    if (step % 100 == 99) s.sync();
+  for (bool copy_rows : {true, false}) {
+    SCOPED_TRACE(copy_rows ? "rows copied" : "rows indexed");
+    session.reset_expert_load();
+    comm::expert_major_spec spec;
+    spec.copy_rows = copy_rows;
+    expert_major_step f(p, session, spec, true);
+    graph::stream s;
+    graph::step_graph graph(f.plan, s);
+    comm::device_buffer wrong(sizeof(unsigned long long));
+    EPG_CHECK_CUDA(cudaMemset(wrong.get(), 0, wrong.bytes()));
+    const int me = mpi().rank();
+    const comm::expert_placement placement = comm::default_placement(session.config());
+    std::vector<std::uint64_t> want_tokens(static_cast<std::size_t>(placement.local_slots), 0);
+    std::uint64_t want_received = 0;
+    for (std::uint64_t step = 0; step < 1000; ++step) {
+      ASSERT_EQ(sim::generate_batch(p, me, step, f.batch.inputs(), s.get()), cudaSuccess);
+      ASSERT_EQ(graph.replay(s), cudaSuccess);
+      ASSERT_EQ(sim::check_output(p, me, step, f.batch.output(), wrong.as<unsigned long long>(), s.get()), cudaSuccess);
+      const auto rows = sim::expect_expert_major(p, sim::draw_routing(p, step), placement, me);
+      int received = 0;
+      for (std::size_t sl = 0; sl < rows.size(); ++sl) want_tokens[sl] += rows[sl].size();
+      const sim::dispatch_expectation sent = sim::expect_dispatch(p, sim::draw_routing(p, step));
+      for (int src = 0; src < p.ep_size; ++src) received += sent.counts[static_cast<std::size_t>(me)][static_cast<std::size_t>(src)];
+      want_received += static_cast<std::uint64_t>(received);
+      if (step % 100 == 99) s.sync();
+    }
+    s.sync();
+    EXPECT_EQ(to_host<unsigned long long>(wrong.get(), 1)[0], 0u);
+    const comm::ep_session::expert_load load = session.read_expert_load();
+    EXPECT_EQ(load.tokens, want_tokens);
+    EXPECT_EQ(load.received, want_received);
+    session.reset_expert_load();
+    EXPECT_EQ(session.read_expert_load().received, 0u);
+    EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
   }
-  s.sync();
-  EXPECT_EQ(to_host<unsigned long long>(wrong.get(), 1)[0], 0u);
-  const comm::ep_session::expert_load load = session.read_expert_load();
-  EXPECT_EQ(load.tokens, want_tokens);
-  EXPECT_EQ(load.received, want_received);
-  session.reset_expert_load();
-  EXPECT_EQ(session.read_expert_load().received, 0u);
-  EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
 }

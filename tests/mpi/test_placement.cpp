@@ -1,7 +1,7 @@
 // The expert placement table (ep_config::expert_slots_per_rank): moved and replicated experts,
 // changed between replays of graphs captured once, bit-exact against the host reference in
-// the source-major and the expert-major layout; the load statistics per slot; and a table
-// that one rank gets wrong, which fails every rank and changes nothing.
+// the source-major and the expert-major layout (rows copied and indexed); the load statistics
+// per slot; and a table that one rank gets wrong, which fails every rank and changes nothing.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -100,22 +100,33 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
   graph::step_spec expert_major = source_major;
   expert_major.expert_output = nullptr;
   expert_major.expert_major = kernels::permute_args{{comm::expert_major_form::packed, 0, 0, false}, 1};
-  graph::expert_stage_io seen;
-  expert_major.experts = [&seen, inner = sim::reference_expert_stage(p)](const graph::expert_stage_io& io,
-                                                                        cudaStream_t s) {
-    seen = io;
-    return inner(io, s);
+  // ... and expert-major with indexed rows (copy_rows = false): the reference stage gathers
+  // through receive_rows from the receive buffers.
+  graph::step_spec indexed = expert_major;
+  indexed.expert_major = kernels::permute_args{{comm::expert_major_form::packed, 0, 0, false, false}, 1};
+  graph::expert_stage_io seen, seen_indexed;
+  auto keep_view = [inner = sim::reference_expert_stage(p)](graph::expert_stage_io& keep) {
+    return [&keep, inner](const graph::expert_stage_io& io, cudaStream_t s) {
+      keep = io;
+      return inner(io, s);
+    };
   };
+  expert_major.experts = keep_view(seen);
+  indexed.experts = keep_view(seen_indexed);
   graph::stream s;
   graph::step_graph plain(graph::plan_step(session, source_major), s);
   graph::step_graph grouped(graph::plan_step(session, expert_major), s);
+  graph::step_graph grouped_indexed(graph::plan_step(session, indexed), s);
   ASSERT_TRUE(seen.expert_major.has_value());
+  ASSERT_TRUE(seen_indexed.expert_major.has_value());
+  ASSERT_EQ(seen.expert_major->receive_rows, nullptr);
+  ASSERT_NE(seen_indexed.expert_major->receive_rows, nullptr);
   ASSERT_NE(seen.placement.slot_expert, nullptr);
 
   const comm::expert_placement tables[] = {replicated(ep), moved(ep), comm::contiguous_placement(p.num_experts, ep)};
   std::vector<std::uint64_t> want_load(kSlots, 0);
   session.reset_expert_load();
-  long long wrong = 0, views_checked = 0;
+  long long wrong = 0, views_checked = 0, views_indexed = 0;
   std::string first_wrong;
   std::vector<std::uint16_t> host(static_cast<std::size_t>(p.max_tokens) * p.hidden);
   for (std::uint64_t step = 0; step < 400; ++step) {
@@ -127,9 +138,10 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
     }
     const comm::expert_placement& t = session.placement();
     const bool grouped_step = step % 2 == 1;
+    const bool indexed_step = step % 4 == 3;  // every other grouped step: steps 1, 11, 21 ... alternate
     // EXPECT, not ASSERT: a rank that left the loop would leave its peers in set_placement.
     EXPECT_EQ(sim::generate_batch(p, me, step, buffers.inputs(), s.get()), cudaSuccess);
-    EXPECT_EQ((grouped_step ? grouped : plain).replay(s), cudaSuccess);
+    EXPECT_EQ((indexed_step ? grouped_indexed : grouped_step ? grouped : plain).replay(s), cudaSuccess);
     s.sync();
     const int T = sim::token_count(p, me, step);
     EPG_CHECK_CUDA(cudaMemcpy(host.data(), buffers.output(), static_cast<std::size_t>(T) * p.hidden * 2,
@@ -140,22 +152,26 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
     // The expert-major view holds the rows of the replicas this rank serves, in order.
     const sim::routing_table routes = sim::draw_routing(p, step);
     if (grouped_step && step % 10 == 1) {
+      const kernels::expert_major_view& view = *(indexed_step ? seen_indexed : seen).expert_major;
       const auto want = sim::expect_expert_major(p, routes, t, me);
-      const auto counts = to_host<std::int32_t>(seen.expert_major->counts, kSlots);
-      const auto origins = to_host<std::int32_t>(seen.expert_major->origins, 3 * seen.expert_major->rows);
+      const auto counts = to_host<std::int32_t>(view.counts, kSlots);
+      const auto origins = to_host<std::int32_t>(view.origins, 3 * view.rows);
+      const auto receive_rows = indexed_step ? to_host<std::int32_t>(view.receive_rows, view.rows) : std::vector<std::int32_t>{};
       std::size_t row = 0;
       for (int slot = 0; slot < kSlots; ++slot) {
         EXPECT_EQ(counts[static_cast<std::size_t>(slot)], static_cast<int>(want[static_cast<std::size_t>(slot)].size()))
             << "step " << step << " slot " << slot;
         for (const sim::expert_row& r : want[static_cast<std::size_t>(slot)]) {
-          if (row < seen.expert_major->rows) {
+          if (row < view.rows) {
             EXPECT_TRUE(origins[3 * row] == r.src && origins[3 * row + 1] == r.slot && origins[3 * row + 2] == r.entry)
                 << "step " << step << " slot " << slot;
+            if (indexed_step) EXPECT_EQ(receive_rows[row], r.src * p.max_tokens + r.slot) << "step " << step << " slot " << slot;
           }
           ++row;
         }
       }
       ++views_checked;
+      views_indexed += indexed_step;
     }
     for (int src = 0; src < ep; ++src) {
       const auto loads = comm::slot_loads(t, ep, routes.ids[static_cast<std::size_t>(src)], p.top_k);
@@ -166,6 +182,7 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
   }
   EXPECT_EQ(wrong, 0) << first_wrong;
   EXPECT_EQ(views_checked, 40);  // odd steps 1, 11, ..., 391
+  EXPECT_EQ(views_indexed, 20);  // 11, 31, ..., 391
   EXPECT_EQ(session.read_expert_load().tokens, want_load);
   EXPECT_EQ(session.read_faults().first().code, comm::fault_code::none);
 }
