@@ -138,7 +138,7 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
     }
     const comm::expert_placement& t = session.placement();
     const bool grouped_step = step % 2 == 1;
-    const bool indexed_step = step % 4 == 3;  // every other grouped step: steps 1, 11, 21 ... alternate
+    const bool indexed_step = step % 4 == 3;  // of the checked steps 1, 11, 21, ...: 11, 31, ...
     // EXPECT, not ASSERT: a rank that left the loop would leave its peers in set_placement.
     EXPECT_EQ(sim::generate_batch(p, me, step, buffers.inputs(), s.get()), cudaSuccess);
     EXPECT_EQ((indexed_step ? grouped_indexed : grouped_step ? grouped : plain).replay(s), cudaSuccess);
