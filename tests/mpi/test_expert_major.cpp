@@ -22,10 +22,10 @@ using mpitest::world_comm;
 
 namespace {
 
-sim::problem make_problem(int top_k, sim::routing dist, int experts_per_rank = 8) {
+sim::problem make_problem(int top_k, sim::routing dist, int experts_per_rank = 8, int max_tokens = 100) {
   sim::problem p;
   p.ep_size = mpi().size();
-  p.max_tokens = 100;  // three chunks of 32 receive slots per source and a partial one
+  p.max_tokens = max_tokens;  // 100: three chunks of 32 receive slots per source and a partial one
   p.top_k = top_k;
   p.num_experts = experts_per_rank * p.ep_size;
   if (p.num_experts < top_k) p.num_experts = top_k * p.ep_size;
@@ -147,16 +147,18 @@ long long wrong_outputs(const expert_major_step& f, std::uint64_t step) {
 }  // namespace
 
 // Every routing, k from 1 to 32, one and eight experts per rank, both forms, rows copied or
-// indexed (copy_rows): the view (the hidden rows and the weights payload, or each row's receive
+// indexed (copy_rows), small layouts (place sums the counts itself) and larger ones (CUB's
+// scan; max_tokens 600: 19 chunks per source): the view (the hidden rows and the weights payload, or each row's receive
 // index) is the reference's, row for row and byte for byte, and the weighted un-permute makes
 // combine's output exact (the reference expert stage gathers through receive_rows).
 TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndForm) {
   struct shape {
-    int k, experts_per_rank;
+    int k, experts_per_rank, max_tokens = 100;
   };
-  for (shape sh : {shape{1, 8}, shape{4, 8}, shape{8, 8}, shape{16, 8}, shape{32, 8}, shape{1, 1}}) {
+  for (shape sh : {shape{1, 8}, shape{4, 8}, shape{8, 8}, shape{16, 8}, shape{32, 8}, shape{1, 1}, shape{8, 8, 600},
+                   shape{4, 1, 600}}) {
     const int k = sh.k;
-    sim::problem base = make_problem(k, sim::routing::uniform, sh.experts_per_rank);
+    sim::problem base = make_problem(k, sim::routing::uniform, sh.experts_per_rank, sh.max_tokens);
     comm::ep_session session(world_comm(), sim::make_config(base, 32, 256));
     for (sim::routing dist : {sim::routing::uniform, sim::routing::skewed, sim::routing::one_rank}) {
       for (comm::expert_major_form form : {comm::expert_major_form::packed, comm::expert_major_form::masked}) {
@@ -170,7 +172,7 @@ TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndFor
           expert_major_step f(p, session, spec, true);
           for (std::uint64_t step : {3u, 4u}) {
             SCOPED_TRACE("k " + std::to_string(k) + ", " + std::to_string(p.num_experts / p.ep_size) +
-                         " experts per rank, " + std::string(sim::to_string(dist)) + ", " +
+                         " experts per rank, max_tokens " + std::to_string(p.max_tokens) + ", " + std::string(sim::to_string(dist)) + ", " +
                          (form == comm::expert_major_form::masked ? "masked" : "packed") +
                          (copy_rows ? ", rows copied" : ", rows indexed") + ", step " + std::to_string(step));
             f.run(step);
@@ -293,8 +295,9 @@ TEST(ExpertMajorStep, AMaskedSlotOverItsCapacityDropsRowsAsARecordedFault) {
         EXPECT_EQ(origins[3 * r + 2], w ? w->entry : 0) << "slot " << s << " row " << i;
         const int token = w ? sent.origin[static_cast<std::size_t>(me)][static_cast<std::size_t>(w->src)][static_cast<std::size_t>(w->slot)] : 0;
         EXPECT_EQ(weights[r], w ? sim::router_weight(p, w->src, step, token, w->entry) : 0.0f) << "slot " << s << " row " << i;
-        if (!receive_rows.empty())  // (empty when the view is not indexed: the EXPECT above failed)
+        if (!receive_rows.empty()) {  // (empty when the view is not indexed: the EXPECT above failed)
           EXPECT_EQ(receive_rows[r], w ? w->src * p.max_tokens + w->slot : 0) << "slot " << s << " row " << i;
+        }
       }
     }
     EXPECT_EQ(to_host<std::uint64_t>(v.dropped, 1)[0], dropped);
@@ -377,7 +380,9 @@ TEST(ExpertMajorStep, ThousandReplaysExactWithLoadStatistics) {
     graph::stream s;
     graph::step_graph graph(f.plan, s);
     EXPECT_TRUE(f.seen.expert_major.has_value());  // the capture ran the stage: its view is the one asked for
-    if (f.seen.expert_major) EXPECT_EQ(f.view().receive_rows != nullptr, !copy_rows);
+    if (f.seen.expert_major) {
+      EXPECT_EQ(f.view().receive_rows != nullptr, !copy_rows);
+    }
     comm::device_buffer wrong(sizeof(unsigned long long));
     EPG_CHECK_CUDA(cudaMemset(wrong.get(), 0, wrong.bytes()));
     const int me = mpi().rank();

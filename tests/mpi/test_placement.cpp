@@ -165,7 +165,9 @@ TEST(Placement, MovedAndReplicatedExpertsAreExactAndTablesChangeBetweenReplays) 
           if (row < view.rows) {
             EXPECT_TRUE(origins[3 * row] == r.src && origins[3 * row + 1] == r.slot && origins[3 * row + 2] == r.entry)
                 << "step " << step << " slot " << slot;
-            if (indexed_step) EXPECT_EQ(receive_rows[row], r.src * p.max_tokens + r.slot) << "step " << step << " slot " << slot;
+            if (indexed_step) {
+              EXPECT_EQ(receive_rows[row], r.src * p.max_tokens + r.slot) << "step " << step << " slot " << slot;
+            }
           }
           ++row;
         }

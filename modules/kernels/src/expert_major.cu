@@ -1,8 +1,9 @@
 // Expert-major permute and weighted un-permute (local kernels, issue 14).
 //
-// Permute, four launches, deterministic: a slot's rows come in (source, receive slot) order.
+// Permute, four steps, deterministic: a slot's rows come in (source, receive slot) order.
 //   count  one warp per chunk of 32 receive slots (a lane each): rows per local expert slot
 //   scan   CUB exclusive sum over [slot][chunk]: where each chunk's rows of each slot start
+//          (two launches). Small layouts skip it: place sums the counts itself.
 //   place  one warp per chunk again: each row's place (its rank among the chunk's rows in the
 //          slot, from a bit mask per slot) into entry_rows; counts and offsets
 //   copy   one warp per segment of a received token's payload rows: read once, written to
@@ -39,6 +40,24 @@ __device__ inline chunk chunk_at(const comm::session_view& v, int c) {
   ch.first_slot = (c % per_source) * comm::expert_major_chunk_rows;
   ch.rows = min(max(received_count(v, ch.src) - ch.first_slot, 0), comm::expert_major_chunk_rows);
   return ch;
+}
+
+// Small layouts (at most 32 chunks and 2048 counts: a decode session of up to 256 tokens a
+// rank at EP4 with 64 experts a rank, 128 at EP2 with 128) find the chunk starts in
+// place_kernel, a lane per slot with every chunk's count in flight at once, instead of CUB's
+// scan: two dependent launches fewer (2x H200, EP2: T = 128 -1.4 us). Each round of 32 slots
+// is one more round trip in every place warp: at 4096 counts (EP2, T = 512) it lost 7.6 us.
+constexpr int kInlineScanChunks = 32;
+constexpr int kInlineScanCounts = 2048;
+__host__ __device__ inline bool inline_scan(const comm::expert_major_layout& l) {
+  return l.chunks <= kInlineScanChunks && l.chunks * l.local_slots <= kInlineScanCounts;
+}
+
+// Slot x's count in each chunk (inline_scan layouts), all loads in flight at once.
+__device__ inline void slot_counts(const std::int32_t* counts, int x, int slots, int chunks, int (&n)[kInlineScanChunks]) {
+#pragma unroll
+  for (int k = 0; k < kInlineScanChunks; ++k)
+    n[k] = x < slots && k < chunks ? counts[static_cast<std::size_t>(x) * chunks + k] : 0;
 }
 
 // The warp's share of the dynamic shared memory: the chunk's top-k ids; per slot, the bit mask
@@ -110,7 +129,42 @@ __global__ void count_kernel(const __grid_constant__ expert_major_params p) {
     counts[static_cast<std::size_t>(x) * p.layout.chunks + c] = __popc(s.rows_of[x]);
 }
 
+// Whole warp, inline_scan layouts: chunk c's start in every slot (s.start) and every slot's first
+// row (s.slot_first), the exclusive prefix over [slot][chunk] of chunk_counts, as CUB's scan
+// would have written it into chunk_starts.
+__device__ inline void inline_starts(const expert_major_params& p, int c, const chunk_scratch& s, int lane) {
+  const int chunks = p.layout.chunks, slots = p.layout.local_slots;
+  const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
+  int carry = 0;  // the rows of the slots of earlier rounds
+  for (int x0 = 0; x0 < slots; x0 += 32) {
+    const int x = x0 + lane;
+    int n[kInlineScanChunks];
+    slot_counts(counts, x, slots, chunks, n);
+    int total = 0, before = 0;
+#pragma unroll
+    for (int k = 0; k < kInlineScanChunks; ++k) {
+      before += k < c ? n[k] : 0;
+      total += n[k];
+    }
+    int inclusive = total;  // over this round's slots
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int y = __shfl_up_sync(~0u, inclusive, o);
+      if (lane >= o) inclusive += y;
+    }
+    const int first = carry + inclusive - total;
+    if (x < slots) {
+      s.start[x] = first + before;
+      s.slot_first[x] = first;
+    }
+    carry += __shfl_sync(~0u, inclusive, 31);
+  }
+  __syncwarp();
+}
+
 // Per slot (block 0, after its chunks): rows, offsets, and the rows a masked slot could not hold.
+// inline_scan layouts: each slot's first row from warp 0's scratch (chunk 0's inline_starts;
+// the caller syncs the block first), its total from the counts.
 __device__ void write_slot_totals(const expert_major_params& p) {
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
@@ -122,8 +176,17 @@ __device__ void write_slot_totals(const expert_major_params& p) {
   const auto capacity = static_cast<long long>(p.layout.capacity);
   for (int x = threadIdx.x; x < slots; x += blockDim.x) {
     const std::size_t last = static_cast<std::size_t>(x) * chunks + chunks - 1;
-    const long long first = starts[static_cast<std::size_t>(x) * chunks];
-    const long long total = starts[last] + counts[last] - first;
+    long long first, total = 0;
+    if (inline_scan(p.layout)) {
+      first = scratch_of(p, 0).slot_first[x];
+      int n[kInlineScanChunks];
+      slot_counts(counts, x, slots, chunks, n);
+#pragma unroll
+      for (int k = 0; k < kInlineScanChunks; ++k) total += n[k];
+    } else {
+      first = starts[static_cast<std::size_t>(x) * chunks];
+      total = starts[last] + counts[last] - first;
+    }
     slot_rows[x] = static_cast<std::int32_t>(masked ? min(total, capacity) : total);
     demand[x] = static_cast<std::int32_t>(total);
     offsets[x] = masked ? x * capacity : first;
@@ -145,11 +208,15 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
   const bool masked = p.layout.form == comm::expert_major_form::masked;
   const auto capacity = static_cast<long long>(p.layout.capacity);
   const chunk_scratch s = scratch_of(p, warp);
-  gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks + c]; },
-         [&](int x, int start) { s.start[x] = start; });
-  if (masked)
-    gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks]; },
-           [&](int x, int start) { s.slot_first[x] = start; });
+  if (inline_scan(p.layout)) {
+    inline_starts(p, c, s, lane);
+  } else {
+    gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks + c]; },
+           [&](int x, int start) { s.start[x] = start; });
+    if (masked)
+      gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks]; },
+             [&](int x, int start) { s.slot_first[x] = start; });
+  }
   const chunk ch = chunk_at(v, c);
   load_chunk_ids(p, ch, s.ids, lane);
   const unsigned repeats = mark_rows(p, ch, s, lane);
@@ -186,7 +253,10 @@ __global__ void place_kernel(const __grid_constant__ expert_major_params p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int c = blockIdx.x * kChunkWarps + warp;
   if (c < p.layout.chunks) place_chunk(p, c, warp, lane);
-  if (blockIdx.x == 0) write_slot_totals(p);
+  if (blockIdx.x == 0) {
+    if (inline_scan(p.layout)) __syncthreads();  // warp 0's slot_first (write_slot_totals)
+    write_slot_totals(p);
+  }
 }
 
 // Copy and un-permute work in items of one row segment each (a warp per item), so that a few
@@ -364,10 +434,11 @@ cudaError_t launch_permute(const expert_major_params& p, void* scan_scratch, std
   count_kernel<<<chunk_grid, kChunkWarps * 32, p.shared_bytes, stream>>>(p);
   if (const cudaError_t st = cudaGetLastError(); st != cudaSuccess) return st;
   const int items = p.layout.chunks * p.layout.local_slots;
-  if (const cudaError_t st = cub::DeviceScan::ExclusiveSum(scan_scratch, scan_bytes, p.at<const std::int32_t>(p.layout.chunk_counts),
-                                                           p.at<std::int32_t>(p.layout.chunk_starts), items, stream);
-      st != cudaSuccess)
-    return st;
+  if (!inline_scan(p.layout))
+    if (const cudaError_t st = cub::DeviceScan::ExclusiveSum(scan_scratch, scan_bytes, p.at<const std::int32_t>(p.layout.chunk_counts),
+                                                             p.at<std::int32_t>(p.layout.chunk_starts), items, stream);
+        st != cudaSuccess)
+      return st;
   place_kernel<<<chunk_grid, kChunkWarps * 32, p.shared_bytes, stream>>>(p);
   if (const cudaError_t st = cudaGetLastError(); st != cudaSuccess) return st;
   copy_kernel<<<grid, kCopyThreads, 0, stream>>>(p);
