@@ -147,8 +147,10 @@ long long wrong_outputs(const expert_major_step& f, std::uint64_t step) {
 }  // namespace
 
 // Every routing, k from 1 to 32, one and eight experts per rank, both forms, rows copied or
-// indexed (copy_rows), small layouts (place sums the counts itself) and larger ones (CUB's
-// scan; max_tokens 600: 19 chunks per source): the view (the hidden rows and the weights payload, or each row's receive
+// indexed (copy_rows), small layouts (place sums the counts itself: 72 slots take three rounds
+// of 32, and 64 slots at 256 tokens are 32 chunks x 64 = 2048 counts at np 4, both bounds) and
+// larger ones (CUB's scan: 600 tokens are 38 or more chunks; 72 slots at 256 tokens exceed the
+// counts at np 4, 136 slots the slots): the view (the hidden rows and the weights payload, or each row's receive
 // index) is the reference's, row for row and byte for byte, and the weighted un-permute makes
 // combine's output exact (the reference expert stage gathers through receive_rows).
 TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndForm) {
@@ -156,7 +158,7 @@ TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndFor
     int k, experts_per_rank, max_tokens = 100;
   };
   for (shape sh : {shape{1, 8}, shape{4, 8}, shape{8, 8}, shape{16, 8}, shape{32, 8}, shape{1, 1}, shape{8, 8, 600},
-                   shape{4, 1, 600}}) {
+                   shape{4, 1, 600}, shape{8, 72}, shape{8, 64, 256}, shape{8, 72, 256}, shape{4, 136}}) {
     const int k = sh.k;
     sim::problem base = make_problem(k, sim::routing::uniform, sh.experts_per_rank, sh.max_tokens);
     comm::ep_session session(world_comm(), sim::make_config(base, 32, 256));
@@ -255,71 +257,73 @@ TEST(ExpertMajorStep, TheUnpermuteSumsARowsOutputsInEntryOrderWithAndWithoutWeig
 // rows that fit are the first ones in order (with their receive index when rows are indexed),
 // and nothing is written past a slot.
 TEST(ExpertMajorStep, AMaskedSlotOverItsCapacityDropsRowsAsARecordedFault) {
-  sim::problem p = make_problem(8, sim::routing::skewed);
-  p.min_tokens = p.max_tokens;  // full batches: the skewed slots overflow for sure
   const int me = mpi().rank();
-  for (bool copy_rows : {true, false}) {
-    SCOPED_TRACE(copy_rows ? "rows copied" : "rows indexed");
-    comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));  // fresh: its fault is this mode's
-    comm::expert_major_spec spec;
-    spec.form = comm::expert_major_form::masked;
-    spec.capacity = 5;
-    spec.weights = true;
-    spec.copy_rows = copy_rows;
-    expert_major_step f(p, session, spec, true);
-    const std::uint64_t step = 5;
-    f.run(step);
-    const auto want = sim::expect_expert_major(p, sim::draw_routing(p, step), comm::default_placement(session.config()), me);
-    const kernels::expert_major_view& v = f.view();
-    EXPECT_EQ(v.receive_rows != nullptr, !copy_rows);
-    const auto counts = to_host<std::int32_t>(v.counts, static_cast<std::size_t>(v.local_slots));
-    const auto demand = to_host<std::int32_t>(v.demand, static_cast<std::size_t>(v.local_slots));
-    const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
-    const auto weights = to_host<float>(v.weights, v.rows);
-    const auto receive_rows = v.receive_rows ? to_host<std::int32_t>(v.receive_rows, v.rows) : std::vector<std::int32_t>{};
-    const sim::dispatch_expectation sent = sim::expect_dispatch(p, sim::draw_routing(p, step));
-    bool over = false;
-    std::uint64_t dropped = 0;
-    for (int s = 0; s < v.local_slots; ++s) {
-      const auto& rows = want[static_cast<std::size_t>(s)];
-      EXPECT_EQ(counts[s], std::min<int>(static_cast<int>(rows.size()), 5)) << "slot " << s;
-      EXPECT_EQ(demand[s], static_cast<int>(rows.size())) << "slot " << s;
-      over = over || rows.size() > 5;
-      dropped += rows.size() > 5 ? rows.size() - 5 : 0;
-      for (int i = 0; i < 5; ++i) {  // the kept rows in order; a fresh buffer's zeros past the count
-        const std::size_t r = static_cast<std::size_t>(s) * 5 + static_cast<std::size_t>(i);
-        const bool kept = i < counts[s];
-        const sim::expert_row* w = kept ? &rows[static_cast<std::size_t>(i)] : nullptr;
-        EXPECT_EQ(origins[3 * r], w ? w->src : 0) << "slot " << s << " row " << i;
-        EXPECT_EQ(origins[3 * r + 1], w ? w->slot : 0) << "slot " << s << " row " << i;
-        EXPECT_EQ(origins[3 * r + 2], w ? w->entry : 0) << "slot " << s << " row " << i;
-        const int token = w ? sent.origin[static_cast<std::size_t>(me)][static_cast<std::size_t>(w->src)][static_cast<std::size_t>(w->slot)] : 0;
-        EXPECT_EQ(weights[r], w ? sim::router_weight(p, w->src, step, token, w->entry) : 0.0f) << "slot " << s << " row " << i;
-        if (!receive_rows.empty()) {  // (empty when the view is not indexed: the EXPECT above failed)
-          EXPECT_EQ(receive_rows[r], w ? w->src * p.max_tokens + w->slot : 0) << "slot " << s << " row " << i;
+  for (int max_tokens : {100, 600}) {  // a small layout and CUB's scan
+    for (bool copy_rows : {true, false}) {
+      SCOPED_TRACE(std::string(copy_rows ? "rows copied" : "rows indexed") + ", max_tokens " + std::to_string(max_tokens));
+      sim::problem p = make_problem(8, sim::routing::skewed, 8, max_tokens);
+      p.min_tokens = p.max_tokens;  // full batches: the skewed slots overflow for sure
+      comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));  // fresh: its fault is this mode's
+      comm::expert_major_spec spec;
+      spec.form = comm::expert_major_form::masked;
+      spec.capacity = 5;
+      spec.weights = true;
+      spec.copy_rows = copy_rows;
+      expert_major_step f(p, session, spec, true);
+      const std::uint64_t step = 5;
+      f.run(step);
+      const auto want = sim::expect_expert_major(p, sim::draw_routing(p, step), comm::default_placement(session.config()), me);
+      const kernels::expert_major_view& v = f.view();
+      EXPECT_EQ(v.receive_rows != nullptr, !copy_rows);
+      const auto counts = to_host<std::int32_t>(v.counts, static_cast<std::size_t>(v.local_slots));
+      const auto demand = to_host<std::int32_t>(v.demand, static_cast<std::size_t>(v.local_slots));
+      const auto origins = to_host<std::int32_t>(v.origins, 3 * v.rows);
+      const auto weights = to_host<float>(v.weights, v.rows);
+      const auto receive_rows = v.receive_rows ? to_host<std::int32_t>(v.receive_rows, v.rows) : std::vector<std::int32_t>{};
+      const sim::dispatch_expectation sent = sim::expect_dispatch(p, sim::draw_routing(p, step));
+      bool over = false;
+      std::uint64_t dropped = 0;
+      for (int s = 0; s < v.local_slots; ++s) {
+        const auto& rows = want[static_cast<std::size_t>(s)];
+        EXPECT_EQ(counts[s], std::min<int>(static_cast<int>(rows.size()), 5)) << "slot " << s;
+        EXPECT_EQ(demand[s], static_cast<int>(rows.size())) << "slot " << s;
+        over = over || rows.size() > 5;
+        dropped += rows.size() > 5 ? rows.size() - 5 : 0;
+        for (int i = 0; i < 5; ++i) {  // the kept rows in order; a fresh buffer's zeros past the count
+          const std::size_t r = static_cast<std::size_t>(s) * 5 + static_cast<std::size_t>(i);
+          const bool kept = i < counts[s];
+          const sim::expert_row* w = kept ? &rows[static_cast<std::size_t>(i)] : nullptr;
+          EXPECT_EQ(origins[3 * r], w ? w->src : 0) << "slot " << s << " row " << i;
+          EXPECT_EQ(origins[3 * r + 1], w ? w->slot : 0) << "slot " << s << " row " << i;
+          EXPECT_EQ(origins[3 * r + 2], w ? w->entry : 0) << "slot " << s << " row " << i;
+          const int token = w ? sent.origin[static_cast<std::size_t>(me)][static_cast<std::size_t>(w->src)][static_cast<std::size_t>(w->slot)] : 0;
+          EXPECT_EQ(weights[r], w ? sim::router_weight(p, w->src, step, token, w->entry) : 0.0f) << "slot " << s << " row " << i;
+          if (!receive_rows.empty()) {  // (empty when the view is not indexed: the EXPECT above failed)
+            EXPECT_EQ(receive_rows[r], w ? w->src * p.max_tokens + w->slot : 0) << "slot " << s << " row " << i;
+          }
         }
       }
-    }
-    EXPECT_EQ(to_host<std::uint64_t>(v.dropped, 1)[0], dropped);
-    const comm::fault_record fault = session.read_faults().input;
-    if (over) {
-      EXPECT_EQ(fault.code, comm::fault_code::expert_rows_over_capacity);
-      const bool slot_named = fault.entry >= 0 && fault.entry < v.local_slots;  // no ASSERT: all_ok follows
-      EXPECT_TRUE(slot_named) << fault.entry;
-      if (slot_named) {
-        EXPECT_EQ(fault.value, static_cast<int>(want[static_cast<std::size_t>(fault.entry)].size()) - 5);
+      EXPECT_EQ(to_host<std::uint64_t>(v.dropped, 1)[0], dropped);
+      const comm::fault_record fault = session.read_faults().input;
+      if (over) {
+        EXPECT_EQ(fault.code, comm::fault_code::expert_rows_over_capacity);
+        const bool slot_named = fault.entry >= 0 && fault.entry < v.local_slots;  // no ASSERT: all_ok follows
+        EXPECT_TRUE(slot_named) << fault.entry;
+        if (slot_named) {
+          EXPECT_EQ(fault.value, static_cast<int>(want[static_cast<std::size_t>(fault.entry)].size()) - 5);
+        }
+      } else {
+        EXPECT_EQ(fault.code, comm::fault_code::none);
       }
-    } else {
-      EXPECT_EQ(fault.code, comm::fault_code::none);
-    }
-    // check_faults: every rank throws, with the text that says what to change.
-    const bool any_over = !mpitest::all_ok(!over);
-    EXPECT_TRUE(any_over) << "the skewed routing overflowed no rank's slot";
-    try {
-      session.check_faults();
-      ADD_FAILURE() << "check_faults did not throw";
-    } catch (const comm::error& e) {
-      EXPECT_NE(std::string(e.what()).find("raise expert_major_spec.capacity"), std::string::npos) << e.what();
+      // check_faults: every rank throws, with the text that says what to change.
+      const bool any_over = !mpitest::all_ok(!over);
+      EXPECT_TRUE(any_over) << "the skewed routing overflowed no rank's slot";
+      try {
+        session.check_faults();
+        ADD_FAILURE() << "check_faults did not throw";
+      } catch (const comm::error& e) {
+        EXPECT_NE(std::string(e.what()).find("raise expert_major_spec.capacity"), std::string::npos) << e.what();
+      }
     }
   }
 }
