@@ -1,11 +1,12 @@
 // Sizing of the expert-major buffers (issue 14, planning only): both forms, the default and an
-// explicit capacity, the weights, and the rejected specs.
+// explicit capacity, the weights, and the rejected specs; which layouts skip CUB's scan.
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "epgraph/comm/error.hpp"
 #include "epgraph/comm/expert_major_layout.hpp"
+#include "expert_major_params.hpp"  // (kernels/src) which layouts skip CUB's scan
 
 using namespace epgraph::comm;
 
@@ -141,4 +142,26 @@ TEST(ExpertMajor, BadSpecsAreRejectedNamingTheField) {
   ep_config bad = config();
   bad.top_k = 0;
   EXPECT_THROW(plan_expert_major(bad, {}), error);  // the config is validated first
+}
+
+// Which layouts skip CUB's scan (place sums the chunk counts itself): at most 32 chunks, 128
+// slots and 2048 counts. The decode sessions the rule is for do; each bound alone sends a
+// layout to CUB's scan.
+TEST(ExpertMajor, SmallLayoutsSkipTheScanAndEachBoundSendsOneToIt) {
+  auto layout = [](int ep, int max_tokens, int slots_per_rank) {
+    ep_config c = config();
+    c.ep_size = ep;
+    c.max_tokens_per_rank = max_tokens;
+    c.num_experts = ep * slots_per_rank;
+    return plan_expert_major(c, {});
+  };
+  using epgraph::kernels::detail::inline_scan;
+  EXPECT_TRUE(inline_scan(layout(4, 128, 64)));   // 16 chunks x 64 slots
+  EXPECT_TRUE(inline_scan(layout(4, 256, 64)));   // 32 x 64 = 2048: every bound reached
+  EXPECT_TRUE(inline_scan(layout(2, 256, 128)));  // 16 x 128 = 2048
+  EXPECT_TRUE(inline_scan(layout(2, 1, 128)));    // 2 chunks
+  EXPECT_FALSE(inline_scan(layout(4, 257, 8)));   // 36 chunks
+  EXPECT_FALSE(inline_scan(layout(2, 512, 128))); // 32 x 128 = 4096 counts (lost 7.6 us inline, perf-notes v31)
+  EXPECT_FALSE(inline_scan(layout(2, 32, 136)));  // 136 slots
+  EXPECT_FALSE(inline_scan(layout(4, 4096, 64))); // 512 chunks
 }

@@ -42,21 +42,10 @@ __device__ inline chunk chunk_at(const comm::session_view& v, int c) {
   return ch;
 }
 
-// Small layouts (at most 32 chunks, 128 slots and 2048 counts: a decode session of up to 256
-// tokens a rank at EP4 with 64 experts a rank, or at EP2 with 128) find the chunk starts in
-// place_kernel, a lane per slot with every chunk's count in flight at once, instead of CUB's
-// scan: two dependent launches fewer (2x H200, EP2, 128 slots: T = 128 -1.4 us). Each round of
-// 32 slots is one more round trip in every place warp, hence the bounds (a first cut bounded
-// by chunks alone lost 7.6 us at EP2, T = 512: 4096 counts; perf-notes v31).
-constexpr int kInlineScanChunks = 32;
-constexpr int kInlineScanSlots = 128;
-constexpr int kInlineScanCounts = 2048;
-__host__ __device__ inline bool inline_scan(const comm::expert_major_layout& l) {
-  return l.chunks <= kInlineScanChunks && l.local_slots <= kInlineScanSlots &&
-         l.chunks * l.local_slots <= kInlineScanCounts;
-}
+constexpr int kInlineScanChunks = inline_scan_chunks;
 
-// Slot x's count in each chunk (inline_scan layouts), all loads in flight at once.
+// Slot x's count in each chunk (inline_scan layouts: expert_major_params.hpp), all loads in
+// flight at once.
 __device__ inline void slot_counts(const std::int32_t* counts, int x, int slots, int chunks, int (&n)[kInlineScanChunks]) {
 #pragma unroll
   for (int k = 0; k < kInlineScanChunks; ++k)

@@ -102,8 +102,10 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
   p.buffer = state->buffer.as<char>();
   p.recv_weights =
       args.weights_payload >= 0 ? static_cast<const float*>(session.recv_payload(args.weights_payload)) : nullptr;
-  EPG_CHECK_CUDA(detail::expert_major_scan_bytes(l.chunks * l.local_slots, &state->scan_bytes));
-  state->scan_scratch = comm::device_buffer(state->scan_bytes);
+  if (!detail::inline_scan(l)) {  // else place sums the counts itself: no scan, no scratch
+    EPG_CHECK_CUDA(detail::expert_major_scan_bytes(l.chunks * l.local_slots, &state->scan_bytes));
+    state->scan_scratch = comm::device_buffer(state->scan_bytes);
+  }
   view_.form = l.form;
   view_.local_slots = l.local_slots;
   view_.capacity = l.capacity;
