@@ -31,6 +31,7 @@ struct dispatch_case {
   bool corrupt = false;  // plant an out-of-range id and a -1
   int ctas = 32, threads = 512;
   bool full = false;  // every rank sends max_tokens (else the count is drawn from [0, max_tokens])
+  int bad_entry = 0;  // corrupt: the entry of token 1 that gets the out-of-range id
 };
 
 std::ostream& operator<<(std::ostream& o, const dispatch_case& c) { return o << c.name; }
@@ -51,7 +52,7 @@ void check_dispatch(const dispatch_case& c) {
   if (c.corrupt) {
     for (int src = 0; src < ep; ++src) {
       if (routes.tokens[src] < 2) continue;
-      routes.ids[src][1 * p.top_k + 0] = p.num_experts + 3;  // token 1, entry 0: out of range
+      routes.ids[src][1 * p.top_k + c.bad_entry] = p.num_experts + 3;  // token 1: out of range
       routes.ids[src][0 * p.top_k + (p.top_k - 1)] = -1;     // token 0, last entry: no expert
     }
   }
@@ -125,7 +126,7 @@ void check_dispatch(const dispatch_case& c) {
       << comm::describe(fault);
   if (planted) {
     EXPECT_EQ(fault.token, 1);
-    EXPECT_EQ(fault.entry, 0);
+    EXPECT_EQ(fault.entry, c.bad_entry);
     EXPECT_EQ(fault.value, p.num_experts + 3);
   }
   session.barrier();
@@ -150,6 +151,9 @@ INSTANTIATE_TEST_SUITE_P(
         dispatch_case{"k4_several_entries_per_rank", 128, 4, 2, {256}},
         dispatch_case{"k16", 128, 16, 32, {256}},
         dispatch_case{"invalid_ids_skipped_and_reported", 64, 8, 32, {512}, sim::routing::uniform, 0, true},
+        // A bad id past the first entries: k = 12, the bad id at entry 9, the -1 at entry 11.
+        dispatch_case{"invalid_ids_past_the_eighth_entry", 64, 12, 32, {512}, sim::routing::uniform, 0, true, 32, 512,
+                      false, 9},
         dispatch_case{"max_tokens_not_multiple_of_ctas", 77, 8, 32, {130}},
         // Dispatch's routing passes, every rank sending 1100 tokens (skewed, with bad ids): a
         // chunk of more tokens than threads takes several rounds (2 CTAs of 512 threads: 550

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Summarizes the kernel timelines written by a build with scripts/diag/stamps.patch.
+
+    stamps_summary.py DIR/stamps_dispatch_r0.bin [DIR/stamps_combine_r0.bin ...]
+
+Each file holds, for the last launch of that kernel, thread 0's %globaltimer at fixed points
+of every CTA (64 CTAs x 16 words; word 15 is the launch number). Prints, per point, the
+earliest, median and latest CTA in microseconds from the first CTA's start. Points a CTA did
+not reach in that launch (older stamps) are left out.
+"""
+import statistics as st
+import struct
+import sys
+
+NAMES = {0: 'start', 1: 'T known', 2: 'mask known', 3: 'claimed', 4: 'counted', 5: 'look-back', 6: 'slots',
+         7: 'push/pull start', 8: 'push/pull end (warp 0)', 9: 'before arrive', 10: 'after arrive',
+         11: 'peer polled', 12: 'syncthreads_and', 13: 'NCCL wait done', 14: 'end'}
+
+
+def summarize(path):
+    data = open(path, 'rb').read()
+    rows = [struct.unpack_from('<16Q', data, i * 128) for i in range(len(data) // 128)]
+    seq = max(r[15] for r in rows)
+    rows = [r for r in rows if r[15] == seq and r[0]]
+    t00 = min(r[0] for r in rows)
+    print(f'{path}: launch {seq}, {len(rows)} CTAs')
+    names = dict(NAMES)
+    if 'combine' in path:  # combine stamps 1 after arrive_and_claim (10: after NCCL's arrive inside it)
+        names[1] = 'arrived and claimed'
+    for i, name in names.items():
+        v = [(r[i] - t00) / 1e3 for r in rows if t00 <= r[i] < t00 + 10**9]
+        if v:
+            print(f'  {i:2d} {name:24s} min {min(v):6.2f}  median {st.median(v):6.2f}  max {max(v):6.2f}  ({len(v)} CTAs)')
+
+
+for p in sys.argv[1:]:
+    summarize(p)
