@@ -19,6 +19,7 @@ session_view make_session_view(const ep_config& c, const workspace_layout& layou
   view.top_k = c.top_k;
   view.num_experts = c.num_experts;
   view.experts_per_rank = c.experts_per_rank();
+  view.per_rank = fast_divisor::of(view.experts_per_rank);
   view.local_slots = c.local_slots();
   view.placed = c.placement_table();
   view.hidden = c.hidden;

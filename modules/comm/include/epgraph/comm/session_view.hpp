@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "epgraph/comm/fast_divisor.hpp"
 #include "epgraph/comm/ep_config.hpp"
 #include "epgraph/comm/host_device.hpp"
 #include "epgraph/comm/workspace_layout.hpp"
@@ -35,6 +36,7 @@ struct session_view {
   char* remote_state;  ///< this rank's remote state (ranks of other domains); null with one domain
   workspace_layout layout;
   int rank, ep_size, max_tokens, top_k, num_experts, experts_per_rank, hidden, num_ctas, threads_per_cta;
+  fast_divisor per_rank;  ///< divides by experts_per_rank (the contiguous rule's rank of an expert)
   int local_slots;  ///< expert slots per rank (ep_config::local_slots)
   bool placed;      ///< a placement table is read (else the contiguous rule)
   /// This rank's NVLink domain: ranks domain_first .. domain_first + domain_size - 1, which are
