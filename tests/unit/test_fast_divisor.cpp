@@ -30,7 +30,8 @@ TEST(FastDivisor, EqualsIntegerDivisionAtTheEdgesAndForRandomPairs) {
     for (const int n : {0, 1, d - 1, d, kMax - 1, kMax, static_cast<int>(rng() % kMax)})
       if (n >= 0) wrong += f.divide(n) != n / d;
   }
-  // Every divisor a session can have (experts per rank), against every multiple's neighbours.
+  // Divisors up to 4096 (experts per rank; a session allows up to 2^20, covered by the random
+  // pairs above), around their multiples.
   for (int d = 1; d <= 4096; ++d) {
     const fast_divisor f = fast_divisor::of(d);
     for (long long q = 1; q * d <= kMax && q < 100000; q = q * 3 + 1)

@@ -5,8 +5,9 @@
 //
 // Method (round-up multiplier, Granlund and Montgomery 1994): for 0 <= n < 2^31 and d >= 1,
 // with l = ceil(log2 d) and m = ceil(2^(31+l) / d), n / d == (n * m) >> (31 + l). The error
-// m * d - 2^(31+l) is below d <= 2^l, which is what the method needs; n * m < 2^31 * 2^33
-// fits 64 bits. Checked exhaustively for small divisors and at the edges in the unit tests.
+// m * d - 2^(31+l) is below d <= 2^l, which is what the method needs. m <= 2^32 (for d > 1,
+// d > 2^(l-1)), so n * m < 2^63 fits 64 bits. Checked exhaustively for small divisors and at
+// the edges in the unit tests.
 #include <cstdint>
 
 #include "epgraph/comm/host_device.hpp"

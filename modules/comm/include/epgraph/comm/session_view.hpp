@@ -36,7 +36,9 @@ struct session_view {
   char* remote_state;  ///< this rank's remote state (ranks of other domains); null with one domain
   workspace_layout layout;
   int rank, ep_size, max_tokens, top_k, num_experts, experts_per_rank, hidden, num_ctas, threads_per_cta;
-  fast_divisor per_rank;  ///< divides by experts_per_rank (the contiguous rule's rank of an expert)
+  /// Divides by experts_per_rank (the contiguous rule's rank of an expert). Set with it by
+  /// make_session_view; a view filled by hand must set both (the default divides by 1).
+  fast_divisor per_rank;
   int local_slots;  ///< expert slots per rank (ep_config::local_slots)
   bool placed;      ///< a placement table is read (else the contiguous rule)
   /// This rank's NVLink domain: ranks domain_first .. domain_first + domain_size - 1, which are
