@@ -26,7 +26,8 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // T = 4096 on 16 to 32 CTAs (v26), and at EP4 on 16 CTAs FP8 too (v28). At EP2 on 16 CTAs it
 // still loses: BF16 at T = 2048 3 to 5%, FP8 rows 5 to 8% (v27, v28). There the CTAs finish
 // together anyway, and each claimed token costs its warp 0.3 to 0.45 us between tokens, not
-// the claim's round trip (a trace, v28).
+// the claim's round trip (a trace, v28): the call to next_claimed_token and its __syncwarp
+// (v32; scripts/diag/claims-fast-path.patch is the next candidate).
 constexpr int kClaimTokensPerWarp = 8;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
@@ -258,7 +259,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
       });
     } else {
       // A multiply and a shift, not a division (0 <= e < num_experts here): the hardware's
-      // integer division put ~0.07 us per top-k entry on the path to the first push, 0.45 to
+      // integer division put ~0.07 us per top-k entry on the path to the first push, 0.3 to
       // 0.7 us per dispatch at EP2 (perf-notes v32).
       return of([&](int e) { return v.per_rank.divide(e); });
     }
