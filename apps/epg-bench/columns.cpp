@@ -134,13 +134,13 @@ std::vector<column> make_columns() {
   c.add("busiest_floor_combine_us", busiest_floor,
         [](const result& r) { return r.busiest_combine_egress_bytes / 450e3; });
   c.add_local("permute",
-              "expert-major permute (packed, rows keep their weights): counts, CUB scan, placement, copy of every "
-              "received payload row to each of its local experts' rows",
+              "expert-major permute (packed, rows keep their weights): counts, scan (CUB's; small layouts: in "
+              "placement), placement, copy of every received payload row to each of its local experts' rows",
               &result::permute, &result::permute_bytes);
   c.add_local("permute_indexed",
               "the same permute with the rows left in the receive buffers (expert_major_spec::copy_rows = false, "
-              "for GEMMs that gather rows by index): counts, CUB scan, placement, each row's origin, weight and "
-              "receive index",
+              "for GEMMs that gather rows by index): counts, scan (CUB's; small layouts: in placement), placement, "
+              "each row's origin, weight and receive index",
               &result::permute_indexed, &result::permute_indexed_bytes);
   c.add_local("unpermute",
               "weighted un-permute: each received token's expert rows, times their weights, summed into the "
