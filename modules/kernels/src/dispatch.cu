@@ -27,7 +27,8 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // still loses: BF16 at T = 2048 3 to 5%, FP8 rows 5 to 8% (v27, v28). There the CTAs finish
 // together anyway, and each claimed token costs its warp 0.3 to 0.45 us between tokens, not
 // the claim's round trip (a trace, v28): the call to next_claimed_token and its __syncwarp
-// (v32; scripts/diag/claims-fast-path.patch is the next candidate).
+// (v32). Inlining the common case without the __syncwarp (scripts/diag/claims-fast-path.patch)
+// took back only a third of it, 1.4 to 2% on FP8 rows, and was not taken (v33).
 constexpr int kClaimTokensPerWarp = 8;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
