@@ -27,16 +27,30 @@ TEST(FastDivisor, EqualsIntegerDivisionAtTheEdgesAndForRandomPairs) {
   for (int i = 0; i < 200000; ++i) {
     const int d = i < 64 ? kMax - i : static_cast<int>(rng() % kMax) + 1;
     const fast_divisor f = fast_divisor::of(d);
-    for (const int n : {0, 1, d - 1, d, kMax - 1, kMax, static_cast<int>(rng() % kMax)})
-      if (n >= 0) wrong += f.divide(n) != n / d;
+    for (const int n : {0, 1, d - 1, d, kMax - 1, kMax, static_cast<int>(rng() % kMax)}) wrong += f.divide(n) != n / d;
   }
-  // Divisors up to 4096 (experts per rank; a session allows up to 2^20, covered by the random
-  // pairs above), around their multiples.
+  // Divisors up to 4096, around their multiples (every session's divisor: the test below).
   for (int d = 1; d <= 4096; ++d) {
     const fast_divisor f = fast_divisor::of(d);
     for (long long q = 1; q * d <= kMax && q < 100000; q = q * 3 + 1)
       for (const long long n : {q * d - 1, q * d, q * d + 1})
         if (n <= kMax) wrong += f.divide(static_cast<int>(n)) != n / d;
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
+// Every divisor and dividend a session can give dispatch: experts per rank d <= max_experts and
+// expert ids n < max_experts. divide(n) = (n * m) >> s never decreases as n grows, so it equals
+// n / d everywhere below max_experts when it does at both sides of every multiple of d there.
+TEST(FastDivisor, EqualsIntegerDivisionForEverySessionsExpertsAndIds) {
+  constexpr long long kIds = epgraph::comm::max_experts;
+  long long wrong = 0;
+  for (int d = 1; d <= kIds; ++d) {
+    const fast_divisor f = fast_divisor::of(d);
+    wrong += f.divide(0) != 0;
+    for (long long q = 1; q * d < kIds; ++q)
+      wrong += (f.divide(static_cast<int>(q * d - 1)) != q - 1) + (f.divide(static_cast<int>(q * d)) != q);
+    wrong += f.divide(static_cast<int>(kIds - 1)) != (kIds - 1) / d;
   }
   EXPECT_EQ(wrong, 0);
 }

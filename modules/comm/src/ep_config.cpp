@@ -50,7 +50,7 @@ void validate(const ep_config& c) {
   require_range("ep_size", c.ep_size, 1, max_ep_size, "destination sets are 64-bit masks");
   require_range("max_tokens_per_rank", c.max_tokens_per_rank, 1, max_tokens_limit);
   require_range("top_k", c.top_k, 1, max_top_k);
-  require_range("num_experts", c.num_experts, c.ep_size, 1 << 20, "at least one expert per rank");
+  require_range("num_experts", c.num_experts, c.ep_size, max_experts, "at least one expert per rank");
   if (c.num_experts % c.ep_size != 0) {
     throw_config_error("num_experts",
                        "is " + std::to_string(c.num_experts) + ", not divisible by ep_size " +

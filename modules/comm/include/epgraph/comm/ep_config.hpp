@@ -86,6 +86,7 @@ inline constexpr int max_num_ctas = 1024;
 inline constexpr int max_remote_ctas = 64;  // NCCL's channels per communicator (MAXCHANNELS)
 inline constexpr int max_threads_per_cta = 512;  // register budget of the collective kernels
 inline constexpr int max_tokens_limit = 1 << 20;
+inline constexpr int max_experts = 1 << 20;  // expert ids stay far below 2^31 (fast_divisor)
 inline constexpr std::size_t max_row_bytes = std::size_t{1} << 20;
 inline constexpr double max_deadline_seconds = 1e6;
 
