@@ -28,6 +28,7 @@
 # (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
 # alike. "name=dir@--option=value" adds an option for that entry only (e.g. the same build
 # with --deadline=0); "@--a=1@--b=2" adds several; "@env:NCCL_X=1" sets a variable on every rank.
+# scripts/compare_ab.py <logs> --base <name> reads the files (medians, differences, disturbed rows).
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch

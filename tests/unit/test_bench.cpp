@@ -9,8 +9,10 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <set>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "bench.hpp"
 #include "epgraph/comm/error.hpp"
@@ -606,11 +608,13 @@ TEST(BenchOptions, OutMustBeAFilePrefix) {
 // ---- scripts/plot_bench.py on a CSV from the writer above ----
 
 namespace {
-// The repository root, found from this file's path (CMake compiles it by its absolute path).
-std::optional<fs::path> repo_root() {
-  const fs::path root = fs::path(__FILE__).parent_path().parent_path().parent_path();
-  if (!fs::exists(root / "scripts" / "plot_bench.py")) return std::nullopt;
-  return root;
+// The command that runs scripts/<name> of this repository (found from this file's path: CMake
+// compiles it by its absolute path), or empty with *skip saying why the test cannot run it.
+std::string script_command(const std::string& name, std::string* skip) {
+  const fs::path script = fs::path(__FILE__).parent_path().parent_path().parent_path() / "scripts" / name;
+  if (!fs::exists(script)) *skip = script.string() + " not found";
+  else if (std::system("python3 --version > /dev/null 2>&1") != 0) *skip = "no python3 on PATH";
+  return skip->empty() ? "python3 '" + script.string() + "'" : "";
 }
 
 // Runs a shell command; its exit status, and its output in *out.
@@ -641,11 +645,10 @@ void write_fixture(const std::string& prefix) {
 }  // namespace
 
 TEST(BenchPlot, DrawsAWrittenCsvAndRejectsBadInput) {
-  const auto root = repo_root();
-  if (!root) GTEST_SKIP() << "scripts/plot_bench.py not found from " << __FILE__;
-  if (std::system("python3 --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "no python3 on PATH";
+  std::string skip;
+  const std::string script = script_command("plot_bench.py", &skip);
+  if (!skip.empty()) GTEST_SKIP() << skip;
   temp_dir dir;
-  const std::string script = "python3 '" + (*root / "scripts" / "plot_bench.py").string() + "'";
   const fs::path log = dir.path / "log", png = dir.path / "plot.png";
   std::string out;
 
@@ -670,4 +673,101 @@ TEST(BenchPlot, DrawsAWrittenCsvAndRejectsBadInput) {
   const std::string image = read_text(png);
   ASSERT_GT(image.size(), 1000u) << out;
   EXPECT_EQ(image.substr(1, 3), "PNG");
+}
+
+// ---- scripts/compare_ab.py on compare files from the writer above ----
+
+namespace {
+// One CSV as rows of column -> text, split at every comma: right for the script's comparison, and
+// for the columns of a merged file before its first quoted field (gpu).
+std::vector<std::map<std::string, std::string>> read_simple_csv(const fs::path& p) {
+  std::istringstream in(read_text(p));
+  std::vector<std::map<std::string, std::string>> rows;
+  std::vector<std::string> header;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::istringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
+    if (header.empty()) {
+      header = fields;
+      continue;
+    }
+    std::map<std::string, std::string>& row = rows.emplace_back();
+    for (std::size_t i = 0; i < header.size() && i < fields.size(); ++i) row[header[i]] = fields[i];
+  }
+  return rows;
+}
+
+// Rounds of an A/B call as gpu-check's compare stage names them: builds `head` and `fast`, three
+// rounds, two token counts. T = 128: every `fast` round 1 us below every `head` round. T = 4096:
+// rounds that overlap, and `fast`'s third round ran while the machine slowed down (its LSA copy
+// 1.5x its median, its dispatch 3x).
+void write_compare_fixture(const fs::path& dir) {
+  const double head[2][3] = {{10.0, 10.1, 10.2}, {100, 102, 104}}, fast[2][3] = {{9.0, 9.1, 9.2}, {101, 103, 300}};
+  for (int round = 1; round <= 3; ++round)
+    for (const char* build : {"head", "fast"}) {
+      bench::report_files files((dir / ("compare_np4_" + std::string(build) + "_r" + std::to_string(round))).string());
+      for (int i = 0; i < 2; ++i) {
+        bench::result r = known_result();
+        r.tokens = i == 0 ? 128 : 4096;
+        const double us = (build == std::string("head") ? head : fast)[i][round - 1];
+        r.dispatch = {us * 0.9, us, us * 1.1};
+        r.combine = {us, us * 2, us * 3};
+        const bool disturbed = build == std::string("fast") && i == 1 && round == 3;
+        r.lsa_dispatch = r.lsa_combine = {40, disturbed ? 75.0 : 50.0, 90};
+        files.add(r);
+      }
+      files.finish();
+    }
+}
+}  // namespace
+
+TEST(BenchCompare, MediansDifferencesAndDisturbedRowsOfAnABCall) {
+  std::string skip;
+  const std::string script = script_command("compare_ab.py", &skip);
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  temp_dir dir;
+  const fs::path log = dir.path / "log", table = dir.path / "table.csv", raw = dir.path / "raw.csv";
+  std::string out;
+
+  EXPECT_EQ(run_command(script + " --base head '" + dir.path.string() + "'", log, &out), 2) << out;
+  EXPECT_NE(out.find("no compare_np"), std::string::npos) << out;
+  write_compare_fixture(dir.path);
+  EXPECT_EQ(run_command(script + " --base base '" + dir.path.string() + "'", log, &out), 2) << out;
+  EXPECT_NE(out.find("'base' is not among the files' builds: fast, head"), std::string::npos) << out;
+
+  ASSERT_EQ(run_command(script + " --base head --csv '" + table.string() + "' --merge '" + raw.string() +
+                            "' --tag call=7 '" + dir.path.string() + "'",
+                        log, &out),
+            0)
+      << out;
+  std::map<std::pair<std::string, std::string>, std::map<std::string, std::string>> cells;  // (tokens, op)
+  for (auto& row : read_simple_csv(table)) cells[{row["tokens"], row["op"]}] = row;
+  ASSERT_EQ(cells.size(), 4u) << out;
+  const auto num = [&](const char* tokens, const char* op, const char* column) {
+    return std::stod(cells.at({tokens, op}).at(column));
+  };
+  EXPECT_EQ(cells.at({"128", "dispatch"}).at("build"), "fast");
+  EXPECT_NEAR(num("128", "dispatch", "base_us"), 10.1, 1e-9);
+  EXPECT_NEAR(num("128", "dispatch", "build_us"), 9.1, 1e-9);
+  EXPECT_NEAR(num("128", "dispatch", "delta_us"), -1.0, 1e-9);
+  EXPECT_EQ(cells.at({"128", "dispatch"}).at("sep"), "<");
+  EXPECT_NEAR(num("128", "combine", "delta_us"), -2.0, 1e-9);
+  EXPECT_EQ(num("128", "dispatch", "disturbed_rows"), 0);
+  // T = 4096: the disturbed round is left out (fast's median of 101 and 103), and the rounds overlap.
+  EXPECT_NEAR(num("4096", "dispatch", "build_us"), 102, 1e-9);
+  EXPECT_NEAR(num("4096", "dispatch", "delta_us"), 0, 1e-9);
+  EXPECT_EQ(cells.at({"4096", "dispatch"}).at("sep"), "");
+  EXPECT_EQ(num("4096", "dispatch", "build_rounds"), 2);
+  EXPECT_EQ(num("4096", "dispatch", "base_rounds"), 3);
+  EXPECT_EQ(num("4096", "combine", "disturbed_rows"), 1);
+  EXPECT_NEAR(num("4096", "dispatch", "spread_percent"), 100.0 * 4 / 102, 1e-9);
+
+  // The merged file: every input row, the tag, build and round first.
+  const auto merged = read_simple_csv(raw);
+  EXPECT_EQ(merged.size(), 12u);
+  EXPECT_EQ(read_text(raw).substr(0, 21), "call,build,round,gpu,");
+  std::set<std::string> rounds;
+  for (const auto& row : merged) rounds.insert(row.at("call") + row.at("build") + row.at("round"));
+  EXPECT_EQ(rounds, (std::set<std::string>{"7fast1", "7fast2", "7fast3", "7head1", "7head2", "7head3"}));
 }
