@@ -28,7 +28,8 @@
 # (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
 # alike. "name=dir@--option=value" adds an option for that entry only (e.g. the same build
 # with --deadline=0); "@--a=1@--b=2" adds several; "@env:NCCL_X=1" sets a variable on every rank.
-# scripts/compare_ab.py <logs> --base <name> reads the files (medians, differences, disturbed rows).
+# The stage ends with scripts/compare_ab.py's table against the first build in
+# <logs>/compare_table.txt (medians, differences, rows of a disturbed machine left out).
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -226,7 +227,11 @@ for stage in $stages; do
               "$dir/epg-bench" --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
           done
         done
-      done ;;
+      done
+      # The table against the first build (compare_ab.py; the CSVs stay the record).
+      read -r first _ <<< "$EPG_COMPARE"
+      python3 "$(dirname "$0")/compare_ab.py" "$logs" --base "${first%%=*}" > "$logs/compare_table.txt" 2>&1 \
+        || tail -3 "$logs/compare_table.txt" ;;
   esac
 done
 echo
