@@ -28,8 +28,8 @@
 # (or at EPG_COMPARE_NP) with EPG_BENCH_ARGS, so that drift on the machine hits every build
 # alike. "name=dir@--option=value" adds an option for that entry only (e.g. the same build
 # with --deadline=0); "@--a=1@--b=2" adds several; "@env:NCCL_X=1" sets a variable on every rank.
-# The stage ends with scripts/compare_ab.py's table against the first build in
-# <logs>/compare_table.txt (medians, differences, rows of a disturbed machine left out).
+# The stage ends with scripts/compare_ab.py's table of the files it wrote, against the first
+# build, in <logs>/compare_table.log (medians, differences, disturbed measurements left out).
 #
 # <bin-dir> holds the executables built on the development machine (scripts/stage-gpu.sh).
 # They are run against the NCCL whose headers they were compiled with (2.28.9, the PyTorch
@@ -54,7 +54,7 @@ run() {  # name, timeout, command...
   timeout -k 10 "$limit" "$@" >"$log" 2>&1
   local rc=$?
   local verdict=PASS; [ $rc = 0 ] || verdict="FAIL($rc)"; [ $rc = 77 ] && verdict=SKIP; [ $rc = 124 ] && verdict=TIMEOUT
-  record "$name" "$verdict" "$((SECONDS - start))s  $(grep -E 'PASSED|FAILED|failures|All outputs|tests on' "$log" | tail -1 | cut -c1-70)"
+  record "$name" "$verdict" "$((SECONDS - start))s  $(grep -E 'PASSED|FAILED|failures|All outputs|tests on|cells compared' "$log" | tail -1 | cut -c1-70)"
   [ "$verdict" = PASS ] || tail -25 "$log"
   return $rc
 }
@@ -213,6 +213,7 @@ for stage in $stages; do
           ${EPG_CTA_SWEEP_ARGS:---ctas 8,16,24,32,64 --payload bf16 --quantize none --combine-precision exact}
       done ;;
     compare)
+      written=()  # this stage's CSVs (the folder may hold an earlier run's)
       for np in ${EPG_COMPARE_NP:-$np_list}; do
         for round in $(seq "${EPG_COMPARE_ROUNDS:-2}"); do
           for pair in ${EPG_COMPARE:?name=dir pairs}; do
@@ -225,13 +226,14 @@ for stage in $stages; do
             done
             run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none ${envs[@]+"${envs[@]}"} \
               "$dir/epg-bench" --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
+            [ -f "$logs/compare_np${np}_${name}_r$round.csv" ] && written+=("$logs/compare_np${np}_${name}_r$round.csv")
           done
         done
       done
       # The table against the first build (compare_ab.py; the CSVs stay the record).
-      read -r first _ <<< "$EPG_COMPARE"
-      python3 "$(dirname "$0")/compare_ab.py" "$logs" --base "${first%%=*}" > "$logs/compare_table.txt" 2>&1 \
-        || tail -3 "$logs/compare_table.txt" ;;
+      for first in $EPG_COMPARE; do break; done
+      [ ${#written[@]} -gt 0 ] && run compare_table 60 python3 "$(dirname "$0")/compare_ab.py" --base "${first%%=*}" \
+        "${written[@]}" ;;
   esac
 done
 echo

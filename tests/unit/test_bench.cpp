@@ -678,43 +678,49 @@ TEST(BenchPlot, DrawsAWrittenCsvAndRejectsBadInput) {
 // ---- scripts/compare_ab.py on compare files from the writer above ----
 
 namespace {
-// One CSV as rows of column -> text, split at every comma: right for the script's comparison, and
-// for the columns of a merged file before its first quoted field (gpu).
-std::vector<std::map<std::string, std::string>> read_simple_csv(const fs::path& p) {
-  std::istringstream in(read_text(p));
-  std::vector<std::map<std::string, std::string>> rows;
-  std::vector<std::string> header;
-  for (std::string line; std::getline(in, line);) {
-    std::vector<std::string> fields;
-    std::istringstream cells(line);
-    for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
-    if (header.empty()) {
-      header = fields;
-      continue;
-    }
-    std::map<std::string, std::string>& row = rows.emplace_back();
-    for (std::size_t i = 0; i < header.size() && i < fields.size(); ++i) row[header[i]] = fields[i];
+// A CSV file's rows as column -> field (read_csv: RFC 4180).
+std::vector<std::map<std::string, std::string>> read_csv_maps(const fs::path& p) {
+  const auto rows = read_csv(p);
+  std::vector<std::map<std::string, std::string>> out;
+  for (std::size_t r = 1; r < rows.size(); ++r) {
+    std::map<std::string, std::string>& row = out.emplace_back();
+    for (std::size_t i = 0; i < rows[0].size() && i < rows[r].size(); ++i) row[rows[0][i]] = rows[r][i];
   }
-  return rows;
+  return out;
 }
 
 // Rounds of an A/B call as gpu-check's compare stage names them: builds `head` and `fast`, three
-// rounds, two token counts. T = 128: every `fast` round 1 us below every `head` round. T = 4096:
-// rounds that overlap, and `fast`'s third round ran while the machine slowed down (its LSA copy
-// 1.5x its median, its dispatch 3x).
+// rounds, three token counts (dispatch us per round; combine is twice that):
+//  * T = 128: every `fast` round below every `head` round;
+//  * T = 512: `fast` slower, every round above;
+//  * T = 4096: rounds that overlap; `fast`'s third round ran while the machine slowed down (its
+//    LSA copy 6% off its median: left out, with the row's combine), `head`'s third has a raw copy
+//    4% off (kept) and a combine whose replays spread (p90 1.2x p10: that measurement left out).
+struct round_values {
+  int tokens;
+  double head[3], fast[3];
+};
+constexpr round_values kRounds[] = {{128, {10.0, 10.1, 10.5}, {9.0, 9.2, 9.3}},
+                                    {512, {20.0, 20.2, 20.4}, {21.0, 21.5, 21.1}},
+                                    {4096, {100, 104, 102}, {101, 104.5, 300}}};
+
 void write_compare_fixture(const fs::path& dir) {
-  const double head[2][3] = {{10.0, 10.1, 10.2}, {100, 102, 104}}, fast[2][3] = {{9.0, 9.1, 9.2}, {101, 103, 300}};
   for (int round = 1; round <= 3; ++round)
-    for (const char* build : {"head", "fast"}) {
-      bench::report_files files((dir / ("compare_np4_" + std::string(build) + "_r" + std::to_string(round))).string());
-      for (int i = 0; i < 2; ++i) {
+    for (const std::string build : {"head", "fast"}) {
+      bench::report_files files((dir / ("compare_np4_" + build + "_r" + std::to_string(round))).string());
+      for (const round_values& v : kRounds) {
         bench::result r = known_result();
-        r.tokens = i == 0 ? 128 : 4096;
-        const double us = (build == std::string("head") ? head : fast)[i][round - 1];
-        r.dispatch = {us * 0.9, us, us * 1.1};
-        r.combine = {us, us * 2, us * 3};
-        const bool disturbed = build == std::string("fast") && i == 1 && round == 3;
-        r.lsa_dispatch = r.lsa_combine = {40, disturbed ? 75.0 : 50.0, 90};
+        r.tokens = v.tokens;
+        const double us = (build == "head" ? v.head : v.fast)[round - 1];
+        r.dispatch = {us * 0.99, us, us * 1.01};
+        r.combine = {2 * us * 0.99, 2 * us, 2 * us * 1.01};
+        double lsa = 50;
+        if (v.tokens == 4096 && round == 3) {
+          lsa = build == "fast" ? 53 : 48;
+          if (build == "head") r.combine = {2 * us, 2 * us * 1.1, 2 * us * 1.2};
+        }
+        r.lsa_dispatch = {lsa * 0.99, lsa, lsa * 1.01};
+        r.lsa_combine = {100, 100, 100};
         files.add(r);
       }
       files.finish();
@@ -728,46 +734,67 @@ TEST(BenchCompare, MediansDifferencesAndDisturbedRowsOfAnABCall) {
   if (!skip.empty()) GTEST_SKIP() << skip;
   temp_dir dir;
   const fs::path log = dir.path / "log", table = dir.path / "table.csv", raw = dir.path / "raw.csv";
+  const std::string folder = " '" + dir.path.string() + "'";
   std::string out;
 
-  EXPECT_EQ(run_command(script + " --base head '" + dir.path.string() + "'", log, &out), 2) << out;
+  EXPECT_EQ(run_command(script + " --base head" + folder, log, &out), 2) << out;
   EXPECT_NE(out.find("no compare_np"), std::string::npos) << out;
   write_compare_fixture(dir.path);
-  EXPECT_EQ(run_command(script + " --base base '" + dir.path.string() + "'", log, &out), 2) << out;
+  EXPECT_EQ(run_command(script + " --base base" + folder, log, &out), 2) << out;
   EXPECT_NE(out.find("'base' is not among the files' builds: fast, head"), std::string::npos) << out;
+  EXPECT_EQ(run_command(script + " --base head --ops nosuch" + folder, log, &out), 2) << out;
+  EXPECT_NE(out.find("no column nosuch_us"), std::string::npos) << out;
+  EXPECT_EQ(run_command(script + " --base head --tag gpu=x" + folder, log, &out), 2) << out;
 
+  // The folder twice: each file is read once.
   ASSERT_EQ(run_command(script + " --base head --csv '" + table.string() + "' --merge '" + raw.string() +
-                            "' --tag call=7 '" + dir.path.string() + "'",
+                            "' --tag call=7" + folder + folder,
                         log, &out),
             0)
       << out;
   std::map<std::pair<std::string, std::string>, std::map<std::string, std::string>> cells;  // (tokens, op)
-  for (auto& row : read_simple_csv(table)) cells[{row["tokens"], row["op"]}] = row;
-  ASSERT_EQ(cells.size(), 4u) << out;
-  const auto num = [&](const char* tokens, const char* op, const char* column) {
-    return std::stod(cells.at({tokens, op}).at(column));
+  for (auto& row : read_csv_maps(table)) cells[{row["tokens"], row["op"]}] = row;
+  ASSERT_EQ(cells.size(), 6u) << out;
+  const auto text = [&](const char* tokens, const char* op, const char* column) {
+    return cells.at({tokens, op}).at(column);
   };
-  EXPECT_EQ(cells.at({"128", "dispatch"}).at("build"), "fast");
-  EXPECT_NEAR(num("128", "dispatch", "base_us"), 10.1, 1e-9);
-  EXPECT_NEAR(num("128", "dispatch", "build_us"), 9.1, 1e-9);
-  EXPECT_NEAR(num("128", "dispatch", "delta_us"), -1.0, 1e-9);
-  EXPECT_EQ(cells.at({"128", "dispatch"}).at("sep"), "<");
-  EXPECT_NEAR(num("128", "combine", "delta_us"), -2.0, 1e-9);
-  EXPECT_EQ(num("128", "dispatch", "disturbed_rows"), 0);
-  // T = 4096: the disturbed round is left out (fast's median of 101 and 103), and the rounds overlap.
-  EXPECT_NEAR(num("4096", "dispatch", "build_us"), 102, 1e-9);
-  EXPECT_NEAR(num("4096", "dispatch", "delta_us"), 0, 1e-9);
-  EXPECT_EQ(cells.at({"4096", "dispatch"}).at("sep"), "");
+  const auto num = [&](const char* tokens, const char* op, const char* column) {
+    return std::stod(text(tokens, op, column));
+  };
+  EXPECT_EQ(text("128", "dispatch", "build"), "fast");
+  EXPECT_NEAR(num("128", "dispatch", "base_us"), 10.1, 1e-9);  // medians, not means
+  EXPECT_NEAR(num("128", "dispatch", "build_us"), 9.2, 1e-9);
+  EXPECT_NEAR(num("128", "dispatch", "build_min_us"), 9.0, 1e-9);
+  EXPECT_NEAR(num("128", "dispatch", "delta_us"), -0.9, 1e-9);
+  EXPECT_EQ(text("128", "dispatch", "sep"), "<");
+  EXPECT_NEAR(num("128", "dispatch", "spread_percent"), 100 * 0.5 / 10.1, 1e-9);
+  EXPECT_NEAR(num("128", "combine", "delta_us"), -1.8, 1e-9);
+  EXPECT_EQ(text("512", "dispatch", "sep"), ">");
+  EXPECT_NEAR(num("512", "dispatch", "delta_us"), 0.9, 1e-9);
+  // T = 4096: fast's disturbed row left out (its median of 101 and 104.5), head's 4% copy kept;
+  // head's spread combine left out; too few rounds left to call the order.
+  EXPECT_NEAR(num("4096", "dispatch", "base_us"), 102, 1e-9);
+  EXPECT_NEAR(num("4096", "dispatch", "build_us"), 102.75, 1e-9);
   EXPECT_EQ(num("4096", "dispatch", "build_rounds"), 2);
   EXPECT_EQ(num("4096", "dispatch", "base_rounds"), 3);
-  EXPECT_EQ(num("4096", "combine", "disturbed_rows"), 1);
-  EXPECT_NEAR(num("4096", "dispatch", "spread_percent"), 100.0 * 4 / 102, 1e-9);
+  EXPECT_EQ(num("4096", "dispatch", "disturbed"), 1);
+  EXPECT_EQ(text("4096", "dispatch", "sep"), "?");
+  EXPECT_EQ(num("4096", "combine", "base_rounds"), 2);
+  EXPECT_EQ(num("4096", "combine", "disturbed"), 2);
+  EXPECT_NE(out.find("6 cells compared, 0 without rounds of both builds, 3 measurements left out"), std::string::npos)
+      << out;
 
-  // The merged file: every input row, the tag, build and round first.
-  const auto merged = read_simple_csv(raw);
-  EXPECT_EQ(merged.size(), 12u);
+  // The merged file: every input row once, the tag, build and round first, then every column.
+  const auto merged = read_csv_maps(raw);
+  EXPECT_EQ(merged.size(), 18u);
   EXPECT_EQ(read_text(raw).substr(0, 21), "call,build,round,gpu,");
   std::set<std::string> rounds;
-  for (const auto& row : merged) rounds.insert(row.at("call") + row.at("build") + row.at("round"));
-  EXPECT_EQ(rounds, (std::set<std::string>{"7fast1", "7fast2", "7fast3", "7head1", "7head2", "7head3"}));
+  for (const auto& row : merged) rounds.insert(row.at("call") + row.at("build") + row.at("round") + row.at("gpu"));
+  EXPECT_EQ(rounds.size(), 6u);
+  EXPECT_EQ(rounds.count("7fast3NVIDIA H200 \"test\", rev 1"), 1u);
+  EXPECT_EQ(merged[0].at("lsa_combine_us"), "100");
+
+  // Every measurement of the base left out: the cell is listed as empty and the exit status is 1.
+  EXPECT_EQ(run_command(script + " --base head --band 0.5" + folder, log, &out), 1) << out;
+  EXPECT_NE(out.find("0 cells compared, 6 without rounds of both builds"), std::string::npos) << out;
 }
