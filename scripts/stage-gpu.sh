@@ -27,6 +27,7 @@ for entry in "${builds[@]:1}"; do  # checked before the build
 done
 make build >/dev/null
 mkdir -p .gpu
+rm -f .gpu/bins.tar.xz  # an older pack, unpacked on the device, would overwrite what is staged now
 names=()
 for entry in "${builds[@]}"; do
   name=${entry%%=*} dir=${entry#*=}
