@@ -224,9 +224,10 @@ for stage in $stages; do
               elif [[ $item == env:* ]]; then echo "compare: '$item' is not env:NAME=VALUE"; continue 2
               else extra+=("$item"); fi
             done
-            run "compare_np${np}_${name}_r$round" 300 mpirun -np "$np" --bind-to none ${envs[@]+"${envs[@]}"} \
-              "$dir/epg-bench" --out "$logs/compare_np${np}_${name}_r$round" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
-            [ -f "$logs/compare_np${np}_${name}_r$round.csv" ] && written+=("$logs/compare_np${np}_${name}_r$round.csv")
+            run_name="compare_np${np}_${name}_r$round"
+            run "$run_name" 300 mpirun -np "$np" --bind-to none ${envs[@]+"${envs[@]}"} \
+              "$dir/epg-bench" --out "$logs/$run_name" ${EPG_BENCH_ARGS:-} ${extra[@]+"${extra[@]}"}
+            [ -f "$logs/$run_name.csv" ] && written+=("$logs/$run_name.csv")
           done
         done
       done

@@ -8,6 +8,7 @@
 // m * d - 2^(31+l) is below d <= 2^l, which is what the method needs. m <= 2^32 (for d > 1,
 // d > 2^(l-1)), so n * m < 2^63 fits 64 bits. Checked exhaustively for small divisors and at
 // the edges in the unit tests.
+#include <bit>
 #include <cstdint>
 
 #include "epgraph/comm/host_device.hpp"
@@ -21,10 +22,8 @@ struct fast_divisor {
   /// d >= 1 (the caller validates; d < 1 gives the divisor 1).
   static constexpr fast_divisor of(int d) {
     const std::uint64_t divisor = d < 1 ? 1 : static_cast<std::uint64_t>(d);
-    int l = 0;
-    while ((std::uint64_t{1} << l) < divisor) ++l;
     fast_divisor f;
-    f.shift = 31 + l;
+    f.shift = 31 + static_cast<int>(std::bit_width(divisor - 1));  // 31 + ceil(log2 d)
     f.multiplier = ((std::uint64_t{1} << f.shift) + divisor - 1) / divisor;
     return f;
   }
