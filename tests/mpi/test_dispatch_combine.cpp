@@ -155,6 +155,10 @@ INSTANTIATE_TEST_SUITE_P(
         dispatch_case{"invalid_ids_past_the_eighth_entry", 64, 12, 32, {512}, sim::routing::uniform, 0, true, 32, 512,
                       false, 9},
         dispatch_case{"max_tokens_not_multiple_of_ctas", 77, 8, 32, {130}},
+        // Experts per rank that are not powers of two: the expert's rank is found by a
+        // multiply and shift (fast_divisor), exact only if its magic numbers are right.
+        dispatch_case{"experts_per_rank_24_skewed", 128, 8, 24, {7168 * 2, 8 * 4}, sim::routing::skewed},
+        dispatch_case{"experts_per_rank_40_k6_bad_ids", 96, 6, 40, {1000, 8 * 4}, sim::routing::uniform, 0, true},
         // Dispatch's routing passes, every rank sending 1100 tokens (skewed, with bad ids): a
         // chunk of more tokens than threads takes several rounds (2 CTAs of 512 threads: 550
         // tokens each, its slots read back from global memory); a one-round chunk whose slots

@@ -51,7 +51,8 @@ TEST(ExpertMajor, PackedHoldsEveryRowARankCanReceive) {
   EXPECT_EQ(l.entry_rows.bytes, 4u * 128u * 8u * 4u);     // [ep][max_tokens][k] int32
   EXPECT_EQ(l.chunks, 4 * 4);                             // 128 receive slots = 4 chunks of 32 per source
   EXPECT_EQ(l.chunk_counts.bytes, 64u * 16u * 4u);
-  EXPECT_EQ(l.chunk_starts.bytes, 64u * 16u * 4u);
+  EXPECT_TRUE(l.inline_scan);                             // 16 chunks x 64 slots: place sums the counts
+  EXPECT_EQ(l.chunk_starts.bytes, 0u);                    // so no scanned starts
   // Back to back, aligned, nothing overlapping, all inside `bytes`.
   EXPECT_EQ(l.demand.bytes, 64u * 4u);
   EXPECT_EQ(l.dropped.bytes, 8u);
@@ -164,4 +165,8 @@ TEST(ExpertMajor, SmallLayoutsSkipTheScanAndEachBoundSendsOneToIt) {
   EXPECT_FALSE(inline_scan(layout(2, 512, 128))); // 32 x 128 = 4096 counts (lost 7.6 us inline, perf-notes v31)
   EXPECT_FALSE(inline_scan(layout(2, 32, 136)));  // 136 slots
   EXPECT_FALSE(inline_scan(layout(4, 4096, 64))); // 512 chunks
+  // Only the scanned layouts keep the scan's output.
+  EXPECT_EQ(layout(4, 256, 64).chunk_starts.bytes, 0u);
+  EXPECT_EQ(layout(4, 257, 8).chunk_starts.bytes, 8u * 36u * 4u);
+  EXPECT_EQ(layout(2, 512, 128).chunk_starts.bytes, 128u * 32u * 4u);
 }

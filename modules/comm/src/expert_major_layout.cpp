@@ -57,8 +57,11 @@ expert_major_layout plan_expert_major(const ep_config& c, const expert_major_spe
   l.dropped = b.add(1, sizeof(std::uint64_t));
   l.entry_rows = b.add(received, static_cast<std::size_t>(c.top_k), sizeof(std::int32_t));
   l.chunks = c.ep_size * ((c.max_tokens_per_rank + expert_major_chunk_rows - 1) / expert_major_chunk_rows);
+  l.inline_scan = l.chunks <= expert_major_inline_scan_chunks && slots <= expert_major_inline_scan_slots &&
+                  l.chunks * slots <= expert_major_inline_scan_counts;
   l.chunk_counts = b.add(static_cast<std::size_t>(slots), static_cast<std::size_t>(l.chunks), sizeof(std::int32_t));
-  l.chunk_starts = b.add(static_cast<std::size_t>(slots), static_cast<std::size_t>(l.chunks), sizeof(std::int32_t));
+  l.chunk_starts = b.add(l.inline_scan ? 0 : static_cast<std::size_t>(slots), static_cast<std::size_t>(l.chunks),
+                         sizeof(std::int32_t));
   l.bytes = b.total(region_alignment);
   return l;
 }

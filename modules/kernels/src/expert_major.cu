@@ -123,8 +123,9 @@ __global__ void count_kernel(const __grid_constant__ expert_major_params p) {
 
 // Whole warp, inline_scan layouts: chunk c's start in every slot (s.start) and every slot's first
 // row (s.slot_first), the exclusive prefix over [slot][chunk] of chunk_counts, as CUB's scan
-// would have written it into chunk_starts.
-__device__ inline void inline_starts(const expert_major_params& p, int c, const chunk_scratch& s, int lane) {
+// would have written it into chunk_starts; and, when rows_total is given, the rows of all slots.
+__device__ inline void inline_starts(const expert_major_params& p, int c, const chunk_scratch& s, int lane,
+                                     int* rows_total) {
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
   int carry = 0;  // the rows of the slots of earlier rounds
@@ -151,13 +152,15 @@ __device__ inline void inline_starts(const expert_major_params& p, int c, const 
     }
     carry += __shfl_sync(~0u, inclusive, 31);
   }
+  if (rows_total != nullptr && lane == 0) *rows_total = carry;
   __syncwarp();
 }
 
 // Per slot (block 0, after its chunks): rows, offsets, and the rows a masked slot could not hold.
-// inline_scan layouts: each slot's first row from warp 0's scratch (chunk 0's inline_starts;
-// the caller syncs the block first), its total from the counts.
-__device__ void write_slot_totals(const expert_major_params& p) {
+// inline_scan layouts: each slot's first row from warp 0's scratch (chunk 0's inline_starts; the
+// caller syncs the block first), its total the distance to the next slot's first row (the last
+// slot's: to rows_total), so the counts are not read again.
+__device__ void write_slot_totals(const expert_major_params& p, int rows_total) {
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
   const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
@@ -170,11 +173,9 @@ __device__ void write_slot_totals(const expert_major_params& p) {
     const std::size_t last = static_cast<std::size_t>(x) * chunks + chunks - 1;
     long long first, total = 0;
     if (inline_scan(p.layout)) {
-      first = scratch_of(p, 0).slot_first[x];
-      int n[kInlineScanChunks];
-      slot_counts(counts, x, slots, chunks, n);
-#pragma unroll
-      for (int k = 0; k < kInlineScanChunks; ++k) total += n[k];
+      const int* slot_first = scratch_of(p, 0).slot_first;
+      first = slot_first[x];
+      total = (x + 1 < slots ? slot_first[x + 1] : rows_total) - first;
     } else {
       first = starts[static_cast<std::size_t>(x) * chunks];
       total = starts[last] + counts[last] - first;
@@ -193,7 +194,7 @@ __device__ void write_slot_totals(const expert_major_params& p) {
 }
 
 // One warp: the rows of chunk c, each to its place (entry_rows): a slot's rows in row order.
-__device__ void place_chunk(const expert_major_params& p, int c, int warp, int lane) {
+__device__ void place_chunk(const expert_major_params& p, int c, int warp, int lane, int* rows_total) {
   const comm::session_view& v = p.v;
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
@@ -201,7 +202,7 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
   const auto capacity = static_cast<long long>(p.layout.capacity);
   const chunk_scratch s = scratch_of(p, warp);
   if (inline_scan(p.layout)) {
-    inline_starts(p, c, s, lane);
+    inline_starts(p, c, s, lane, rows_total);
   } else {
     gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks + c]; },
            [&](int x, int start) { s.start[x] = start; });
@@ -244,15 +245,23 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
 __global__ void place_kernel(const __grid_constant__ expert_major_params p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int c = blockIdx.x * kChunkWarps + warp;
-  if (c < p.layout.chunks) place_chunk(p, c, warp, lane);
+  __shared__ int rows_total;  // inline_scan layouts: chunk 0's sum over every slot
+  if (c < p.layout.chunks) place_chunk(p, c, warp, lane, c == 0 ? &rows_total : nullptr);
   if (blockIdx.x == 0) {
-    if (inline_scan(p.layout)) __syncthreads();  // warp 0's slot_first (write_slot_totals)
-    write_slot_totals(p);
+    if (inline_scan(p.layout)) __syncthreads();  // warp 0's slot_first and rows_total
+    write_slot_totals(p, inline_scan(p.layout) ? rows_total : 0);
   }
 }
 
-// Copy and un-permute work in items of one row segment each (a warp per item), so that a few
-// tokens still spread over many warps, and each lane keeps several loads in flight.
+// Copy and un-permute work in items of row segments (a warp per item), so that a few tokens
+// still spread over many warps, and each lane keeps several loads in flight.
+
+// Each source's received count, staged in shared memory once per CTA, so an item tests its
+// slot without a round trip to memory (ep_size <= max_ep_size, checked by the config).
+__device__ inline void stage_received(const comm::session_view& v, int* received) {
+  for (int s = threadIdx.x; s < v.ep_size; s += blockDim.x) received[s] = received_count(v, s);
+  __syncthreads();
+}
 
 // Lane j < k: the row of received token r's entry j (or -1); the valid rows in ascending entry
 // order into places (and their weights into scale, when given). Returns how many.
@@ -320,13 +329,15 @@ __device__ inline void copy_segment(const expert_major_params& p, int r, int seg
 __global__ void __launch_bounds__(kCopyThreads) copy_kernel(const __grid_constant__ expert_major_params p) {
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
+  __shared__ int received[comm::max_ep_size];
+  stage_received(v, received);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * p.row_segments;
   for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;
        item += gridDim.x * (kCopyThreads / 32)) {
     const int r = static_cast<int>(item / p.row_segments);
     const int src = r / v.max_tokens, slot = r % v.max_tokens;
-    if (slot >= received_count(v, src)) continue;
+    if (slot >= received[src]) continue;
     const int segment = static_cast<int>(item % p.row_segments);
     if (p.layout.copy_rows) copy_segment(p, r, segment, lane, places[warp]);
     if (segment == 0) write_origins(p, r, lane);
@@ -340,77 +351,130 @@ struct alignas(N > 1 ? 16 : alignof(T)) element_pack {
   T e[N];
 };
 
-// One item: kSumGroups groups of N elements per lane of one received token's combine row, the
-// sum over its entries in ascending order of the expert rows (times the weight when weighted),
-// fp32, one rounding. Loads of kSumRows rows are issued before they are added, in order.
+// Element e of a pack as fp32; bf16 from its 32-bit pair by a shift or a mask.
 template <class T, int N>
-__global__ void __launch_bounds__(kCopyThreads) unpermute_kernel(const __grid_constant__ expert_major_params p,
-                                                                 bool weighted) {
+__device__ inline float element_float(const element_pack<T, N>& x, int e) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && N % 2 == 0) {
+    const unsigned pair = reinterpret_cast<const unsigned*>(x.e)[e / 2];
+    return __uint_as_float(e % 2 == 0 ? pair << 16 : pair & 0xffff0000u);
+  } else {
+    return device::to_float(x.e[e]);
+  }
+}
+
+// Segments per un-permute item: whole rows when the received tokens give every warp two items
+// of them, fewer (down to one) for small batches, so these still spread over the grid. An item
+// reads its token's rows (entry_rows) once for all its segments: the dependent round trips per
+// segment drop from three (count, places, rows) toward one.
+__device__ inline int unpermute_span(const int* received, int ep_size, int segments, int lane) {
+  int total = 0;
+  for (int s = lane; s < ep_size; s += 32) total += received[s];
+  total = __reduce_add_sync(~0u, total);
+  const long long two_per_warp = 2ll * gridDim.x * (kCopyThreads / 32);
+  const long long span = (static_cast<long long>(total) * segments + two_per_warp - 1) / two_per_warp;
+  return static_cast<int>(min(max(span, 1ll), static_cast<long long>(segments)));
+}
+
+// One item: `span` consecutive segments of one received token's combine row, each
+// kSumGroups groups of N elements per lane; each element the sum over the token's entries in
+// ascending order of the expert rows (times the weight when weighted), fp32, one rounding.
+// Loads of kSumRows rows are issued before they are added, in order.
+template <class T, int N, bool weighted>
+__global__ void __launch_bounds__(kCopyThreads) unpermute_kernel(const __grid_constant__ expert_major_params p) {
   using pack = element_pack<T, N>;
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
   __shared__ float scale[kCopyThreads / 32][32];
+  __shared__ int received[comm::max_ep_size];
+  stage_received(v, received);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const T* out = p.at<const T>(p.layout.output);
   T* combine = v.window_at<T>(v.layout.combine);
   const int groups = v.hidden / N, segments = (groups + 32 * kSumGroups - 1) / (32 * kSumGroups);
-  const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * segments;
+  const int span = unpermute_span(received, v.ep_size, segments, lane);
+  const int spans = (segments + span - 1) / span;
+  const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * spans;
   for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;
        item += gridDim.x * (kCopyThreads / 32)) {
-    const int r = static_cast<int>(item / segments), segment = static_cast<int>(item % segments);
+    const int r = static_cast<int>(item / spans);
     const int src = r / v.max_tokens, slot = r % v.max_tokens;
-    if (slot >= received_count(v, src)) continue;
+    if (slot >= received[src]) continue;
     const int n = token_places(p, r, lane, places[warp], weighted ? scale[warp] : nullptr);
-    int g[kSumGroups];
-    float acc[kSumGroups][N];
+    const int first = static_cast<int>(item % spans) * span, last = min(first + span, segments);
+    for (int segment = first; segment < last; ++segment) {
+      int g[kSumGroups];
+      float acc[kSumGroups][N];
 #pragma unroll
-    for (int u = 0; u < kSumGroups; ++u) {
-      g[u] = (segment * kSumGroups + u) * 32 + lane;
+      for (int u = 0; u < kSumGroups; ++u) {
+        g[u] = (segment * kSumGroups + u) * 32 + lane;
 #pragma unroll
-      for (int e = 0; e < N; ++e) acc[u][e] = 0.0f;
-    }
-    for (int d0 = 0; d0 < n; d0 += kSumRows) {
-      pack x[kSumRows][kSumGroups];
-#pragma unroll
-      for (int d = 0; d < kSumRows; ++d)
-#pragma unroll
-        for (int u = 0; u < kSumGroups; ++u)
-          if (d0 + d < n && g[u] < groups)
-            x[d][u] = reinterpret_cast<const pack*>(out + static_cast<std::size_t>(places[warp][d0 + d]) * v.hidden)[g[u]];
-#pragma unroll
-      for (int d = 0; d < kSumRows; ++d) {
-        if (d0 + d >= n) break;
-        const float w = weighted ? scale[warp][d0 + d] : 1.0f;
-#pragma unroll
-        for (int u = 0; u < kSumGroups; ++u)
-#pragma unroll
-          for (int e = 0; e < N; ++e) {
-            const float xe = device::to_float(x[d][u].e[e]);
-            acc[u][e] = __fadd_rn(acc[u][e], weighted ? __fmul_rn(w, xe) : xe);
-          }
+        for (int e = 0; e < N; ++e) acc[u][e] = 0.0f;
       }
-    }
+      for (int d0 = 0; d0 < n; d0 += kSumRows) {
+        pack x[kSumRows][kSumGroups];
 #pragma unroll
-    for (int u = 0; u < kSumGroups; ++u) {
-      if (g[u] >= groups) continue;
-      pack y;
+        for (int d = 0; d < kSumRows; ++d)
 #pragma unroll
-      for (int e = 0; e < N; ++e) y.e[e] = device::from_float<T>(acc[u][e]);
-      reinterpret_cast<pack*>(combine + static_cast<std::size_t>(r) * v.hidden)[g[u]] = y;
+          for (int u = 0; u < kSumGroups; ++u)
+            if (d0 + d < n && g[u] < groups)
+              x[d][u] = reinterpret_cast<const pack*>(out + static_cast<std::size_t>(places[warp][d0 + d]) * v.hidden)[g[u]];
+#pragma unroll
+        for (int d = 0; d < kSumRows; ++d) {
+          if (d0 + d >= n) break;
+          const float w = weighted ? scale[warp][d0 + d] : 1.0f;
+#pragma unroll
+          for (int u = 0; u < kSumGroups; ++u)
+#pragma unroll
+            for (int e = 0; e < N; ++e) {
+              const float xe = element_float(x[d][u], e);
+              acc[u][e] = __fadd_rn(acc[u][e], weighted ? __fmul_rn(w, xe) : xe);
+            }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kSumGroups; ++u) {
+        if (g[u] >= groups) continue;
+        pack y;
+#pragma unroll
+        for (int e = 0; e < N; ++e) y.e[e] = device::from_float<T>(acc[u][e]);
+        reinterpret_cast<pack*>(combine + static_cast<std::size_t>(r) * v.hidden)[g[u]] = y;
+      }
     }
     __syncwarp();
   }
 }
 
+using unpermute_fn = void (*)(expert_major_params);
+
 template <class T>
-cudaError_t launch_unpermute_as(const expert_major_params& p, bool weighted, bool vectorized, int grid,
-                                cudaStream_t stream) {
+unpermute_fn unpermute_kernel_for(bool weighted, bool vectorized) {
   constexpr int kVector = 16 / static_cast<int>(sizeof(T));
-  if (vectorized)
-    unpermute_kernel<T, kVector><<<grid, kCopyThreads, 0, stream>>>(p, weighted);
-  else
-    unpermute_kernel<T, 1><<<grid, kCopyThreads, 0, stream>>>(p, weighted);
-  return cudaGetLastError();
+  if (vectorized) return weighted ? unpermute_kernel<T, kVector, true> : unpermute_kernel<T, kVector, false>;
+  return weighted ? unpermute_kernel<T, 1, true> : unpermute_kernel<T, 1, false>;
+}
+
+unpermute_fn unpermute_kernel_for(comm::element_type type, bool weighted, bool vectorized) {
+  switch (type) {
+    case comm::element_type::bf16: return unpermute_kernel_for<__nv_bfloat16>(weighted, vectorized);
+    case comm::element_type::fp16: return unpermute_kernel_for<__half>(weighted, vectorized);
+    case comm::element_type::fp32: return unpermute_kernel_for<float>(weighted, vectorized);
+  }
+  return nullptr;
+}
+
+// As many CTAs of `kernel` as the device holds at once (a grid-stride loop gains nothing from
+// more, and loses loads in flight with fewer), but no more than `items` (a warp each) can keep
+// busy: CTAs that only start and stop cost a 128-token copying permute ~1 us at EP2 (v34).
+template <class Kernel>
+cudaError_t resident_grid(Kernel kernel, int sms, long long items, int* grid) {
+  int per_sm = 0;
+  if (const cudaError_t st = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kCopyThreads, 0);
+      st != cudaSuccess)
+    return st;
+  constexpr int kWarps = kCopyThreads / 32;
+  const long long resident = static_cast<long long>(max(per_sm, 1)) * sms;
+  *grid = static_cast<int>(max(1ll, min(resident, (items + kWarps - 1) / kWarps)));
+  return cudaSuccess;
 }
 
 }  // namespace
@@ -439,12 +503,25 @@ cudaError_t launch_permute(const expert_major_params& p, void* scan_scratch, std
 
 cudaError_t launch_unpermute(const expert_major_params& p, bool weighted, bool vectorized, int grid,
                              cudaStream_t stream) noexcept {
-  switch (p.v.combine_type) {
-    case comm::element_type::bf16: return launch_unpermute_as<__nv_bfloat16>(p, weighted, vectorized, grid, stream);
-    case comm::element_type::fp16: return launch_unpermute_as<__half>(p, weighted, vectorized, grid, stream);
-    case comm::element_type::fp32: return launch_unpermute_as<float>(p, weighted, vectorized, grid, stream);
-  }
-  return cudaErrorInvalidValue;
+  const unpermute_fn kernel = unpermute_kernel_for(p.v.combine_type, weighted, vectorized);
+  if (kernel == nullptr) return cudaErrorInvalidValue;
+  kernel<<<grid, kCopyThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t permute_copy_grid(const expert_major_params& p, int sms, int* grid) noexcept {
+  const long long items = static_cast<long long>(p.v.ep_size) * p.v.max_tokens * p.row_segments;
+  return resident_grid(copy_kernel, sms, items, grid);
+}
+
+cudaError_t unpermute_grid(const expert_major_params& p, bool weighted, bool vectorized, int sms, int* grid) noexcept {
+  const unpermute_fn kernel = unpermute_kernel_for(p.v.combine_type, weighted, vectorized);
+  if (kernel == nullptr) return cudaErrorInvalidValue;
+  // The items of one-segment spans: the most a launch can have (the kernel's spans are longer
+  // when the batch is large).
+  const int per_group = vectorized ? 16 / static_cast<int>(comm::element_size(p.v.combine_type)) : 1;
+  const int segments = (p.v.hidden / per_group + 32 * kSumGroups - 1) / (32 * kSumGroups);
+  return resident_grid(kernel, sms, static_cast<long long>(p.v.ep_size) * p.v.max_tokens * segments, grid);
 }
 
 }  // namespace epgraph::kernels::detail

@@ -80,7 +80,7 @@ comm::expert_major_layout plan_permute(const comm::ep_config& c, const permute_a
 }
 
 permute_op::permute_op(const comm::ep_session& session, const permute_args& args)
-    : link_(session.link()), grid_(detail::local_grid()) {
+    : link_(session.link()) {
   const comm::ep_config& c = session.config();
   const comm::session_view& v = session.view();
   const comm::expert_major_layout l = plan_permute(c, args);
@@ -97,6 +97,7 @@ permute_op::permute_op(const comm::ep_session& session, const permute_args& args
     p.row_segments += p.segments[i];
   }
   if (!l.copy_rows) p.row_segments = 1;  // a warp per token: origins, weights and receive indices
+  EPG_CHECK_CUDA(detail::permute_copy_grid(p, detail::sm_count(), &grid_));
   state->buffer = comm::device_buffer(l.bytes);
   EPG_CHECK_CUDA(cudaMemset(state->buffer.get(), 0, l.bytes));
   p.buffer = state->buffer.as<char>();
@@ -139,7 +140,7 @@ cudaError_t permute_op::run(cudaStream_t stream) const noexcept {
 }
 
 unpermute_op::unpermute_op(const comm::ep_session& session, const permute_op& permute, bool weighted)
-    : link_(session.link()), state_(permute.state_), weighted_(weighted), grid_(detail::local_grid()) {
+    : link_(session.link()), state_(permute.state_), weighted_(weighted) {
   const detail::expert_major_params& p = state_->params;
   if (p.v.window_local != session.view().window_local)
     comm::throw_config_error("unpermute_op", "was given a permute of another session",
@@ -149,6 +150,7 @@ unpermute_op::unpermute_op(const comm::ep_session& session, const permute_op& pe
                              "set permute_args.weights_payload, or un-permute without weights");
   const std::size_t row_bytes = p.v.layout.combine_row_bytes;
   vectorized_ = row_bytes % 16 == 0 && p.layout.output.offset % 16 == 0 && p.v.layout.combine.offset % 16 == 0;
+  EPG_CHECK_CUDA(detail::unpermute_grid(p, weighted, vectorized_, detail::sm_count(), &grid_));
 }
 
 cudaError_t unpermute_op::run(cudaStream_t stream) const noexcept {

@@ -16,20 +16,10 @@ inline constexpr int chunk_warps = 4;
 /// Copy: vectors each lane keeps in flight; a copy item is 32 lanes x this many vectors of a row.
 inline constexpr int copy_unroll = 4;
 
-/// Small layouts (at most 32 chunks, 128 slots and 2048 counts: a decode session of up to 256
-/// tokens a rank at EP4 with 64 experts a rank, or at EP2 with 128) skip CUB's scan: the place
-/// kernel finds the chunk starts in the counts itself, a lane per slot with every chunk's count
-/// in flight at once; two dependent launches fewer (2x H200, EP2, 128 slots: T = 128 -1.4 us),
-/// and no scan scratch. Each round of 32 slots is one more round trip in every place warp, hence
-/// the bounds (a first cut bounded by chunks alone lost 7.6 us at EP2, T = 512: 4096 counts;
-/// perf-notes v31).
-inline constexpr int inline_scan_chunks = 32;
-inline constexpr int inline_scan_slots = 128;
-inline constexpr int inline_scan_counts = 2048;
-EPGRAPH_HD inline bool inline_scan(const comm::expert_major_layout& l) {
-  return l.chunks <= inline_scan_chunks && l.local_slots <= inline_scan_slots &&
-         l.chunks * l.local_slots <= inline_scan_counts;
-}
+/// Layouts whose place kernel sums the chunk counts itself, without CUB's scan
+/// (comm::expert_major_inline_scan_*: the planner decides).
+inline constexpr int inline_scan_chunks = comm::expert_major_inline_scan_chunks;
+EPGRAPH_HD inline bool inline_scan(const comm::expert_major_layout& l) { return l.inline_scan; }
 
 struct expert_major_params {
   comm::session_view v;
@@ -57,5 +47,9 @@ cudaError_t launch_permute(const expert_major_params& p, void* scan_scratch, std
 /// The weighted (or plain) sum of each received token's expert rows into the combine region.
 cudaError_t launch_unpermute(const expert_major_params& p, bool weighted, bool vectorized, int grid,
                              cudaStream_t stream) noexcept;
+/// The grids of launch_permute's copy kernel and of launch_unpermute: the CTAs the device holds
+/// at once (occupancy x sms), at most one warp per item of a full batch (queries; enqueue nothing).
+cudaError_t permute_copy_grid(const expert_major_params& p, int sms, int* grid) noexcept;
+cudaError_t unpermute_grid(const expert_major_params& p, bool weighted, bool vectorized, int sms, int* grid) noexcept;
 
 }  // namespace epgraph::kernels::detail

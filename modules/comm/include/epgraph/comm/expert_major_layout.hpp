@@ -31,6 +31,7 @@
 //   entry_rows    int32 [ep][max_tokens][k]   the row of each received top-k entry, or -1 (un-permute)
 //   chunk_counts  int32 [local_slots][chunks] rows per slot in each chunk of 32 receive slots
 //   chunk_starts  int32 [local_slots][chunks] their exclusive prefix: where a chunk's rows start
+//                                             (0 bytes for inline_scan layouts)
 //   (chunks = ep_size * ceil(max_tokens / 32); the last two are the permute's scratch)
 #include <cstddef>
 #include <cstdint>
@@ -44,6 +45,17 @@ enum class expert_major_form : std::uint8_t { packed = 0, masked = 1 };
 
 /// Receive slots per chunk of the permute's count and place passes.
 inline constexpr int expert_major_chunk_rows = 32;
+
+/// Small layouts (at most 32 chunks, 128 slots and 2048 counts: a decode session of up to 256
+/// tokens a rank at EP4 with 64 experts a rank, or at EP2 with 128) skip the scan of the chunk
+/// counts: the place pass finds the chunk starts itself, a lane per slot with every chunk's count
+/// in flight at once; two dependent launches fewer (2x H200, EP2, 128 slots: T = 128 -1.4 us),
+/// and neither scan scratch nor chunk_starts. Each round of 32 slots is one more round trip in
+/// every place warp, hence the bounds (a first cut bounded by chunks alone lost 7.6 us at EP2,
+/// T = 512: 4096 counts; perf-notes v31).
+inline constexpr int expert_major_inline_scan_chunks = 32;
+inline constexpr int expert_major_inline_scan_slots = 128;
+inline constexpr int expert_major_inline_scan_counts = 2048;
 
 struct expert_major_spec {
   expert_major_form form = expert_major_form::packed;
@@ -77,6 +89,7 @@ struct expert_major_layout {
   region dropped;
   region entry_rows;
   int chunks = 0;
+  bool inline_scan = false;  ///< small enough to skip the scan (the bounds above); no chunk_starts
   region chunk_counts;
   region chunk_starts;
   std::size_t bytes = 0;  ///< all of it, rounded up to region_alignment

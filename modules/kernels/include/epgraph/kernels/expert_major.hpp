@@ -100,7 +100,7 @@ class permute_op {
   comm::session_link link_;
   std::shared_ptr<const detail::expert_major_state> state_;
   expert_major_view view_;
-  int grid_;
+  int grid_ = 0;
 };
 
 class unpermute_op {
@@ -115,7 +115,7 @@ class unpermute_op {
   std::shared_ptr<const detail::expert_major_state> state_;
   bool weighted_;
   bool vectorized_;
-  int grid_;
+  int grid_ = 0;
 };
 
 }  // namespace epgraph::kernels
