@@ -378,9 +378,11 @@ __device__ inline int unpermute_span(const int* received, int ep_size, int segme
 // One item: `span` consecutive segments of one received token's combine row, each
 // kSumGroups groups of N elements per lane; each element the sum over the token's entries in
 // ascending order of the expert rows (times the weight when weighted), fp32, one rounding.
-// Loads of kSumRows rows are issued before they are added, in order.
+// Loads of kSumRows rows are issued before they are added, in order. Three CTAs per SM (at most
+// 85 registers): a change that needs more spills, which the build rejects, instead of silently
+// losing a third of the loads in flight (v34).
 template <class T, int N, bool weighted>
-__global__ void __launch_bounds__(kCopyThreads) unpermute_kernel(const __grid_constant__ expert_major_params p) {
+__global__ void __launch_bounds__(kCopyThreads, 3) unpermute_kernel(const __grid_constant__ expert_major_params p) {
   using pack = element_pack<T, N>;
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
