@@ -101,3 +101,25 @@ TEST_F(SingleRank, ExpertMajorPlanningRejectsWhatItCannotServe) {
   EXPECT_EQ(static_cast<const char*>(unweighted.view().output) - static_cast<const char*>(unweighted.view().payloads[0]),
             static_cast<std::ptrdiff_t>(l.output.offset - l.payloads[0].offset));
 }
+
+// The count and place kernels take exactly the dynamic shared memory the planner allows (48 KB
+// at top_k 6 and 960 slots: 4 warps x (32 x 6 + 3 x 960) ints) and still launch, so neither may
+// hold static shared memory; one slot more is refused when planned.
+TEST_F(SingleRank, APermuteAtThePlannersSharedMemoryLimitLaunches) {
+  auto nccl = solo_comm();
+  auto p = small_problem();
+  p.top_k = 6;
+  p.num_experts = 960;
+  {
+    comm::ep_session session(nccl, sim::make_config(p, 8, 256));
+    const kernels::permute_op permute(session, kernels::permute_args{});
+    graph::stream s;
+    ASSERT_EQ(permute.run(s.get()), cudaSuccess);
+    s.sync();
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  }
+  p.num_experts = 961;
+  comm::ep_session wider(nccl, sim::make_config(p, 8, 256));
+  expect_config_error([&] { kernels::permute_op op(wider, kernels::permute_args{}); }, "ep_config.local_slots()",
+                      "is 961: the permute's counters need 49200 bytes of shared memory, over 49152");
+}

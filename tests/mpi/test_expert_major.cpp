@@ -195,9 +195,13 @@ TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndFor
 // The un-permute against its host reference, weighted and not: the combine region holds, per
 // received token, its rows in ascending entry order (times their weights), summed in fp32,
 // rounded once. The expert stage writes rows of widely spread magnitudes, so a sum in another
-// order or with another rounding differs.
-TEST(ExpertMajorStep, TheUnpermuteSumsARowsOutputsInEntryOrderWithAndWithoutWeights) {
-  sim::problem p = make_problem(8, sim::routing::skewed);  // several local experts per token
+// order or with another rounding differs. Two sizes: 100 tokens a rank (a warp per 1 KB segment
+// of a row), and 2048 full ones (2056-element rows: 5 segments). There the un-permute grid is
+// what the GPU holds at once (3168 warps on 132 SMs), so its warps take spans of several
+// segments: 4 (spans of 4 and 1 segments) at np 2, whole rows at np 4 (v34).
+static void check_unpermute(int max_tokens) {
+  sim::problem p = make_problem(8, sim::routing::skewed, 8, max_tokens);  // several local experts per token
+  if (max_tokens > 100) p.min_tokens = p.max_tokens;
   comm::ep_session session(world_comm(), sim::make_config(p, 32, 256));
   const int me = mpi().rank();
   std::vector<std::uint16_t> spread;  // bf16 rows: (1 + m / 128) * 2^e, e in [-12, 12], either sign
@@ -250,6 +254,13 @@ TEST(ExpertMajorStep, TheUnpermuteSumsARowsOutputsInEntryOrderWithAndWithoutWeig
         }
     EXPECT_EQ(wrong, 0) << "of " << checked;
     EXPECT_GT(checked, 0);
+  }
+}
+
+TEST(ExpertMajorStep, TheUnpermuteSumsARowsOutputsInEntryOrderWithAndWithoutWeights) {
+  for (int max_tokens : {100, 2048}) {
+    SCOPED_TRACE("max_tokens " + std::to_string(max_tokens));
+    check_unpermute(max_tokens);
   }
 }
 

@@ -9,8 +9,8 @@
 //   copy   one warp per segment of a received token's payload rows: read once, written to
 //          each of the token's places; the first segment's warp also writes origins and weights
 //          (without copy_rows a warp per token writes only those and the rows' receive indices)
-// Un-permute: a warp per segment of a received token's combine row sums the token's rows
-// (ascending top-k entry, fp32, one rounding) into the combine region.
+// Un-permute: a warp per span of segments of a received token's combine row sums the token's
+// rows (ascending top-k entry, fp32, one rounding) into the combine region.
 #include <cub/device/device_scan.cuh>
 
 #include "device/common.cuh"
@@ -123,9 +123,8 @@ __global__ void count_kernel(const __grid_constant__ expert_major_params p) {
 
 // Whole warp, inline_scan layouts: chunk c's start in every slot (s.start) and every slot's first
 // row (s.slot_first), the exclusive prefix over [slot][chunk] of chunk_counts, as CUB's scan
-// would have written it into chunk_starts; and, when rows_total is given, the rows of all slots.
-__device__ inline void inline_starts(const expert_major_params& p, int c, const chunk_scratch& s, int lane,
-                                     int* rows_total) {
+// would have written it into chunk_starts.
+__device__ inline void inline_starts(const expert_major_params& p, int c, const chunk_scratch& s, int lane) {
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
   int carry = 0;  // the rows of the slots of earlier rounds
@@ -152,15 +151,15 @@ __device__ inline void inline_starts(const expert_major_params& p, int c, const 
     }
     carry += __shfl_sync(~0u, inclusive, 31);
   }
-  if (rows_total != nullptr && lane == 0) *rows_total = carry;
   __syncwarp();
 }
 
 // Per slot (block 0, after its chunks): rows, offsets, and the rows a masked slot could not hold.
 // inline_scan layouts: each slot's first row from warp 0's scratch (chunk 0's inline_starts; the
-// caller syncs the block first), its total the distance to the next slot's first row (the last
-// slot's: to rows_total), so the counts are not read again.
-__device__ void write_slot_totals(const expert_major_params& p, int rows_total) {
+// caller syncs the block first), its total the distance to the next slot's first row, so the
+// counts are read again for the last slot only. (Its total in static shared memory instead
+// would push a layout at the planner's 48 KB of dynamic shared memory over the launch limit.)
+__device__ void write_slot_totals(const expert_major_params& p) {
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
   const auto* counts = p.at<const std::int32_t>(p.layout.chunk_counts);
@@ -175,7 +174,14 @@ __device__ void write_slot_totals(const expert_major_params& p, int rows_total) 
     if (inline_scan(p.layout)) {
       const int* slot_first = scratch_of(p, 0).slot_first;
       first = slot_first[x];
-      total = (x + 1 < slots ? slot_first[x + 1] : rows_total) - first;
+      if (x + 1 < slots) {
+        total = slot_first[x + 1] - first;
+      } else {
+        int n[kInlineScanChunks];
+        slot_counts(counts, x, slots, chunks, n);
+#pragma unroll
+        for (int k = 0; k < kInlineScanChunks; ++k) total += n[k];
+      }
     } else {
       first = starts[static_cast<std::size_t>(x) * chunks];
       total = starts[last] + counts[last] - first;
@@ -194,7 +200,7 @@ __device__ void write_slot_totals(const expert_major_params& p, int rows_total) 
 }
 
 // One warp: the rows of chunk c, each to its place (entry_rows): a slot's rows in row order.
-__device__ void place_chunk(const expert_major_params& p, int c, int warp, int lane, int* rows_total) {
+__device__ void place_chunk(const expert_major_params& p, int c, int warp, int lane) {
   const comm::session_view& v = p.v;
   const int chunks = p.layout.chunks, slots = p.layout.local_slots;
   const auto* starts = p.at<const std::int32_t>(p.layout.chunk_starts);
@@ -202,7 +208,7 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
   const auto capacity = static_cast<long long>(p.layout.capacity);
   const chunk_scratch s = scratch_of(p, warp);
   if (inline_scan(p.layout)) {
-    inline_starts(p, c, s, lane, rows_total);
+    inline_starts(p, c, s, lane);
   } else {
     gather(slots, lane, [&](int x) { return starts[static_cast<std::size_t>(x) * chunks + c]; },
            [&](int x, int start) { s.start[x] = start; });
@@ -245,11 +251,10 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
 __global__ void place_kernel(const __grid_constant__ expert_major_params p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int c = blockIdx.x * kChunkWarps + warp;
-  __shared__ int rows_total;  // inline_scan layouts: chunk 0's sum over every slot
-  if (c < p.layout.chunks) place_chunk(p, c, warp, lane, c == 0 ? &rows_total : nullptr);
+  if (c < p.layout.chunks) place_chunk(p, c, warp, lane);
   if (blockIdx.x == 0) {
-    if (inline_scan(p.layout)) __syncthreads();  // warp 0's slot_first and rows_total
-    write_slot_totals(p, inline_scan(p.layout) ? rows_total : 0);
+    if (inline_scan(p.layout)) __syncthreads();  // warp 0's slot_first (write_slot_totals)
+    write_slot_totals(p);
   }
 }
 
@@ -355,7 +360,8 @@ struct alignas(N > 1 ? 16 : alignof(T)) element_pack {
 template <class T, int N>
 __device__ inline float element_float(const element_pack<T, N>& x, int e) {
   if constexpr (std::is_same_v<T, __nv_bfloat16> && N % 2 == 0) {
-    const unsigned pair = reinterpret_cast<const unsigned*>(x.e)[e / 2];
+    unsigned pair;
+    memcpy(&pair, &x.e[e & ~1], sizeof pair);
     return __uint_as_float(e % 2 == 0 ? pair << 16 : pair & 0xffff0000u);
   } else {
     return device::to_float(x.e[e]);

@@ -29,7 +29,8 @@
 //
 // Slots: the session's (ep_config::local_slots); with a placement table a received id is a
 // physical expert and its slot is the table's (session_view::local_slot_of).
-// Memory: plan_expert_major(config, spec).bytes, plus CUB's scan scratch (a few kB).
+// Memory: plan_expert_major(config, spec).bytes, plus CUB's scan scratch (a few kB; none for
+// the small layouts that skip the scan, expert_major_layout::inline_scan).
 // The view's rows are valid from the end of permute until its next run; rows past a slot's
 // count keep what earlier steps left there. Without copy_rows the input rows are the receive
 // buffers': valid until this rank's combine starts (ep_session.hpp).
