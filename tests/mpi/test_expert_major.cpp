@@ -198,7 +198,7 @@ TEST(ExpertMajorStep, TheViewAndTheOutputMatchTheReferenceForEveryRoutingKAndFor
 // order or with another rounding differs. Two sizes: 100 tokens a rank (a warp per 1 KB segment
 // of a row), and 2048 full ones (2056-element rows: 5 segments). There the un-permute grid is
 // what the GPU holds at once (3168 warps on 132 SMs), so its warps take spans of several
-// segments: 4 (spans of 4 and 1 segments) at np 2, whole rows at np 4 (v34).
+// segments: 3 (unpermute_max_span), the row's last span 2 (v34).
 static void check_unpermute(int max_tokens) {
   sim::problem p = make_problem(8, sim::routing::skewed, 8, max_tokens);  // several local experts per token
   if (max_tokens > 100) p.min_tokens = p.max_tokens;

@@ -368,17 +368,17 @@ __device__ inline float element_float(const element_pack<T, N>& x, int e) {
   }
 }
 
-// Segments per un-permute item: whole rows when the received tokens give every warp two items
+// Segments per un-permute item: max_span when the received tokens give every warp two items
 // of them, fewer (down to one) for small batches, so these still spread over the grid. An item
 // reads its token's rows (entry_rows) once for all its segments: the dependent round trips per
 // segment drop from three (count, places, rows) toward one.
-__device__ inline int unpermute_span(const int* received, int ep_size, int segments, int lane) {
+__device__ inline int unpermute_span(const int* received, int ep_size, int segments, int lane, int max_span) {
   int total = 0;
   for (int s = lane; s < ep_size; s += 32) total += received[s];
   total = __reduce_add_sync(~0u, total);
   const long long two_per_warp = 2ll * gridDim.x * (kCopyThreads / 32);
   const long long span = (static_cast<long long>(total) * segments + two_per_warp - 1) / two_per_warp;
-  return static_cast<int>(min(max(span, 1ll), static_cast<long long>(segments)));
+  return static_cast<int>(min(max(span, 1ll), static_cast<long long>(min(segments, max_span))));
 }
 
 // One item: `span` consecutive segments of one received token's combine row, each
@@ -399,7 +399,7 @@ __global__ void __launch_bounds__(kCopyThreads, 3) unpermute_kernel(const __grid
   const T* out = p.at<const T>(p.layout.output);
   T* combine = v.window_at<T>(v.layout.combine);
   const int groups = v.hidden / N, segments = (groups + 32 * kSumGroups - 1) / (32 * kSumGroups);
-  const int span = unpermute_span(received, v.ep_size, segments, lane);
+  const int span = unpermute_span(received, v.ep_size, segments, lane, p.max_span);
   const int spans = (segments + span - 1) / span;
   const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * spans;
   for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;

@@ -15,6 +15,11 @@ namespace epgraph::kernels::detail {
 inline constexpr int chunk_warps = 4;
 /// Copy: vectors each lane keeps in flight; a copy item is 32 lanes x this many vectors of a row.
 inline constexpr int copy_unroll = 4;
+/// Un-permute: segments per warp item at most. Longer spans read a token's places less often,
+/// shorter ones leave the warps more evenly loaded at the end; at 2x H200, EP2, T = 4096, 3
+/// beat whole rows by 3.5 to 7.7% and lost nowhere beyond noise (perf-notes v34; 1 and 2 lost
+/// at T = 512).
+inline constexpr int unpermute_max_span = 3;
 
 /// Layouts whose place kernel sums the chunk counts itself, without CUB's scan
 /// (comm::expert_major_inline_scan_*: the planner decides).
@@ -31,6 +36,7 @@ struct expert_major_params {
   int segments[comm::max_payloads];   ///< copy items per row of each payload (32 lanes x copy_unroll vectors each)
   int row_segments;                   ///< their sum: copy items per received token
   int shared_bytes;          ///< dynamic shared memory of the count and place kernels
+  int max_span = unpermute_max_span;  ///< un-permute: the most segments of a row one warp item takes
 
   template <class T>
   __host__ __device__ T* at(const comm::region& r) const {
