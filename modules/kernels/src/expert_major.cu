@@ -368,6 +368,12 @@ __device__ inline float element_float(const element_pack<T, N>& x, int e) {
   }
 }
 
+// Un-permute segments of a combine row of `hidden` elements: kSumGroups groups of
+// `per_group` elements for each of 32 lanes.
+__host__ __device__ inline int unpermute_segments(int hidden, int per_group) {
+  return (hidden / per_group + 32 * kSumGroups - 1) / (32 * kSumGroups);
+}
+
 // Segments per un-permute item: max_span when the received tokens give every warp two items
 // of them, fewer (down to one) for small batches, so these still spread over the grid. An item
 // reads its token's rows (entry_rows) once for all its segments: the dependent round trips per
@@ -398,7 +404,7 @@ __global__ void __launch_bounds__(kCopyThreads, 3) unpermute_kernel(const __grid
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const T* out = p.at<const T>(p.layout.output);
   T* combine = v.window_at<T>(v.layout.combine);
-  const int groups = v.hidden / N, segments = (groups + 32 * kSumGroups - 1) / (32 * kSumGroups);
+  const int groups = v.hidden / N, segments = unpermute_segments(v.hidden, N);
   const int span = unpermute_span(received, v.ep_size, segments, lane, p.max_span);
   const int spans = (segments + span - 1) / span;
   const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * spans;
@@ -528,7 +534,7 @@ cudaError_t unpermute_grid(const expert_major_params& p, bool weighted, bool vec
   // The items of one-segment spans: the most a launch can have (the kernel's spans are longer
   // when the batch is large).
   const int per_group = vectorized ? 16 / static_cast<int>(comm::element_size(p.v.combine_type)) : 1;
-  const int segments = (p.v.hidden / per_group + 32 * kSumGroups - 1) / (32 * kSumGroups);
+  const int segments = unpermute_segments(p.v.hidden, per_group);
   return resident_grid(kernel, sms, static_cast<long long>(p.v.ep_size) * p.v.max_tokens * segments, grid);
 }
 
