@@ -117,6 +117,9 @@ struct result {
   /// permute with the rows left in the receive buffers (copy_rows = false: indices only).
   stats permute, unpermute, permute_indexed;
   double permute_bytes = 0, unpermute_bytes = 0, permute_indexed_bytes = 0;
+  /// The same bytes on the busiest rank (max over ranks). The times are the slowest rank's, so
+  /// under skew these, not the means, say how near the memory's bandwidth that rank runs.
+  double busiest_permute_bytes = 0, busiest_unpermute_bytes = 0;
   /// fp8 payload with options::quantize: quantize_rows_op alone (and the bytes it reads and
   /// writes), the quantizing dispatch, and quantize_rows_op + the fp8 dispatch as one op.
   stats quantize, quantized_dispatch, quantize_then_dispatch;

@@ -62,6 +62,12 @@ class replayer {
   graph::graph_exec exec_;
 };
 
+double max_over_ranks(double v) {
+  double most = 0;
+  EPG_CHECK_MPI(MPI_Allreduce(&v, &most, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+  return most;
+}
+
 double mean_over_ranks(double v) {
   double sum = 0;
   int n = 1;
@@ -234,12 +240,15 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     double rows = 0;
     for (const auto& slot : sim::expect_expert_major(p, routes, comm::default_placement(cfg), me)) rows += double(slot.size());
     const double out_row = double(shape.hidden) * double(comm::element_size(cfg.combine_type));
-    r.permute_bytes = mean_over_ranks(received * payload_row + rows * (payload_row + 3 * 4 + 4));
+    const double permute_bytes = received * payload_row + rows * (payload_row + 3 * 4 + 4);
+    r.permute_bytes = mean_over_ranks(permute_bytes);
+    r.busiest_permute_bytes = max_over_ranks(permute_bytes);
     // Indexed (a lower bound, counted apart from the copy's): each received token's top-k ids
     // read and its entries' rows written (int32), each row's origin, weight and receive index
     // written.
     r.permute_indexed_bytes = mean_over_ranks(received * double(shape.top_k) * 8 + rows * (3 * 4 + 4 + 4));
     r.unpermute_bytes = mean_over_ranks(rows * out_row + received * out_row);
+    r.busiest_unpermute_bytes = max_over_ranks(rows * out_row + received * out_row);
   }
   if (o.fp8_combine && shape.hidden % 16 == 0) {
     // The FP8 combine on the same routing: prepare-combine quantizes bf16 rows drawn like hidden

@@ -291,6 +291,8 @@ bench::result known_result() {
   r.unpermute = {3.0, 3.25, 3.5};
   r.permute_bytes = 9e6;
   r.unpermute_bytes = 6.5e6;
+  r.busiest_permute_bytes = 1.2e7;
+  r.busiest_unpermute_bytes = 8e6;
   r.permute_indexed = {1.0, 1.5, 2.0};
   r.permute_indexed_bytes = 3e5;
   r.quantize = {6.0, 6.5, 7.0};
@@ -392,6 +394,10 @@ std::map<std::string, double> expected_numbers() {
           {"unpermute_p90_us", 3.5},
           {"unpermute_bytes", 6.5e6},
           {"unpermute_GBps", 6.5e6 / (3.25 * 1e3)},
+          {"busiest_permute_bytes", 1.2e7},
+          {"busiest_permute_GBps", 1.2e7 / (4.5 * 1e3)},
+          {"busiest_unpermute_bytes", 8e6},
+          {"busiest_unpermute_GBps", 8e6 / (3.25 * 1e3)},
           {"quantize_us", 6.5},
           {"quantize_p10_us", 6.0},
           {"quantize_p90_us", 7.0},

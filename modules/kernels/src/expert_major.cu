@@ -14,6 +14,7 @@
 #include <cub/device/device_scan.cuh>
 
 #include "device/common.cuh"
+#include "device/unpermute_items.hpp"
 #include "expert_major_params.hpp"
 
 namespace epgraph::kernels::detail {
@@ -22,7 +23,7 @@ namespace {
 constexpr int kChunkWarps = chunk_warps;
 constexpr int kCopyThreads = 256;
 constexpr int kCopyUnroll = copy_unroll;
-constexpr int kSumGroups = 2;   // un-permute: element groups per lane and item
+constexpr int kSumGroups = device::unpermute_sum_groups;  // un-permute: element groups per lane and item
 constexpr int kSumRows = 4;     // un-permute: expert rows loaded before they are added
 
 __device__ inline int received_count(const comm::session_view& v, int src) {
@@ -368,23 +369,11 @@ __device__ inline float element_float(const element_pack<T, N>& x, int e) {
   }
 }
 
-// Un-permute segments of a combine row of `hidden` elements: kSumGroups groups of
-// `per_group` elements for each of 32 lanes.
-__host__ __device__ inline int unpermute_segments(int hidden, int per_group) {
-  return (hidden / per_group + 32 * kSumGroups - 1) / (32 * kSumGroups);
-}
-
-// Segments per un-permute item: max_span when the received tokens give every warp two items
-// of them, fewer (down to one) for small batches, so these still spread over the grid. An item
-// reads its token's rows (entry_rows) once for all its segments: the dependent round trips per
-// segment drop from three (count, places, rows) toward one.
-__device__ inline int unpermute_span(const int* received, int ep_size, int segments, int lane, int max_span) {
+// The received tokens' total, from every lane's share of `received` (shared memory).
+__device__ inline int received_total(const int* received, int ep_size) {
   int total = 0;
-  for (int s = lane; s < ep_size; s += 32) total += received[s];
-  total = __reduce_add_sync(~0u, total);
-  const long long two_per_warp = 2ll * gridDim.x * (kCopyThreads / 32);
-  const long long span = (static_cast<long long>(total) * segments + two_per_warp - 1) / two_per_warp;
-  return static_cast<int>(min(max(span, 1ll), static_cast<long long>(min(segments, max_span))));
+  for (int s = threadIdx.x & 31; s < ep_size; s += 32) total += received[s];
+  return __reduce_add_sync(~0u, total);
 }
 
 // One item: `span` consecutive segments of one received token's combine row, each
@@ -404,8 +393,9 @@ __global__ void __launch_bounds__(kCopyThreads, 3) unpermute_kernel(const __grid
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const T* out = p.at<const T>(p.layout.output);
   T* combine = v.window_at<T>(v.layout.combine);
-  const int groups = v.hidden / N, segments = unpermute_segments(v.hidden, N);
-  const int span = unpermute_span(received, v.ep_size, segments, lane, p.max_span);
+  const int groups = v.hidden / N, segments = device::unpermute_segments(v.hidden, N);
+  const int span = device::unpermute_span(received_total(received, v.ep_size), segments,
+                                          static_cast<long long>(gridDim.x) * (kCopyThreads / 32), p.max_span);
   const int spans = (segments + span - 1) / span;
   const long long items = static_cast<long long>(v.ep_size) * v.max_tokens * spans;
   for (long long item = blockIdx.x * (kCopyThreads / 32) + warp; item < items;
@@ -534,7 +524,7 @@ cudaError_t unpermute_grid(const expert_major_params& p, bool weighted, bool vec
   // The items of one-segment spans: the most a launch can have (the kernel's spans are longer
   // when the batch is large).
   const int per_group = vectorized ? 16 / static_cast<int>(comm::element_size(p.v.combine_type)) : 1;
-  const int segments = unpermute_segments(p.v.hidden, per_group);
+  const int segments = device::unpermute_segments(p.v.hidden, per_group);
   return resident_grid(kernel, sms, static_cast<long long>(p.v.ep_size) * p.v.max_tokens * segments, grid);
 }
 
