@@ -118,7 +118,8 @@ struct result {
   stats permute, unpermute, permute_indexed;
   double permute_bytes = 0, unpermute_bytes = 0, permute_indexed_bytes = 0;
   /// The same bytes on the busiest rank (max over ranks). The times are the slowest rank's, so
-  /// under skew these, not the means, say how near the memory's bandwidth that rank runs.
+  /// under skew these, not the means, say how near the memory's bandwidth that rank runs (a
+  /// lower bound where the busiest rank is not the slowest).
   double busiest_permute_bytes = 0, busiest_unpermute_bytes = 0;
   /// fp8 payload with options::quantize: quantize_rows_op alone (and the bytes it reads and
   /// writes), the quantizing dispatch, and quantize_rows_op + the fp8 dispatch as one op.

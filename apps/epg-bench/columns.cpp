@@ -146,14 +146,16 @@ std::vector<column> make_columns() {
               "weighted un-permute: each received token's expert rows, times their weights, summed into the "
               "combine region",
               &result::unpermute, &result::unpermute_bytes);
-  const std::string busiest_local =
-      "the busiest rank's bytes of the op (max over ranks) / median time (the slowest rank's), GB/s: under skew "
-      "the rate the hot rank reaches";
-  c.add("busiest_permute_bytes", busiest_local, [](const result& r) { return r.busiest_permute_bytes; });
-  c.add("busiest_permute_GBps", busiest_local,
+  const std::string busiest_bytes =
+      "the busiest rank's GPU-memory bytes of the op (max over ranks; counted as permute_bytes, unpermute_bytes)";
+  const std::string busiest_rate =
+      "those bytes / median time (the slowest rank's), GB/s: under skew at least the rate the hot rank reaches "
+      "(exact when the busiest rank is the slowest)";
+  c.add("busiest_permute_bytes", busiest_bytes, [](const result& r) { return r.busiest_permute_bytes; });
+  c.add("busiest_permute_GBps", busiest_rate,
         [](const result& r) { return gbps(r.busiest_permute_bytes, r.permute.median); });
-  c.add("busiest_unpermute_bytes", busiest_local, [](const result& r) { return r.busiest_unpermute_bytes; });
-  c.add("busiest_unpermute_GBps", busiest_local,
+  c.add("busiest_unpermute_bytes", busiest_bytes, [](const result& r) { return r.busiest_unpermute_bytes; });
+  c.add("busiest_unpermute_GBps", busiest_rate,
         [](const result& r) { return gbps(r.busiest_unpermute_bytes, r.unpermute.median); });
   c.add_local("quantize", "fp8 rows (--quantize fp8, H % 8 == 0; else 0): quantize_rows_op alone, bf16 rows into e4m3 codes "
               "and 1x128 fp32 scales", &result::quantize, &result::quantize_bytes);

@@ -247,8 +247,9 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     // read and its entries' rows written (int32), each row's origin, weight and receive index
     // written.
     r.permute_indexed_bytes = mean_over_ranks(received * double(shape.top_k) * 8 + rows * (3 * 4 + 4 + 4));
-    r.unpermute_bytes = mean_over_ranks(rows * out_row + received * out_row);
-    r.busiest_unpermute_bytes = max_over_ranks(rows * out_row + received * out_row);
+    const double unpermute_bytes = (rows + received) * out_row;
+    r.unpermute_bytes = mean_over_ranks(unpermute_bytes);
+    r.busiest_unpermute_bytes = max_over_ranks(unpermute_bytes);
   }
   if (o.fp8_combine && shape.hidden % 16 == 0) {
     // The FP8 combine on the same routing: prepare-combine quantizes bf16 rows drawn like hidden

@@ -28,6 +28,8 @@ TEST(UnpermuteItems, SegmentsCoverARowWithAtMostOnePartialSegment) {
   EXPECT_EQ(unpermute_segments(7168, 1), 112); // the scalar path
 }
 
+// The cap is passed as the kernel gets it (unpermute_max_span, 3, lives in a header with
+// CUDA-only declarations, which this host test does not include).
 TEST(UnpermuteItems, LargeBatchesTakeTheCapSmallOnesSpreadOverTheGrid) {
   const long long warps = 132 * 3 * 8;  // three CTAs of 8 warps per SM on an H100 / H200
   // T = 4096 at EP2, k = 8: ~8000 received tokens of 14 segments: far more than two items per warp.
@@ -42,6 +44,11 @@ TEST(UnpermuteItems, LargeBatchesTakeTheCapSmallOnesSpreadOverTheGrid) {
   // Never more than a row has, whatever the cap.
   EXPECT_EQ(unpermute_span(1 << 20, 2, warps, 3), 2);
   EXPECT_EQ(unpermute_span(1 << 20, 14, warps, 1 << 20), 14);
+  // The largest totals a session can have (ep_size x max_tokens near 2^31) on the smallest
+  // grid: the product stays in 64 bits.
+  EXPECT_EQ(unpermute_span(2147483647, 112, 8, 3), 3);
+  EXPECT_EQ(unpermute_span(2147483647, 112, 8, 1000), 112);
+  EXPECT_EQ(unpermute_span(2147483647, 1, 1, 3), 1);
 }
 
 TEST(UnpermuteItems, EverySpanLengthCoversEverySegmentOnce) {

@@ -24,7 +24,7 @@ constexpr int kChunkWarps = chunk_warps;
 constexpr int kCopyThreads = 256;
 constexpr int kCopyUnroll = copy_unroll;
 constexpr int kSumGroups = device::unpermute_sum_groups;  // un-permute: element groups per lane and item
-constexpr int kSumRows = 4;     // un-permute: expert rows loaded before they are added
+constexpr int kSumRows = 4;  // un-permute: expert rows loaded before they are added
 
 __device__ inline int received_count(const comm::session_view& v, int src) {
   const int n = v.window_at<const std::int32_t>(v.layout.counts)[src];
