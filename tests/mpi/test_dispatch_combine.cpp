@@ -176,10 +176,10 @@ INSTANTIATE_TEST_SUITE_P(
         // slice (device/push_items.hpp): whole rows, and the warps that push one also push
         // small copies after it (8 tokens a CTA of 16 warps; 7 tokens with odd rows of 2-byte
         // vectors and bad ids).
-        dispatch_case{"sliced_rows_8_tokens_a_cta", 128, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 16,
-                      512, true},
-        dispatch_case{"sliced_rows_odd_bytes_7_tokens_a_cta", 100, 8, 32, {2006, 224, 8 * 4}, sim::routing::skewed, 0,
-                      true, 16, 512, true},
+        dispatch_case{"whole_rows_and_small_copies_8_tokens_a_cta", 128, 8, 32, {7168 * 2, 8 * 4},
+                      sim::routing::uniform, 0, false, 16, 512, true},
+        dispatch_case{"whole_rows_and_small_copies_odd_bytes_7_tokens_a_cta", 100, 8, 32, {2006, 224, 8 * 4},
+                      sim::routing::skewed, 0, true, 16, 512, true},
         // Claimed chunks (8 tokens per warp and more) beside a fixed one: 47 tokens on 3 CTAs of
         // 2 warps are chunks of 16, 16 and 15, so the first two CTAs offer theirs to claims and
         // the last pushes fixed items (dispatch.cu, step 4; the four cases above claim in every CTA).
