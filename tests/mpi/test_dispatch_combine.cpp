@@ -180,6 +180,20 @@ INSTANTIATE_TEST_SUITE_P(
                       sim::routing::uniform, 0, false, 16, 512, true},
         dispatch_case{"whole_rows_and_small_copies_odd_bytes_7_tokens_a_cta", 100, 8, 32, {2006, 224, 8 * 4},
                       sim::routing::skewed, 0, true, 16, 512, true},
+        // At most 32 tokens, warp 0 of every CTA routes them all (dispatch.cu, step 1, tiny):
+        // one token on 32 CTAs; 32 tokens on 64 CTAs (CTAs 32 to 63 hold none, the last CTA
+        // publishes totals it did not push); 32 skewed tokens on 4 CTAs (chunks of 8) and 17 on
+        // one CTA of 2 warps, both with bad ids that only the CTA holding the token reports;
+        // 33 tokens, the first count past the tiny path.
+        dispatch_case{"tiny_one_token", 1, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 32, 512, true},
+        dispatch_case{"tiny_32_tokens_on_64_ctas", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 64, 512,
+                      true},
+        dispatch_case{"tiny_32_tokens_on_4_ctas_bad_ids", 32, 8, 32, {2006, 8 * 4}, sim::routing::skewed, 0, true, 4, 512,
+                      true, 3},
+        dispatch_case{"tiny_17_tokens_on_one_cta_bad_ids", 17, 6, 40, {1000, 8 * 4}, sim::routing::skewed, 0, true, 1, 64,
+                      true, 5},
+        dispatch_case{"just_past_tiny_33_tokens", 33, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64, 512,
+                      true},
         // Claimed chunks (8 tokens per warp and more) beside a fixed one: 47 tokens on 3 CTAs of
         // 2 warps are chunks of 16, 16 and 15, so the first two CTAs offer theirs to claims and
         // the last pushes fixed items (dispatch.cu, step 4; the four cases above claim in every CTA).

@@ -30,6 +30,8 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // (v32). Inlining the common case without the __syncwarp (scripts/diag/claims-fast-path.patch)
 // took back only a third of it, 1.4 to 2% on FP8 rows, and was not taken (v33).
 constexpr int kClaimTokensPerWarp = 8;
+// Token counts a warp routes alone in every CTA (step 1, tiny): one ballot per destination.
+constexpr int kTinyTokens = 32;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
 // kernel's other shared state is a few hundred bytes).
@@ -248,6 +250,12 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   const int begin = min(T, b * chunk), end = min(T, begin + chunk);
   const bool one_round = chunk <= nthreads;  // at T <= grid * threads, i.e. nearly always
   const int t = begin + tid;                 // this thread's token in a one-round chunk
+  // At most a warp of tokens: warp 0 of every CTA routes all of them (lane i token i), so its
+  // ballots give every slot and every total at once (step 1, tiny). Not with a placement
+  // table: that kernel spilled registers with it.
+  const bool tiny = !Placed && T <= kTinyTokens;
+  const int routed = tiny ? (warp == 0 ? lane : T) : t;  // the token whose mask this thread takes
+  const int routed_end = tiny ? T : end;
   const auto mask_of = [&](int token, bool report, bool& invalid) {
     const auto of = [&](auto rank_of) {
       return device::destination_mask(p.topk_ids, token, v.top_k, v.num_experts, rank_of, input, report, invalid);
@@ -267,11 +275,12 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   };
   bool invalid = false;  // this thread's token has an id out of range
   std::uint64_t m = 0;
-  if (!Placed && one_round && t < end) m = mask_of(t, false, invalid);
+  if (!Placed && one_round && routed < routed_end) m = mask_of(routed, false, invalid);
   if constexpr (!Placed) device::begin_collective(v, comm::collective_kind::dispatch, st);
-  if (!st.refused) {  // the faults found before the claim
+  if (!st.refused) {  // the faults found before the claim (tiny: by the CTA whose chunk holds the token)
     if (b == 0 && tid == 0) device::clamp_token_count(requested_tokens, v.max_tokens, input, true);
-    if (invalid) device::report_invalid_ids(p.topk_ids, t, v.top_k, v.num_experts, input);
+    if (invalid && routed >= begin && routed < end)
+      device::report_invalid_ids(p.topk_ids, routed, v.top_k, v.num_experts, input);
   }
   // Combine uses this count, after a dispatch refused for a fatal fault too (it marks every
   // row of the step NaN); a launch that overlaps another leaves the other's count and word
@@ -338,8 +347,25 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     return run;
   };
   device::deadline clock(v.deadline_ns);
-  int usable_end;
-  if (one_round) {
+  int usable_end = end;
+  if (tiny) {
+    // 1 (tiny). Lane i of warp 0 holds token i's mask; for destination d the tokens before i
+    // in the ballot are token i's slot, the whole ballot is the total. No look-back and one
+    // __syncthreads: at T = 1 the look-back path's scans and three __syncthreads put ~1 us
+    // before the first store (perf-notes v36).
+    if (warp == 0) {
+      const bool mine = lane >= begin && lane < end;
+      for (int d = 0; d < ep; ++d) {
+        const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
+        if (lane == 0) s_running[d] = __popc(ballot);  // the totals, for step 5
+        if (!mine) continue;
+        const int slot = (m >> d) & 1 ? __popc(ballot & ((1u << lane) - 1)) : -1;
+        token_slots[static_cast<std::size_t>(lane) * ep + d] = slot;
+        if (shared_slots) s_slots[(lane - begin) * ep + d] = slot;
+      }
+    }
+    __syncthreads();
+  } else if (one_round) {
     // A thread owns at most one token (its mask m is known), and the count pass is the slot
     // pass. Warp ballots count; a thread per destination scans the warps and publishes the
     // chunk's count at once; after the look-back each thread has its slots. Three
@@ -462,10 +488,12 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   //    arrives, so the release covers the counts. The G*ep loads are spread over the CTA:
   //    summed serially they cost ~G L2 round trips (measured: +6 us at T=1).
   if (b == G - 1) {
-    for (int d = tid; d < ep; d += nthreads) s_running[d] = 0;  // reused as the totals
-    __syncthreads();
-    for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
-    __syncthreads();
+    if (!tiny) {  // tiny: warp 0's ballots left the totals in s_running
+      for (int d = tid; d < ep; d += nthreads) s_running[d] = 0;  // reused as the totals
+      __syncthreads();
+      for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
+      __syncthreads();
+    }
     if (!s_failed)
       for (int d = tid; d < ep; d += nthreads)
         *(!Domains || v.in_domain(d) ? static_cast<std::int32_t*>(ncclGetLsaPointer(
