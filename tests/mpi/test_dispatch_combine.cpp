@@ -31,7 +31,8 @@ struct dispatch_case {
   bool corrupt = false;  // plant an out-of-range id and a -1
   int ctas = 32, threads = 512;
   bool full = false;  // every rank sends max_tokens (else the count is drawn from [0, max_tokens])
-  int bad_entry = 0;  // corrupt: the entry of token 1 that gets the out-of-range id
+  int bad_entry = 0;  // corrupt: the entry of token bad_token that gets the out-of-range id
+  int bad_token = 1;
 };
 
 std::ostream& operator<<(std::ostream& o, const dispatch_case& c) { return o << c.name; }
@@ -51,8 +52,8 @@ void check_dispatch(const dispatch_case& c) {
   sim::routing_table routes = sim::draw_routing(p, 7);
   if (c.corrupt) {
     for (int src = 0; src < ep; ++src) {
-      if (routes.tokens[src] < 2) continue;
-      routes.ids[src][1 * p.top_k + c.bad_entry] = p.num_experts + 3;  // token 1: out of range
+      if (routes.tokens[src] <= c.bad_token) continue;
+      routes.ids[src][std::size_t(c.bad_token) * p.top_k + c.bad_entry] = p.num_experts + 3;  // out of range
       routes.ids[src][0 * p.top_k + (p.top_k - 1)] = -1;     // token 0, last entry: no expert
     }
   }
@@ -121,11 +122,11 @@ void check_dispatch(const dispatch_case& c) {
   }
 
   const auto fault = session.read_faults().input;
-  const bool planted = c.corrupt && T >= 2;
+  const bool planted = c.corrupt && T > c.bad_token;
   EXPECT_EQ(fault.code, planted ? comm::fault_code::expert_id_out_of_range : comm::fault_code::none)
       << comm::describe(fault);
   if (planted) {
-    EXPECT_EQ(fault.token, 1);
+    EXPECT_EQ(fault.token, c.bad_token);
     EXPECT_EQ(fault.entry, c.bad_entry);
     EXPECT_EQ(fault.value, p.num_experts + 3);
   }
@@ -180,20 +181,34 @@ INSTANTIATE_TEST_SUITE_P(
                       sim::routing::uniform, 0, false, 16, 512, true},
         dispatch_case{"whole_rows_and_small_copies_odd_bytes_7_tokens_a_cta", 100, 8, 32, {2006, 224, 8 * 4},
                       sim::routing::skewed, 0, true, 16, 512, true},
-        // At most 32 tokens, warp 0 of every CTA routes them all (dispatch.cu, step 1, tiny):
-        // one token on 32 CTAs; 32 tokens on 64 CTAs (CTAs 32 to 63 hold none, the last CTA
-        // publishes totals it did not push); 32 skewed tokens on 4 CTAs (chunks of 8) and 17 on
-        // one CTA of 2 warps, both with bad ids that only the CTA holding the token reports;
-        // 33 tokens, the first count past the tiny path.
+        // At most 128 tokens, warps 0 to 3 of every CTA route them all (dispatch.cu, step 1,
+        // tiny): one token on 32 CTAs; 32 tokens on 64 CTAs (CTAs 32 to 63 hold none, the last
+        // CTA publishes totals it did not push); 33 tokens (two routing warps); 128 on 64 CTAs
+        // (four, a CTA's two tokens in one warp); 100 on 3 CTAs (chunks of 34 that span
+        // warps); 128 on one CTA of 4 warps and 17 on one CTA of 2 warps (the chunk offered to
+        // claims); 32 on 2 CTAs of 2 warps (warps claim the other CTA's tokens); drawn counts
+        // up to 32 (T = 0 among them); 129 tokens, the first count past the path. The bad ids
+        // lie in the chunk of a CTA other than the first, which alone must report them.
         dispatch_case{"tiny_one_token", 1, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 32, 512, true},
         dispatch_case{"tiny_32_tokens_on_64_ctas", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 64, 512,
                       true},
         dispatch_case{"tiny_32_tokens_on_4_ctas_bad_ids", 32, 8, 32, {2006, 8 * 4}, sim::routing::skewed, 0, true, 4, 512,
-                      true, 3},
+                      true, 3, 25},
+        dispatch_case{"tiny_33_tokens_two_routing_warps", 33, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64,
+                      512, true, 0, 32},
+        dispatch_case{"tiny_128_tokens_four_routing_warps", 128, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0, true,
+                      64, 512, true, 7, 127},
+        dispatch_case{"tiny_100_tokens_on_3_ctas_bad_ids", 100, 8, 32, {1000, 8 * 4}, sim::routing::uniform, 0, true, 3,
+                      512, true, 2, 70},
+        dispatch_case{"tiny_128_tokens_on_one_cta_of_4_warps", 128, 8, 32, {2006, 8 * 4}, sim::routing::skewed, 0, true, 1,
+                      128, true, 4, 90},
         dispatch_case{"tiny_17_tokens_on_one_cta_bad_ids", 17, 6, 40, {1000, 8 * 4}, sim::routing::skewed, 0, true, 1, 64,
-                      true, 5},
-        dispatch_case{"just_past_tiny_33_tokens", 33, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64, 512,
-                      true},
+                      true, 5, 13},
+        dispatch_case{"tiny_claims_across_ctas_32_tokens_on_2_ctas", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0,
+                      true, 2, 64, true, 1, 20},
+        dispatch_case{"tiny_drawn_counts_up_to_32", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0, true, 8, 512},
+        dispatch_case{"just_past_tiny_129_tokens", 129, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64, 512,
+                      true, 0, 100},
         // Claimed chunks (8 tokens per warp and more) beside a fixed one: 47 tokens on 3 CTAs of
         // 2 warps are chunks of 16, 16 and 15, so the first two CTAs offer theirs to claims and
         // the last pushes fixed items (dispatch.cu, step 4; the four cases above claim in every CTA).

@@ -30,8 +30,9 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // (v32). Inlining the common case without the __syncwarp (scripts/diag/claims-fast-path.patch)
 // took back only a third of it, 1.4 to 2% on FP8 rows, and was not taken (v33).
 constexpr int kClaimTokensPerWarp = 8;
-// Token counts a warp routes alone in every CTA (step 1, tiny): one ballot per destination.
-constexpr int kTinyTokens = 32;
+// Up to this many tokens, warps 0..3 of every CTA route all of them (step 1, tiny): warp
+// ballots instead of the look-back.
+constexpr int kTinyWarps = 4;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
 // kernel's other shared state is a few hundred bytes).
@@ -250,12 +251,19 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   const int begin = min(T, b * chunk), end = min(T, begin + chunk);
   const bool one_round = chunk <= nthreads;  // at T <= grid * threads, i.e. nearly always
   const int t = begin + tid;                 // this thread's token in a one-round chunk
-  // At most a warp of tokens: warp 0 of every CTA routes all of them (lane i token i), so its
-  // ballots give every slot and every total at once (step 1, tiny). Not with a placement
-  // table: that kernel spilled registers with it.
-  const bool tiny = !Placed && T <= kTinyTokens;
-  const int routed = tiny ? (warp == 0 ? lane : T) : t;  // the token whose mask this thread takes
+  // Tiny (at most 32 x kTinyWarps tokens, and the chunk's slots fit in shared memory): warp w
+  // of every CTA routes tokens 32w .. 32w + 31, lane i token 32w + i, so its ballots give
+  // each token's rank among the warp's tokens and the warp's totals (step 1, tiny). Decided
+  // from values every CTA shares (T, the chunk), so that all CTAs take the same path. Not
+  // with a placement table: that kernel spilled registers with it.
+  const int routing_warps = max(1, (T + 31) / 32);
+  const bool tiny = !Placed && routing_warps <= min(kTinyWarps, nwarps) && chunk * ep <= kSharedSlots;
+  const int routed = tiny ? (warp < routing_warps ? warp * 32 + lane : T) : t;  // the token of this thread's mask
   const int routed_end = tiny ? T : end;
+  const bool mine = routed >= begin && routed < end;  // routed lies in this CTA's chunk
+  // My chunk's slots, also kept in shared memory for the push when they fit (the push then
+  // reads no global slots back); token_slots always gets them, combine reads it.
+  __shared__ int s_slots[kSharedSlots];
   const auto mask_of = [&](int token, bool report, bool& invalid) {
     const auto of = [&](auto rank_of) {
       return device::destination_mask(p.topk_ids, token, v.top_k, v.num_experts, rank_of, input, report, invalid);
@@ -276,11 +284,19 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   bool invalid = false;  // this thread's token has an id out of range
   std::uint64_t m = 0;
   if (!Placed && one_round && routed < routed_end) m = mask_of(routed, false, invalid);
+  if (tiny && warp < routing_warps) {
+    // 1 (tiny). Before the claim, so that its __syncthreads publishes the warps' totals and
+    // ranks (shared memory only: a refused launch writes nothing global).
+    for (int d = 0; d < ep; ++d) {
+      const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
+      if (lane == 0) s_warp_base[warp][d] = __popc(ballot);
+      if (mine) s_slots[(routed - begin) * ep + d] = (m >> d) & 1 ? __popc(ballot & ((1u << lane) - 1)) : -1;
+    }
+  }
   if constexpr (!Placed) device::begin_collective(v, comm::collective_kind::dispatch, st);
   if (!st.refused) {  // the faults found before the claim (tiny: by the CTA whose chunk holds the token)
     if (b == 0 && tid == 0) device::clamp_token_count(requested_tokens, v.max_tokens, input, true);
-    if (invalid && routed >= begin && routed < end)
-      device::report_invalid_ids(p.topk_ids, routed, v.top_k, v.num_experts, input);
+    if (invalid && mine) device::report_invalid_ids(p.topk_ids, routed, v.top_k, v.num_experts, input);
   }
   // Combine uses this count, after a dispatch refused for a fatal fault too (it marks every
   // row of the step NaN); a launch that overlaps another leaves the other's count and word
@@ -311,9 +327,6 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     device::stop_collective(v, st.seq);
     return;
   }
-  // My chunk's slots, also kept in shared memory for the push when they fit (the push then
-  // reads no global slots back); token_slots always gets them, combine reads it.
-  __shared__ int s_slots[kSharedSlots];
   const bool shared_slots = (end - begin) * ep <= kSharedSlots;
   std::int32_t* token_slots = v.local_at<std::int32_t>(v.layout.token_slots);
   // Slot of `token` (this thread's, destinations `mask`) at every destination: prefix (none:
@@ -349,21 +362,29 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   device::deadline clock(v.deadline_ns);
   int usable_end = end;
   if (tiny) {
-    // 1 (tiny). Lane i of warp 0 holds token i's mask; for destination d the tokens before i
-    // in the ballot are token i's slot, the whole ballot is the total. No look-back and one
-    // __syncthreads: at T = 1 the look-back path's scans and three __syncthreads put ~1 us
-    // before the first store (perf-notes v36).
-    if (warp == 0) {
-      const bool mine = lane >= begin && lane < end;
+    // 1 (tiny), after the claim. A token's slot at d: its rank in its warp's ballot plus the
+    // tokens of the warps before it; the totals: every routing warp's. No look-back wait and
+    // two __syncthreads (the claim's and this one) where the one-round path has four: at
+    // T <= 128 that path put 0.5 to 1.1 us before the first store (perf-notes v36).
+    if (mine)
       for (int d = 0; d < ep; ++d) {
-        const unsigned int ballot = __ballot_sync(~0u, (m >> d) & 1);
-        if (lane == 0) s_running[d] = __popc(ballot);  // the totals, for step 5
-        if (!mine) continue;
-        const int slot = (m >> d) & 1 ? __popc(ballot & ((1u << lane) - 1)) : -1;
-        token_slots[static_cast<std::size_t>(lane) * ep + d] = slot;
-        if (shared_slots) s_slots[(lane - begin) * ep + d] = slot;
+        int slot = s_slots[(routed - begin) * ep + d];
+        if (slot >= 0)
+          for (int w = 0; w < warp; ++w) slot += s_warp_base[w][d];
+        s_slots[(routed - begin) * ep + d] = slot;
+        token_slots[static_cast<std::size_t>(routed) * ep + d] = slot;
       }
+    for (int d = tid; d < ep; d += nthreads) {
+      int total = 0;
+      for (int w = 0; w < routing_warps; ++w) total += s_warp_base[w][d];
+      s_running[d] = total;  // for step 5; this thread reads it there
+      // Nothing waits for this CTA's look-back entries in a tiny launch, but they get this
+      // launch's tag all the same: tags are 32 bits of the launch number, so after 2^31
+      // tiny launches a stale entry would read as a later launch's (a false overlap).
+      lookback_entry(v, b * ep + d).store(device::tagged_count(tag, 0), cuda::memory_order_relaxed);
     }
+    // Also orders token_slots before the offer of a claimed chunk (step 4), whose readers in
+    // other CTAs read them.
     __syncthreads();
   } else if (one_round) {
     // A thread owns at most one token (its mask m is known), and the count pass is the slot
@@ -488,7 +509,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   //    arrives, so the release covers the counts. The G*ep loads are spread over the CTA:
   //    summed serially they cost ~G L2 round trips (measured: +6 us at T=1).
   if (b == G - 1) {
-    if (!tiny) {  // tiny: warp 0's ballots left the totals in s_running
+    if (!tiny) {  // tiny: step 1 left the totals in s_running
       for (int d = tid; d < ep; d += nthreads) s_running[d] = 0;  // reused as the totals
       __syncthreads();
       for (int i = tid; i < G * ep; i += nthreads) atomicAdd(&s_running[i % ep], wait_for_tag(v, i, st.seq, clock, s_failed));
