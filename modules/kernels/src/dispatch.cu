@@ -364,28 +364,33 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   if (tiny) {
     // 1 (tiny), after the claim. A token's slot at d: its rank in its warp's ballot plus the
     // tokens of the warps before it; the totals: every routing warp's. No look-back wait and
-    // two __syncthreads (the claim's and this one) where the one-round path has four: at
-    // T <= 128 that path put 0.5 to 1.1 us before the first store (perf-notes v36).
+    // one or two __syncthreads (the claim's, and one below) where the one-round path has
+    // four: at T <= 128 that path put 0.5 to 1.1 us more before the first store (perf-notes
+    // v36).
+    const bool several = routing_warps > 1;  // else the ranks are the slots already
     if (mine)
       for (int d = 0; d < ep; ++d) {
         int slot = s_slots[(routed - begin) * ep + d];
-        if (slot >= 0)
+        if (several && slot >= 0)
           for (int w = 0; w < warp; ++w) slot += s_warp_base[w][d];
-        s_slots[(routed - begin) * ep + d] = slot;
+        if (several) s_slots[(routed - begin) * ep + d] = slot;
         token_slots[static_cast<std::size_t>(routed) * ep + d] = slot;
       }
     for (int d = tid; d < ep; d += nthreads) {
       int total = 0;
       for (int w = 0; w < routing_warps; ++w) total += s_warp_base[w][d];
       s_running[d] = total;  // for step 5; this thread reads it there
-      // Nothing waits for this CTA's look-back entries in a tiny launch, but they get this
-      // launch's tag all the same: tags are 32 bits of the launch number, so after 2^31
-      // tiny launches a stale entry would read as a later launch's (a false overlap).
-      lookback_entry(v, b * ep + d).store(device::tagged_count(tag, 0), cuda::memory_order_relaxed);
     }
-    // Also orders token_slots before the offer of a claimed chunk (step 4), whose readers in
-    // other CTAs read them.
-    __syncthreads();
+    // Nothing waits for this CTA's look-back entries in a tiny launch, but they get this
+    // launch's tag all the same: tags are 32 bits of the launch number, so after 2^31 tiny
+    // launches a stale entry would read as a later launch's (a false overlap). From the last
+    // threads (ep <= 64 <= threads), which route nothing.
+    if (tid >= nthreads - ep)
+      lookback_entry(v, b * ep + (nthreads - 1 - tid)).store(device::tagged_count(tag, 0), cuda::memory_order_relaxed);
+    // The pushing warps read the finished slots of other warps' tokens; a claimed chunk's
+    // offer (step 4) must follow its token_slots, which other CTAs read. With one routing
+    // warp and no claims neither applies, and this __syncthreads cost 0.3 us at T = 1.
+    if (several || end - begin >= kClaimTokensPerWarp * nwarps) __syncthreads();
   } else if (one_round) {
     // A thread owns at most one token (its mask m is known), and the count pass is the slot
     // pass. Warp ballots count; a thread per destination scans the warps and publishes the
