@@ -186,9 +186,11 @@ INSTANTIATE_TEST_SUITE_P(
         // CTA publishes totals it did not push); 33 tokens (two routing warps); 128 on 64 CTAs
         // (four, a CTA's two tokens in one warp); 100 on 3 CTAs (chunks of 34 that span
         // warps); 128 on one CTA of 4 warps and 17 on one CTA of 2 warps (the chunk offered to
-        // claims); 32 on 2 CTAs of 2 warps (warps claim the other CTA's tokens); drawn counts
-        // up to 32 (T = 0 among them); 129 tokens, the first count past the path. The bad ids
-        // lie in the chunk of a CTA other than the first, which alone must report them.
+        // claims); 32 on 2 CTAs of 2 warps (both chunks offered: a warp may claim the other
+        // CTA's tokens, as timing has it); drawn counts up to 32; 129 tokens, the first count
+        // past the path. (T = 0 on this path: odd_ranks_empty, all_ranks_empty.) Where several
+        // CTAs route, the bad ids lie in the chunk of one other than the first, which alone
+        // must report them.
         dispatch_case{"tiny_one_token", 1, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 32, 512, true},
         dispatch_case{"tiny_32_tokens_on_64_ctas", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 64, 512,
                       true},

@@ -384,13 +384,13 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     // Nothing waits for this CTA's look-back entries in a tiny launch, but they get this
     // launch's tag all the same: tags are 32 bits of the launch number, so after 2^31 tiny
     // launches a stale entry would read as a later launch's (a false overlap). From the last
-    // threads (ep <= 64 <= threads), which route nothing.
+    // threads (ep <= 64 <= threads), which route nothing unless every warp routes.
     if (tid >= nthreads - ep)
       lookback_entry(v, b * ep + (nthreads - 1 - tid)).store(device::tagged_count(tag, 0), cuda::memory_order_relaxed);
     // The pushing warps read the finished slots of other warps' tokens; a claimed chunk's
     // offer (step 4) must follow its token_slots, which other CTAs read. With one routing
     // warp and no claims neither applies, and this __syncthreads cost 0.3 us at T = 1.
-    if (several || end - begin >= kClaimTokensPerWarp * nwarps) __syncthreads();
+    if (several || end - begin >= kClaimTokensPerWarp * nwarps) __syncthreads();  // `claimed` (step 4): usable_end == end
   } else if (one_round) {
     // A thread owns at most one token (its mask m is known), and the count pass is the slot
     // pass. Warp ballots count; a thread per destination scans the warps and publishes the
@@ -453,7 +453,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
   //    leave the fast SMs idle while the slow ones finish (probe tests/probes/link_rates.cu,
   //    perf-notes v26). Otherwise fixed items (push_items).
   const device::push_items items(p, usable_end - begin, nwarps);
-  const bool claimed = usable_end - begin >= kClaimTokensPerWarp * nwarps;  // whole tokens too
+  const bool claimed = usable_end - begin >= kClaimTokensPerWarp * nwarps;  // whole tokens too; step 1 (tiny) syncs on it
   // Claimed: the warp's claim cursor (its CTA: -1 when not claimed). Else the warp's next
   // item, in the cursor's ticket. One loop, one push: two loops, or two call sites of the
   // push, spilled registers.
