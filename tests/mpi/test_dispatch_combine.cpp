@@ -181,16 +181,18 @@ INSTANTIATE_TEST_SUITE_P(
                       sim::routing::uniform, 0, false, 16, 512, true},
         dispatch_case{"whole_rows_and_small_copies_odd_bytes_7_tokens_a_cta", 100, 8, 32, {2006, 224, 8 * 4},
                       sim::routing::skewed, 0, true, 16, 512, true},
-        // At most 128 tokens, warps 0 to 3 of every CTA route them all (dispatch.cu, step 1,
-        // tiny): one token on 32 CTAs; 32 tokens on 64 CTAs (CTAs 32 to 63 hold none, the last
-        // CTA publishes totals it did not push); 33 tokens (two routing warps); 128 on 64 CTAs
-        // (four, a CTA's two tokens in one warp); 100 on 3 CTAs (chunks of 34 that span
-        // warps); 128 on one CTA of 4 warps and 17 on one CTA of 2 warps (the chunk offered to
-        // claims); 32 on 2 CTAs of 2 warps (both chunks offered: a warp may claim the other
-        // CTA's tokens, as timing has it); drawn counts up to 32; 129 tokens, the first count
-        // past the path. (T = 0 on this path: odd_ranks_empty, all_ranks_empty.) Where several
-        // CTAs route, the bad ids lie in the chunk of one other than the first, which alone
-        // must report them.
+        // At most 32 tokens a warp and 16 warps, warps 0 to 15 of every CTA route them all
+        // (dispatch.cu, step 1, tiny): one token on 32 CTAs; 32 tokens on 64 CTAs (CTAs 32 to
+        // 63 hold none, the last CTA publishes totals it did not push); 33 tokens (two routing
+        // warps); 128 on 64 CTAs (four, a CTA's two tokens in one warp); 100 on 3 CTAs (chunks
+        // of 34 that span warps); 128 on one CTA of 4 warps and 17 on one CTA of 2 warps (the
+        // chunk offered to claims); 32 on 2 CTAs of 2 warps (both chunks offered: a warp may
+        // claim the other CTA's tokens, as timing has it); drawn counts up to 32; 129 tokens
+        // (five routing warps); 512 (sixteen, the most); 300 on 5 CTAs (chunks of 60 that span
+        // warps); 256 on one CTA of 8 warps (every warp routes, the chunk offered to claims);
+        // 513 tokens, the first count past the path. (T = 0 on this path: odd_ranks_empty,
+        // all_ranks_empty.) Where several CTAs route, the bad ids lie in the chunk of one other
+        // than the first, which alone must report them.
         dispatch_case{"tiny_one_token", 1, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 32, 512, true},
         dispatch_case{"tiny_32_tokens_on_64_ctas", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false, 64, 512,
                       true},
@@ -209,8 +211,16 @@ INSTANTIATE_TEST_SUITE_P(
         dispatch_case{"tiny_claims_across_ctas_32_tokens_on_2_ctas", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0,
                       true, 2, 64, true, 1, 20},
         dispatch_case{"tiny_drawn_counts_up_to_32", 32, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0, true, 8, 512},
-        dispatch_case{"just_past_tiny_129_tokens", 129, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64, 512,
-                      true, 0, 100},
+        dispatch_case{"tiny_129_tokens_five_routing_warps", 129, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true,
+                      64, 512, true, 0, 100},
+        dispatch_case{"tiny_512_tokens_sixteen_routing_warps", 512, 8, 32, {7168 * 2, 8 * 4}, sim::routing::skewed, 0,
+                      true, 64, 512, true, 6, 500},
+        dispatch_case{"tiny_300_tokens_on_5_ctas_bad_ids", 300, 8, 32, {2006, 8 * 4}, sim::routing::uniform, 0, true, 5,
+                      512, true, 3, 250},
+        dispatch_case{"tiny_256_tokens_on_one_cta_of_8_warps", 256, 8, 32, {1000, 8 * 4}, sim::routing::skewed, 0, true, 1,
+                      256, true, 1, 200},
+        dispatch_case{"just_past_tiny_513_tokens", 513, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64, 512,
+                      true, 0, 512},
         // Claimed chunks (8 tokens per warp and more) beside a fixed one: 47 tokens on 3 CTAs of
         // 2 warps are chunks of 16, 16 and 15, so the first two CTAs offer theirs to claims and
         // the last pushes fixed items (dispatch.cu, step 4; the four cases above claim in every CTA).

@@ -30,9 +30,10 @@ constexpr int kSharedSlots = 1024;            // slots a CTA keeps in shared mem
 // (v32). Inlining the common case without the __syncwarp (scripts/diag/claims-fast-path.patch)
 // took back only a third of it, 1.4 to 2% on FP8 rows, and was not taken (v33).
 constexpr int kClaimTokensPerWarp = 8;
-// Up to this many tokens, warps 0..3 of every CTA route all of them (step 1, tiny): warp
-// ballots instead of the look-back.
-constexpr int kTinyWarps = 4;
+// Up to 32 tokens a warp, warps 0..15 of every CTA route all of them (step 1, tiny): warp
+// ballots instead of the look-back. 4 warps (T <= 128) and 8 (T <= 256) gained less at EP2:
+// 16 took 0.4 to 0.9 us off T = 129 to 384 and 0.1 to 0.2 us off T = 512 (perf-notes v37).
+constexpr int kTinyWarps = 16;
 // The static arrays of a dispatch CTA (slots, warp bases, per-destination counters) and the
 // largest cached placement table stay within the 48 KB a launch gets without opting in (the
 // kernel's other shared state is a few hundred bytes).
@@ -366,7 +367,7 @@ __device__ __forceinline__ void dispatch_cta(const ncclDevComm& dev, const dispa
     // tokens of the warps before it; the totals: every routing warp's. No look-back wait and
     // one or two __syncthreads (the claim's, and one below) where the one-round path has
     // four: at T <= 128 that path put 0.5 to 1.1 us more before the first store (perf-notes
-    // v36).
+    // v36, v37).
     const bool several = routing_warps > 1;  // else the ranks are the slots already
     if (mine)
       for (int d = 0; d < ep; ++d) {
