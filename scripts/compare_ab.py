@@ -31,7 +31,7 @@ from collections import defaultdict
 FILE_NAME = re.compile(r"compare_np(\d+)_(.+)_r(\d+)\.csv$")
 # The columns that name a configuration, where every row has them (older files lack some).
 CONFIG = ["ep", "domain_size", "payload", "routing", "hidden", "top_k", "experts", "tokens", "ctas", "threads",
-          "remote_ctas"]
+          "remote_ctas", "programmatic"]
 JUDGE_OPS = ["dispatch", "combine"]  # the ops whose LSA copy judges a row
 MIN_ROUNDS_FOR_SEP = 3
 
@@ -199,7 +199,8 @@ def main():
     parser.add_argument("--base", required=True, help="the build the others are compared with")
     parser.add_argument("--ops", default="dispatch,combine", help="ops to compare (columns <op>_us), comma-separated")
     parser.add_argument("--ignore", default="", metavar="COLUMNS",
-                        help="configuration columns the builds differ in by design (e.g. remote_ctas), comma-separated")
+                        help="configuration columns the builds differ in by design (e.g. remote_ctas, or programmatic for "
+                             "--plain-launch runs), comma-separated")
     parser.add_argument("--disturbed", type=float, default=5.0, metavar="PERCENT",
                         help="leave out rows whose LSA copy is this far off its median (default 5)")
     parser.add_argument("--band", type=float, default=15.0, metavar="PERCENT",

@@ -42,6 +42,7 @@ struct options {
   double deadline_seconds = 30.0;
   int remote_ctas = comm::ep_config{}.remote_ctas;  ///< of every session (several domains; 0 = NCCL's choice)
   bool placement_table = false;  ///< sessions keep a placement table (ep_config::expert_slots_per_rank)
+  bool plain_launch = false;     ///< sessions launch plainly (ep_config::programmatic_launch off)
   /// fp8 rows also time the quantizing dispatch (bf16 rows in) and a separate quantize_rows_op
   /// followed by the fp8 dispatch (issue 15); --quantize none skips them.
   bool quantize = true;
@@ -96,6 +97,7 @@ struct result {
   int expert_slots = 0;  ///< ep_config::expert_slots_per_rank (0 = the contiguous rule, no table)
   double deadline_seconds = 0;  ///< the sessions' deadline (0 = off, and no exchange guard)
   int remote_ctas = 0;          ///< the sessions' remote_ctas (0 = NCCL's choice)
+  bool programmatic = true;     ///< the sessions' programmatic_launch
   std::string payload, routing, gpu, nccl_version;
   /// What the run verified; "faults-only": check_faults() passed after the timings (no out-of-step,
   /// deadline or bad-id fault), the output data were not compared.

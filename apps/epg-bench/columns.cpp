@@ -76,6 +76,9 @@ std::vector<column> make_columns() {
         [](const result& r) -> cell { return r.deadline_seconds; });
   c.add("remote_ctas", "several domains: CTAs of each NCCL exchange between domains (--remote-ctas; 0 = NCCL's choice)",
         [](const result& r) { return integer(r.remote_ctas); });
+  c.add("programmatic", "1: the sessions' kernels use programmatic dependent launch (the default); 0: plain launches "
+        "(--plain-launch). The NCCL and LSA baselines always launch plainly",
+        [](const result& r) { return integer(r.programmatic ? 1 : 0); });
   c.add("checked",
         "what the run verified: faults-only = check_faults() passed after the timings (no out-of-step, deadline "
         "or bad-id fault); the output data are not compared (epg-demo does that)",

@@ -134,6 +134,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   r.ops_per_graph = o.ops_per_graph;
   r.replays = o.replays;
   r.deadline_seconds = o.deadline_seconds;
+  r.programmatic = !o.plain_launch;
   r.remote_ctas = o.remote_ctas;
   r.dispatch_bytes_per_token = bytes_per_token;
   r.combine_bytes_per_token = double(shape.hidden) * 2;

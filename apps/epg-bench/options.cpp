@@ -70,6 +70,8 @@ std::optional<options> parse_options(const std::vector<std::string>& args, std::
                                                                                      "off: no device deadline, no exchange guard)")
     ("remote-ctas", po::value(&o.remote_ctas)->default_value(o.remote_ctas), "several domains: CTAs of each NCCL "
                                                                            "exchange between domains (0 = NCCL's choice)")
+    ("plain-launch", po::bool_switch(&o.plain_launch), "sessions launch their kernels plainly, without programmatic "
+                                                       "dependent launch (ep_config::programmatic_launch = false)")
     ("placement-table", po::bool_switch(&o.placement_table), "sessions keep an expert placement table (the contiguous "
                                                              "one): dispatch picks replicas and sends physical ids")
     ("quantize", po::value(&quantize)->default_value(quantize), "fp8: fp8 rows also time the quantizing dispatch (bf16 "
@@ -184,6 +186,7 @@ comm::ep_config session_config(const options& o, const shape& s, int ep_size, in
   comm::ep_config cfg = make_config(make_problem(s, ep_size, tokens, o.seed), payload, s.ctas, o.threads);
   cfg.deadline_seconds = o.deadline_seconds;
   cfg.remote_ctas = o.remote_ctas;
+  cfg.programmatic_launch = !o.plain_launch;
   if (o.placement_table) cfg.expert_slots_per_rank = cfg.experts_per_rank();
   return cfg;
 }

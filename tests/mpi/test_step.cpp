@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <vector>
 
 #include "epgraph/comm/device_buffer.hpp"
 #include "epgraph/comm/error.hpp"
@@ -35,7 +36,13 @@ struct step_fixture {
     p.domain_size = mpitest::domain_size();
   return p;
   }
-  step_fixture() : p(make_problem()), session(world_comm(), sim::make_config(p, 32, 256)), buffers(p) {
+  static comm::ep_config make_config(const sim::problem& p, bool programmatic) {
+    comm::ep_config c = sim::make_config(p, 32, 256);
+    c.programmatic_launch = programmatic;
+    return c;
+  }
+  explicit step_fixture(bool programmatic = true)
+      : p(make_problem()), session(world_comm(), make_config(p, programmatic)), buffers(p) {
     graph::step_spec spec;
     spec.dispatch = buffers.dispatch_args();
     spec.combine = buffers.combine_args();
@@ -80,6 +87,43 @@ TEST(StepGraph, ThousandReplaysWithFreshRoutingNoRecapture) {
     EXPECT_EQ(seen[r].seq, member ? 2000u : 0u) << "rank " << r;
     EXPECT_EQ(seen[r].kind, member ? comm::collective_kind::combine : comm::collective_kind::none) << "rank " << r;
     EXPECT_FALSE(seen[r].stopped);
+  }
+}
+
+// Edges of `g` between two nodes that CUDA's programmatic dependent launch joins.
+std::size_t programmatic_edges(cudaGraph_t g) {
+  std::size_t n = 0;
+  EPG_CHECK_CUDA(cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &n));
+  std::vector<cudaGraphNode_t> from(n), to(n);
+  std::vector<cudaGraphEdgeData> data(n);
+  if (n) EPG_CHECK_CUDA(cudaGraphGetEdges(g, from.data(), to.data(), data.data(), &n));
+  std::size_t programmatic = 0;
+  for (const cudaGraphEdgeData& e : data) programmatic += e.type == cudaGraphDependencyTypeProgrammatic;
+  return programmatic;
+}
+
+// ep_config::programmatic_launch: on (the default), the captured step joins its kernels by
+// programmatic edges (each may launch while the one before it runs, and waits for it before
+// touching memory); off, by plain edges only. Both replay exactly, with the batch size and
+// routing changing under the graph.
+TEST(StepGraph, ProgrammaticAndPlainLaunchesReplayExactly) {
+  for (const bool programmatic : {true, false}) {
+    SCOPED_TRACE(programmatic ? "programmatic launches" : "plain launches");
+    step_fixture f(programmatic);
+    graph::stream s;
+    graph::step_graph step(f.plan, s);
+    const std::size_t edges = programmatic_edges(step.get());
+    if (programmatic)
+      EXPECT_GE(edges, 2u);  // at least the two summary kernels, and expert stage -> combine
+    else
+      EXPECT_EQ(edges, 0u);
+    for (std::uint64_t k = 200; k < 240; ++k) {
+      ASSERT_EQ(sim::generate_batch(f.p, mpi().rank(), k, f.buffers.inputs(), s.get()), cudaSuccess);
+      ASSERT_EQ(step.replay(s), cudaSuccess);
+      s.sync();
+      EXPECT_EQ(f.check(k), 0) << "step " << k;
+    }
+    EXPECT_EQ(f.session.read_faults().first().code, comm::fault_code::none);
   }
 }
 

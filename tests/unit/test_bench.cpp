@@ -118,7 +118,8 @@ TEST(BenchSweep, DomainSizesVaryFastestAndReachTheSessionConfig) {
 
 // The run's fixed options reach every session (and the sweep check) through one function.
 TEST(BenchSweep, SessionConfigCarriesTheFixedOptions) {
-  auto o = bench::parse_options({"--remote-ctas", "17", "--deadline", "5", "--placement-table", "--threads", "256"});
+  auto o = bench::parse_options(
+      {"--remote-ctas", "17", "--deadline", "5", "--placement-table", "--threads", "256", "--plain-launch"});
   ASSERT_TRUE(o);
   const bench::shape s{7168, 8, 256, sim::routing::uniform, 2, 32};
   const auto cfg = bench::session_config(*o, s, 4, 128, "bf16");
@@ -129,7 +130,9 @@ TEST(BenchSweep, SessionConfigCarriesTheFixedOptions) {
   EXPECT_EQ(cfg.num_ctas, 32);
   EXPECT_EQ(cfg.threads_per_cta, 256);
   EXPECT_EQ(cfg.max_tokens_per_rank, 128);
+  EXPECT_FALSE(cfg.programmatic_launch);
   EXPECT_EQ(bench::session_config(*bench::parse_options({}), s, 4, 128, "bf16").remote_ctas, 0);
+  EXPECT_TRUE(bench::session_config(*bench::parse_options({}), s, 4, 128, "bf16").programmatic_launch);
   for (const char* bad : {"-1", "65"}) {
     try {
       (void)bench::parse_options({"--remote-ctas", bad});
@@ -264,6 +267,7 @@ bench::result known_result() {
   r.replays = 200;
   r.deadline_seconds = 30;
   r.remote_ctas = 48;
+  r.programmatic = false;
   r.payload = "fp8";
   r.routing = "uniform";
   r.checked = "faults-only";
@@ -336,6 +340,7 @@ std::map<std::string, double> expected_numbers() {
           {"replays", 200},
           {"deadline_s", 30},
           {"remote_ctas", 48},
+          {"programmatic", 0},
           {"dispatch_us", 24.4608},
           {"dispatch_p10_us", 24.3808},
           {"dispatch_p90_us", 24.5728},

@@ -75,4 +75,9 @@ TEST(FastDivisor, TheSessionViewDividesAnExpertIdByExpertsPerRank) {
   const epgraph::comm::session_view v =
       epgraph::comm::make_session_view(c, epgraph::comm::plan_workspace(c), 1, nullptr, nullptr, nullptr, nullptr);
   for (int e = 0; e < c.num_experts; ++e) EXPECT_EQ(v.per_rank.divide(e), e / 40) << e;
+  // Programmatic dependent launch is on unless the config turns it off; the view carries it.
+  EXPECT_TRUE(v.programmatic_launch);
+  c.programmatic_launch = false;
+  EXPECT_FALSE(epgraph::comm::make_session_view(c, epgraph::comm::plan_workspace(c), 1, nullptr, nullptr, nullptr, nullptr)
+                   .programmatic_launch);
 }

@@ -29,6 +29,7 @@ session_view make_session_view(const ep_config& c, const workspace_layout& layou
   view.domain_size = c.ranks_per_domain();
   view.domain_first = rank - rank % view.domain_size;
   view.lsa_rank = rank - view.domain_first;
+  view.programmatic_launch = c.programmatic_launch;
   // At least 1 ns: a positive deadline must never become 0 ("wait forever").
   view.deadline_ns = c.deadline_seconds > 0 ? std::max<std::uint64_t>(1, std::llround(c.deadline_seconds * 1e9)) : 0;
   return view;

@@ -12,6 +12,7 @@
 #include "device/common.cuh"
 #include "device/fp8_rows.cuh"
 #include "launch.hpp"
+#include "programmatic_launch.cuh"
 
 namespace epgraph::kernels {
 namespace {
@@ -181,6 +182,7 @@ template <class In, class Out, int N, int Sources, bool Domains, bool Deep = fal
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
+  device::after_previous_kernel(v.programmatic_launch);
   // The count the last dispatch used (and clamped): the slots below are its slots. Written by
   // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
   const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
@@ -287,8 +289,7 @@ combine_fn pick(const combine_params& p) {
 cudaError_t detail::launch_combine(const ncclDevComm& dev, const combine_params& p, cudaStream_t stream) noexcept {
   const combine_fn kernel = pick(p);
   if (!kernel) return cudaErrorInvalidValue;
-  kernel<<<p.v.num_ctas, p.v.threads_per_cta, 0, stream>>>(dev, p);
-  return cudaGetLastError();
+  return launch_kernel(kernel, p.v.num_ctas, p.v.threads_per_cta, 0, stream, p.v.programmatic_launch, dev, p);
 }
 
 cudaError_t detail::combine_attributes(const combine_params& p, cudaFuncAttributes* attributes) noexcept {

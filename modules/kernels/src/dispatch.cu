@@ -13,6 +13,7 @@
 #include "device/push_claims.cuh"
 #include "device/push_items.hpp"
 #include "launch.hpp"
+#include "programmatic_launch.cuh"
 
 namespace epgraph::kernels {
 namespace {
@@ -544,6 +545,7 @@ template <bool Domains, bool Placed>
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
                                                         const __grid_constant__ dispatch_params p) {
   __shared__ device::collective_state st;
+  device::after_previous_kernel(p.v.programmatic_launch);
   dispatch_cta<Domains, Placed>(dev, p, st);
   device::end_collective(p.v);
 }
@@ -553,15 +555,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_c
 cudaError_t detail::launch_dispatch(const ncclDevComm& dev, const dispatch_params& p, cudaStream_t stream) noexcept {
   const dim3 grid(p.v.num_ctas), block(p.v.threads_per_cta);
   const bool domains = p.v.domain_size < p.v.ep_size;
-  if (p.v.placed) {
-    const auto shared = static_cast<std::size_t>(p.table_cache_bytes);
-    if (domains) dispatch_kernel<true, true><<<grid, block, shared, stream>>>(dev, p);
-    else dispatch_kernel<false, true><<<grid, block, shared, stream>>>(dev, p);
-  } else {
-    if (domains) dispatch_kernel<true, false><<<grid, block, 0, stream>>>(dev, p);
-    else dispatch_kernel<false, false><<<grid, block, 0, stream>>>(dev, p);
-  }
-  return cudaGetLastError();
+  const auto shared = p.v.placed ? static_cast<std::size_t>(p.table_cache_bytes) : 0;
+  void (*kernel)(const ncclDevComm, const dispatch_params) =
+      p.v.placed ? (domains ? dispatch_kernel<true, true> : dispatch_kernel<false, true>)
+                 : (domains ? dispatch_kernel<true, false> : dispatch_kernel<false, false>);
+  return launch_kernel(kernel, grid, block, shared, stream, p.v.programmatic_launch, dev, p);
 }
 
 cudaError_t detail::dispatch_attributes(cudaFuncAttributes* attributes) noexcept {

@@ -16,6 +16,7 @@
 #include "device/common.cuh"
 #include "device/unpermute_items.hpp"
 #include "expert_major_params.hpp"
+#include "programmatic_launch.cuh"
 
 namespace epgraph::kernels::detail {
 namespace {
@@ -110,6 +111,7 @@ __device__ inline unsigned mark_rows(const expert_major_params& p, const chunk& 
 }
 
 __global__ void count_kernel(const __grid_constant__ expert_major_params p) {
+  device::after_previous_kernel(p.v.programmatic_launch);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int c = blockIdx.x * kChunkWarps + warp;
   if (c >= p.layout.chunks) return;
@@ -250,6 +252,7 @@ __device__ void place_chunk(const expert_major_params& p, int c, int warp, int l
 }
 
 __global__ void place_kernel(const __grid_constant__ expert_major_params p) {
+  device::after_previous_kernel(p.v.programmatic_launch);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int c = blockIdx.x * kChunkWarps + warp;
   if (c < p.layout.chunks) place_chunk(p, c, warp, lane);
@@ -333,6 +336,7 @@ __device__ inline void copy_segment(const expert_major_params& p, int r, int seg
 // A warp per item: a segment of a received token's payload rows (row_segments per token), or
 // without copy_rows the token itself (row_segments = 1).
 __global__ void __launch_bounds__(kCopyThreads) copy_kernel(const __grid_constant__ expert_major_params p) {
+  device::after_previous_kernel(p.v.programmatic_launch);
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
   __shared__ int received[comm::max_ep_size];
@@ -384,6 +388,7 @@ __device__ inline int received_total(const int* received, int ep_size) {
 // losing a third of the loads in flight (v34).
 template <class T, int N, bool weighted>
 __global__ void __launch_bounds__(kCopyThreads, 3) unpermute_kernel(const __grid_constant__ expert_major_params p) {
+  device::after_previous_kernel(p.v.programmatic_launch);
   using pack = element_pack<T, N>;
   const comm::session_view& v = p.v;
   __shared__ int places[kCopyThreads / 32][32];
@@ -491,26 +496,27 @@ cudaError_t expert_major_scan_bytes(int items, std::size_t* bytes) noexcept {
 cudaError_t launch_permute(const expert_major_params& p, void* scan_scratch, std::size_t scan_bytes, int grid,
                            cudaStream_t stream) noexcept {
   const int chunk_grid = (p.layout.chunks + kChunkWarps - 1) / kChunkWarps;
-  count_kernel<<<chunk_grid, kChunkWarps * 32, p.shared_bytes, stream>>>(p);
-  if (const cudaError_t st = cudaGetLastError(); st != cudaSuccess) return st;
+  const bool pdl = p.v.programmatic_launch;
+  if (const cudaError_t st = launch_kernel(count_kernel, chunk_grid, kChunkWarps * 32, p.shared_bytes, stream, pdl, p);
+      st != cudaSuccess)
+    return st;
   const int items = p.layout.chunks * p.layout.local_slots;
   if (!inline_scan(p.layout))
     if (const cudaError_t st = cub::DeviceScan::ExclusiveSum(scan_scratch, scan_bytes, p.at<const std::int32_t>(p.layout.chunk_counts),
                                                              p.at<std::int32_t>(p.layout.chunk_starts), items, stream);
         st != cudaSuccess)
       return st;
-  place_kernel<<<chunk_grid, kChunkWarps * 32, p.shared_bytes, stream>>>(p);
-  if (const cudaError_t st = cudaGetLastError(); st != cudaSuccess) return st;
-  copy_kernel<<<grid, kCopyThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  if (const cudaError_t st = launch_kernel(place_kernel, chunk_grid, kChunkWarps * 32, p.shared_bytes, stream, pdl, p);
+      st != cudaSuccess)
+    return st;
+  return launch_kernel(copy_kernel, grid, kCopyThreads, 0, stream, pdl, p);
 }
 
 cudaError_t launch_unpermute(const expert_major_params& p, bool weighted, bool vectorized, int grid,
                              cudaStream_t stream) noexcept {
   const unpermute_fn kernel = unpermute_kernel_for(p.v.combine_type, weighted, vectorized);
   if (kernel == nullptr) return cudaErrorInvalidValue;
-  kernel<<<grid, kCopyThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(kernel, grid, kCopyThreads, 0, stream, p.v.programmatic_launch, p);
 }
 
 cudaError_t permute_copy_grid(const expert_major_params& p, int sms, int* grid) noexcept {

@@ -3,6 +3,7 @@
 #include "device/common.cuh"
 #include "device/fp8_rows.cuh"
 #include "launch.hpp"
+#include "programmatic_launch.cuh"
 
 namespace epgraph::kernels {
 namespace {
@@ -16,6 +17,7 @@ __device__ inline int clamped_count(const comm::session_view& v, int src) {
 
 // One thread per (source, slot): count local experts of valid rows, blank unused rows.
 __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, bool sanitize) {
+  device::after_previous_kernel(v.programmatic_launch);
   auto* ids = v.window_at<std::int32_t>(v.layout.topk_ids);
   auto* expert_counts = v.local_at<std::int32_t>(v.layout.expert_counts);
   const int rows = v.ep_size * v.max_tokens;
@@ -35,6 +37,7 @@ __global__ void summarize_kernel(const __grid_constant__ comm::session_view v, b
 
 // One CTA: this step's counts into the load statistics (64-bit, across steps).
 __global__ void accumulate_load_kernel(const __grid_constant__ comm::session_view v) {
+  device::after_previous_kernel(v.programmatic_launch);
   const auto* expert_counts = v.local_at<const std::int32_t>(v.layout.expert_counts);
   auto* load = v.local_at<unsigned long long>(v.layout.expert_load);
   for (int e = threadIdx.x; e < v.local_slots; e += blockDim.x)
@@ -49,6 +52,7 @@ __global__ void accumulate_load_kernel(const __grid_constant__ comm::session_vie
 // One warp per valid row: copy the expert output row into the workspace combine region.
 template <class V>
 __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_view v, const char* source) {
+  device::after_previous_kernel(v.programmatic_launch);
   const int lane = threadIdx.x & 31;
   const int warps = gridDim.x * (blockDim.x >> 5);
   const int rows = v.ep_size * v.max_tokens;
@@ -66,6 +70,7 @@ __global__ void prepare_combine_kernel(const __grid_constant__ comm::session_vie
 // The FP8 prepare-combine: one warp per valid row quantizes the bf16 expert output row into
 // its place in the combine region, [hidden codes][blocks fp32 scales] (combine_precision::fp8).
 __global__ void prepare_combine_fp8_kernel(const __grid_constant__ comm::session_view v, const char* source) {
+  device::after_previous_kernel(v.programmatic_launch);
   const int lane = threadIdx.x & 31;
   const int warps = gridDim.x * (blockDim.x >> 5);
   const int rows = v.ep_size * v.max_tokens;
@@ -83,6 +88,7 @@ __global__ void prepare_combine_fp8_kernel(const __grid_constant__ comm::session
 // (to nearest even, as __float2bfloat16_rn) into the first half of its place in the combine
 // region (combine_precision::bf16), 8 elements per lane step.
 __global__ void prepare_combine_bf16_kernel(const __grid_constant__ comm::session_view v, const char* source) {
+  device::after_previous_kernel(v.programmatic_launch);
   const int lane = threadIdx.x & 31;
   const int warps = gridDim.x * (blockDim.x >> 5);
   const int rows = v.ep_size * v.max_tokens, groups = v.hidden / 8;
@@ -139,24 +145,20 @@ cudaError_t detail::launch_summarize(const comm::session_view& v, bool sanitize,
   cudaError_t st =
       cudaMemsetAsync(v.local_at<std::int32_t>(v.layout.expert_counts), 0, v.layout.expert_counts.bytes, stream);
   if (st != cudaSuccess) return st;
-  summarize_kernel<<<grid, kLocalThreads, 0, stream>>>(v, sanitize);
-  if (st = cudaGetLastError(); st != cudaSuccess) return st;
-  accumulate_load_kernel<<<1, kLocalThreads, 0, stream>>>(v);
-  return cudaGetLastError();
+  const bool pdl = v.programmatic_launch;
+  if (st = launch_kernel(summarize_kernel, grid, kLocalThreads, 0, stream, pdl, v, sanitize); st != cudaSuccess) return st;
+  return launch_kernel(accumulate_load_kernel, 1, kLocalThreads, 0, stream, pdl, v);
 }
 
 cudaError_t detail::launch_prepare_combine(const comm::session_view& v, const void* source, bool vectorized,
                                            combine_precision precision, int grid, cudaStream_t stream) noexcept {
   const auto* src = static_cast<const char*>(source);
-  if (precision == combine_precision::fp8)
-    prepare_combine_fp8_kernel<<<grid, kLocalThreads, 0, stream>>>(v, src);
-  else if (precision == combine_precision::bf16)
-    prepare_combine_bf16_kernel<<<grid, kLocalThreads, 0, stream>>>(v, src);
-  else if (vectorized)
-    prepare_combine_kernel<uint4><<<grid, kLocalThreads, 0, stream>>>(v, src);
-  else
-    prepare_combine_kernel<std::uint16_t><<<grid, kLocalThreads, 0, stream>>>(v, src);
-  return cudaGetLastError();
+  void (*kernel)(const comm::session_view, const char*) =
+      precision == combine_precision::fp8    ? prepare_combine_fp8_kernel
+      : precision == combine_precision::bf16 ? prepare_combine_bf16_kernel
+      : vectorized                           ? prepare_combine_kernel<uint4>
+                                             : prepare_combine_kernel<std::uint16_t>;
+  return launch_kernel(kernel, grid, kLocalThreads, 0, stream, v.programmatic_launch, v, src);
 }
 
 }  // namespace epgraph::kernels

@@ -65,6 +65,15 @@ struct ep_config {
   /// collectives (setup, planning agreement, check_faults, teardown) after twice this plus one
   /// second. 0 = wait forever. Rank-local (not compared between ranks).
   double deadline_seconds = 30.0;
+  /// The session's kernels are launched with CUDA's programmatic stream serialization
+  /// (programmatic dependent launch): a kernel's CTAs may become resident while the kernel
+  /// before it on the stream still runs, and wait (griddepcontrol.wait) for that kernel to
+  /// complete before their first memory access; each kernel lets the next one launch as soon
+  /// as all its CTAs run. This hides the launch gap between kernels: 0.35 to 0.5 us per
+  /// dispatch and combine at EP2 (docs/perf-notes.md, v37). A kernel of yours launched with
+  /// that attribute right after one of ours must itself wait (cudaGridDependencySynchronize)
+  /// before it reads our outputs, as CUDA requires. false: plain launches. Rank-local.
+  bool programmatic_launch = true;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }
   /// Expert slots per rank: expert_slots_per_rank, or experts_per_rank() without a table.

@@ -46,6 +46,7 @@ struct session_view {
   int domain_size, domain_first, lsa_rank;
   element_type combine_type;
   std::uint64_t deadline_ns;  ///< device waits give up after this long; 0 = never
+  bool programmatic_launch;   ///< ep_config::programmatic_launch: kernels let the next one launch early
 
   template <class T>
   EPGRAPH_HD T* local_at(const region& r) const {
