@@ -182,7 +182,7 @@ template <class In, class Out, int N, int Sources, bool Domains, bool Deep = fal
 __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_constant__ ncclDevComm dev,
                                                        const __grid_constant__ combine_params p) {
   const comm::session_view& v = p.v;
-  device::after_previous_kernel(v.programmatic_launch);
+  device::wait_for_previous_kernel();
   // The count the last dispatch used (and clamped): the slots below are its slots. Written by
   // an earlier kernel of this stream, so it is read before the barrier, off the critical path.
   const int recorded = *v.local_at<std::int32_t>(v.layout.dispatched);
@@ -202,7 +202,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
     device::barrier_session bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
     const device::announcer me = device::announcer_of(v);
     // Entry barrier: CTA b of every peer arrived, i.e. every peer's expert stage (and
-    // prepare-combine) finished before its combine launched. The claim runs beside the arrive.
+    // prepare-combine) finished before its combine passed its first wait (stream order, or
+    // griddepcontrol.wait under programmatic launch). The claim runs beside the arrive.
     device::arrive_and_claim(bar, v, comm::collective_kind::combine, st);
     if (st.refused) {
       device::stop_collective(v, st.seq);
@@ -212,6 +213,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) combine_kernel(const __grid_co
       if (Domains && in_step) in_step = device::remote_in_step(v, dispatched_word, st);
     }
   }
+  device::let_next_kernel_launch(v.programmatic_launch);  // past the barrier: no peer wait left
   const int lane = threadIdx.x & 31;
   const int warps_per_cta = blockDim.x >> 5;
   const int total_warps = gridDim.x * warps_per_cta;

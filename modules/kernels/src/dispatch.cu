@@ -545,8 +545,9 @@ template <bool Domains, bool Placed>
 __global__ void __launch_bounds__(kMaxThreads, 1) dispatch_kernel(const __grid_constant__ ncclDevComm dev,
                                                         const __grid_constant__ dispatch_params p) {
   __shared__ device::collective_state st;
-  device::after_previous_kernel(p.v.programmatic_launch);
+  device::wait_for_previous_kernel();
   dispatch_cta<Domains, Placed>(dev, p, st);
+  device::let_next_kernel_launch(p.v.programmatic_launch);  // past the exit barrier: no peer wait left
   device::end_collective(p.v);
 }
 

@@ -5,13 +5,18 @@
 // two is hidden (0.35 to 0.5 us per op at EP2, docs/perf-notes.md v37).
 //
 // Contract:
-//  * Every kernel launched through launch_kernel() starts with after_previous_kernel(): no
+//  * Every kernel launched through launch_kernel() starts with wait_for_previous_kernel(): no
 //    memory access before it, so it sees everything the kernel ahead of it wrote, exactly as
 //    with a plain launch (griddepcontrol.wait returns once that kernel has completed and its
 //    writes are visible; in a plain launch it returns at once).
-//  * after_previous_kernel() then lets the next kernel launch (griddepcontrol.launch_dependents)
-//    when `programmatic`: that kernel waits for this one the same way before it touches memory.
-//  * Capture-safe: a captured launch becomes a graph edge of the programmatic kind.
+//  * It then lets the next kernel launch (griddepcontrol.launch_dependents) when
+//    `programmatic`: the local kernels at once (after_previous_kernel), dispatch and combine
+//    only after their last wait for a peer. A kernel released early sits on SMs until this one
+//    ends; released while this one may wait up to the deadline for a peer, it would hold the
+//    SMs that a leave or post kernel (comm/src/mailbox.cu, one warp beside the collective) and
+//    other sessions' collectives count on.
+//  * Capture-safe: a captured launch behind a kernel node becomes a programmatic edge (behind
+//    a memset or another node kind, a plain one).
 //  * Kernels launched plainly (stage_failed, quantize_rows) need nothing: a plain launch waits
 //    for the kernel ahead of it as always, whether or not that one let it launch early.
 #include <cuda_runtime.h>
@@ -22,9 +27,15 @@ namespace epgraph::kernels {
 
 namespace device {
 /// First statement of every kernel launched by launch_kernel().
-__device__ __forceinline__ void after_previous_kernel(bool programmatic) {
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+__device__ __forceinline__ void wait_for_previous_kernel() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+/// The next kernel may launch once every CTA of this one called this (or ended).
+__device__ __forceinline__ void let_next_kernel_launch(bool programmatic) {
   if (programmatic) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+/// First statement of a local kernel (no waits on peers): both of the above.
+__device__ __forceinline__ void after_previous_kernel(bool programmatic) {
+  wait_for_previous_kernel();
+  let_next_kernel_launch(programmatic);
 }
 }  // namespace device
 
@@ -43,7 +54,9 @@ cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, std:
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = programmatic ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
+  const cudaError_t st = cudaLaunchKernelEx(&config, kernel, static_cast<Args&&>(args)...);
+  if (st != cudaSuccess) (void)cudaGetLastError();  // returned here; not left for the caller's next check
+  return st;
 }
 
 }  // namespace epgraph::kernels

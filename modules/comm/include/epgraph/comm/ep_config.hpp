@@ -68,11 +68,13 @@ struct ep_config {
   /// The session's kernels are launched with CUDA's programmatic stream serialization
   /// (programmatic dependent launch): a kernel's CTAs may become resident while the kernel
   /// before it on the stream still runs, and wait (griddepcontrol.wait) for that kernel to
-  /// complete before their first memory access; each kernel lets the next one launch as soon
-  /// as all its CTAs run. This hides the launch gap between kernels: 0.35 to 0.5 us per
-  /// dispatch and combine at EP2 (docs/perf-notes.md, v37). A kernel of yours launched with
-  /// that attribute right after one of ours must itself wait (cudaGridDependencySynchronize)
-  /// before it reads our outputs, as CUDA requires. false: plain launches. Rank-local.
+  /// complete before their first memory access. Each kernel lets the next one launch early:
+  /// the local ones at once, dispatch and combine once past their last wait for a peer. This
+  /// hides launch gaps between kernels (docs/perf-notes.md, v37). A kernel of yours launched
+  /// with that attribute right after one of ours must call cudaGridDependencySynchronize() on
+  /// every path before it ends or lets its own successor launch, even if it reads nothing of
+  /// ours: our next kernel waits only for the kernel right ahead of it (README, Rules).
+  /// false: plain launches. Rank-local.
   bool programmatic_launch = true;
 
   int experts_per_rank() const noexcept { return ep_size > 0 ? num_experts / ep_size : 0; }

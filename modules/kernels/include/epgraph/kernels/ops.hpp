@@ -36,6 +36,9 @@
 // that CTA index (up to the other kernel's last warp) is a fatal fault (`overlapping
 // collective launches`), and every later run is refused. A run that starts at the very
 // instant another one ends is not guaranteed to be caught (misuse; see README, Rules).
+// With ep_config::programmatic_launch (the default) each kernel may be resident before the
+// kernel ahead of it ended, and waits for it before touching memory; dispatch and combine let
+// the next kernel launch early only once past their last wait for a peer (README, Rules).
 
 #include <cuda_runtime_api.h>
 #include <nccl_device/impl/comm__types.h>  // host-visible ncclDevComm layout
