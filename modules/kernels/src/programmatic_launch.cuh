@@ -2,7 +2,7 @@
 // Programmatic dependent launch (ep_config::programmatic_launch): the session's kernels are
 // launched with CUDA's programmatic stream serialization, so a kernel's CTAs may be resident
 // before the kernel ahead of it on the stream has finished, and the launch gap between the
-// two is hidden (0.35 to 0.5 us per op at EP2, docs/perf-notes.md v37).
+// two is hidden (0.2 to 0.7 us per dispatch or combine at EP2, docs/perf-notes.md v37).
 //
 // Contract:
 //  * Every kernel launched through launch_kernel() starts with wait_for_previous_kernel(): no
