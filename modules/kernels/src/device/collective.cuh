@@ -8,7 +8,8 @@
 //     index b with one atomic on its launch word (numbering the launch without NCCL's
 //     internal epoch) and reads whether the session has a fatal fault: dispatch before its
 //     work (begin_collective; its look-back needs the number), combine beside NCCL's arrive
-//     (arrive_and_claim; its barrier is its first act). A launch that finds CTA b claimed
+//     (arrive_and_claim; its barrier is its first synchronization, after griddepcontrol.wait
+//     and two loads). A launch that finds CTA b claimed
 //     records overlapping_launch and marks the word overlapped for good, so every later
 //     launch is refused as well.
 //  2. A refused CTA (fatal fault, or overlap) never waits at NCCL's barrier and never writes
@@ -248,7 +249,7 @@ __device__ inline bool sync_collective(barrier_session& bar, const comm::session
   return announce_and_wait(bar, v, kind, ok, st, me);
 }
 
-/// All threads, for a kernel whose barrier is its first act (combine): NCCL's arrive, and the
+/// All threads, for a kernel whose barrier is its first synchronization (combine): NCCL's arrive, and the
 /// claim of CTA b taken beside it by a thread that stores no arrival. The arrival stores are
 /// release stores, which wait for every access of the CTA before the arrive's __syncthreads;
 /// a claim before it put the atomic's round trip in front of that fence (~0.75 us at T=1,
