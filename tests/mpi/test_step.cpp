@@ -91,7 +91,7 @@ TEST(StepGraph, ThousandReplaysWithFreshRoutingNoRecapture) {
 }
 
 // Edges of `g` between two nodes that CUDA's programmatic dependent launch joins.
-std::size_t programmatic_edges(cudaGraph_t g) {
+static std::size_t programmatic_edges(cudaGraph_t g) {
   std::size_t n = 0;
   EPG_CHECK_CUDA(cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &n));
   std::vector<cudaGraphNode_t> from(n), to(n);
