@@ -219,6 +219,14 @@ INSTANTIATE_TEST_SUITE_P(
                       512, true, 3, 250},
         dispatch_case{"tiny_256_tokens_on_one_cta_of_8_warps", 256, 8, 32, {1000, 8 * 4}, sim::routing::skewed, 0, true, 1,
                       256, true, 1, 200},
+        // Fewer tokens than CTAs (tiny, chunks of one token; the other CTAs route every token
+        // but push nothing): odd rows of 2-byte vectors, a small copy that is not the last, 40
+        // tokens on 48 CTAs (two routing warps), bad ids in token 35's chunk; 5 tokens on 8
+        // CTAs of 4 warps.
+        dispatch_case{"fewer_tokens_than_ctas_odd_rows_bad_ids", 40, 8, 32, {2006, 224, 8 * 4},
+                      sim::routing::skewed, 0, true, 48, 512, true, 2, 35},
+        dispatch_case{"five_tokens_on_8_ctas_of_4_warps", 5, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, false,
+                      8, 128, true},
         dispatch_case{"just_past_tiny_513_tokens", 513, 8, 32, {7168 * 2, 8 * 4}, sim::routing::uniform, 0, true, 64, 512,
                       true, 0, 512},
         // Claimed chunks (8 tokens per warp and more) beside a fixed one: 47 tokens on 3 CTAs of

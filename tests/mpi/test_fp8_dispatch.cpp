@@ -137,6 +137,11 @@ INSTANTIATE_TEST_SUITE_P(
                                sim::routing::uniform, 0, 2, 300},
                       // Rows cut into slices, 16 codes per lane, one-round rows of 1024 elements.
                       fp8_case{"sliced_2048_ue8m0", 64, 8, 32, 2048, fp8::scale_format::ue8m0},
+                      // Fewer tokens than CTAs (chunks of one token or none).
+                      fp8_case{"fewer_tokens_than_ctas_7168", 24, 8, 32, 7168, fp8::scale_format::fp32,
+                               sim::routing::uniform, 0, 64},
+                      fp8_case{"fewer_tokens_than_ctas_1000_ue8m0_skewed", 40, 8, 16, 1000, fp8::scale_format::ue8m0,
+                               sim::routing::skewed, 0, 48},
                       fp8_case{"placement_table_2880", 64, 8, 32, 2880, fp8::scale_format::fp32,
                                sim::routing::skewed, 0, 32, 0, true}),
     [](const auto& info) { return info.param.name; });
