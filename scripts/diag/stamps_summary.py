@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarizes the kernel timelines written by a build with scripts/diag/stamps.patch.
 
-    stamps_summary.py DIR/stamps_dispatch_r0.bin [DIR/stamps_combine_r0.bin ...]
+    stamps_summary.py DIR/stamps_dispatch_r0.bin [DIR/stamps_combine_r0.bin DIR/stamps_push_r0.bin ...]
 
 Each file holds, for the last launch of that kernel, thread 0's %globaltimer at fixed points
 of every CTA (64 CTAs x 16 words; word 15 is the launch number). Prints, per point, the
@@ -33,5 +33,30 @@ def summarize(path):
             print(f'  {i:2d} {name:24s} min {min(v):6.2f}  median {st.median(v):6.2f}  max {max(v):6.2f}  ({len(v)} CTAs)')
 
 
+PUSH_NAMES = {0: 'slice 0 entry', 1: 'first loads back', 2: 'stores to dest 1', 3: 'stores to dest 2',
+              4: 'stores to dest 3', 5: 'stores to dest 4', 6: 'stores to dest 5', 7: 'slice done'}
+
+
+def summarize_push(path):
+    """stamps_push_r<rank>.bin (scripts/diag/push-stamps.patch): thread 0's stamps inside its last
+    push of a hidden-row slice 0, 64 CTAs x 8 words, read against the same rank's
+    stamps_dispatch file (its last launch's start and end per CTA bound which stamps count)."""
+    main = path.replace('stamps_push_', 'stamps_dispatch_')
+    data = open(main, 'rb').read()
+    rows = [struct.unpack_from('<16Q', data, i * 128) for i in range(len(data) // 128)]
+    seq = max(r[15] for r in rows)
+    window = {i: (r[0], r[14]) for i, r in enumerate(rows) if r[15] == seq and r[0]}
+    t00 = min(w[0] for w in window.values())
+    push = open(path, 'rb').read()
+    prow = [struct.unpack_from('<8Q', push, i * 64) for i in range(len(push) // 64)]
+    print(f'{path}: launch {seq}, CTAs with a slice 0 in it: '
+          f'{sum(1 for i, r in enumerate(prow) if i in window and window[i][0] <= r[0] <= window[i][1])}')
+    for k, name in PUSH_NAMES.items():
+        v = [(r[k] - t00) / 1e3 for i, r in enumerate(prow)
+             if i in window and window[i][0] <= r[0] <= window[i][1] and window[i][0] <= r[k] <= window[i][1]]
+        if v:
+            print(f'  {k:2d} {name:24s} min {min(v):6.2f}  median {st.median(v):6.2f}  max {max(v):6.2f}  ({len(v)} CTAs)')
+
+
 for p in sys.argv[1:]:
-    summarize(p)
+    summarize_push(p) if 'stamps_push_' in p else summarize(p)
