@@ -17,20 +17,29 @@ NAMES = {0: 'start', 1: 'T known', 2: 'mask known', 3: 'claimed', 4: 'counted', 
          11: 'peer polled', 12: 'syncthreads_and', 13: 'NCCL wait done', 14: 'end'}
 
 
-def summarize(path):
+def last_launch(path):
+    """A stamps_{dispatch,combine} file's last launch: its number, the stamp rows of the CTAs
+    that ran in it (by CTA index) and the first CTA's start."""
     data = open(path, 'rb').read()
     rows = [struct.unpack_from('<16Q', data, i * 128) for i in range(len(data) // 128)]
     seq = max(r[15] for r in rows)
-    rows = [r for r in rows if r[15] == seq and r[0]]
-    t00 = min(r[0] for r in rows)
-    print(f'{path}: launch {seq}, {len(rows)} CTAs')
+    ctas = {i: r for i, r in enumerate(rows) if r[15] == seq and r[0]}
+    return seq, ctas, min(r[0] for r in ctas.values())
+
+
+def print_point(i, name, v):
+    if v:
+        print(f'  {i:2d} {name:24s} min {min(v):6.2f}  median {st.median(v):6.2f}  max {max(v):6.2f}  ({len(v)} CTAs)')
+
+
+def summarize(path):
+    seq, ctas, t00 = last_launch(path)
+    print(f'{path}: launch {seq}, {len(ctas)} CTAs')
     names = dict(NAMES)
     if 'combine' in path:  # combine stamps 1 after arrive_and_claim (10: after NCCL's arrive inside it)
         names[1] = 'arrived and claimed'
     for i, name in names.items():
-        v = [(r[i] - t00) / 1e3 for r in rows if t00 <= r[i] < t00 + 10**9]
-        if v:
-            print(f'  {i:2d} {name:24s} min {min(v):6.2f}  median {st.median(v):6.2f}  max {max(v):6.2f}  ({len(v)} CTAs)')
+        print_point(i, name, [(r[i] - t00) / 1e3 for r in ctas.values() if t00 <= r[i] < t00 + 10**9])
 
 
 PUSH_NAMES = {0: 'slice 0 entry', 1: 'first loads back', 2: 'stores to dest 1', 3: 'stores to dest 2',
@@ -41,21 +50,14 @@ def summarize_push(path):
     """stamps_push_r<rank>.bin (scripts/diag/push-stamps.patch): thread 0's stamps inside its last
     push of a hidden-row slice 0, 64 CTAs x 8 words, read against the same rank's
     stamps_dispatch file (its last launch's start and end per CTA bound which stamps count)."""
-    main = path.replace('stamps_push_', 'stamps_dispatch_')
-    data = open(main, 'rb').read()
-    rows = [struct.unpack_from('<16Q', data, i * 128) for i in range(len(data) // 128)]
-    seq = max(r[15] for r in rows)
-    window = {i: (r[0], r[14]) for i, r in enumerate(rows) if r[15] == seq and r[0]}
-    t00 = min(w[0] for w in window.values())
+    seq, ctas, t00 = last_launch(path.replace('stamps_push_', 'stamps_dispatch_'))
     push = open(path, 'rb').read()
     prow = [struct.unpack_from('<8Q', push, i * 64) for i in range(len(push) // 64)]
-    print(f'{path}: launch {seq}, CTAs with a slice 0 in it: '
-          f'{sum(1 for i, r in enumerate(prow) if i in window and window[i][0] <= r[0] <= window[i][1])}')
+    inside = lambda i, t: i in ctas and ctas[i][0] <= t <= ctas[i][14]  # within CTA i's last launch
+    pushed = [(i, r) for i, r in enumerate(prow) if inside(i, r[0])]
+    print(f'{path}: launch {seq}, CTAs with a slice 0 in it: {len(pushed)}')
     for k, name in PUSH_NAMES.items():
-        v = [(r[k] - t00) / 1e3 for i, r in enumerate(prow)
-             if i in window and window[i][0] <= r[0] <= window[i][1] and window[i][0] <= r[k] <= window[i][1]]
-        if v:
-            print(f'  {k:2d} {name:24s} min {min(v):6.2f}  median {st.median(v):6.2f}  max {max(v):6.2f}  ({len(v)} CTAs)')
+        print_point(k, name, [(r[k] - t00) / 1e3 for i, r in pushed if inside(i, r[k])])
 
 
 for p in sys.argv[1:]:
