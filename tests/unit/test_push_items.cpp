@@ -23,6 +23,7 @@ dispatch_params params_for(const std::vector<row>& rows) {
   dispatch_params p{};
   p.num_copies = static_cast<int>(rows.size());
   for (std::size_t c = 0; c < rows.size(); ++c) p.copies[c] = copy_spec{nullptr, rows[c].bytes, {}, {}, rows[c].vec};
+  push_items::plan(p);
   return p;
 }
 
@@ -59,7 +60,43 @@ const std::vector<std::vector<row>> kPayloadSets = {
     {{5760, 16}, {2000, 8}, {64, 4}, {7, 1}},      // H=2880, odd rows, narrow vectors
     {{64, 16}},                                    // ids only: every copy is small
     {{100000, 16}},                                // one huge row: only sliced items
+    {{32, 16}, {14336, 16}, {7, 1}, {4096, 16}},   // small copies before and between large ones
 };
+
+TEST(PushItems, ThePlanPutsTheSlicedCopiesFirstEachInCopyOrder) {
+  const dispatch_params mixed = params_for(kPayloadSets.back());
+  EXPECT_EQ(mixed.order.large, 2);
+  EXPECT_EQ(mixed.order.small, 2);
+  const int expected[] = {1, 3, 0, 2};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(mixed.order.copy[i], expected[i]) << "position " << i;
+  // T = 1 on 16 warps: 7 slices of each large copy, then the two small copies.
+  const push_items one(mixed, 1, 16);
+  EXPECT_EQ(one.slices, 7);
+  EXPECT_EQ(one.at(mixed, 0, 0).copy, 1);
+  EXPECT_EQ(one.at(mixed, 0, 7).copy, 3);
+  EXPECT_EQ(one.at(mixed, 0, 14).copy, 0);
+  EXPECT_EQ(one.at(mixed, 0, 15).copy, 2);
+}
+
+TEST(PushItems, SliceBoundsAreTheSameOnBothSidesOfTheNarrowDivision) {
+  for (const std::size_t nvec : {std::size_t{0}, std::size_t{1}, std::size_t{895}, std::size_t{896},
+                                 (std::size_t{1} << 31) - 1, std::size_t{1} << 31, (std::size_t{1} << 33) + 5})
+    for (int slices : {1, 2, 7, 14, 15}) {
+      std::size_t covered = 0, previous_end = 0;
+      for (int s = 0; s < slices; ++s) {
+        std::size_t first = 0, end = 0;
+        push_items::slice_range(nvec, s, slices, first, end);
+        const std::size_t per = (nvec + slices - 1) / slices;  // the 64-bit reference
+        EXPECT_EQ(first, per * s) << nvec << " vectors, slice " << s << " of " << slices;
+        if (end > first) {
+          EXPECT_EQ(first, previous_end);
+          covered += end - first;
+          previous_end = end;
+        }
+      }
+      EXPECT_EQ(covered, nvec) << nvec << " vectors in " << slices << " slices";
+    }
+}
 
 TEST(PushItems, EveryVectorIsPushedExactlyOnce) {
   for (const auto& rows : kPayloadSets) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "epgraph/comm/error.hpp"
+#include "device/push_items.hpp"
 #include "launch.hpp"
 #include "remote_transport.hpp"
 
@@ -199,6 +200,7 @@ dispatch_op::dispatch_op(const comm::ep_session& session, dispatch_args args) : 
                                   v.layout.staged_payloads[i], static_cast<int>(vec)};
     }
     params_.num_copies = copies;
+    device::push_items::plan(params_);
     // A placement table of up to max_cached_table_words is read from shared memory (dispatch.cu).
     const long long table_words = 2LL * (static_cast<long long>(c.num_experts) + c.physical_experts());
     params_.table_cache_bytes =

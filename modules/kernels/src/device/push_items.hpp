@@ -4,6 +4,7 @@
 // copy of every token is pushed by exactly one item.
 
 #include <cstddef>
+#include <initializer_list>
 
 #include "epgraph/comm/host_device.hpp"
 #include "epgraph/kernels/launch_params.hpp"
@@ -32,9 +33,21 @@ struct push_items {
   }
   EPGRAPH_HD static int at_least_1(int x) { return x > 1 ? x : 1; }
 
+  /// Host, with the copies: their push order (dispatch_params::order).
+  static void plan(dispatch_params& p) {
+    p.order = {};
+    int n = 0;
+    for (const bool small_pass : {false, true})
+      for (int c = 0; c < p.num_copies; ++c)
+        if (one_round(p.copies[c]) == small_pass) {
+          p.order.copy[n++] = static_cast<std::int8_t>(c);
+          ++(small_pass ? p.order.small : p.order.large);
+        }
+  }
+
   EPGRAPH_HD push_items(const dispatch_params& p, int tokens, int nwarps)
-      : tokens(tokens), num_copies(p.num_copies), whole_tokens(tokens >= nwarps) {
-    for (int c = 0; c < p.num_copies; ++c) (one_round(p.copies[c]) ? small : large) += 1;
+      : tokens(tokens), num_copies(p.num_copies), small(p.order.small), large(p.order.large),
+        whole_tokens(tokens >= nwarps) {
     if (tokens > 0 && large > 0) slices = at_least_1((at_least_1(nwarps / tokens) - small) / large);
   }
   EPGRAPH_HD int count() const { return whole_tokens ? tokens : tokens * (large * slices + small); }
@@ -58,15 +71,19 @@ struct push_items {
       it.slice = 0;
       it.slices = 1;
     }
-    for (it.copy = 0;; ++it.copy)
-      if (one_round(p.copies[it.copy]) == is_small && k-- == 0) break;
+    it.copy = p.order.copy[is_small ? large + k : k];
     it.copy_end = it.copy + 1;
     return it;
   }
 
   /// Vectors [first, end) of a row of nvec vectors that slice `slice` of `slices` covers.
   EPGRAPH_HD static void slice_range(std::size_t nvec, int slice, int slices, std::size_t& first, std::size_t& end) {
-    const std::size_t per_slice = (nvec + slices - 1) / slices;
+    // 32-bit division for rows below 2^31 vectors (all of them in practice): the 64-bit one is
+    // a software routine on the way to a CTA's first store (perf-notes v39).
+    const std::size_t per_slice = nvec < (std::size_t{1} << 31)
+                                      ? (static_cast<unsigned>(nvec) + static_cast<unsigned>(slices) - 1u) /
+                                            static_cast<unsigned>(slices)
+                                      : (nvec + slices - 1) / slices;
     first = per_slice * slice;
     end = first + per_slice < nvec ? first + per_slice : nvec;
   }

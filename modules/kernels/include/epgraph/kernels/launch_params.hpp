@@ -41,12 +41,24 @@ inline constexpr int max_copies = comm::max_payloads + 1;  // payloads + the imp
 /// physical one); a larger table is read from global memory.
 inline constexpr int max_cached_table_words = 8192;
 
+/// The copies in the order the push takes them, planned on the host with the copies
+/// (device::push_items::plan): the sliced ones first, then those one warp moves in one round,
+/// each in copy order. Worked out in the kernel (a loop over the copy table per item), it was
+/// part of ~0.8 us of one warp's arithmetic between a small batch's slots and its first store
+/// (perf-notes v39).
+struct push_order {
+  std::int8_t large = 0;             ///< copies cut into slices at small T
+  std::int8_t small = 0;             ///< copies one warp moves in one round
+  std::int8_t copy[max_copies] = {};  ///< copy indices: the large ones, then the small ones
+};
+
 struct dispatch_params {
   comm::session_view v;
   const std::int32_t* num_tokens;
   const std::int32_t* topk_ids;
   int num_copies;
   copy_spec copies[max_copies];
+  push_order order;
   int table_cache_bytes;  ///< placement table cached in shared memory (0: none, or read from global)
 };
 
