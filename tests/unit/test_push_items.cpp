@@ -80,7 +80,8 @@ TEST(PushItems, ThePlanPutsTheSlicedCopiesFirstEachInCopyOrder) {
 
 TEST(PushItems, SliceBoundsAreTheSameOnBothSidesOfTheNarrowDivision) {
   for (const std::size_t nvec : {std::size_t{0}, std::size_t{1}, std::size_t{895}, std::size_t{896},
-                                 (std::size_t{1} << 31) - 1, std::size_t{1} << 31, (std::size_t{1} << 33) + 5})
+                                 (std::size_t{1} << 31) - 1, std::size_t{1} << 31, (std::size_t{1} << 32) - 2,
+                                 (std::size_t{1} << 32) - 1, (std::size_t{1} << 33) + 5})
     for (int slices : {1, 2, 7, 14, 15}) {
       std::size_t covered = 0, previous_end = 0;
       for (int s = 0; s < slices; ++s) {
@@ -157,7 +158,9 @@ TEST(PushItems, QuantizingCopiesCoverEveryStepOnceAndRoundAt1024Elements) {
       if (vec == 16 && hidden % 16 != 0) continue;  // planning gives 8 then
       dispatch_params p = params_for({{32, 16}, {hidden, vec}, {32, 16}});
       p.copies[1].quantize = true;
+      push_items::plan(p);  // as dispatch_op plans: after the copies are complete
       EXPECT_EQ(push_items::one_round(p.copies[1]), hidden <= 1024) << hidden << " with " << vec;
+      EXPECT_EQ(p.order.large, hidden <= 1024 ? 0 : 1) << hidden << " with " << vec;
       const std::size_t steps = (hidden + 32 * std::size_t(vec) - 1) / (32 * std::size_t(vec));
       for (int tokens : {1, 2, 5, 16, 40}) {
         const push_items items(p, tokens, 16);
