@@ -13,23 +13,21 @@ the SM that CTA 0 ran on in the last 12 launches and how the launches' SM sets o
 import struct
 import sys
 
+from stamps_summary import last_launch, push_rows
+
 
 def main(d):
-    data = open(d + '/stamps_dispatch_r0.bin', 'rb').read()
-    rows = [struct.unpack_from('<16Q', data, i * 128) for i in range(len(data) // 128)]
-    seq = max(r[15] for r in rows)
-    t0 = min(r[0] for r in rows if r[15] == seq and r[0])
-    pdata = open(d + '/stamps_push_r0.bin', 'rb').read()
-    push = [struct.unpack_from('<8Q', pdata, i * 64) for i in range(len(pdata) // 64)]
+    seq, ctas, t0 = last_launch(d + '/stamps_dispatch_r0.bin')
+    push = push_rows(d + '/stamps_push_r0.bin')
 
     def us(x):
         return round((x - t0) / 1000, 2) if x and x > t0 else None
 
     shown = 0
     for b, p in enumerate(push):
-        if not (p[0] and p[0] > t0) or shown == 4:
+        if b not in ctas or not (p[0] and p[0] > t0) or shown == 4:
             continue
-        r = rows[b]
+        r = ctas[b]
         shown += 1
         print(f"CTA {b}: slots {us(r[6])} push start {us(r[7])} | item known {us(p[4])} slots loaded {us(p[5])} "
               f"copy loop {us(p[6])} slice entry {us(p[0])} loads back {us(p[1])} dest 1 {us(p[2])} "

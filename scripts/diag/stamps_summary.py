@@ -46,13 +46,18 @@ PUSH_NAMES = {0: 'slice 0 entry', 1: 'first loads back', 2: 'stores to dest 1', 
               4: 'stores to dest 3', 5: 'stores to dest 4', 6: 'stores to dest 5', 7: 'slice done'}
 
 
+def push_rows(path):
+    """A stamps_push file's rows: 8 words per CTA, by CTA index."""
+    push = open(path, 'rb').read()
+    return [struct.unpack_from('<8Q', push, i * 64) for i in range(len(push) // 64)]
+
+
 def summarize_push(path):
     """stamps_push_r<rank>.bin (scripts/diag/push-stamps.patch): thread 0's stamps inside its last
     push of a hidden-row slice 0, 64 CTAs x 8 words, read against the same rank's
     stamps_dispatch file (its last launch's start and end per CTA bound which stamps count)."""
     seq, ctas, t00 = last_launch(path.replace('stamps_push_', 'stamps_dispatch_'))
-    push = open(path, 'rb').read()
-    prow = [struct.unpack_from('<8Q', push, i * 64) for i in range(len(push) // 64)]
+    prow = push_rows(path)
     inside = lambda i, t: i in ctas and ctas[i][0] <= t <= ctas[i][14]  # within CTA i's last launch
     pushed = [(i, r) for i, r in enumerate(prow) if inside(i, r[0])]
     print(f'{path}: launch {seq}, CTAs with a slice 0 in it: {len(pushed)}')
@@ -60,5 +65,6 @@ def summarize_push(path):
         print_point(k, name, [(r[k] - t00) / 1e3 for i, r in pushed if inside(i, r[k])])
 
 
-for p in sys.argv[1:]:
-    summarize_push(p) if 'stamps_push_' in p else summarize(p)
+if __name__ == '__main__':
+    for p in sys.argv[1:]:
+        summarize_push(p) if 'stamps_push_' in p else summarize(p)
