@@ -6,7 +6,12 @@
 //      straight into the peer's symmetric window, then one LSA barrier per CTA: what the
 //      primitive costs with no routing work. It is a plain loop (one 16-byte load in flight
 //      per thread), not a tuned copy, so at large T our dispatch beats it.
-// Both only enqueue work (capturable) once constructed.
+//  (c) a raw device-API LSA pull, combine's shape without its routing and sums: one LSA
+//      barrier per CTA, every CTA loads its share of the bytes this rank gets from each peer
+//      straight from the peer's window (8 loads in flight per thread, every peer's share in
+//      one stream of loads) into local memory, one more barrier. Combine pulls with loads
+//      between two barriers; the store copy (b) is not its floor.
+// All only enqueue work (capturable) once constructed.
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -45,6 +50,20 @@ class lsa_alltoall {
   std::size_t slot_bytes_;  // per-source region in every window (max over pairs, 16-aligned)
   std::vector<std::size_t> send_bytes_;
   comm::device_buffer send_, send_table_;
+  comm::symmetric_window window_;
+  comm::device_comm dev_;
+};
+
+/// pull[p]: the bytes this rank loads from rank p's window.
+class lsa_pull {
+ public:
+  lsa_pull(comm::nccl_comm_ref comm, std::vector<std::size_t> pull, int ctas, int threads);
+  [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
+
+ private:
+  int rank_, ranks_, ctas_, threads_;
+  std::size_t slot_bytes_;  // per-reader region in every window (max over pairs, 16-aligned)
+  comm::device_buffer recv_, recv_table_;
   comm::symmetric_window window_;
   comm::device_comm dev_;
 };

@@ -93,6 +93,10 @@ std::vector<column> make_columns() {
               &result::wire_dispatch_bytes);
   c.add_timed("lsa_combine", "raw LSA copy + barrier of combine's bytes", &result::lsa_combine,
               &result::wire_combine_bytes);
+  c.add_timed("lsa_pull_combine",
+              "raw LSA pull of combine's bytes between two barriers (combine's loads and barriers without its "
+              "routing and sums)",
+              &result::lsa_pull_combine, &result::wire_combine_bytes);
   c.add_timed("slab_dispatch",
               "several domains: NCCL grouped send/recv of the fixed slabs dispatch's exchange moves (max_tokens "
               "rows of ids and payloads to and from each rank of another domain), alone; 0 with one domain",

@@ -193,6 +193,12 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     replayer rc(s, {[&](cudaStream_t st) { return lc.run(st); }}, o.ops_per_graph);
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
+  {
+    // What this rank pulls from d in combine: the rows it dispatched to d.
+    bench::lsa_pull lp(nccl, c_bytes.send, shape.ctas, o.threads);
+    replayer rp(s, {[&](cudaStream_t st) { return lp.run(st); }}, o.ops_per_graph);
+    r.lsa_pull_combine = rp.time(mpi, o.warmup, o.replays);
+  }
   // Several domains: the exchanges' own traffic, alone (fixed slabs to and from every rank of
   // another domain), so a row splits dispatch and combine into their kernel and NCCL parts.
   const int L = session.config().domain_size;

@@ -45,9 +45,9 @@ std::size_t workspace_bytes(const result& r, std::string_view prefix) {
 }
 
 void print_header() {
-  std::printf("%-7s %8s %-3s %-3s %4s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s | %6s %6s | %7s %7s | %7s\n",
+  std::printf("%-7s %8s %-3s %-3s %4s %5s %3s %4s %-8s %-7s %6s | %8s %9s %7s | %8s %9s %7s | %8s %8s | %8s %8s %8s | %6s %6s | %7s %7s | %7s\n",
               "done", "elapsed", "EP", "L", "CTAs", "H", "k", "E", "routing", "payload", "T", "disp us", "wire GB/s", "logicGB",
-              "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "vsNCd", "vsNCc", "qdisp", "q+disp", "fp8 c");
+              "comb us", "wire GB/s", "logicGB", "nccl d", "nccl c", "lsa d", "lsa c", "lsa pc", "vsNCd", "vsNCc", "qdisp", "q+disp", "fp8 c");
 }
 
 namespace {
@@ -71,13 +71,13 @@ std::string us_text(double us) {  // "-" for an op the row did not time
 void print_row(const result& r, std::size_t done, std::size_t total, double elapsed_seconds) {
   const std::string progress = std::to_string(done) + "/" + std::to_string(total);
   std::printf("%-7s %8s %-3d %-3d %4d %5d %3d %4d %-8s %-7s %6d | %8.1f %9.1f %7.1f | %8.1f %9.1f %7.1f | %8.1f %8.1f | "
-              "%8.1f %8.1f | %6.2f %6.2f | %7s %7s | %7s\n",
+              "%8.1f %8.1f %8.1f | %6.2f %6.2f | %7s %7s | %7s\n",
               progress.c_str(), clock_text(elapsed_seconds).c_str(), r.ep, r.domain_size, r.ctas, r.hidden, r.top_k, r.experts,
               r.routing.c_str(), r.payload.c_str(), r.tokens, r.dispatch.median,
               gbps(r.wire_dispatch_bytes, r.dispatch.median), gbps(r.logical_dispatch_bytes, r.dispatch.median),
               r.combine.median, gbps(r.wire_combine_bytes, r.combine.median),
               gbps(r.logical_combine_bytes, r.combine.median), r.nccl_dispatch.median, r.nccl_combine.median,
-              r.lsa_dispatch.median, r.lsa_combine.median, r.nccl_dispatch.median / r.dispatch.median,
+              r.lsa_dispatch.median, r.lsa_combine.median, r.lsa_pull_combine.median, r.nccl_dispatch.median / r.dispatch.median,
               r.nccl_combine.median / r.combine.median, us_text(r.quantized_dispatch.median).c_str(),
               us_text(r.quantize_then_dispatch.median).c_str(), us_text(r.fp8_combine.median).c_str());
   std::fflush(stdout);
@@ -109,6 +109,8 @@ graph replays of the slowest rank, each replay divided by --ops-per-graph):
              the same routing (what a user with host-known counts would write), us per op
   lsa d/c    a plain device-API LSA copy of the same bytes plus one barrier: the primitive with
              no routing work (not a tuned copy), us per op
+  lsa pc     a plain device-API LSA pull of combine's bytes between two barriers (8 loads in
+             flight per thread): combine's loads and barriers without its routing and sums, us
   vsNCd/c    NCCL time / epgraph time for dispatch/combine: above 1, epgraph is faster
   qdisp      fp8 rows (--quantize fp8): the quantizing dispatch, bf16 rows in (disp us is then
              the dispatch of rows quantized before), us per op; "-" for other rows

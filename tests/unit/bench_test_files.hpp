@@ -107,6 +107,7 @@ inline bench::result known_result() {
   r.nccl_combine = {30.0, 30.3776, 30.7};
   r.lsa_dispatch = {20.1, 20.3808, 20.6};
   r.lsa_combine = {19.9, 20.0288, 20.2};
+  r.lsa_pull_combine = {21.5, 21.75, 22.0};
   r.slab_dispatch = {40.5, 41.25, 42.0};
   r.slab_combine = {38.0, 39.5, 40.25};
   r.slab_dispatch_bytes = 2.5e6;

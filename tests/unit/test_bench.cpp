@@ -236,6 +236,9 @@ std::map<std::string, double> expected_numbers() {
           {"lsa_combine_us", 20.0288},
           {"lsa_combine_p10_us", 19.9},
           {"lsa_combine_p90_us", 20.2},
+          {"lsa_pull_combine_us", 21.75},
+          {"lsa_pull_combine_p10_us", 21.5},
+          {"lsa_pull_combine_p90_us", 22.0},
           {"slab_dispatch_us", 41.25},
           {"slab_dispatch_p10_us", 40.5},
           {"slab_dispatch_p90_us", 42.0},
@@ -248,6 +251,7 @@ std::map<std::string, double> expected_numbers() {
           {"wire_nccl_combine_GBps", 5e6 / (30.3776 * 1e3)},
           {"wire_lsa_dispatch_GBps", (0.1 + 0.2) / (20.3808 * 1e3)},
           {"wire_lsa_combine_GBps", 5e6 / (20.0288 * 1e3)},
+          {"wire_lsa_pull_combine_GBps", 5e6 / (21.75 * 1e3)},
           {"wire_slab_dispatch_GBps", 2.5e6 / (41.25 * 1e3)},
           {"wire_slab_combine_GBps", 4.75e6 / (39.5 * 1e3)},
           {"logical_dispatch_GBps", (1.0 / 3.0) / (24.4608 * 1e3)},
@@ -464,7 +468,7 @@ TEST(BenchReport, HelpExplainsEveryTableAndFileColumn) {
   std::string help;
   EXPECT_FALSE(bench::parse_options({"--help"}, &help));
   for (const char* word : {"done", "elapsed", "EP", "H, k, E", "routing", "payload", "T ", "disp us", "comb us",
-                           "wire GB/s", "logicGB", "nccl d/c", "lsa d/c", "vsNCd/c", "busbw", "algbw"})
+                           "wire GB/s", "logicGB", "nccl d/c", "lsa d/c", "lsa pc", "vsNCd/c", "busbw", "algbw"})
     EXPECT_NE(help.find(word), std::string::npos) << word;
   for (const auto& c : bench::columns()) EXPECT_NE(help.find(c.key), std::string::npos) << c.key;
   for (std::size_t start = 0, end; start < help.size(); start = end + 1) {
