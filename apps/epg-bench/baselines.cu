@@ -37,19 +37,19 @@ __global__ void lsa_alltoall_kernel(const __grid_constant__ ncclDevComm dev, ncc
 }
 
 constexpr int kMaxPullPeers = comm::max_ep_size;  // ep_config rejects larger groups
-constexpr int kPullLoads = 8;  // 16-byte loads in flight per thread, as combine keeps (4 to 16)
+constexpr int kPullLoads = 8;  // 16-byte loads in flight per thread (combine keeps 8 or 16)
 
-// Between two LSA barriers (combine's entry and exit), CTA b loads its contiguous share of the
-// bytes this rank gets from every peer (staggered as above) from the peer's window at [my
-// rank][...] into local memory. The shares are one stream of words per CTA, so a thread's
-// loads in flight come from several peers where the shares are short (small T).
+// After one LSA barrier (combine's only one: the peers' rows are written; the next launch's
+// barrier orders these loads before the peers write again), CTA b loads its contiguous share
+// of the bytes this rank gets from every peer (staggered as above) from the peer's window at
+// [my rank][...] into local memory. The shares are one stream of words per CTA, so a thread's
+// loads in flight come from several peers where the shares are short (small T). The shares
+// are worked out before the barrier, as combine finds its rows before it waits.
 __global__ void lsa_pull_kernel(const __grid_constant__ ncclDevComm dev, ncclWindow_t win, uint4* recv,
                                 const unsigned long long* table, std::size_t slot_bytes) {
   __shared__ std::size_t s_end[kMaxPullPeers], s_first[kMaxPullPeers], s_dst[kMaxPullPeers];
   __shared__ const uint4* s_src[kMaxPullPeers];
   const int n = dev.lsaSize, me = dev.lsaRank;
-  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
-  bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
   if (threadIdx.x == 0) {
     std::size_t run = 0;
     for (int i = 0; i < n; ++i) {
@@ -64,6 +64,8 @@ __global__ void lsa_pull_kernel(const __grid_constant__ ncclDevComm dev, ncclWin
     }
   }
   __syncthreads();
+  ncclLsaBarrierSession<ncclCoopCta> bar(ncclCoopCta(), dev, ncclTeamLsa(dev), dev.lsaBarrier, blockIdx.x);
+  bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
   const std::size_t total = s_end[n - 1];
   int i = 0;  // the share of this thread's next word (its words only grow)
   for (std::size_t f = threadIdx.x; f < total; f += std::size_t{blockDim.x} * kPullLoads) {
@@ -84,7 +86,6 @@ __global__ void lsa_pull_kernel(const __grid_constant__ ncclDevComm dev, ncclWin
     for (int u = 0; u < kPullLoads; ++u)
       if (to[u]) *to[u] = x[u];
   }
-  bar.sync(ncclCoopCta(), cuda::memory_order_acq_rel);
 }
 
 // The largest of every rank's `mine`, rounded up to a page (a window slot per rank).
@@ -158,8 +159,7 @@ cudaError_t lsa_alltoall::run(cudaStream_t stream) const noexcept {
 }
 
 lsa_pull::lsa_pull(comm::nccl_comm_ref comm, std::vector<std::size_t> pull, int ctas, int threads)
-    : rank_(comm.rank()),
-      ranks_(comm.size()),
+    : ranks_(comm.size()),
       ctas_(ctas),
       threads_(threads),
       slot_bytes_(0),

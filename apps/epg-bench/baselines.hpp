@@ -1,5 +1,5 @@
 #pragma once
-// The two baselines epg-bench runs in the same process on the same bytes:
+// The three baselines epg-bench runs in the same process on the same bytes:
 //  (a) NCCL grouped ncclSend/ncclRecv moving exactly each pair's bytes (what a user with
 //      host-known counts would write), and
 //  (b) a raw device-API LSA all-to-all: every CTA stores its share of each pair's bytes
@@ -7,10 +7,14 @@
 //      primitive costs with no routing work. It is a plain loop (one 16-byte load in flight
 //      per thread), not a tuned copy, so at large T our dispatch beats it.
 //  (c) a raw device-API LSA pull, combine's shape without its routing and sums: one LSA
-//      barrier per CTA, every CTA loads its share of the bytes this rank gets from each peer
-//      straight from the peer's window (8 loads in flight per thread, every peer's share in
-//      one stream of loads) into local memory, one more barrier. Combine pulls with loads
-//      between two barriers; the store copy (b) is not its floor.
+//      barrier per CTA (combine's entry barrier), then every CTA loads its share of the bytes
+//      this rank gets back from each peer (the rows it dispatched there) straight from the
+//      peer's window (8 loads in flight per thread, every peer's share in one stream of
+//      loads) into local memory. Combine loads after its barrier; the store copy (b) is not
+//      its floor.
+// The LSA baselines index their per-rank byte counts by LSA rank: with several NVLink domains
+// they move ranks 0 .. L-1's counts between the peers of this rank's domain, not the routing's
+// pairs, so their columns are only comparable with one domain.
 // All only enqueue work (capturable) once constructed.
 #include <cuda_runtime_api.h>
 
@@ -61,7 +65,7 @@ class lsa_pull {
   [[nodiscard]] cudaError_t run(cudaStream_t stream) const noexcept;
 
  private:
-  int rank_, ranks_, ctas_, threads_;
+  int ranks_, ctas_, threads_;
   std::size_t slot_bytes_;  // per-reader region in every window (max over pairs, 16-aligned)
   comm::device_buffer recv_, recv_table_;
   comm::symmetric_window window_;

@@ -106,7 +106,7 @@ struct result {
   double wire_dispatch_bytes = 0, logical_dispatch_bytes = 0;  ///< per rank (mean)
   double wire_combine_bytes = 0, logical_combine_bytes = 0;
   stats dispatch, combine, nccl_dispatch, nccl_combine, lsa_dispatch, lsa_combine;
-  /// The raw LSA pull of combine's bytes between two barriers (baselines.hpp, (c)).
+  /// The raw LSA pull of combine's bytes after one barrier (baselines.hpp, (c)).
   stats lsa_pull_combine;
   /// Several domains: NCCL send/recv of the slabs the exchanges move between domains, alone
   /// (0 with one domain), and those slabs' bytes per rank (sent to other domains).

@@ -94,8 +94,8 @@ std::vector<column> make_columns() {
   c.add_timed("lsa_combine", "raw LSA copy + barrier of combine's bytes", &result::lsa_combine,
               &result::wire_combine_bytes);
   c.add_timed("lsa_pull_combine",
-              "raw LSA pull of combine's bytes between two barriers (combine's loads and barriers without its "
-              "routing and sums)",
+              "raw LSA pull of combine's bytes after one barrier (combine's barrier and loads without its routing "
+              "and sums)",
               &result::lsa_pull_combine, &result::wire_combine_bytes);
   c.add_timed("slab_dispatch",
               "several domains: NCCL grouped send/recv of the fixed slabs dispatch's exchange moves (max_tokens "

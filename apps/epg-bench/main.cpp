@@ -1,5 +1,5 @@
 // epg-bench: times dispatch and combine as CUDA-graph replays (CUDA events, median/p10/p90
-// of the slowest rank) against two baselines on the same routing and bytes, in one process.
+// of the slowest rank) against three baselines on the same routing and bytes, in one process.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -194,8 +194,8 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
   {
-    // What this rank pulls from d in combine: the rows it dispatched to d.
-    bench::lsa_pull lp(nccl, c_bytes.send, shape.ctas, o.threads);
+    // What this rank pulls from d in combine: the rows it dispatched to d (counts[d][me]).
+    bench::lsa_pull lp(nccl, c_bytes.recv, shape.ctas, o.threads);
     replayer rp(s, {[&](cudaStream_t st) { return lp.run(st); }}, o.ops_per_graph);
     r.lsa_pull_combine = rp.time(mpi, o.warmup, o.replays);
   }

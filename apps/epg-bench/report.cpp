@@ -109,8 +109,9 @@ graph replays of the slowest rank, each replay divided by --ops-per-graph):
              the same routing (what a user with host-known counts would write), us per op
   lsa d/c    a plain device-API LSA copy of the same bytes plus one barrier: the primitive with
              no routing work (not a tuned copy), us per op
-  lsa pc     a plain device-API LSA pull of combine's bytes between two barriers (8 loads in
-             flight per thread): combine's loads and barriers without its routing and sums, us
+  lsa pc     a plain device-API LSA pull of combine's bytes after one barrier, as combine (8
+             loads in flight per thread): combine's barrier and loads without its routing and
+             sums, us per op
   vsNCd/c    NCCL time / epgraph time for dispatch/combine: above 1, epgraph is faster
   qdisp      fp8 rows (--quantize fp8): the quantizing dispatch, bf16 rows in (disp us is then
              the dispatch of rows quantized before), us per op; "-" for other rows

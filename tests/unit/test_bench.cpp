@@ -489,6 +489,9 @@ TEST(BenchReport, RowsShowProgressAndElapsedTime) {
   EXPECT_NE(out.find("1:02:05"), std::string::npos) << out;
   EXPECT_NE(out.find("1:05"), std::string::npos) << out;
   EXPECT_NE(out.find("CTAs"), std::string::npos) << out;
+  EXPECT_NE(out.find("lsa pc"), std::string::npos) << out;
+  // The row carries every baseline: the raw store copies, then the raw pull (21.75 -> 21.8).
+  EXPECT_NE(out.find("20.4     20.0     21.8"), std::string::npos) << out;
 }
 
 TEST(BenchOptions, OutMustBeAFilePrefix) {
