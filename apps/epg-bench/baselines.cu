@@ -97,6 +97,19 @@ std::size_t agreed_slot_bytes(std::size_t mine) {
 
 }  // namespace
 
+step_bytes step_bytes_of(const std::vector<std::vector<int>>& counts, int me, std::size_t dispatch_bytes_per_token,
+                         std::size_t combine_row_bytes) {
+  step_bytes b;
+  for (std::size_t d = 0; d < counts.size(); ++d) {
+    const auto to_d = static_cast<std::size_t>(counts[d][me]), from_d = static_cast<std::size_t>(counts[me][d]);
+    b.dispatch.send.push_back(to_d * dispatch_bytes_per_token);
+    b.dispatch.recv.push_back(from_d * dispatch_bytes_per_token);
+    b.combine.send.push_back(from_d * combine_row_bytes);
+    b.combine.recv.push_back(to_d * combine_row_bytes);
+  }
+  return b;
+}
+
 nccl_alltoallv::nccl_alltoallv(comm::nccl_comm_ref comm, pair_bytes bytes)
     : comm_(comm),
       bytes_(std::move(bytes)),

@@ -32,6 +32,17 @@ struct pair_bytes {
   std::vector<std::size_t> send, recv;
 };
 
+/// Rank `me`'s bytes with every rank in one step of a routing (counts[dst][src]: tokens src
+/// routes to dst). Dispatch sends counts[d][me] tokens to d and receives counts[me][d] from d;
+/// combine moves the rows back: it sends d the counts[me][d] rows d dispatched here and
+/// receives the counts[d][me] rows it dispatched to d, which is what a pull loads from d
+/// (lsa_pull takes combine.recv).
+struct step_bytes {
+  pair_bytes dispatch, combine;
+};
+step_bytes step_bytes_of(const std::vector<std::vector<int>>& counts, int me, std::size_t dispatch_bytes_per_token,
+                         std::size_t combine_row_bytes);
+
 class nccl_alltoallv {
  public:
   nccl_alltoallv(comm::nccl_comm_ref comm, pair_bytes bytes);

@@ -150,16 +150,13 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
   phase("baselines");
 
   // Exact pair traffic of this routing. Dispatch: me -> d; combine: rows flow back d -> me.
-  bench::pair_bytes d_bytes, c_bytes;
+  const bench::step_bytes traffic = bench::step_bytes_of(expect.counts, me, static_cast<std::size_t>(bytes_per_token),
+                                                         static_cast<std::size_t>(shape.hidden) * 2);
+  const bench::pair_bytes &d_bytes = traffic.dispatch, &c_bytes = traffic.combine;
   double wire_d = 0, logical_d = 0;
   for (int d = 0; d < ep; ++d) {
-    const double sent = expect.counts[d][me] * bytes_per_token, got = expect.counts[me][d] * bytes_per_token;
-    d_bytes.send.push_back(std::size_t(sent));
-    d_bytes.recv.push_back(std::size_t(got));
-    c_bytes.send.push_back(std::size_t(expect.counts[me][d]) * shape.hidden * 2);
-    c_bytes.recv.push_back(std::size_t(expect.counts[d][me]) * shape.hidden * 2);
-    logical_d += got;
-    if (d != me) wire_d += sent;
+    logical_d += static_cast<double>(d_bytes.recv[d]);
+    if (d != me) wire_d += static_cast<double>(d_bytes.send[d]);
   }
   const double row_ratio = double(shape.hidden) * 2 / bytes_per_token;
   r.wire_dispatch_bytes = mean_over_ranks(wire_d);
@@ -194,8 +191,7 @@ bench::result run_config(const comm::mpi_context& mpi, comm::nccl_comm_ref nccl,
     r.lsa_combine = rc.time(mpi, o.warmup, o.replays);
   }
   {
-    // What this rank pulls from d in combine: the rows it dispatched to d (counts[d][me]).
-    bench::lsa_pull lp(nccl, c_bytes.recv, shape.ctas, o.threads);
+    bench::lsa_pull lp(nccl, c_bytes.recv, shape.ctas, o.threads);  // the rows it dispatched to d
     replayer rp(s, {[&](cudaStream_t st) { return lp.run(st); }}, o.ops_per_graph);
     r.lsa_pull_combine = rp.time(mpi, o.warmup, o.replays);
   }

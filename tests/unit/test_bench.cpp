@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "baselines.hpp"
 #include "bench.hpp"
 #include "bench_test_files.hpp"
 #include "epgraph/comm/error.hpp"
@@ -476,6 +477,20 @@ TEST(BenchReport, HelpExplainsEveryTableAndFileColumn) {
     if (end == std::string::npos) end = help.size();
     EXPECT_LE(end - start, 100u) << help.substr(start, end - start);
   }
+}
+
+// The baselines' pair bytes, from rank 1's side of a skewed 3-rank routing (counts[dst][src]):
+// the pull must load what rank 1 dispatched to each rank, never what it received, or under skew
+// the hot rank's traffic lands on its own loads (the raw pull's first version).
+TEST(BenchTraffic, CombineRowsGoBackTheWayTheTokensCame) {
+  const std::vector<std::vector<int>> counts = {{5, 40, 7},   // to rank 0 (hot) from 0, 1, 2
+                                                {1, 2, 3},
+                                                {0, 9, 4}};
+  const bench::step_bytes b = bench::step_bytes_of(counts, 1, 100, 10);
+  EXPECT_EQ(b.dispatch.send, (std::vector<std::size_t>{4000, 200, 900})) << "rank 1 sends counts[d][1] tokens to d";
+  EXPECT_EQ(b.dispatch.recv, (std::vector<std::size_t>{100, 200, 300})) << "rank 1 receives counts[1][d] from d";
+  EXPECT_EQ(b.combine.send, (std::vector<std::size_t>{10, 20, 30})) << "rows of d's tokens go back to d";
+  EXPECT_EQ(b.combine.recv, (std::vector<std::size_t>{400, 20, 90})) << "rank 1 gets (pulls) its own tokens' rows";
 }
 
 TEST(BenchReport, RowsShowProgressAndElapsedTime) {
