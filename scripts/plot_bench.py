@@ -3,9 +3,9 @@
 CTAs), against tokens per rank:
   1. dispatch time: epgraph, NCCL send/recv and the raw LSA copy of the same bytes, median
      with a p10-p90 band;
-  2. combine time, the same;
+  2. combine time, the same, and the raw LSA pull of its bytes where the CSV has it;
   3. epgraph time / baseline time per op (below 1: epgraph is faster);
-  4. wire GB/s (remote bytes / median time) of epgraph and both baselines, both ops.
+  4. wire GB/s (remote bytes / median time) of epgraph and the baselines, both ops.
 
 CSV files written before the baseline p10/p90 and bandwidth columns existed still plot: the
 baselines' bandwidth is derived from epgraph's (same bytes), and their bands are left out.
@@ -24,6 +24,9 @@ REQUIRED = GROUP_KEYS + ["gpu", "tokens", "dispatch_us", "combine_us", "nccl_dis
 # (column prefix, label, line style); the column is <prefix>_us, with _p10_us and _p90_us.
 SERIES = [("", "epgraph", "-"), ("nccl_", "NCCL send/recv", "--"), ("lsa_", "raw LSA copy", ":")]
 OPS = [("dispatch", "o", "tab:blue"), ("combine", "s", "tab:orange")]
+# Baselines only newer CSVs have (0 or absent: not timed), drawn for an op in every panel where
+# every row of a group has them: (column prefix, label, line style, colour).
+LATER_SERIES = {"combine": [("lsa_pull_", "raw LSA pull", (0, (5, 1, 1, 1, 1, 1)), "tab:pink")]}
 TEXT_COLUMNS = {"gpu", "payload", "routing", "nccl_version", "checked"}
 # Optional columns drawn beside an op when every row of a group has them (0 = not timed).
 EXTRA_SERIES = {"dispatch": [("quantized_dispatch", "epgraph quantizing dispatch (bf16 in)"),
@@ -121,13 +124,19 @@ def title_of(g):
             f"{int(r['experts'])}, {r['routing']}{ctas}\n{r['gpu']}{nccl} ({r['source']})")
 
 
+def later_series(g, op):
+    """The LATER_SERIES of this op that every row of the group has."""
+    return [s for s in LATER_SERIES.get(op, []) if all(r.get(f"{s[0]}{op}_us", 0) > 0 for r in g)]
+
+
 def plot_group(axes, g, plt_colors):
     t = [r["tokens"] for r in g]
     for row_index, (op, marker, _) in enumerate(OPS):
         ax = axes[row_index]
-        for (prefix, label, style), color in zip(SERIES, plt_colors):
+        later = [(prefix, label, style) for prefix, label, style, _ in later_series(g, op)]
+        for (prefix, label, style), color in zip(SERIES + later, plt_colors + [c for *_, c in later_series(g, op)]):
             col = f"{prefix}{op}"
-            ax.plot(t, [r[f"{col}_us"] for r in g], style, marker=marker, color=color, label=f"{label} {op}")
+            ax.plot(t, [r[f"{col}_us"] for r in g], linestyle=style, marker=marker, color=color, label=f"{label} {op}")
             if all(f"{col}_p10_us" in r and f"{col}_p90_us" in r for r in g):
                 ax.fill_between(t, [r[f"{col}_p10_us"] for r in g], [r[f"{col}_p90_us"] for r in g], color=color,
                                 alpha=0.2, linewidth=0)
@@ -139,15 +148,15 @@ def plot_group(axes, g, plt_colors):
         ax.set(xscale="log", yscale="log", xlabel="tokens per rank", ylabel=f"{op}: us per op (p10-p90 band)")
     ax = axes[2]
     for op, marker, color in OPS:
-        for prefix, label, style in SERIES[1:]:
-            ax.plot(t, [ratio(r[f"{op}_us"], r[f"{prefix}{op}_us"]) for r in g], style, marker=marker, color=color,
+        for prefix, label, style in SERIES[1:] + [s[:3] for s in later_series(g, op)]:
+            ax.plot(t, [ratio(r[f"{op}_us"], r[f"{prefix}{op}_us"]) for r in g], linestyle=style, marker=marker, color=color,
                     label=f"{op}: epgraph / {label}")
     ax.axhline(1, color="gray", lw=1)
     ax.set(xscale="log", xlabel="tokens per rank", ylabel="time ratio (below 1: epgraph faster)")
     ax = axes[3]
     for op, marker, color in OPS:
-        for prefix, label, style in SERIES:
-            ax.plot(t, [r[f"wire_{prefix}{op}_GBps"] for r in g], style, marker=marker, color=color,
+        for prefix, label, style in SERIES + [s[:3] for s in later_series(g, op)]:
+            ax.plot(t, [r[f"wire_{prefix}{op}_GBps"] for r in g], linestyle=style, marker=marker, color=color,
                     label=f"{label} {op}")
     ax.axhline(NVLINK4_GBPS, color="gray", ls="--", label="NVLink4 line rate")
     ax.set(xscale="log", xlabel="tokens per rank", ylabel="wire GB/s per GPU (remote bytes / median)")
