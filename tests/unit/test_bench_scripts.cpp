@@ -47,7 +47,8 @@ void write_fixture(const std::string& prefix) {
       r.tokens = tokens;
       const double scale = 1 + tokens / 16.0;
       for (bench::stats* s :
-           {&r.dispatch, &r.combine, &r.nccl_dispatch, &r.nccl_combine, &r.lsa_dispatch, &r.lsa_combine})
+           {&r.dispatch, &r.combine, &r.nccl_dispatch, &r.nccl_combine, &r.lsa_dispatch, &r.lsa_combine,
+            &r.lsa_pull_combine})
         *s = {s->median * scale * 0.8, s->median * scale, s->median * scale * 1.3};  // a visible band
       r.wire_dispatch_bytes = tokens * 3.61 * 0.75 * r.dispatch_bytes_per_token;
       r.wire_combine_bytes = tokens * 3.61 * 0.75 * r.combine_bytes_per_token;
